@@ -1,0 +1,39 @@
+"""BasicBlock: two 3x3 convolutions, as torchvision's ResNet-18/34."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .base import Act, Block, BlockParams, Norm, conv3x3
+
+
+class BasicBlock(Block):
+    """Two 3x3 conv-norm pairs with an identity shortcut (ResNet-18/34)."""
+
+    Params = BlockParams
+    expansion = 1
+
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, dilation: int = 1,
+                 downsample: nn.Module | None = None, params: BlockParams, norm: Norm, act: Act):
+        super().__init__()
+        if dilation > 1:
+            # torchvision raises the same: its 3x3 convs keep dilation 1 here.
+            raise ValueError("dilation > 1 is not supported in BasicBlock (as in torchvision)")
+        self.conv1 = conv3x3(in_channels, planes, stride)
+        self.bn1 = norm(planes)
+        self.relu = act()
+        self.conv2 = conv3x3(planes, planes)
+        self.bn2 = norm(planes)
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += identity
+        return self.relu(out)
+
+    def zero_init_last(self) -> None:
+        """Zero the last norm's scale so the block starts as identity (Goyal et al., 2017)."""
+        if getattr(self.bn2, "weight", None) is not None:
+            nn.init.zeros_(self.bn2.weight)

@@ -1,0 +1,85 @@
+"""Bottleneck (ResNet V1.5) and its torchvision presets: ResNeXt (grouped) and Wide."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torch import Tensor, nn
+
+from .base import Act, Block, BlockParams, Norm, conv1x1, conv3x3
+
+
+class BottleneckParams(BlockParams):
+    """Grouped-conv width of a bottleneck: width = int(planes * base_width / 64) * groups."""
+
+    groups: int = Field(1, ge=1, le=4096, description="Groups of the 3x3 convolution (ResNeXt cardinality).")
+    base_width: int = Field(64, ge=1, le=65536, description="Width per group at planes=64 (64 is ResNet).")
+
+
+class Bottleneck(Block):
+    """1x1 reduce, 3x3 (stride here: ResNet V1.5), 1x1 expand x4, as torchvision's Bottleneck."""
+
+    # torchvision puts the stride on the 3x3 conv (conv2), while the original paper puts it on the
+    # first 1x1: "ResNet V1.5", which improves accuracy according to
+    # https://ngc.nvidia.com/catalog/model-scripts/nvidia:resnet_50_v1_5_for_pytorch
+    Params = BottleneckParams
+    expansion = 4
+
+    def __init__(self, in_channels: int, planes: int, *, stride: int = 1, dilation: int = 1,
+                 downsample: nn.Module | None = None, params: BottleneckParams, norm: Norm, act: Act):
+        super().__init__()
+        groups = params.groups
+        width = int(planes * (params.base_width / 64.0)) * groups
+        if width < 1:
+            raise ValueError(f"planes {planes} x base_width {params.base_width} / 64 gives a width of 0")
+        out_channels = planes * self.expansion
+        self.conv1 = conv1x1(in_channels, width)
+        self.bn1 = norm(width)
+        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        self.bn2 = norm(width)
+        self.conv3 = conv1x1(width, out_channels)
+        self.bn3 = norm(out_channels)
+        self.relu = act()
+        self.downsample = downsample
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x if self.downsample is None else self.downsample(x)
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        out += identity
+        return self.relu(out)
+
+    def zero_init_last(self) -> None:
+        """Zero the last norm's scale so the block starts as identity (Goyal et al., 2017)."""
+        if getattr(self.bn3, "weight", None) is not None:
+            nn.init.zeros_(self.bn3.weight)
+
+
+class ResNeXtParams(BlockParams):
+    """ResNeXt's C x d notation: ``resnext50_32x4d`` is cardinality 32, base width 4."""
+
+    cardinality: int = Field(32, ge=1, le=4096, description="Number of groups in the 3x3 convolution (C).")
+    base_width: int = Field(4, ge=1, le=65536, description="Channels per group at planes=64 (d).")
+
+    @property
+    def groups(self) -> int:
+        """The 3x3 convolution's groups: the cardinality."""
+        return self.cardinality
+
+
+class ResNeXtBottleneck(Bottleneck):
+    """ResNeXt grouped-conv bottleneck (Xie et al., 2017): torchvision's Bottleneck with groups."""
+
+    Params = ResNeXtParams
+
+
+class WideParams(BottleneckParams):
+    """torchvision's wide ResNet: the bottleneck's inner width doubled (base width 128)."""
+
+    base_width: int = Field(128, ge=1, le=65536, description="Width per group at planes=64 (128 doubles it).")
+
+
+class WideBottleneck(Bottleneck):
+    """torchvision's wide bottleneck (wide_resnet50_2): inner 3x3 twice as wide, same output."""
+
+    Params = WideParams

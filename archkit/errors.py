@@ -1,0 +1,64 @@
+"""Errors a user can cause, and the exit codes the CLI maps them to."""
+
+from __future__ import annotations
+
+import dataclasses
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class Mark:
+    """Where a value came from: a file position, or a command-line override."""
+
+    source: str
+    line: int | None = None  # 1-based
+    column: int | None = None  # 1-based
+
+    def __str__(self) -> str:
+        if self.line is None:
+            return self.source
+        return f"{self.source}:{self.line}:{self.column}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a spec: where, which field, what."""
+
+    message: str
+    mark: Mark | None = None
+    field: str = ""
+
+    def __str__(self) -> str:
+        parts = [str(self.mark)] if self.mark else []
+        if self.field:
+            parts.append(self.field)
+        parts.append(self.message)
+        return ": ".join(parts)
+
+
+class SpecError(ValueError):
+    """A spec (file, dict or override) is invalid; ``problems`` lists each error in file order."""
+
+    def __init__(self, problems: list[Problem] | str, mark: Mark | None = None, field: str = ""):
+        if isinstance(problems, str):
+            problems = [Problem(problems, mark, field)]
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing, truncated, corrupted or does not fit its stored spec."""
+
+
+def format_path(path: tuple) -> str:
+    """Render a field path like ``stages[2].block.groups``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out

@@ -1,0 +1,259 @@
+"""Stem and head layer types: each a pydantic params model that builds its module and its output shape.
+
+Shapes are per sample: ``(channels, height, width)`` for feature maps, ``(features,)`` once flat.
+Input channels and features always come from the previous layer; a spec never states them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+Shape = tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildContext:
+    """What a layer may need beyond its own params: the spec's norm and activation factories."""
+
+    norm: Callable[[int], nn.Module]
+    act: Callable[[], nn.Module]
+
+
+class LayerParams(BaseModel):
+    """Base of every layer type: an optional child name, then the type's own parameters."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    role: ClassVar[str] = "layer"  # "layer", "norm" (takes channels) or "activation"
+
+    name: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=64,
+                             description="Child module name, the state_dict prefix; defaults to the type name.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        """The module for an input of ``shape``."""
+        raise NotImplementedError
+
+    def output_shape(self, shape: Shape) -> Shape:
+        """The per-sample output shape for an input of ``shape``; raises ValueError if impossible."""
+        return shape
+
+
+def _spatial(shape: Shape, what: str) -> tuple[int, int, int]:
+    if len(shape) != 3:
+        raise ValueError(f"{what} needs a (channels, height, width) input, but the input is flat {list(shape)}")
+    return shape  # type: ignore[return-value]
+
+
+def _pooled(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def _check_size(c: int, h: int, w: int, what: str, shape: Shape) -> Shape:
+    if h < 1 or w < 1:
+        raise ValueError(f"{what} turns a {shape[1]}x{shape[2]} input into {h}x{w}: the input is too small")
+    return (c, h, w)
+
+
+class Conv(LayerParams):
+    """2-D convolution."""
+
+    channels: int = Field(ge=1, le=1 << 20, description="Output channels.")
+    kernel_size: int = Field(3, ge=1, le=63, description="Square kernel size.")
+    stride: int = Field(1, ge=1, le=64, description="Stride.")
+    padding: int | None = Field(None, ge=0, le=1024, description="Zero padding; default keeps size at stride 1.")
+    dilation: int = Field(1, ge=1, le=64, description="Dilation.")
+    groups: int = Field(1, ge=1, le=1 << 20, description="Groups; must divide input and output channels.")
+    bias: bool = Field(False, description="Add a bias (off: a norm usually follows).")
+
+    def _padding(self) -> int:
+        return self.dilation * (self.kernel_size - 1) // 2 if self.padding is None else self.padding
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.Conv2d(shape[0], self.channels, self.kernel_size, self.stride, self._padding(),
+                         self.dilation, self.groups, self.bias)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        c, h, w = _spatial(shape, "conv")
+        for channels in (c, self.channels):
+            if channels % self.groups:
+                raise ValueError(f"groups {self.groups} does not divide {channels} channels")
+        size = [_pooled(s, self.kernel_size, self.stride, self._padding(), self.dilation) for s in (h, w)]
+        return _check_size(self.channels, *size, f"conv {self.kernel_size}x{self.kernel_size}/{self.stride}", shape)
+
+
+class BatchNorm(LayerParams):
+    """Batch normalization over channels."""
+
+    role: ClassVar[str] = "norm"
+    eps: float = Field(1e-5, gt=0, lt=1, description="Added to the variance for stability.")
+    momentum: float = Field(0.1, ge=0, le=1, description="Running-statistics momentum.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        if len(shape) == 1:
+            return nn.BatchNorm1d(shape[0], self.eps, self.momentum)
+        return nn.BatchNorm2d(shape[0], self.eps, self.momentum)
+
+
+class GroupNorm(LayerParams):
+    """Group normalization (Wu & He, 2018): batch-size independent."""
+
+    role: ClassVar[str] = "norm"
+    groups: int = Field(32, ge=1, le=1 << 20, description="Number of groups; must divide the channels.")
+    eps: float = Field(1e-5, gt=0, lt=1, description="Added to the variance for stability.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        if shape[0] % self.groups:
+            raise ValueError(f"groupnorm groups {self.groups} does not divide {shape[0]} channels")
+        return nn.GroupNorm(self.groups, shape[0], self.eps)
+
+
+class Norm(LayerParams):
+    """The spec's chosen norm (``norm:``), so one line switches every norm in the model."""
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return ctx.norm(shape[0])
+
+
+class Act(LayerParams):
+    """The spec's chosen activation (``activation:``)."""
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return ctx.act()
+
+
+class ReLU(LayerParams):
+    """Rectified linear unit."""
+
+    role: ClassVar[str] = "activation"
+    inplace: bool = Field(True, description="Overwrite the input (saves memory, as torchvision).")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.ReLU(inplace=self.inplace)
+
+
+class LeakyReLU(LayerParams):
+    """Leaky ReLU (DarkNet uses slope 0.1)."""
+
+    role: ClassVar[str] = "activation"
+    negative_slope: float = Field(0.01, ge=0, le=1, description="Slope for negative inputs.")
+    inplace: bool = Field(True, description="Overwrite the input.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.LeakyReLU(self.negative_slope, inplace=self.inplace)
+
+
+class SiLU(LayerParams):
+    """Sigmoid linear unit (swish)."""
+
+    role: ClassVar[str] = "activation"
+    inplace: bool = Field(True, description="Overwrite the input.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.SiLU(inplace=self.inplace)
+
+
+class _Pool(LayerParams):
+    kernel_size: int = Field(ge=1, le=64, description="Square window size.")
+    stride: int | None = Field(None, ge=1, le=64, description="Stride; defaults to the kernel size.")
+    padding: int = Field(0, ge=0, le=32, description="Implicit padding; at most half the kernel.")
+
+    def output_shape(self, shape: Shape) -> Shape:
+        c, h, w = _spatial(shape, self.__class__.__name__.lower())
+        if 2 * self.padding > self.kernel_size:
+            raise ValueError(f"padding {self.padding} must be at most half the kernel size {self.kernel_size}")
+        stride = self.stride or self.kernel_size
+        size = [_pooled(s, self.kernel_size, stride, self.padding) for s in (h, w)]
+        return _check_size(c, *size, f"pool {self.kernel_size}x{self.kernel_size}/{stride}", shape)
+
+
+class MaxPool(_Pool):
+    """2-D max pooling."""
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.MaxPool2d(self.kernel_size, self.stride, self.padding)
+
+
+class AvgPool(_Pool):
+    """2-D average pooling."""
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.AvgPool2d(self.kernel_size, self.stride, self.padding)
+
+
+class AdaptiveAvgPool(LayerParams):
+    """Average pooling to a fixed output size (1: global average pooling)."""
+
+    output_size: int = Field(1, ge=1, le=1024, description="Square output size.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.AdaptiveAvgPool2d((self.output_size, self.output_size))
+
+    def output_shape(self, shape: Shape) -> Shape:
+        c, _, _ = _spatial(shape, "adaptive_avgpool")
+        return (c, self.output_size, self.output_size)
+
+
+class Flatten(LayerParams):
+    """Flatten each sample to a vector (torchvision's ``torch.flatten(x, 1)``)."""
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.Flatten(1)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        n = 1
+        for s in shape:
+            n *= s
+        return (n,)
+
+
+class Linear(LayerParams):
+    """Fully connected layer; input features come from the previous layer."""
+
+    features: int = Field(ge=1, le=1 << 24, description="Output features (classes for a classifier).")
+    bias: bool = Field(True, description="Add a bias.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.Linear(shape[0], self.features, self.bias)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        if len(shape) != 1:
+            raise ValueError(f"linear needs a flat input but gets {list(shape)}; put a flatten layer before it")
+        return (self.features,)
+
+
+class Dropout(LayerParams):
+    """Dropout."""
+
+    p: float = Field(0.5, ge=0, lt=1, description="Probability of zeroing an element.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.Dropout(self.p)
+
+
+class Identity(LayerParams):
+    """Does nothing; a placeholder (e.g. to drop a head layer by override)."""
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        return nn.Identity()
+
+
+BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
+    "conv": Conv,
+    "batchnorm": BatchNorm,
+    "groupnorm": GroupNorm,
+    "norm": Norm,
+    "act": Act,
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "silu": SiLU,
+    "maxpool": MaxPool,
+    "avgpool": AvgPool,
+    "adaptive_avgpool": AdaptiveAvgPool,
+    "flatten": Flatten,
+    "linear": Linear,
+    "dropout": Dropout,
+    "identity": Identity,
+}

@@ -1,0 +1,297 @@
+"""Safe YAML loading with positions kept: ``base:`` inheritance, ``--set`` overrides, hostile-input limits."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import Mark, SpecError, format_path
+
+MAX_FILE_BYTES = 1 << 20  # 1 MiB: a spec is a few dozen lines; anything bigger is a mistake or an attack
+MAX_NODES = 100_000  # values after alias expansion: refuses "billion laughs" documents early
+MAX_DEPTH = 64  # a spec nests at most ~5 levels deep
+_SCALARS = (type(None), bool, int, float, str)
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+class MDict(dict):
+    """A dict that remembers where each key came from (``marks``) and where it starts (``mark``)."""
+
+    def __init__(self, *args: Any, mark: Mark | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.mark = mark
+        self.marks: dict[str, Mark] = {}
+
+
+class MList(list):
+    """A list that remembers where each item came from (``marks``) and where it starts (``mark``)."""
+
+    def __init__(self, *args: Any, mark: Mark | None = None):
+        super().__init__(*args)
+        self.mark = mark
+        self.marks: list[Mark | None] = [None] * len(self)
+
+
+def _mark(source: str, yaml_mark: Any) -> Mark:
+    if yaml_mark is None:
+        return Mark(source)
+    return Mark(source, yaml_mark.line + 1, yaml_mark.column + 1)
+
+
+class _Converter:
+    """Turns a composed YAML node graph into MDict/MList/scalars, refusing what a spec never needs."""
+
+    def __init__(self, loader: yaml.SafeLoader, source: str, line_known: bool):
+        self.loader = loader
+        self.source = source
+        self.line_known = line_known
+        self.budget = MAX_NODES
+
+    def mark(self, node: yaml.Node) -> Mark:
+        return _mark(self.source, node.start_mark) if self.line_known else Mark(self.source)
+
+    def convert(self, node: yaml.Node, depth: int = 0) -> Any:
+        self.budget -= 1
+        if self.budget < 0:
+            raise SpecError(f"document expands to more than {MAX_NODES:,} values (alias bomb?)", self.mark(node))
+        if depth > MAX_DEPTH:
+            raise SpecError(f"nested more than {MAX_DEPTH} levels deep", self.mark(node))
+        if isinstance(node, yaml.ScalarNode):
+            return self.scalar(node)
+        if isinstance(node, yaml.SequenceNode):
+            if node.tag != _SEQ_TAG:
+                raise SpecError(f"unsupported YAML tag {node.tag!r}", self.mark(node))
+            out = MList(mark=self.mark(node))
+            for item in node.value:
+                out.append(self.convert(item, depth + 1))
+                out.marks.append(self.mark(item))
+            return out
+        if node.tag != _MAP_TAG:
+            raise SpecError(f"unsupported YAML tag {node.tag!r}", self.mark(node))
+        try:
+            self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc, self.source) from None
+        out = MDict(mark=self.mark(node))
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError("mapping keys must be plain strings", self.mark(key_node))
+            key = self.scalar(key_node)
+            if not isinstance(key, str):
+                raise SpecError(f"mapping keys must be strings, got {key!r}", self.mark(key_node))
+            if key in out:
+                first = out.marks[key]
+                where = f" (first at line {first.line})" if first.line else ""
+                raise SpecError(f"duplicate key {key!r}{where}", self.mark(key_node))
+            out.marks[key] = self.mark(key_node)
+            out[key] = self.convert(value_node, depth + 1)
+        return out
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        try:
+            value = self.loader.construct_object(node, deep=True)
+        except yaml.YAMLError as exc:
+            raise _yaml_error(exc, self.source) from None
+        if not isinstance(value, _SCALARS):
+            raise SpecError(f"unsupported YAML value of type {type(value).__name__} ({node.tag})", self.mark(node))
+        return value
+
+
+def _yaml_error(exc: yaml.YAMLError, source: str) -> SpecError:
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    message = f"invalid YAML: {context + ', ' if context else ''}{problem}"
+    if isinstance(exc, yaml.reader.ReaderError):
+        return SpecError(f"invalid YAML: {exc.reason} at byte {exc.position}", Mark(source))
+    return SpecError(message, _mark(source, mark))
+
+
+def parse(text: str, source: str, *, line_known: bool = True) -> Any:
+    """Parse one YAML document of plain data into MDict/MList/scalars; raise SpecError on anything else."""
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except RecursionError:
+            raise SpecError(f"nested more than {MAX_DEPTH} levels deep", Mark(source)) from None
+        except yaml.YAMLError as exc:
+            if "expected a single document" in str(exc):
+                raise SpecError("a spec file holds exactly one YAML document (found '---' starting another)",
+                                _mark(source, getattr(exc, "problem_mark", None))) from None
+            raise _yaml_error(exc, source) from None
+        if node is None:
+            return None
+        return _Converter(loader, source, line_known).convert(node)
+    finally:
+        loader.dispose()
+
+
+def read_text(path: Path) -> str:
+    """Read a spec file as UTF-8 text, with one-line errors for every way that can fail."""
+    source = str(path)
+    try:
+        if path.is_dir():
+            raise SpecError("is a directory, not a spec file", Mark(source))
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise SpecError(f"file is {size:,} bytes; a spec may be at most {MAX_FILE_BYTES:,}", Mark(source))
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SpecError("no such file", Mark(source)) from None
+    except PermissionError:
+        raise SpecError("permission denied", Mark(source)) from None
+    except OSError as exc:
+        raise SpecError(f"cannot read: {exc.strerror or exc}", Mark(source)) from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"not UTF-8 text (bad byte at offset {exc.start})", Mark(source)) from None
+
+
+def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> MDict:
+    """Load a spec file and everything it inherits through ``base:``, merged, with positions."""
+    path = Path(path)
+    resolved = path.resolve()
+    if resolved in _chain:
+        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
+        raise SpecError(f"base: cycle: {cycle}", Mark(str(path)))
+    tree = parse(read_text(path), str(path))
+    if tree is None:
+        raise SpecError("empty spec file", Mark(str(path)))
+    if not isinstance(tree, MDict):
+        raise SpecError(f"a spec must be a mapping at the top level, not a {_kind(tree)}", Mark(str(path), 1, 1))
+    if "base" not in tree:
+        return tree
+    base = tree.pop("base")
+    base_mark = tree.marks.pop("base")
+    if not isinstance(base, str) or not base:
+        raise SpecError(f"must be a file path (got {base!r})", base_mark, "base")
+    base_path = path.parent / base
+    if not base_path.exists():
+        raise SpecError(f"base file {str(base_path)!r} does not exist", base_mark, "base")
+    parent = load_file(base_path, (*_chain, resolved))
+    return merge(parent, tree)
+
+
+def _kind(value: Any) -> str:
+    return {MList: "list", list: "list", str: "string"}.get(type(value), type(value).__name__)
+
+
+def merge(base: Any, over: Any) -> Any:
+    """Deep-merge ``over`` onto ``base``: mappings merge key by key, everything else is replaced.
+
+    A mapping whose ``type`` changes is replaced whole: another block or layer type takes other params.
+    """
+    if not (isinstance(base, dict) and isinstance(over, dict)):
+        return over
+    if "type" in over and "type" in base and over["type"] != base["type"]:
+        return over
+    out = MDict(mark=getattr(over, "mark", None))
+    base_marks = getattr(base, "marks", {})
+    over_marks = getattr(over, "marks", {})
+    for key, value in base.items():
+        out[key] = value
+        out.marks[key] = base_marks.get(key)
+    for key, value in over.items():
+        out[key] = merge(base[key], value) if key in base else value
+        out.marks[key] = over_marks.get(key)
+    return out
+
+
+def apply_override(tree: MDict, text: str) -> None:
+    """Apply one ``--set dotted.key=value`` override in place; the value is parsed as YAML."""
+    mark = Mark(f"--set {text}")
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecError("--set expects KEY=VALUE, e.g. stages.2.depth=23", mark)
+    parts = key.strip().split(".")
+    value = parse(raw, mark.source, line_known=False) if raw.strip() else None
+    node: Any = tree
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        where = format_path(tuple(_index(p, node) for p in parts[:depth])) or "the spec"
+        if isinstance(node, list):
+            index = _index(part, node)
+            if not isinstance(index, int):
+                raise SpecError(f"{where} is a list; use an index 0..{len(node) - 1}, not {part!r}", mark)
+            if not 0 <= index < len(node):
+                raise SpecError(f"{where} has {len(node)} items; index {index} is out of range", mark)
+            if last:
+                node[index] = value
+                if isinstance(node, MList):
+                    node.marks[index] = mark
+            node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+                if isinstance(node, MDict):
+                    node.marks[part] = mark
+            elif part not in node or node[part] is None:
+                node[part] = MDict(mark=mark)
+                if isinstance(node, MDict):
+                    node.marks[part] = mark
+            node = node[part]
+        else:
+            raise SpecError(f"{where} is a {_kind(node)}, it has no field {part!r}", mark)
+
+
+def _index(part: str, node: Any) -> Any:
+    return int(part) if isinstance(node, list) and part.lstrip("-").isdigit() else part
+
+
+def load(path: str | os.PathLike, overrides: Iterable[str] = ()) -> MDict:
+    """Load a spec file, resolve ``base:``, apply ``--set`` overrides; positions kept for errors."""
+    tree = load_file(path)
+    for text in overrides:
+        apply_override(tree, text)
+    return tree
+
+
+def from_mapping(data: dict, source: str = "<dict>") -> MDict:
+    """Wrap a plain dict (from Python code) so it flows through the same validation as a file."""
+    def wrap(value: Any) -> Any:
+        if isinstance(value, dict):
+            out = MDict(mark=Mark(source))
+            for k, v in value.items():
+                out[k] = wrap(v)
+                out.marks[k] = Mark(source)
+            return out
+        if isinstance(value, (list, tuple)):
+            out_list = MList([wrap(v) for v in value], mark=Mark(source))
+            out_list.marks = [Mark(source)] * len(out_list)
+            return out_list
+        return value
+    return wrap(data)
+
+
+def flatten(tree: Any) -> tuple[Any, dict[tuple, Mark]]:
+    """Split a marked tree into plain data and a map from field path to position."""
+    marks: dict[tuple, Mark] = {}
+
+    def walk(value: Any, path: tuple) -> Any:
+        if isinstance(value, dict):
+            own = getattr(value, "marks", {})
+            out = {}
+            for key, item in value.items():
+                if own.get(key) is not None:
+                    marks[(*path, key)] = own[key]
+                out[key] = walk(item, (*path, key))
+            return out
+        if isinstance(value, list):
+            own_list = getattr(value, "marks", [])
+            out_list = []
+            for i, item in enumerate(value):
+                if i < len(own_list) and own_list[i] is not None:
+                    marks[(*path, i)] = own_list[i]
+                out_list.append(walk(item, (*path, i)))
+            return out_list
+        return value
+
+    if getattr(tree, "mark", None) is not None:
+        marks[()] = tree.mark
+    return walk(tree, ()), marks
