@@ -71,7 +71,7 @@ def make_stage(spec: ModelSpec, index: int, shape: Shape, dilation: int,
             blocks.append(cls(out_channels, planes, stride=1, dilation=dilation, downsample=None,
                               params=params, norm=ctx.norm, act=ctx.act))
     except (ValueError, NotImplementedError) as exc:
-        raise spec.error((*path, "block"), f"{stage.block.type}: {exc}") from None
+        raise spec.error(path, f"{stage.block.type} block: {exc}") from None
     return nn.Sequential(*blocks), (out_channels, *size), dilation
 
 

@@ -36,6 +36,10 @@ class MList(list):
         self.marks: list[Mark | None] = [None] * len(self)
 
 
+def _tag(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
 def _mark(source: str, yaml_mark: Any) -> Mark:
     if yaml_mark is None:
         return Mark(source)
@@ -64,14 +68,14 @@ class _Converter:
             return self.scalar(node)
         if isinstance(node, yaml.SequenceNode):
             if node.tag != _SEQ_TAG:
-                raise SpecError(f"unsupported YAML tag {node.tag!r}", self.mark(node))
+                raise SpecError(f"unsupported YAML tag {_tag(node.tag)!r}", self.mark(node))
             out = MList(mark=self.mark(node))
             for item in node.value:
                 out.append(self.convert(item, depth + 1))
                 out.marks.append(self.mark(item))
             return out
         if node.tag != _MAP_TAG:
-            raise SpecError(f"unsupported YAML tag {node.tag!r}", self.mark(node))
+            raise SpecError(f"unsupported YAML tag {_tag(node.tag)!r}", self.mark(node))
         try:
             self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor)
         except yaml.YAMLError as exc:
@@ -97,7 +101,7 @@ class _Converter:
         except yaml.YAMLError as exc:
             raise _yaml_error(exc, self.source) from None
         if not isinstance(value, _SCALARS):
-            raise SpecError(f"unsupported YAML value of type {type(value).__name__} ({node.tag})", self.mark(node))
+            raise SpecError(f"unsupported YAML value of type {type(value).__name__} ({_tag(node.tag)})", self.mark(node))
         return value
 
 

@@ -123,6 +123,10 @@ def json_schema() -> dict:
     schema["title"] = "archkit spec"
     # ``base:`` is resolved by the loader before validation; editors must still accept it.
     schema["properties"]["base"] = {"type": "string", "description": "Spec file this one inherits from (deep merge)."}
+    # A spec with base: may leave required fields to its base, so "required" applies only without one.
+    required = schema.pop("required", [])
+    schema["if"] = {"required": ["base"]}
+    schema["else"] = {"required": required}
     return schema
 
 
@@ -317,8 +321,14 @@ def _problem(err: dict, data: Any, marks: dict, cls: type[BaseModel]) -> Problem
         message = f"must be one of {ctx.get('expected')}{got}" + (
             f"; did you mean {difflib.get_close_matches(str(value), choices, 1)[0]!r}?"
             if difflib.get_close_matches(str(value), choices, 1) else "")
-    elif kind in ("too_short", "too_long"):
-        message = err["msg"].replace("List should", "must").replace("String should", "must") + got
+    elif kind == "too_short":
+        message = f"must have at least {ctx.get('min_length')} item(s)" if isinstance(value, list) else \
+            f"must not be empty{got}"
+    elif kind == "too_long":
+        message = f"must have at most {ctx.get('max_length')} item(s)" if isinstance(value, list) else \
+            f"is too long (at most {ctx.get('max_length')} characters)"
+    elif kind == "string_pattern_mismatch":
+        message = f"must be a Python identifier{got}"
     else:
         message = err["msg"][:1].lower() + err["msg"][1:]
     return Problem(message, _mark_for(path, marks), format_path(path))

@@ -1,0 +1,7 @@
+"""``python -m archkit``."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,271 @@
+"""Command line: ``archkit build|validate|blocks|schema``; it only chains the library's steps."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import traceback
+from typing import Any, Callable, Sequence
+
+from . import __version__
+from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, SpecError
+
+DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
+MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line + the usage hint, exit code 2
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                        help="show the full Python traceback on errors")
+    parser = _Parser(prog="archkit", description="Build ResNet-family PyTorch networks from YAML specs.",
+                     parents=[common])
+    parser.add_argument("--version", action="version", version=f"archkit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    b = sub.add_parser("build", parents=[common], help="build a spec; --summary, --json, --output",
+                       description="Build the model a spec describes. --summary and --json measure it on the meta "
+                                   "device (no weights allocated); --output materializes it and saves a checkpoint.")
+    b.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    b.add_argument("--summary", action="store_true", help="print per-layer shapes, params and MACs")
+    b.add_argument("--depth", type=_positive, default=1, metavar="N",
+                   help="table depth: 1 = stem/stages/head, 2 = blocks, 3 = inside blocks (default 1)")
+    b.add_argument("--input-size", type=_positive, nargs="+", metavar="N",
+                   help="input height [width] for the summary and shape checks (default: the spec's)")
+    b.add_argument("--batch-size", type=_positive, default=1, metavar="N", help="batch size for the summary")
+    b.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field after base: merging, e.g. stages.2.depth=23 (repeatable)")
+    b.add_argument("--output", metavar="FILE", help="materialize the model and save a checkpoint here")
+    b.add_argument("--json", action="store_true", help="print the summary as JSON (stable keys)")
+    b.add_argument("--seed", type=_non_negative, metavar="N", help="seed for the initial weights (overrides seed:)")
+    b.add_argument("--max-params", type=_positive, metavar="N",
+                   help=f"refuse to materialize more parameters than this (default {DEFAULT_MAX_PARAMS:,}, "
+                        f"or ${MAX_PARAMS_ENV})")
+    b.set_defaults(func=cmd_build)
+
+    v = sub.add_parser("validate", parents=[common], help="validate one or more specs",
+                       description="Validate specs (fields, then shapes on the meta device); exit 2 if any fails.")
+    v.add_argument("specs", metavar="SPEC", nargs="+", help="spec files")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    v.set_defaults(func=cmd_validate)
+
+    k = sub.add_parser("blocks", parents=[common], help="list block and layer types, or show one",
+                       description="List every registered block and layer type, or show one type's parameters.")
+    k.add_argument("name", nargs="?", metavar="NAME", help="a block or layer type to describe")
+    k.set_defaults(func=cmd_blocks)
+
+    s = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the spec format",
+                       description="Print the JSON Schema of specs, with every registered block's parameters, "
+                                   "for editors (yaml-language-server) and CI.")
+    s.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
+    s.set_defaults(func=cmd_schema)
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> list[str]:
+    overrides = list(args.set)
+    if getattr(args, "seed", None) is not None:
+        overrides.append(f"seed={args.seed}")
+    size = getattr(args, "input_size", None)
+    if size:
+        if len(size) > 2:
+            raise SpecError("--input-size takes HEIGHT [WIDTH]")
+        overrides.append(f"input.size=[{size[0]}, {size[-1]}]")
+    return overrides
+
+
+def _max_params(args: argparse.Namespace) -> int:
+    if args.max_params is not None:
+        return args.max_params
+    env = os.environ.get(MAX_PARAMS_ENV)
+    if env is None:
+        return DEFAULT_MAX_PARAMS
+    if not env.isdigit() or int(env) < 1:
+        raise SpecError(f"${MAX_PARAMS_ENV} must be a positive integer, got {env!r}")
+    return int(env)
+
+
+def _count_params(spec: Any) -> int:
+    from .builder import build
+
+    return sum(p.numel() for p in build(spec, device="meta").parameters())
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """archkit build."""
+    from . import load_spec
+
+    spec = load_spec(args.spec, _overrides(args))
+    out = sys.stdout
+    if args.summary or args.json:
+        from . import summary
+
+        result = summary.measure(spec, batch_size=args.batch_size, depth=args.depth)
+        out.write((json.dumps(result.as_dict(), indent=2) if args.json else summary.render(result)) + "\n")
+    if args.output:
+        count = _count_params(spec)
+        limit = _max_params(args)
+        if count > limit:
+            raise SpecError(f"{spec.name} has {count:,} parameters, above the limit of {limit:,} for materializing; "
+                            f"raise it with --max-params {count} or ${MAX_PARAMS_ENV}", None)
+        from .builder import build
+        from .checkpoint import save
+
+        save(build(spec), spec, args.output)
+        print(f"saved {args.output}: {spec.name}, {count:,} parameters", file=sys.stderr if args.json else out)
+    elif not (args.summary or args.json):
+        count = _count_params(spec)
+        out.write(f"{spec.name}: OK, {count:,} parameters (add --summary for the table, --output FILE to save)\n")
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """archkit validate."""
+    from . import load_spec
+
+    status = EXIT_OK
+    for path in args.specs:
+        try:
+            spec = load_spec(path, args.set)
+            count = _count_params(spec)  # builds on meta: block-level checks (groups, dilation, sizes)
+        except SpecError as exc:
+            _report(exc)
+            status = EXIT_USAGE
+            continue
+        print(f"OK {path} ({spec.name}, {count:,} parameters)")
+    return status
+
+
+def _field_rows(model: Any) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for name, field in model.model_fields.items():
+        if name in ("type", "name"):
+            continue
+        bounds = []
+        for meta in field.metadata:
+            for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
+                if getattr(meta, attr, None) is not None:
+                    bounds.append(f"{op}{getattr(meta, attr)}")
+        tp = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
+        rows.append((name, tp, default, " ".join(bounds), field.description or ""))
+    return rows
+
+
+def cmd_blocks(args: argparse.Namespace) -> int:
+    """archkit blocks [NAME]."""
+    from .registry import BLOCKS, LAYERS
+
+    if args.name:
+        registry = BLOCKS if args.name in BLOCKS else LAYERS
+        entry = registry.get(args.name) if args.name in registry else BLOCKS.get(args.name)
+        params = entry.obj.Params if entry.kind == "block" else entry.obj
+        print(f"{entry.name} ({entry.kind}, {entry.origin}): {entry.description}")
+        if entry.expansion is not None:
+            print(f"expansion: {entry.expansion}")
+        rows = _field_rows(params)
+        if not rows:
+            print("no parameters")
+        for name, tp, default, bounds, desc in rows:
+            print(f"  {name}: {tp} = {default}" + (f"  [{bounds}]" if bounds else ""))
+            if desc:
+                print(f"      {desc}")
+        return EXIT_OK
+    rows = [(e.name, e.kind, e.origin, "" if e.expansion is None else str(e.expansion), e.description)
+            for reg in (BLOCKS, LAYERS) for e in reg]
+    header = ("NAME", "KIND", "ORIGIN", "EXP", "DESCRIPTION")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:4])]
+    for row in (header, *rows):
+        line = "  ".join(v.ljust(widths[i]) for i, v in enumerate(row[:4])) + "  " + row[4]
+        print(line[:119] if len(line) > 120 else line)
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """archkit schema."""
+    from .specs import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def _report(exc: SpecError) -> None:
+    for problem in exc.problems:
+        print(str(problem).replace("\n", " "), file=sys.stderr)
+
+
+def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    show = getattr(args, "traceback", False)
+    try:
+        return func(args)
+    except SpecError as exc:
+        if show:
+            traceback.print_exc()
+        _report(exc)
+        return EXIT_USAGE
+    except CheckpointError as exc:
+        if show:
+            traceback.print_exc()
+        print(f"archkit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("archkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+    except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: one line, not a traceback
+        if show:
+            traceback.print_exc()
+            return EXIT_FAILURE
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"archkit: error: {type(exc).__name__}: {first} (run with --traceback for details)", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI with ``argv``; returns the exit code (0 ok, 1 failure, 2 invalid spec or usage)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse's own --help / --version / usage errors
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return EXIT_USAGE
+    return _guard(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Per-layer output shapes, parameters and MACs, measured on the meta device (no weights allocated)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
+
+from . import builder
+from .specs import ModelSpec
+
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass
+class Row:
+    """One module in the table."""
+
+    name: str
+    type: str
+    depth: int
+    output_shape: list[int]
+    params: int
+    macs: int
+
+
+@dataclasses.dataclass
+class Summary:
+    """Everything ``archkit build --summary`` reports; ``as_dict()`` is the stable ``--json`` form."""
+
+    name: str
+    input_shape: list[int]
+    output_shape: list[int]
+    batch_size: int
+    total_params: int
+    trainable_params: int
+    macs: int
+    param_bytes: int
+    activation_bytes: int
+    dtype: str
+    rows: list[Row]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON document: keys are documented in README and stable within ``schema_version``."""
+        data = dataclasses.asdict(self)
+        data["layers"] = data.pop("rows")
+        return {"schema_version": SCHEMA_VERSION, **data}
+
+
+class _Counter(TorchDispatchMode):
+    """Counts MACs with ``torch.utils.flop_counter``'s own per-op formulas (FLOPs / 2), and the bytes
+    every non-inplace, non-view op writes (an estimate of forward activation memory).
+
+    ``FlopCounterMode`` gives the same totals (the tests use it as the oracle) but tracks every module
+    on its own; here forward hooks read the running total only at the depth the user asked for.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.macs = 0
+        self.bytes = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        counter = flop_registry.get(func._overloadpacket)
+        if counter is not None:
+            self.macs += counter(*args, **kwargs, out_val=out) // 2
+        if isinstance(out, torch.Tensor) and not func.is_view and not func._schema.is_mutable:
+            self.bytes += out.numel() * out.element_size()
+        return out
+
+
+def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.dtype = torch.float32) -> Summary:
+    """Build ``spec`` on the meta device and run one forward pass to measure it; nothing is allocated."""
+    model = builder.build(spec, device="meta").to(dtype)
+    x = torch.empty(batch_size, spec.input.channels, *spec.input.size, device="meta", dtype=dtype)
+    counter = _Counter()
+    rows: list[Row] = []
+    hooks = []
+
+    def attach(module: nn.Module, name: str, level: int) -> None:
+        row = Row(name, type(module).__name__, level, [], sum(p.numel() for p in module.parameters()), 0)
+        rows.append(row)
+        start = [0]
+
+        def pre(_m: nn.Module, _args: Any) -> None:
+            start[0] = counter.macs
+
+        def post(_m: nn.Module, _args: Any, out: Any) -> None:
+            row.macs = counter.macs - start[0]
+            row.output_shape = list(out.shape) if isinstance(out, torch.Tensor) else []
+
+        hooks.append(module.register_forward_pre_hook(pre))
+        hooks.append(module.register_forward_hook(post))
+        if level < depth:
+            for child_name, child in module.named_children():
+                attach(child, f"{name}.{child_name}", level + 1)
+
+    for name, child in model.named_children():
+        attach(child, name, 1)
+    try:
+        with torch.no_grad(), counter:
+            out = model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    params = list(model.parameters())
+    return Summary(
+        name=spec.name,
+        input_shape=list(x.shape),
+        output_shape=list(out.shape),
+        batch_size=batch_size,
+        total_params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        macs=counter.macs,
+        param_bytes=sum(p.numel() * p.element_size() for p in params),
+        activation_bytes=counter.bytes,
+        dtype=str(dtype).replace("torch.", ""),
+        rows=rows,
+    )
+
+
+def _human(n: float, unit: str, base: int = 1000) -> str:
+    for prefix in ("", "K", "M", "G", "T", "P"):
+        if abs(n) < base or prefix == "P":
+            return f"{n:,.3f} {prefix}{unit}" if prefix else f"{n:,.0f} {unit}"
+        n /= base
+    raise AssertionError("unreachable")
+
+
+def _bytes(n: int) -> str:
+    for prefix in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or prefix == "TiB":
+            return f"{n:,.2f} {prefix}" if prefix != "B" else f"{n} B"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def render(summary: Summary, width: int = 80) -> str:
+    """The summary as a table that fits ``width`` columns, then totals."""
+    header = ("Layer", "Type", "Output shape", "Params", "MACs")
+    cells = [(("  " * (r.depth - 1)) + r.name, r.type, "x".join(map(str, r.output_shape)),
+              f"{r.params:,}", _human(r.macs, "") if r.macs else "-") for r in summary.rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
+    overflow = sum(widths) + 2 * (len(widths) - 1) - width
+    for i in (0, 1):  # shorten the name, then the type column, never the numbers
+        if overflow > 0:
+            cut = min(overflow, widths[i] - len(header[i]) - 1 if widths[i] > 8 else 0)
+            widths[i] -= max(cut, 0)
+            overflow -= max(cut, 0)
+
+    def fit(text: str, n: int) -> str:
+        return text if len(text) <= n else text[: n - 1] + "~"
+
+    def line(values: tuple) -> str:
+        parts = [fit(v, widths[i]).ljust(widths[i]) if i < 3 else v.rjust(widths[i]) for i, v in enumerate(values)]
+        return "  ".join(parts).rstrip()
+
+    rule = "-" * min(width, sum(widths) + 2 * (len(widths) - 1))
+    out = [f"{summary.name}", rule, line(header), rule, *(line(c) for c in cells), rule]
+    s = summary
+    totals = [
+        ("Total params", f"{s.total_params:,}"),
+        ("Trainable params", f"{s.trainable_params:,}"),
+        ("MACs (multiply-adds)", f"{s.macs / 1e9:,.3f} G ({s.macs:,})"),
+        ("Param memory", f"{_bytes(s.param_bytes)} ({s.dtype})"),
+        ("Activation memory", f"{_bytes(s.activation_bytes)} (forward, batch {s.batch_size}, estimate)"),
+        ("Input shape", "x".join(map(str, s.input_shape))),
+        ("Output shape", "x".join(map(str, s.output_shape))),
+    ]
+    out += [f"{k + ':':<22}{v}" for k, v in totals]
+    return "\n".join(out)
