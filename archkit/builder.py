@@ -27,7 +27,7 @@ def make_context(spec: ModelSpec) -> BuildContext:
     """Norm and activation factories from the spec's ``norm:`` and ``activation:``."""
     holder: list[BuildContext] = []
     ctx = BuildContext(norm=lambda channels: spec.norm.build((channels, 1, 1), holder[0]),
-                       act=lambda: spec.activation.build((), holder[0]))
+                       act=lambda: spec.activation.build((), holder[0]), norm_layer=spec.norm)
     holder.append(ctx)
     return ctx
 

@@ -30,7 +30,7 @@ def save(model: nn.Module, spec: specs.ModelSpec, path: str | os.PathLike) -> No
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "archkit_version": __version__,
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),
         "spec": spec.model_dump(mode="json"),
         "state_dict": model.state_dict(),
     }

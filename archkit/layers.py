@@ -21,6 +21,7 @@ class BuildContext:
 
     norm: Callable[[int], nn.Module]
     act: Callable[[], nn.Module]
+    norm_layer: "LayerParams | None" = None  # the spec's norm: itself, for 'norm' layers on any shape
 
 
 class LayerParams(BaseModel):
@@ -114,7 +115,7 @@ class Norm(LayerParams):
     """The spec's chosen norm (``norm:``), so one line switches every norm in the model."""
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
-        return ctx.norm(shape[0])
+        return ctx.norm_layer.build(shape, ctx) if ctx.norm_layer is not None else ctx.norm(shape[0])
 
 
 class Act(LayerParams):

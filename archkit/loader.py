@@ -96,6 +96,8 @@ class _Converter:
         return out
 
     def scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag not in type(self.loader).yaml_constructors:
+            raise SpecError(f"unsupported YAML tag {_tag(node.tag)!r}", self.mark(node))
         try:
             value = self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:

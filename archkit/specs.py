@@ -96,7 +96,8 @@ def spec_model() -> type[_SpecBase]:
     norms = _union([by_name[n] for n in LAYERS.names("norm")])
     acts = _union([by_name[n] for n in LAYERS.names("activation")])
     stage = create_model("Stage", __base__=_StageBase, __doc__="One stage: blocks made by _make_layer's rules.",
-                         block=(blocks, Field(description="Block type and params; merged over the top-level block.")))
+                         block=(blocks | None, Field(None, description="Block type and params, merged over the "
+                                                                     "top-level block (required if there is none).")))
     model = create_model(
         "ModelSpec", __base__=_SpecBase, __doc__="An archkit network: stem, stages of residual blocks, head.",
         norm=(norms, Field(default_factory=lambda: by_name["batchnorm"](type="batchnorm"),
@@ -168,6 +169,11 @@ def validate(tree: Any, source: str = "<spec>") -> _SpecBase:
         raise SpecError(_ordered(problems, source)) from None
     spec._marks = marks
     problems = _check_names(spec)
+    for i, stage in enumerate(spec.stages):
+        if stage.block is None:
+            path = ("stages", i, "block")
+            problems.append(Problem("needs a block type (here or in a top-level 'block:' default)",
+                                    spec.mark_of(path), format_path(path)))
     if problems:
         raise SpecError(_ordered(problems, source))
     return spec

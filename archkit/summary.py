@@ -75,6 +75,14 @@ class _Counter(TorchDispatchMode):
         return out
 
 
+def _type_name(module: nn.Module) -> str:
+    """The class name; a stage shows its block type and depth instead of 'Sequential'."""
+    kinds = {type(m).__name__ for m in module.children()}
+    if isinstance(module, nn.Sequential) and len(kinds) == 1:
+        return f"{kinds.pop()} x{len(module)}"
+    return type(module).__name__
+
+
 def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.dtype = torch.float32) -> Summary:
     """Build ``spec`` on the meta device and run one forward pass to measure it; nothing is allocated."""
     model = builder.build(spec, device="meta").to(dtype)
@@ -84,7 +92,7 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
     hooks = []
 
     def attach(module: nn.Module, name: str, level: int) -> None:
-        row = Row(name, type(module).__name__, level, [], sum(p.numel() for p in module.parameters()), 0)
+        row = Row(name, _type_name(module), level, [], sum(p.numel() for p in module.parameters()), 0)
         rows.append(row)
         start = [0]
 

@@ -1,0 +1,175 @@
+"""The real CLI, in-process through main(argv) and once as a subprocess of the installed script."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+import torch
+import yaml
+
+import archkit
+from archkit.cli import main
+from archkit.registry import BLOCKS, LAYERS
+from conftest import SHIPPED, SPECS
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_summary_of_resnet50_states_torchvision_figures(capsys) -> None:
+    code, out, err = run(capsys, "build", str(SPECS / "resnet50.yaml"), "--summary")
+    assert code == 0, err
+    assert "Total params:         25,557,032" in out
+    assert "4.089 G" in out and "MACs" in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+    for name in ("conv1", "layer1", "layer4", "fc"):
+        assert any(line.startswith(name) for line in out.splitlines())
+
+
+def test_summary_depth_two_lists_blocks(capsys) -> None:
+    code, out, _ = run(capsys, "build", str(SPECS / "resnet18.yaml"), "--summary", "--depth", "2")
+    assert code == 0 and "layer4.1" in out and "BasicBlock" in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+
+
+def test_json_summary_parses_with_documented_keys(capsys) -> None:
+    code, out, _ = run(capsys, "build", str(SPECS / "resnet50.yaml"), "--json", "--batch-size", "4",
+                       "--input-size", "160")
+    assert code == 0
+    data = json.loads(out)
+    assert {"schema_version", "name", "input_shape", "output_shape", "batch_size", "total_params",
+            "trainable_params", "macs", "param_bytes", "activation_bytes", "dtype", "layers"} <= set(data)
+    assert data["total_params"] == 25_557_032 and data["input_shape"] == [4, 3, 160, 160]
+    assert data["output_shape"] == [4, 1000] and data["param_bytes"] == 4 * 25_557_032
+    assert sum(row["macs"] for row in data["layers"]) == data["macs"]
+    assert data["layers"][0] == {"name": "conv1", "type": "Conv2d", "depth": 1,
+                                 "output_shape": [4, 64, 80, 80], "params": 9408, "macs": 4 * 64 * 80 * 80 * 147}
+
+
+def test_validate_every_shipped_spec(capsys) -> None:
+    code, out, err = run(capsys, "validate", *map(str, SHIPPED))
+    assert code == 0, err
+    assert out.count("OK ") == len(SHIPPED)
+
+
+def test_validate_reports_each_bad_spec_and_fails(capsys, write) -> None:
+    bad = write(f"base: {SPECS / 'resnet50.yaml'}\nname: bad\nstages:\n  - {{planes: 64, depth: 0}}\n")
+    code, out, err = run(capsys, "validate", str(SPECS / "resnet18.yaml"), str(bad))
+    assert code == 2
+    assert "OK " in out and err.strip() == f"{bad}:4:18: stages[0].depth: must be >= 1 (got 0)"
+
+
+def test_blocks_lists_every_type_and_describes_one(capsys) -> None:
+    code, out, _ = run(capsys, "blocks")
+    assert code == 0
+    names = {line.split()[0] for line in out.splitlines()[1:]}
+    assert set(BLOCKS.names()) | set(LAYERS.names()) == names
+    code, out, _ = run(capsys, "blocks", "resnext")
+    assert code == 0 and "cardinality: int = 32" in out and ">=1" in out and "expansion: 4" in out
+    code, _, err = run(capsys, "blocks", "resnxt")
+    assert code == 2 and "did you mean 'resnext'" in err
+
+
+def test_schema_validates_every_shipped_spec_and_rejects_a_broken_one(capsys) -> None:
+    code, out, _ = run(capsys, "schema")
+    assert code == 0
+    schema = json.loads(out)
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in SHIPPED:
+        errors = list(validator.iter_errors(yaml.safe_load(path.read_text())))
+        assert not errors, (path, errors[0].message)
+    blocks = json.dumps(schema)
+    assert all(f'"const": "{name}"' in blocks for name in BLOCKS.names())
+    broken = yaml.safe_load((SPECS / "resnet50.yaml").read_text())
+    broken["stages"][0]["depth"] = 0
+    assert list(validator.iter_errors(broken))
+    broken = yaml.safe_load((SPECS / "resnet50.yaml").read_text())
+    broken["block"] = {"type": "bottleneck", "grups": 2}
+    assert list(validator.iter_errors(broken))
+
+
+def test_bad_spec_gives_one_line_and_exit_2(capsys, write) -> None:
+    code, out, err = run(capsys, "build", str(SPECS / "resnet50.yaml"), "--set", "stages.1.deptth=2")
+    assert code == 2 and out == ""
+    assert err.strip() == ("--set stages.1.deptth=2: stages[1].deptth: unknown field 'deptth'; did you mean "
+                           "'depth'? (choose from: block, depth, dilate, planes, stride)")
+    code, _, err = run(capsys, "build", str(SPECS / "resnet50.yaml"), "--set", "nokey")
+    assert code == 2 and "expects KEY=VALUE" in err and "Traceback" not in err
+    code, _, err = run(capsys, "build", "does-not-exist.yaml")
+    assert code == 2 and err.strip() == "does-not-exist.yaml: no such file"
+
+
+def test_usage_errors_exit_2(capsys) -> None:
+    assert run(capsys, "build")[0] == 2
+    assert run(capsys, "build", str(SPECS / "resnet18.yaml"), "--depth", "0")[0] == 2
+    assert run(capsys, "frobnicate")[0] == 2
+    assert run(capsys, "--version")[0] == 0
+
+
+def test_size_guard_refuses_before_materializing(capsys, tmp_path, monkeypatch) -> None:
+    out = tmp_path / "m.pt"
+    code, _, err = run(capsys, "build", str(SPECS / "resnet18.yaml"), "--output", str(out), "--max-params", "1000")
+    assert code == 2 and "11,689,512 parameters, above the limit of 1,000" in err and not out.exists()
+    monkeypatch.setenv("ARCHKIT_MAX_PARAMS", "1000")
+    assert run(capsys, "build", str(SPECS / "resnet18.yaml"), "--output", str(out))[0] == 2
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(capsys, tmp_path) -> None:
+    path = tmp_path / "r18.pt"
+    code, out, err = run(capsys, "build", str(SPECS / "resnet18.yaml"), "--set", "head.2.features=7",
+                         "--seed", "5", "--output", str(path))
+    assert code == 0, err
+    model = archkit.load_checkpoint(path).eval()
+    again = archkit.build_model(archkit.load_spec(SPECS / "resnet18.yaml", ["head.2.features=7", "seed=5"])).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert model(x).shape == (2, 7)
+        assert torch.equal(model(x), again(x))  # same seed, same weights, and the checkpoint kept them
+    stored = torch.load(path, weights_only=True)
+    assert stored["spec"]["head"][2]["features"] == 7 and stored["torch_version"] == torch.__version__
+
+
+def test_truncated_or_foreign_checkpoint_gives_a_clear_error(tmp_path) -> None:
+    path = tmp_path / "m.pt"
+    model = archkit.build_model(SPECS / "resnet18.yaml")
+    archkit.save_checkpoint(model, SPECS / "resnet18.yaml", path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(archkit.CheckpointError, match="truncated or corrupted"):
+        archkit.load_checkpoint(path)
+    torch.save({"weights": torch.zeros(1)}, path)
+    with pytest.raises(archkit.CheckpointError, match="not an archkit checkpoint"):
+        archkit.load_checkpoint(path)
+
+
+def test_checkpoint_whose_weights_do_not_fit_names_the_keys(tmp_path) -> None:
+    path = tmp_path / "m.pt"
+    archkit.save_checkpoint(archkit.build_model(SPECS / "resnet18.yaml"), SPECS / "resnet18.yaml", path)
+    payload = torch.load(path, weights_only=True)
+    payload["state_dict"]["fc.weight"] = torch.zeros(3, 3)
+    del payload["state_dict"]["conv1.weight"]
+    torch.save(payload, path)
+    with pytest.raises(archkit.CheckpointError, match=r"missing: conv1.weight; shape mismatch: fc.weight \[3, 3\]"):
+        archkit.load_checkpoint(path)
+
+
+def test_installed_console_script_runs(tmp_path) -> None:
+    exe = shutil.which("archkit")
+    assert exe, "the archkit console script is installed by pip install"
+    proc = subprocess.run([exe, "build", str(SPECS / "resnet18.yaml"), "--summary"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "11,689,512" in proc.stdout and "1.814 G" in proc.stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nstages: 3\n")
+    proc = subprocess.run([sys.executable, "-m", "archkit", "build", str(bad)], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and proc.stderr.strip() == f"{bad}:2:1: stages: expected a list (got 3)"
