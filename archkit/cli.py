@@ -45,6 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
                         help="show the full Python traceback on errors")
+    common.add_argument("--no-plugins", action="store_true", default=argparse.SUPPRESS,
+                        help="do not load plugin blocks and layers (also: ARCHKIT_NO_PLUGINS=1)")
     parser = _Parser(prog="archkit", description="Build ResNet-family PyTorch networks from YAML specs.",
                      parents=[common])
     parser.add_argument("--version", action="version", version=f"archkit {__version__}")
@@ -198,13 +200,23 @@ def cmd_blocks(args: argparse.Namespace) -> int:
             if desc:
                 print(f"      {desc}")
         return EXIT_OK
-    rows = [(e.name, e.kind, e.origin, "" if e.expansion is None else str(e.expansion), e.description)
-            for reg in (BLOCKS, LAYERS) for e in reg]
+    rows = [(n, e.kind, e.origin, "" if e.expansion is None else str(e.expansion), e.description)
+            for reg in (BLOCKS, LAYERS) for n, e in reg.listing()]
     header = ("NAME", "KIND", "ORIGIN", "EXP", "DESCRIPTION")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:4])]
     for row in (header, *rows):
         line = "  ".join(v.ljust(widths[i]) for i, v in enumerate(row[:4])) + "  " + row[4]
-        print(line[:119] if len(line) > 120 else line)
+        print(line if len(line) <= 100 else line[:99] + "~")
+    conflicts = BLOCKS.conflicts + LAYERS.conflicts
+    if conflicts:
+        print("\nName conflicts:")
+        for text in conflicts:
+            print(f"  {text}")
+    broken = BLOCKS.broken + LAYERS.broken
+    if broken:
+        print("\nBroken plugins (skipped; everything else works):")
+        for b in broken:
+            print(f"  {b.name} ({b.group}) from {b.distribution} {b.version}: {b.error}")
     return EXIT_OK
 
 
@@ -264,6 +276,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return EXIT_USAGE
+    if getattr(args, "no_plugins", False):
+        from . import plugins
+
+        plugins.set_enabled(False)
     return _guard(args.func, args)
 
 

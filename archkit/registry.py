@@ -20,11 +20,24 @@ class Entry:
     kind: str  # "block", "layer", "norm" or "activation"
     origin: str = BUILTIN  # "built-in" or "<distribution> <version>"
     description: str = ""
+    qualified: str | None = None  # "<distribution>:<name>" for plugin entries
 
     @property
     def expansion(self) -> int | None:
         """Output channels per plane for blocks; None for layers."""
         return getattr(self.obj, "expansion", None) if self.kind == "block" else None
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokenPlugin:
+    """A plugin entry point that could not be used, and why (one line)."""
+
+    group: str
+    name: str
+    value: str
+    distribution: str
+    version: str
+    error: str
 
 
 class UnknownName(SpecError, KeyError):
@@ -52,13 +65,26 @@ def first_line(doc: str | None) -> str:
 
 
 class Registry:
-    """A plain dict of name -> Entry behind ``register``, ``get`` and ``names``."""
+    """A plain dict of name -> Entry behind ``register``, ``get`` and ``names``.
+
+    ``populate`` fills it on first use (built-ins, then plugins): importing archkit stays cheap and
+    plugins load once, lazily. ``reset()`` re-arms it (tests, ``--no-plugins``).
+    """
 
     def __init__(self, what: str, populate: Callable[["Registry"], None] | None = None):
         self.what = what
-        self._entries: dict[str, Entry] = {}
-        self._populate = populate
+        self._populate_fn = populate
         self.generation = 0  # bumped on every change: caches built from the registry key on it
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every entry; the next use populates the registry again."""
+        self._entries: dict[str, Entry] = {}
+        self._notes: dict[str, str] = {}  # names that resolve to an explanation instead of an entry
+        self.broken: list[BrokenPlugin] = []
+        self.conflicts: list[str] = []  # plugin names that a built-in keeps
+        self._populate = self._populate_fn
+        self.generation += 1
 
     def _ready(self) -> None:
         if self._populate is not None:
@@ -66,18 +92,24 @@ class Registry:
             populate(self)
 
     def register(self, name: str, obj: Any, *, kind: str, origin: str = BUILTIN,
-                 description: str | None = None) -> Any:
+                 description: str | None = None, qualified: str | None = None) -> Any:
         """Add ``obj`` under ``name``; a name already taken raises and names both owners."""
         self._ready()
-        if not isinstance(name, str) or not name.isidentifier():
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(":", 1)):
             raise ValueError(f"{self.what} name must be an identifier, got {name!r}")
         if name in self._entries:
             old = self._entries[name]
             raise ValueError(f"{self.what} {name!r} is already registered by {old.origin}; "
                              f"{origin} cannot register it again")
-        self._entries[name] = Entry(name, obj, kind, origin, description or first_line(obj.__doc__))
+        self._entries[name] = Entry(name, obj, kind, origin, description or first_line(obj.__doc__), qualified)
+        self._notes.pop(name, None)
         self.generation += 1
         return obj
+
+    def note(self, name: str, explanation: str) -> None:
+        """Make ``name`` resolve to an error with this explanation (ambiguous or broken plugin names)."""
+        self._notes[name] = explanation
+        self.generation += 1
 
     def unregister(self, name: str) -> None:
         """Remove an entry (for tests and interactive use)."""
@@ -85,18 +117,31 @@ class Registry:
         del self._entries[name]
         self.generation += 1
 
+    def explain(self, name: str) -> str | None:
+        """Why ``name`` is not usable, if a plugin made it so (ambiguous, failed to load)."""
+        self._ready()
+        return self._notes.get(name)
+
     def get(self, name: str) -> Entry:
         """The entry for ``name``; an unknown name raises UnknownName with suggestions."""
         self._ready()
-        try:
+        if name in self._entries:
             return self._entries[name]
-        except KeyError:
-            raise UnknownName(f"unknown {self.what} type {name!r}" + suggest(str(name), self.names())) from None
+        if name in self._notes:
+            raise UnknownName(self._notes[name])
+        raise UnknownName(f"unknown {self.what} type {name!r}" + suggest(str(name), self.names()))
 
     def names(self, kind: str | None = None) -> list[str]:
-        """Registered names, in registration order, optionally of one kind."""
+        """Usable names (plugin entries also under ``dist:name``), optionally of one kind."""
         self._ready()
         return [n for n, e in self._entries.items() if kind is None or e.kind == kind]
+
+    def listing(self) -> list[tuple[str, Entry]]:
+        """(name, entry) to show people: a plugin entry once, by its bare name where that name is its own."""
+        self._ready()
+        return [(n, e) for n, e in self._entries.items()
+                if not (n == e.qualified and self._entries.get(e.name) is not None
+                        and self._entries[e.name].obj is e.obj)]
 
     def __iter__(self) -> Iterator[Entry]:
         self._ready()
@@ -107,18 +152,49 @@ class Registry:
         return name in self._entries
 
 
+def check_block(name: str, cls: Any) -> None:
+    """Raise TypeError unless ``cls`` follows the block contract (see ``archkit.blocks.base``)."""
+    from pydantic import BaseModel
+    from torch import nn
+
+    if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
+        raise TypeError(f"block {name!r} must be an nn.Module subclass, got {cls!r}")
+    params = getattr(cls, "Params", None)
+    if not (isinstance(params, type) and issubclass(params, BaseModel)):
+        raise TypeError(f"block {name!r}: {cls.__name__}.Params must be a pydantic model of its parameters")
+    if "type" in params.model_fields:
+        raise TypeError(f"block {name!r}: Params must not define 'type' (archkit adds the tag)")
+    for attr in ("out_channels", "make_shortcut"):
+        if not callable(getattr(cls, attr, None)):
+            raise TypeError(f"block {name!r}: {cls.__name__} has no {attr}() (subclass archkit.blocks.Block)")
+
+
+def check_layer(name: str, cls: Any) -> None:
+    """Raise TypeError unless ``cls`` is a layer params model (see ``archkit.layers.LayerParams``)."""
+    from .layers import LayerParams
+
+    if not (isinstance(cls, type) and issubclass(cls, LayerParams)):
+        raise TypeError(f"layer {name!r} must subclass archkit.layers.LayerParams, got {cls!r}")
+    if "type" in cls.model_fields:
+        raise TypeError(f"layer {name!r}: must not define 'type' (archkit adds the tag)")
+
+
 def _builtin_blocks(registry: Registry) -> None:
+    from . import plugins
     from .blocks import BUILTIN_BLOCKS
 
     for name, cls in BUILTIN_BLOCKS.items():
         registry.register(name, cls, kind="block")
+    plugins.discover(registry, plugins.BLOCK_GROUP, check_block, lambda cls: "block")
 
 
 def _builtin_layers(registry: Registry) -> None:
+    from . import plugins
     from .layers import BUILTIN_LAYERS
 
     for name, cls in BUILTIN_LAYERS.items():
         registry.register(name, cls, kind=cls.role)
+    plugins.discover(registry, plugins.LAYER_GROUP, check_layer, lambda cls: cls.role)
 
 
 BLOCKS = Registry("block", _builtin_blocks)
@@ -127,7 +203,5 @@ LAYERS = Registry("layer", _builtin_layers)
 
 def register_block(name: str, cls: Any, *, origin: str = BUILTIN, description: str | None = None) -> Any:
     """Register a residual block class (see ``archkit.blocks.base.Block`` for the contract)."""
-    for attr in ("Params",):
-        if not hasattr(cls, attr):
-            raise TypeError(f"block {name!r}: {cls!r} has no {attr!r} (a pydantic model of its parameters)")
+    check_block(name, cls)
     return BLOCKS.register(name, cls, kind="block", origin=origin, description=description)

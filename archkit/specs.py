@@ -70,7 +70,7 @@ class _SpecBase(_Model):
 
 def _tagged(entry: Entry, prefix: str) -> type[BaseModel]:
     base = entry.obj.Params if entry.kind == "block" else entry.obj
-    return create_model(f"{prefix}_{entry.name}", __base__=base, __doc__=entry.description or base.__doc__,
+    return create_model(f"{prefix}_{entry.name.replace(':', '__')}", __base__=base, __doc__=entry.description or base.__doc__,
                         type=(Literal[entry.name], Field(description=f"{prefix} type: {entry.name}.")))
 
 
@@ -297,7 +297,9 @@ def _problem(err: dict, data: Any, marks: dict, cls: type[BaseModel]) -> Problem
         message = f"unknown field {path[-1]!r}" + suggest(str(path[-1]), _fields_at(cls, loc[:-1]), limit=16)
     elif kind == "union_tag_invalid":
         choices = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
-        message = f"unknown type {ctx.get('tag')!r}" + suggest(str(ctx.get("tag")), choices, limit=40)
+        tag = str(ctx.get("tag"))
+        explained = BLOCKS.explain(tag) if "block" in path else LAYERS.explain(tag)
+        message = explained or f"unknown type {tag!r}" + suggest(tag, [c for c in choices if ":" not in c], limit=40)
         if isinstance(value, dict) and "type" in value:
             path = (*path, "type")
     elif kind == "union_tag_not_found":

@@ -1,0 +1,120 @@
+"""Third-party block and layer types through entry points, each plugin isolated from the others.
+
+A distribution adds a block with one line in its ``pyproject.toml``::
+
+    [project.entry-points."archkit.blocks"]
+    se_bottleneck = "archkit_se:SEBottleneck"
+
+The entry point's name is the spec's ``type``; its object is the block class (``archkit.layers``
+group: a ``LayerParams`` subclass). A plugin that fails to import, names nothing usable or breaks the
+contract is recorded in ``registry.broken`` and never stops archkit. A plugin never replaces a
+built-in, and two plugins never silently replace each other: every plugin entry is also reachable as
+``<distribution>:<name>``, and a bare name two plugins claim is an error listing both.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections import defaultdict
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any, Callable, Iterable
+
+BLOCK_GROUP = "archkit.blocks"
+LAYER_GROUP = "archkit.layers"
+DISABLE_ENV = "ARCHKIT_NO_PLUGINS"
+
+_enabled: bool | None = None  # None: decided by $ARCHKIT_NO_PLUGINS
+
+
+def set_enabled(enabled: bool | None) -> None:
+    """Turn plugin discovery on or off (None: follow $ARCHKIT_NO_PLUGINS); resets the registries."""
+    global _enabled
+    from .registry import BLOCKS, LAYERS
+
+    _enabled = enabled
+    BLOCKS.reset()
+    LAYERS.reset()
+
+
+def enabled() -> bool:
+    """Whether plugins are discovered: ``--no-plugins`` / ``set_enabled`` first, then the environment."""
+    if _enabled is not None:
+        return _enabled
+    return os.environ.get(DISABLE_ENV, "").strip().lower() in ("", "0", "false", "no")
+
+
+def _entry_points(group: str) -> Iterable[EntryPoint]:
+    return entry_points(group=group)
+
+
+def _distribution(ep: EntryPoint) -> tuple[str, str]:
+    dist = getattr(ep, "dist", None)
+    if dist is None:
+        return "unknown-distribution", "?"
+    return dist.metadata["Name"] or dist.name, dist.version
+
+
+def qualified_name(distribution: str, name: str) -> str:
+    """``archkit-se`` + ``se_bottleneck`` -> ``archkit_se:se_bottleneck``."""
+    return f"{re.sub(r'[^A-Za-z0-9_]', '_', distribution).lower()}:{name}"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind: Callable[[Any], str]) -> None:
+    """Load every entry point of ``group`` into ``registry``; failures become ``registry.broken``."""
+    if not enabled():
+        return
+    from .registry import BrokenPlugin
+
+    loaded: dict[str, list[tuple[str, str, Any]]] = defaultdict(list)
+    try:
+        eps = sorted(_entry_points(group), key=lambda e: (e.name, _distribution(e)))
+    except Exception as exc:  # noqa: BLE001 - broken metadata on the path must not stop archkit
+        registry.broken.append(BrokenPlugin(group, "*", "", "?", "?", f"cannot list entry points: {_one_line(exc)}"))
+        return
+    for ep in eps:
+        dist, version = _distribution(ep)
+        try:
+            if not ep.name.isidentifier():
+                raise ValueError(f"entry point name {ep.name!r} is not an identifier")
+            obj = ep.load()
+            check(ep.name, obj)
+            _check_schema(registry, ep.name, obj, kind(obj))
+        except Exception as exc:  # noqa: BLE001 - isolate each plugin: record it, go on
+            registry.broken.append(BrokenPlugin(group, ep.name, ep.value, dist, version, _one_line(exc)))
+            if ep.name not in registry:
+                registry.note(ep.name, f"{registry.what} type {ep.name!r} comes from plugin {dist} {version}, "
+                                       f"which failed to load: {_one_line(exc)}")
+            continue
+        loaded[ep.name].append((dist, version, obj))
+    for name, providers in loaded.items():
+        for dist, version, obj in providers:
+            registry.register(qualified_name(dist, name), obj, kind=kind(obj), origin=f"{dist} {version}",
+                              qualified=qualified_name(dist, name))
+        if name in registry:  # a built-in (or an earlier registration) keeps the bare name
+            owner = registry.get(name).origin
+            for dist, version, _ in providers:
+                registry.conflicts.append(f"plugin {dist} {version} also defines {registry.what} {name!r}, which "
+                                          f"stays {owner}'s; use {qualified_name(dist, name)} for the plugin's")
+            continue
+        if len(providers) == 1:
+            dist, version, obj = providers[0]
+            registry.register(name, obj, kind=kind(obj), origin=f"{dist} {version}", qualified=qualified_name(dist, name))
+        else:
+            both = ", ".join(f"{qualified_name(d, name)} ({d} {v})" for d, v, _ in providers)
+            registry.note(name, f"{registry.what} type {name!r} is provided by several plugins: {both}; "
+                                "use a qualified name")
+
+
+def _check_schema(registry: Any, name: str, obj: Any, kind: str) -> None:
+    """Fail at discovery, not at validation, if a plugin's params cannot join the spec's union."""
+    from .registry import Entry
+    from .specs import _tagged
+
+    model = _tagged(Entry(name, obj, kind), "Block" if registry.what == "block" else "Layer")
+    model.model_json_schema()
