@@ -75,7 +75,7 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind:
     try:
         eps = sorted(_entry_points(group), key=lambda e: (e.name, _distribution(e)))
     except Exception as exc:  # noqa: BLE001 - broken metadata on the path must not stop archkit
-        registry.broken.append(BrokenPlugin(group, "*", "", "?", "?", f"cannot list entry points: {_one_line(exc)}"))
+        registry._broken.append(BrokenPlugin(group, "*", "", "?", "?", f"cannot list entry points: {_one_line(exc)}"))
         return
     for ep in eps:
         dist, version = _distribution(ep)
@@ -86,7 +86,7 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind:
             check(ep.name, obj)
             _check_schema(registry, ep.name, obj, kind(obj))
         except Exception as exc:  # noqa: BLE001 - isolate each plugin: record it, go on
-            registry.broken.append(BrokenPlugin(group, ep.name, ep.value, dist, version, _one_line(exc)))
+            registry._broken.append(BrokenPlugin(group, ep.name, ep.value, dist, version, _one_line(exc)))
             if ep.name not in registry:
                 registry.note(ep.name, f"{registry.what} type {ep.name!r} comes from plugin {dist} {version}, "
                                        f"which failed to load: {_one_line(exc)}")
@@ -99,7 +99,7 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind:
         if name in registry:  # a built-in (or an earlier registration) keeps the bare name
             owner = registry.get(name).origin
             for dist, version, _ in providers:
-                registry.conflicts.append(f"plugin {dist} {version} also defines {registry.what} {name!r}, which "
+                registry._conflicts.append(f"plugin {dist} {version} also defines {registry.what} {name!r}, which "
                                           f"stays {owner}'s; use {qualified_name(dist, name)} for the plugin's")
             continue
         if len(providers) == 1:

@@ -81,10 +81,22 @@ class Registry:
         """Forget every entry; the next use populates the registry again."""
         self._entries: dict[str, Entry] = {}
         self._notes: dict[str, str] = {}  # names that resolve to an explanation instead of an entry
-        self.broken: list[BrokenPlugin] = []
-        self.conflicts: list[str] = []  # plugin names that a built-in keeps
+        self._broken: list[BrokenPlugin] = []
+        self._conflicts: list[str] = []  # plugin names that a built-in keeps
         self._populate = self._populate_fn
         self.generation += 1
+
+    @property
+    def broken(self) -> list[BrokenPlugin]:
+        """Plugin entry points that failed to load, with their one-line errors."""
+        self._ready()
+        return self._broken
+
+    @property
+    def conflicts(self) -> list[str]:
+        """Plugin entries that wanted a name a built-in keeps."""
+        self._ready()
+        return self._conflicts
 
     def _ready(self) -> None:
         if self._populate is not None:

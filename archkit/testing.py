@@ -1,0 +1,68 @@
+"""Helpers for block authors: ``check_block(cls)`` exercises a block the way the builder uses it."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["check_block"]
+
+
+def _norm(channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels)
+
+
+def _act() -> nn.Module:
+    return nn.ReLU(inplace=True)
+
+
+def check_block(cls: Any, params: dict | None = None, *, planes: int = 16, size: int = 9,
+                dilations: tuple[int, ...] = (1, 2)) -> None:
+    """Build ``cls`` as a stage's first and later blocks across strides, dilations and channel changes;
+    run forward and backward; check output shapes, that every parameter gets a gradient, that the
+    block builds on the meta device and that ``zero_init_last`` (if any) zeroes something.
+
+    Raises AssertionError naming the case that failed. A block that refuses a dilation with
+    ValueError or NotImplementedError (as torchvision's BasicBlock) is skipped for that dilation.
+    """
+    from .registry import check_block as check_contract
+
+    check_contract(cls.__name__, cls)
+    p = cls.Params(**(params or {}))
+    out_channels = cls.out_channels(planes, p)
+    assert isinstance(out_channels, int) and out_channels > 0, f"out_channels({planes}) = {out_channels!r}"
+    for stride, dilation, in_channels in itertools.product((1, 2), dilations, (out_channels, 8)):
+        case = f"{cls.__name__}(in={in_channels}, planes={planes}, stride={stride}, dilation={dilation})"
+        downsample = None
+        if stride != 1 or in_channels != out_channels:
+            downsample = cls.make_shortcut(in_channels, out_channels, stride, dilation, p, _norm, _act)
+        try:
+            block = cls(in_channels, planes, stride=stride, dilation=dilation, downsample=downsample,
+                        params=p, norm=_norm, act=_act)
+        except (ValueError, NotImplementedError):
+            if dilation == 1:
+                raise
+            continue
+        with torch.device("meta"):
+            cls(in_channels, planes, stride=stride, dilation=dilation, downsample=None if downsample is None else
+                cls.make_shortcut(in_channels, out_channels, stride, dilation, p, _norm, _act),
+                params=p, norm=_norm, act=_act)
+        params_list = list(block.parameters())
+        assert params_list, f"{case}: no parameters registered (modules kept in a plain list?)"
+        x = torch.randn(2, in_channels, size, size, requires_grad=True)
+        out = block(x)
+        expected = (2, out_channels, (size - 1) // stride + 1, (size - 1) // stride + 1)
+        assert tuple(out.shape) == expected, f"{case}: output {tuple(out.shape)}, expected {expected}"
+        out.float().pow(2).mean().backward()
+        missing = [n for n, q in block.named_parameters() if q.grad is None]
+        assert not missing, f"{case}: parameters unused in forward: {missing}"
+        assert x.grad is not None and torch.isfinite(x.grad).all(), f"{case}: no finite gradient to the input"
+        zero = getattr(block, "zero_init_last", None)
+        if callable(zero):
+            before = {n: q.detach().clone() for n, q in block.named_parameters()}
+            zero()
+            changed = [n for n, q in block.named_parameters() if not torch.equal(q, before[n])]
+            assert changed, f"{case}: zero_init_last() changed nothing"

@@ -1,0 +1,37 @@
+"""archkit-se, found through its installed entry point (not imported directly by the test)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+import archkit
+from archkit.registry import BLOCKS
+from archkit.testing import check_block
+
+SPEC = Path(__file__).resolve().parent.parent / "specs" / "se_resnet50.yaml"
+
+
+def test_discovered_through_the_entry_point() -> None:
+    entry = BLOCKS.get("se_bottleneck")
+    assert entry.origin == "archkit-se 0.1.0" and entry.qualified == "archkit_se:se_bottleneck"
+    assert BLOCKS.get("archkit_se:se_bottleneck").obj is entry.obj
+
+
+def test_block_contract() -> None:
+    check_block(BLOCKS.get("se_bottleneck").obj)
+    check_block(BLOCKS.get("se_bottleneck").obj, {"reduction": 4, "groups": 2})
+
+
+def test_se_resnet50_matches_timm_parameter_count() -> None:
+    model = archkit.build_model(SPEC, device="meta")
+    # timm's seresnet50 (timm 1.0.31, create_model('seresnet50')): 28,088,024 parameters
+    assert sum(p.numel() for p in model.parameters()) == 28_088_024
+    assert model.layer4[2].se.fc1.out_channels == 2048 // 16
+
+
+def test_se_resnet50_runs() -> None:
+    model = archkit.build_model(SPEC).eval()
+    with torch.inference_mode():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)

@@ -1,0 +1,164 @@
+"""Plugin discovery and failure isolation: faked entry points, and a real broken distribution."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+from importlib.metadata import EntryPoint
+
+import pytest
+import torch
+
+import archkit
+from archkit import plugins
+from archkit.blocks import BasicBlock
+from archkit.cli import main
+from archkit.errors import SpecError
+from archkit.registry import BLOCKS
+from conftest import SPECS
+
+
+class _Dist:
+    def __init__(self, name: str, version: str):
+        self.name, self.version, self.metadata = name, version, {"Name": name}
+
+
+def _ep(name: str, value: str, dist: str, version: str = "1.0") -> EntryPoint:
+    ep = EntryPoint(name=name, value=value, group=plugins.BLOCK_GROUP)
+    return ep._for(_Dist(dist, version)) if hasattr(ep, "_for") else ep
+
+
+class GoodBlock(BasicBlock):
+    """A healthy plugin block."""
+
+
+class OtherGoodBlock(BasicBlock):
+    """Another plugin's block of the same name."""
+
+
+class NotABlock:
+    """Lacks the contract."""
+
+
+@pytest.fixture
+def fake_plugins(monkeypatch):
+    """Install a fake module and a list of entry points; restore the real registry afterwards."""
+    module = types.ModuleType("fake_archkit_plugin")
+    module.GoodBlock, module.OtherGoodBlock, module.NotABlock = GoodBlock, OtherGoodBlock, NotABlock
+    monkeypatch.setitem(sys.modules, "fake_archkit_plugin", module)
+
+    def install(*eps: EntryPoint) -> None:
+        monkeypatch.setattr(plugins, "_entry_points", lambda group: eps if group == plugins.BLOCK_GROUP else ())
+        plugins.set_enabled(True)
+
+    yield install
+    monkeypatch.undo()
+    plugins.set_enabled(None)
+
+
+def _spec(block: str) -> dict:
+    return {"name": "p", "input": {"size": [16, 16]}, "stem": [{"type": "conv", "channels": 16}],
+            "stages": [{"planes": 16, "depth": 1, "block": {"type": block}}]}
+
+
+def test_healthy_plugin_is_built_and_reachable_both_ways(fake_plugins) -> None:
+    fake_plugins(_ep("good", "fake_archkit_plugin:GoodBlock", "good-dist", "2.1"))
+    assert BLOCKS.get("good").origin == "good-dist 2.1"
+    for name in ("good", "good_dist:good"):
+        assert isinstance(archkit.build_model(_spec(name))[1][0], GoodBlock)
+
+
+@pytest.mark.parametrize("value, error", [
+    ("no_such_module_xyz:Block", "ModuleNotFoundError"),     # fails to import
+    ("fake_archkit_plugin:Missing", "AttributeError"),       # names nothing
+    ("fake_archkit_plugin:NotABlock", "TypeError"),          # breaks the contract
+])
+def test_broken_plugin_is_isolated(fake_plugins, value: str, error: str) -> None:
+    fake_plugins(_ep("good", "fake_archkit_plugin:GoodBlock", "good-dist"),
+                 _ep("bad", value, "bad-dist", "0.3"))
+    (broken,) = BLOCKS.broken
+    assert (broken.name, broken.distribution, broken.version) == ("bad", "bad-dist", "0.3")
+    assert broken.error.startswith(error) and "\n" not in broken.error
+    archkit.build_model(_spec("good"))  # healthy plugins and built-ins keep working
+    archkit.build_model(SPECS / "resnet18.yaml", device="meta")
+    with pytest.raises(SpecError, match=r"'bad' comes from plugin bad-dist 0.3, which failed to load: " + error):
+        archkit.build_model(_spec("bad"))
+
+
+def test_plugin_raising_at_import_is_isolated(fake_plugins, monkeypatch) -> None:
+    class Exploding(types.ModuleType):
+        def __getattr__(self, name: str):
+            raise RuntimeError("boom during registration")
+    monkeypatch.setitem(sys.modules, "exploding_plugin", Exploding("exploding_plugin"))
+    fake_plugins(_ep("boom", "exploding_plugin:Block", "boom-dist"))
+    assert BLOCKS.broken[0].error == "RuntimeError: boom during registration"
+    assert "basic" in BLOCKS
+
+
+def test_two_plugins_same_name_need_qualified_names(fake_plugins) -> None:
+    fake_plugins(_ep("twin", "fake_archkit_plugin:GoodBlock", "dist-a"),
+                 _ep("twin", "fake_archkit_plugin:OtherGoodBlock", "dist-b"))
+    assert isinstance(archkit.build_model(_spec("dist_a:twin"))[1][0], GoodBlock)
+    assert isinstance(archkit.build_model(_spec("dist_b:twin"))[1][0], OtherGoodBlock)
+    with pytest.raises(SpecError, match=r"'twin' is provided by several plugins: dist_a:twin \(dist-a 1.0\), "
+                                        r"dist_b:twin \(dist-b 1.0\)"):
+        archkit.build_model(_spec("twin"))
+
+
+def test_plugin_cannot_replace_a_builtin(fake_plugins, capsys) -> None:
+    fake_plugins(_ep("basic", "fake_archkit_plugin:GoodBlock", "sneaky"))
+    assert BLOCKS.get("basic").origin == "built-in"
+    assert isinstance(archkit.build_model(_spec("sneaky:basic"))[1][0], GoodBlock)
+    main(["blocks"])
+    assert "sneaky 1.0 also defines block 'basic', which stays built-in's; use sneaky:basic" in capsys.readouterr().out
+
+
+def test_discovery_is_lazy_cached_and_can_be_turned_off(fake_plugins, monkeypatch) -> None:
+    calls = []
+    eps = (_ep("good", "fake_archkit_plugin:GoodBlock", "good-dist"),)
+    monkeypatch.setattr(plugins, "_entry_points", lambda group: calls.append(group) or eps)
+    plugins.set_enabled(True)
+    assert calls == []  # nothing loads until a registry is used
+    BLOCKS.names(), BLOCKS.names(), BLOCKS.get("good")
+    assert calls == [plugins.BLOCK_GROUP]  # once
+    monkeypatch.setenv(plugins.DISABLE_ENV, "1")
+    plugins.set_enabled(None)
+    assert "good" not in BLOCKS and "basic" in BLOCKS
+
+
+def test_a_really_installed_broken_plugin_changes_nothing_else(tmp_path) -> None:
+    """A distribution on sys.path whose entry point fails to import: the CLI still works."""
+    site = tmp_path / "site"
+    info = site / "broken_example-0.9.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-example\nVersion: 0.9\n")
+    (info / "entry_points.txt").write_text("[archkit.blocks]\nbroken_block = broken_example_mod:Block\n")
+    (site / "broken_example_mod.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop(plugins.DISABLE_ENV, None)
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "archkit", *args], capture_output=True, text=True, env=env,
+                              timeout=120)
+
+    listing = cli("blocks")
+    assert listing.returncode == 0, listing.stderr
+    assert "broken_block (archkit.blocks) from broken-example 0.9: ImportError: this plugin is broken on purpose" \
+        in listing.stdout
+    assert cli("build", str(SPECS / "resnet18.yaml")).returncode == 0
+    bad = tmp_path / "uses_broken.yaml"
+    bad.write_text(f"base: {SPECS / 'resnet18.yaml'}\nname: b\nblock: {{type: broken_block}}\n")
+    result = cli("build", str(bad))
+    assert result.returncode == 2 and "broken-example 0.9, which failed to load" in result.stderr
+    quiet = cli("--no-plugins", "blocks")
+    assert quiet.returncode == 0 and "broken" not in quiet.stdout
+
+
+def test_plugin_blocks_appear_in_the_schema(fake_plugins, capsys) -> None:
+    fake_plugins(_ep("good", "fake_archkit_plugin:GoodBlock", "good-dist"))
+    main(["schema"])
+    assert '"const": "good"' in capsys.readouterr().out
+    x = torch.randn(1, 3, 16, 16)
+    assert archkit.build_model(_spec("good"))(x).shape == (1, 16, 16, 16)
