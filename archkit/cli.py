@@ -129,7 +129,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.summary or args.json:
         from . import summary
 
-        result = summary.measure(spec, batch_size=args.batch_size, depth=args.depth)
+        with summary.without_compiler_import():
+            result = summary.measure(spec, batch_size=args.batch_size, depth=args.depth)
         out.write((json.dumps(result.as_dict(), indent=2) if args.json else summary.render(result)) + "\n")
     if args.output:
         count = _count_params(spec)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-from typing import Any
+import sys
+import types
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -59,6 +62,13 @@ class _Counter(TorchDispatchMode):
     on its own; here forward hooks read the running total only at the depth the user asked for.
     """
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # TorchDispatchMode wraps __torch_dispatch__ in torch._disable_dynamo unless told otherwise,
+        # and the first call then imports torch._dynamo: seconds of start-up for nothing, since a
+        # summary never runs under torch.compile.
+        return False
+
     def __init__(self) -> None:
         super().__init__()
         self.macs = 0
@@ -66,13 +76,53 @@ class _Counter(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
-        out = func(*args, **kwargs)
+        out = _shape_only(func, args)
+        if out is None:
+            out = func(*args, **kwargs)
         counter = flop_registry.get(func._overloadpacket)
         if counter is not None:
             self.macs += counter(*args, **kwargs, out_val=out) // 2
-        if isinstance(out, torch.Tensor) and not func.is_view and not func._schema.is_mutable:
-            self.bytes += out.numel() * out.element_size()
+        if not func.is_view and not func._schema.is_mutable:
+            for t in (out if isinstance(out, tuple) else (out,)):
+                if isinstance(t, torch.Tensor):
+                    self.bytes += t.numel() * t.element_size()
         return out
+
+
+def _shape_only(func: Any, args: tuple) -> Any:
+    """Outputs for norm ops on meta tensors, whose meta kernels are slow Python decompositions
+    (about 5 ms a call) although their shapes are trivial; None for every other op."""
+    x = args[0] if args else None
+    if not (isinstance(x, torch.Tensor) and x.device.type == "meta"):
+        return None
+    if func is torch.ops.aten.native_batch_norm.default:  # (out, save_mean[C], save_invstd[C])
+        return torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
+    if func is torch.ops.aten.native_group_norm.default:  # (out, mean[N, G], rstd[N, G])
+        n, groups = args[3], args[6]
+        return torch.empty_like(x), x.new_empty(n, groups), x.new_empty(n, groups)
+    return None
+
+
+@contextlib.contextmanager
+def without_compiler_import() -> Iterator[None]:
+    """For a short-lived CLI process only: keep torch from importing torch._dynamo (seconds here).
+
+    Meta kernels of several ops are Python decompositions wrapped in ``torch._disable_dynamo``, whose
+    first call imports the whole compiler just to mark the function "do not compile". A summary never
+    compiles, so a stub that returns the function unchanged stands in while it runs. Library callers
+    (who may compile later in the same process) never get the stub.
+    """
+    if "torch._dynamo" in sys.modules:
+        yield
+        return
+    stub = types.ModuleType("torch._dynamo")
+    stub.disable = lambda fn, recursive=True, wrapping=True: fn  # type: ignore[attr-defined]
+    sys.modules["torch._dynamo"] = stub
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch._dynamo") is stub:
+            del sys.modules["torch._dynamo"]
 
 
 def _type_name(module: nn.Module) -> str:
@@ -85,7 +135,7 @@ def _type_name(module: nn.Module) -> str:
 
 def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.dtype = torch.float32) -> Summary:
     """Build ``spec`` on the meta device and run one forward pass to measure it; nothing is allocated."""
-    model = builder.build(spec, device="meta").to(dtype)
+    model = builder.build(spec, device="meta").to(dtype).eval()
     x = torch.empty(batch_size, spec.input.channels, *spec.input.size, device="meta", dtype=dtype)
     counter = _Counter()
     rows: list[Row] = []

@@ -1,0 +1,174 @@
+"""archkit against its references, side by side in one run; prints medians and ratios (archkit / reference).
+
+    pip install -e ".[bench]"          # torchinfo, torchvision
+    python benchmarks/run.py           # everything (several minutes on 2 cores)
+    python benchmarks/run.py --quick   # fewer repeats
+
+Not a test: this machine is noisy, so ratios are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = ROOT / "specs"
+ARCHKIT = [sys.executable, "-m", "archkit"]
+TORCHINFO_152 = ("import torch, torchvision, torchinfo; "
+                 "torchinfo.summary(torchvision.models.resnet152(), (1, 3, 224, 224), verbose=0)")
+
+rows: list[tuple[str, float, float, str, str]] = []
+
+
+def report(what: str, ours: float, ref: float, unit: str, target: str) -> None:
+    rows.append((what, ours, ref, unit, target))
+    print(f"  {what:<58} {ours:9.3f} {ref:9.3f} {unit:<4} ratio {ours / ref:5.2f}  (target {target})", flush=True)
+
+
+def run_process(cmd: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB) of one child process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed: {proc.stderr.read().decode()[-500:]}")
+    return wall, usage.ru_maxrss / 1024
+
+
+def processes(cmds: dict[str, list[str]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Median wall time and median peak memory per command, interleaved so drift hits all alike."""
+    runs: dict[str, list[tuple[float, float]]] = {k: [] for k in cmds}
+    for _ in range(repeat):
+        for key, cmd in cmds.items():
+            runs[key].append(run_process(cmd))
+    return {k: (statistics.median(w for w, _ in v), statistics.median(m for _, m in v)) for k, v in runs.items()}
+
+
+def timed(fn: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def bench_build(repeat: int) -> None:
+    import torch
+    import torchvision.models as tvm
+
+    import archkit
+
+    print("Build (materialize weights, in-process, median seconds)")
+    for name in ("resnet50", "wide_resnet101_2"):
+        spec = archkit.load_spec(SPECS / f"{name}.yaml")  # parsing is not part of "build"
+        torch.manual_seed(0)
+        ours, ref = [], []
+        for _ in range(repeat):  # interleaved
+            ours.append(timed(lambda: archkit.build_model(spec), 1))
+            ref.append(timed(lambda: getattr(tvm, name)(), 1))
+        report(f"build {name}", statistics.median(ours), statistics.median(ref), "s", "<= 1.05")
+
+
+def bench_run(repeat: int) -> None:
+    import torch
+    import torchvision.models as tvm
+
+    import archkit
+
+    print("Run (resnet50, batch 8, 224x224, CPU, same weights, median seconds)")
+    ref = tvm.resnet50()
+    ours = archkit.build_model(SPECS / "resnet50.yaml")
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    x = torch.randn(8, 3, 224, 224)
+    for mode in ("eval", "train"):
+        for m in (ours, ref):
+            m.train(mode == "train")
+        if mode == "eval":
+            def step(m):
+                with torch.inference_mode():
+                    m(x)
+            label = "forward (eval, inference_mode)"
+        else:
+            def step(m):
+                m.zero_grad(set_to_none=True)
+                m(x).sum().backward()
+            label = "forward + backward (train)"
+        step(ours), step(ref)  # warm-up
+        a, b = [], []
+        for _ in range(repeat):
+            a.append(timed(lambda: step(ours), 1))
+            b.append(timed(lambda: step(ref), 1))
+        report(label, statistics.median(a), statistics.median(b), "s", "1.00 +/- 0.03")
+
+
+def bench_summary(repeat: int) -> None:
+    print("Summary of resnet152 as a whole process (median wall seconds / peak MiB)")
+    res = processes({
+        "archkit": [*ARCHKIT, "build", str(SPECS / "resnet152.yaml"), "--summary"],
+        "torchinfo": [sys.executable, "-c", TORCHINFO_152],
+        "torch": [sys.executable, "-c", "import torch"],
+    }, repeat)
+    report("archkit build resnet152 --summary vs torchinfo.summary", res["archkit"][0], res["torchinfo"][0], "s",
+           "<= 0.6")
+    report("  same, vs bare `import torch`", res["archkit"][0], res["torch"][0], "s", "<= 1.3")
+    report("  peak memory vs bare `import torch` (MiB)", res["archkit"][1], res["torch"][1], "MiB",
+           "<= +150 MiB")
+    print(f"    -> {res['archkit'][1] - res['torch'][1]:+.0f} MiB above `import torch`; "
+          f"torchinfo {res['torchinfo'][1]:.0f} MiB")
+
+
+def bench_scale(repeat: int) -> None:
+    print("Scale: summary of a 9.8-billion-parameter spec vs resnet18 (whole process)")
+    res = processes({
+        "big": [*ARCHKIT, "build", str(SPECS / "resnet152_x13.yaml"), "--summary"],
+        "small": [*ARCHKIT, "build", str(SPECS / "resnet18.yaml"), "--summary"],
+    }, repeat)
+    report("time, resnet152_x13 (9.8 B params) vs resnet18", res["big"][0], res["small"][0], "s", "<= 1.5")
+    report("peak memory, same", res["big"][1], res["small"][1], "MiB", "<= 1.5")
+    print("    torchinfo would allocate the weights: 9,824,529,448 x 4 B = 39.3 GB (this machine: 24 GiB)")
+
+
+def bench_startup(repeat: int) -> None:
+    print("Start-up vs bare `import torch` (median wall seconds)")
+    res = processes({
+        "help": [*ARCHKIT, "--help"],
+        "blocks": [*ARCHKIT, "blocks"],
+        "validate": [*ARCHKIT, "validate", str(SPECS / "resnet50.yaml")],
+        "torch": [sys.executable, "-c", "import torch"],
+    }, repeat)
+    for key, label in (("help", "archkit --help"), ("blocks", "archkit blocks"),
+                       ("validate", "archkit validate specs/resnet50.yaml")):
+        report(label, res[key][0], res["torch"][0], "s", "<= 1.1")
+
+
+SECTIONS = {"build": bench_build, "run": bench_run, "summary": bench_summary, "scale": bench_scale,
+            "startup": bench_startup}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sections", nargs="*", choices=[*SECTIONS, []], help="default: all")
+    parser.add_argument("--quick", action="store_true", help="3 repeats instead of 7 (11 for in-process runs)")
+    args = parser.parse_args()
+    import torch
+
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    for name in args.sections or SECTIONS:
+        SECTIONS[name](3 if args.quick else (11 if name in ("build", "run") else 7))
+    print("\nratio = archkit / reference; medians over interleaved repeats")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
