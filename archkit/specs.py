@@ -168,7 +168,7 @@ def validate(tree: Any, source: str = "<spec>") -> _SpecBase:
         problems = [_problem(err, data, marks, cls) for err in exc.errors()]
         raise SpecError(_ordered(problems, source)) from None
     spec._marks = marks
-    problems = _check_names(spec)
+    problems = _check_names(spec) + _check_size(spec)
     for i, stage in enumerate(spec.stages):
         if stage.block is None:
             path = ("stages", i, "block")
@@ -212,6 +212,19 @@ def layer_names(spec: _SpecBase) -> tuple[list[str], list[str]]:
             names.append(name)
         result.append(names)
     return result[0], result[1]
+
+
+MAX_BLOCKS = 10_000  # ResNet-1001 has 333; more is a typo or a hostile spec that would take minutes to build
+
+
+def _check_size(spec: _SpecBase) -> list[Problem]:
+    import math
+
+    total = sum(math.ceil(s.depth * spec.depth_multiplier - 1e-9) for s in spec.stages)
+    if total <= MAX_BLOCKS:
+        return []
+    return [Problem(f"{total:,} blocks in all (after depth_multiplier); at most {MAX_BLOCKS:,} are supported",
+                    spec.mark_of(("stages",)), "stages")]
 
 
 def _check_names(spec: _SpecBase) -> list[Problem]:

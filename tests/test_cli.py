@@ -174,3 +174,46 @@ def test_installed_console_script_runs(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "archkit", "build", str(bad)], capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip() == f"{bad}:2:1: stages: expected a list (got 3)"
+
+
+def test_interrupted_save_keeps_the_previous_checkpoint(tmp_path, monkeypatch) -> None:
+    path = tmp_path / "m.pt"
+    model = archkit.build_model(SPECS / "resnet18.yaml")
+    archkit.save_checkpoint(model, SPECS / "resnet18.yaml", path)
+    before = path.read_bytes()
+
+    def dies_halfway(obj, fh, *args, **kwargs):
+        fh.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", dies_halfway)
+    with pytest.raises(KeyboardInterrupt):
+        archkit.save_checkpoint(model, SPECS / "resnet18.yaml", path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.pt"]  # no temp file left behind
+
+
+def test_summary_shapes_match_a_real_forward_and_flop_counter(capsys) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from archkit import summary
+
+    spec = archkit.load_spec(SPECS / "resnet18.yaml", ["norm={type: groupnorm, groups: 32}", "input.size=[64, 48]"])
+    measured = summary.measure(spec, batch_size=2, depth=2)
+    model = archkit.build_model(spec).eval()
+    shapes = {}
+    for name, module in model.named_modules():
+        if name and name.count(".") <= 1:
+            module.register_forward_hook(lambda m, a, out, name=name: shapes.__setitem__(name, list(out.shape)))
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.randn(2, 3, 64, 48))
+    assert {r.name: r.output_shape for r in measured.rows} == shapes
+    assert 2 * measured.macs == counter.get_total_flops()
+
+
+def test_ten_billion_parameter_summary_never_materializes(capsys) -> None:
+    code, out, _ = run(capsys, "build", str(SPECS / "resnet152_x13.yaml"), "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["total_params"] == 9_824_529_448  # 39 GB of float32 that nobody allocated

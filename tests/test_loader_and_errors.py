@@ -146,3 +146,13 @@ def test_numbers_yaml_gets_wrong_are_field_errors(write) -> None:
 def test_build_model_accepts_a_dict_and_reports_field_paths() -> None:
     with pytest.raises(SpecError, match=r"<dict>: stages\[0\]\.planes: required field is missing"):
         archkit.build_model({"name": "x", "stages": [{"depth": 1, "block": {"type": "basic"}}]})
+
+
+def test_absurdly_large_file_is_refused_without_reading_it(tmp_path) -> None:
+    from archkit.loader import MAX_FILE_BYTES
+
+    path = tmp_path / "big.yaml"
+    with open(path, "wb") as fh:
+        fh.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
+    with pytest.raises(SpecError, match=r"file is 1,048,577 bytes; a spec may be at most 1,048,576"):
+        archkit.load_spec(path)

@@ -1,0 +1,96 @@
+"""Property-based fuzzing of the shipped specs: every mutation either builds (on meta) or raises a
+SpecError whose every problem has a position. Anything else (a traceback from inside pydantic or
+torch, a hang) fails. CI runs a bounded number of examples; a soak run sets ARCHKIT_FUZZ_EXAMPLES:
+
+    ARCHKIT_FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz.py -p no:cacheprovider
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import archkit
+from archkit import SpecError
+from archkit.errors import Mark
+from conftest import SPECS
+
+EXAMPLES = int(os.environ.get("ARCHKIT_FUZZ_EXAMPLES", "120"))
+BASES = ["resnet18", "resnext50_32x4d", "darknet53", "wrn28_10", "resnet50_dilated"]
+
+
+def _resolved(name: str) -> dict:
+    """The spec as one self-contained mapping (base: resolved), so mutations reach every field."""
+    return archkit.load_spec(SPECS / f"{name}.yaml").model_dump(mode="json")
+
+
+RESOLVED = {name: _resolved(name) for name in BASES}
+
+scalars = st.one_of(
+    st.none(), st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([0, 1, 2, 3, -1, 7, 64, 2**31, 2**63, 2**64]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["basic", "bottleneck", "resnext", "darknet", "conv", "linear", "flatten", "ünïcødé", "",
+                     "layer1", "a:b", "-1", "1e400", ".nan"]),
+)
+values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
+                                                       st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+                      max_leaves=12)
+
+
+def _paths(node: Any, prefix: tuple = ()) -> list[tuple]:
+    out = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+@st.composite
+def mutated_specs(draw) -> dict:
+    spec = copy.deepcopy(RESOLVED[draw(st.sampled_from(BASES))])
+    for _ in range(draw(st.integers(1, 4))):
+        paths = _paths(spec)
+        if not paths:
+            break
+        path = draw(st.sampled_from(paths))
+        parent = spec
+        for part in path[:-1]:
+            parent = parent[part]
+        key = path[-1]
+        action = draw(st.sampled_from(["set", "set", "delete", "rename", "nest"]))
+        if action == "set":
+            parent[key] = draw(values)
+        elif action == "delete":
+            del parent[key]
+        elif action == "rename" and isinstance(parent, dict):
+            parent[draw(st.text(min_size=1, max_size=10))] = parent.pop(key)
+        elif action == "nest":
+            parent[key] = {"x": [parent[key]]}
+    return spec
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 200,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(spec=mutated_specs())
+def test_mutated_specs_build_or_fail_with_a_position(spec: dict, tmp_path_factory) -> None:
+    path = Path(tmp_path_factory.mktemp("fuzz")) / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    try:
+        archkit.build_model(archkit.load_spec(path), device="meta")
+    except SpecError as exc:
+        for problem in exc.problems:
+            assert isinstance(problem.mark, Mark) and problem.mark.source == str(path), problem
+            assert problem.mark.line is not None, problem
+            assert "\n" not in str(problem)
