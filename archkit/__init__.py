@@ -33,11 +33,15 @@ def as_spec(spec: Any):
     raise TypeError(f"expected a ModelSpec, a spec file path or a dict, got {type(spec).__name__}")
 
 
-def build_model(spec: Any, device: Any = None):
-    """Build the ``nn.Sequential`` for a spec (ModelSpec, path or dict); ``device="meta"`` allocates nothing."""
+def build_model(spec: Any, device: Any = None, *, features_only: bool | None = None, out_indices: Any = None):
+    """Build the ``nn.Sequential`` for a spec (ModelSpec, path or dict); ``device="meta"`` allocates nothing.
+
+    ``features_only=True`` returns a backbone giving the feature maps of ``out_indices`` (0 = stem,
+    i = stage i), with ``.feature_info`` (channels and reduction per output), as timm's.
+    """
     from . import builder
 
-    return builder.build(as_spec(spec), device=device)
+    return builder.build(as_spec(spec), device=device, features_only=features_only, out_indices=out_indices)
 
 
 def register_block(name: str, cls: Any, **kwargs: Any) -> Any:

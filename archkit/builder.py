@@ -10,6 +10,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
+from .errors import SpecError
 from .layers import BuildContext, Shape
 from .registry import BLOCKS
 from .specs import ModelSpec, layer_names
@@ -102,25 +103,92 @@ def _seeded(seed: int | None) -> Iterator[None]:
         yield
 
 
-def build(spec: ModelSpec, device: Any = None) -> nn.Sequential:
+class FeatureExtractor(nn.Sequential):
+    """The stem and stages of a spec, returning the chosen stages' feature maps (timm's ``features_only``).
+
+    Children keep the full model's names, so a classifier's ``state_dict`` loads by the same keys
+    (its head entries are the only extras). ``feature_info`` gives each output's module, channels and
+    reduction (input size / feature size).
+    """
+
+    def __init__(self, children: OrderedDict[str, nn.Module], return_layers: list[str], feature_info: list[dict]):
+        super().__init__(children)
+        self.return_layers = tuple(return_layers)
+        self.feature_info = feature_info
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        features = []
+        for name, module in self.named_children():
+            x = module(x)
+            if name in self.return_layers:
+                features.append(x)
+        return features
+
+
+def _out_indices(spec: ModelSpec, out_indices: Any) -> list[int]:
+    stages = len(spec.stages)
+    from_spec = out_indices is None
+    out_indices = spec.out_indices if from_spec else out_indices
+    if out_indices is None:
+        return list(range(1, stages + 1))
+    field = ("out_indices",)
+
+    def error(message: str) -> SpecError:
+        return spec.error(field, message) if from_spec else SpecError(message, None, "out_indices (argument)")
+
+    if isinstance(out_indices, int) or not all(isinstance(i, int) and not isinstance(i, bool) for i in out_indices):
+        raise error(f"must be a list of integers, got {out_indices!r}")
+    indices = list(out_indices)
+    if not indices:
+        raise error("must name at least one output")
+    low = 0 if spec.stem else 1
+    for i in indices:
+        if not low <= i <= stages:
+            raise error(f"{i} is out of range: 0 is the stem's output, 1..{stages} the stages"
+                             + ("" if spec.stem else " (this spec has no stem, so no 0)"))
+    if indices != sorted(set(indices)):
+        raise error(f"must be increasing without repeats, got {indices}")
+    return indices
+
+
+def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = None,
+          out_indices: Any = None) -> nn.Module:
     """Assemble the model: stem layers, ``layer1``..``layerN``, head layers, as one ``nn.Sequential``.
 
     ``device="meta"`` builds the structure without allocating or initializing weights.
+    ``features_only`` (or the spec's ``features_only:``) returns a FeatureExtractor of the stem and the
+    stages up to the last of ``out_indices`` (0 = stem output, i = stage i; default: every stage).
     """
+    features = spec.features_only if features_only is None else features_only
+    indices = _out_indices(spec, out_indices) if features else []
     ctx = make_context(spec)
     stem_names, head_names = layer_names(spec)
     children: OrderedDict[str, nn.Module] = OrderedDict()
     shape: Shape = (spec.input.channels, *spec.input.size)
+    info: list[dict] = []
+
+    def note(index: int, name: str) -> None:
+        if index in indices:
+            info.append({"index": index, "module": name, "num_chs": shape[0],
+                         "reduction": round(spec.input.size[0] / shape[1])})
+
     device_ctx = torch.device(device) if device is not None else contextlib.nullcontext()
     with device_ctx, _seeded(spec.seed):
         for i, name in enumerate(stem_names):
             children[name], shape = _layer(spec, "stem", i, shape, ctx)
+        if stem_names:
+            note(0, stem_names[-1])
         dilation = 1
-        for i in range(len(spec.stages)):
+        last = max(indices) if features else len(spec.stages)
+        for i in range(last):
             children[f"layer{i + 1}"], shape, dilation = make_stage(spec, i, shape, dilation, ctx)
-        for i, name in enumerate(head_names):
-            children[name], shape = _layer(spec, "head", i, shape, ctx)
-        model = nn.Sequential(children)
+            note(i + 1, f"layer{i + 1}")
+        if features:
+            model: nn.Module = FeatureExtractor(children, [d["module"] for d in info], info)
+        else:
+            for i, name in enumerate(head_names):
+                children[name], shape = _layer(spec, "head", i, shape, ctx)
+            model = nn.Sequential(children)
         if str(device) != "meta":
             init_weights(model, spec)
     return model

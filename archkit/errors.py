@@ -36,7 +36,8 @@ class Problem:
         if self.field:
             parts.append(self.field)
         parts.append(self.message)
-        return ": ".join(parts)
+        # one line, whatever the user's keys and values hold
+        return ": ".join(parts).replace("\r", "\\r").replace("\n", "\\n")
 
 
 class SpecError(ValueError):
@@ -59,6 +60,8 @@ def format_path(path: tuple) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif isinstance(part, str) and part.isidentifier():
+            out += ("." if out else "") + part
         else:
-            out += ("." if out else "") + str(part)
+            out += f"[{part!r}]"
     return out

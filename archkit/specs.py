@@ -56,6 +56,9 @@ class _SpecBase(_Model):
     seed: int | None = Field(None, ge=0, le=_INT_MAX, description="Seed for reproducible initial weights.")
     width_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's planes (rounded).")
     depth_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's depth (rounded up).")
+    features_only: bool = Field(False, description="Build a backbone returning feature maps (no head).")
+    out_indices: list[Annotated[int, Field(ge=0, le=1000)]] | None = Field(
+        None, min_length=1, description="Feature outputs: 0 = stem output, i = stage i (default: every stage).")
 
     _marks: dict = PrivateAttr(default_factory=dict)
 

@@ -125,6 +125,21 @@ def without_compiler_import() -> Iterator[None]:
             del sys.modules["torch._dynamo"]
 
 
+def _shape(out: Any) -> list:
+    """A tensor's shape, or the shapes of a list of tensors (a features_only model's outputs)."""
+    if isinstance(out, torch.Tensor):
+        return list(out.shape)
+    if isinstance(out, (list, tuple)):
+        return [_shape(o) for o in out]
+    return []
+
+
+def _dims(shape: list) -> str:
+    if shape and isinstance(shape[0], list):
+        return ", ".join(_dims(s) for s in shape)
+    return "x".join(map(str, shape))
+
+
 def _type_name(module: nn.Module) -> str:
     """The class name; a stage shows its block type and depth instead of 'Sequential'."""
     kinds = {type(m).__name__ for m in module.children()}
@@ -151,7 +166,7 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
 
         def post(_m: nn.Module, _args: Any, out: Any) -> None:
             row.macs = counter.macs - start[0]
-            row.output_shape = list(out.shape) if isinstance(out, torch.Tensor) else []
+            row.output_shape = _shape(out)
 
         hooks.append(module.register_forward_pre_hook(pre))
         hooks.append(module.register_forward_hook(post))
@@ -171,7 +186,7 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
     return Summary(
         name=spec.name,
         input_shape=list(x.shape),
-        output_shape=list(out.shape),
+        output_shape=_shape(out),
         batch_size=batch_size,
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
@@ -202,7 +217,7 @@ def _bytes(n: int) -> str:
 def render(summary: Summary, width: int = 80) -> str:
     """The summary as a table that fits ``width`` columns, then totals."""
     header = ("Layer", "Type", "Output shape", "Params", "MACs")
-    cells = [(("  " * (r.depth - 1)) + r.name, r.type, "x".join(map(str, r.output_shape)),
+    cells = [(("  " * (r.depth - 1)) + r.name, r.type, _dims(r.output_shape),
               f"{r.params:,}", _human(r.macs, "") if r.macs else "-") for r in summary.rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     overflow = sum(widths) + 2 * (len(widths) - 1) - width
@@ -229,7 +244,7 @@ def render(summary: Summary, width: int = 80) -> str:
         ("Param memory", f"{_bytes(s.param_bytes)} ({s.dtype})"),
         ("Activation memory", f"{_bytes(s.activation_bytes)} (forward, batch {s.batch_size}, estimate)"),
         ("Input shape", "x".join(map(str, s.input_shape))),
-        ("Output shape", "x".join(map(str, s.output_shape))),
+        ("Output shape", _dims(s.output_shape)),
     ]
     out += [f"{k + ':':<22}{v}" for k, v in totals]
     return "\n".join(out)
