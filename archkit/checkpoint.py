@@ -77,7 +77,12 @@ def load(path: str | os.PathLike, device: Any = None) -> nn.Sequential:
     except SpecError as exc:
         raise CheckpointError(f"{path}: stored spec is invalid here (a plugin missing?): {exc.problems[0]}") from None
     model = builder.build(spec, device=device)
-    state = payload["state_dict"]
+    load_weights(model, payload["state_dict"], path)
+    return model
+
+
+def load_weights(model: nn.Module, state: dict, path: str | os.PathLike) -> None:
+    """Load ``state`` strictly, or raise CheckpointError naming the missing, unexpected and misshapen keys."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -88,6 +93,5 @@ def load(path: str | os.PathLike, device: Any = None) -> nn.Sequential:
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)):
             if keys:
                 parts.append(f"{label}: " + ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""))
-        raise CheckpointError(f"{path}: weights do not fit the stored spec; " + "; ".join(parts))
+        raise CheckpointError(f"{path}: weights do not fit the spec; " + "; ".join(parts))
     model.load_state_dict(state, strict=True)
-    return model

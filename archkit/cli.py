@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import logging
 import os
 import sys
 import traceback
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, SpecError
+from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, ExportError, SpecError
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
 MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
@@ -83,6 +86,18 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("name", nargs="?", metavar="NAME", help="a block or layer type to describe")
     k.set_defaults(func=cmd_blocks)
 
+    e = sub.add_parser("export", parents=[common], help="export to ONNX, TorchScript or an ExportedProgram",
+                       description="Build a spec (random or checkpoint weights) and export it for deployment.")
+    e.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    e.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
+    e.add_argument("--output", required=True, metavar="FILE", help="file to write (atomically)")
+    e.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
+    e.add_argument("--batch-size", type=_positive, default=2, metavar="N", help="example batch size (default 2)")
+    e.add_argument("--dynamic-batch", action="store_true", help="let the batch dimension vary (onnx, exported-program)")
+    e.add_argument("--weights", metavar="CHECKPOINT", help="load weights from an archkit checkpoint")
+    e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    e.set_defaults(func=cmd_export)
+
     s = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the spec format",
                        description="Print the JSON Schema of specs, with every registered block's parameters, "
                                    "for editors (yaml-language-server) and CI.")
@@ -146,6 +161,29 @@ def cmd_build(args: argparse.Namespace) -> int:
     elif not (args.summary or args.json):
         count = _count_params(spec)
         out.write(f"{spec.name}: OK, {count:,} parameters (add --summary for the table, --output FILE to save)\n")
+    return EXIT_OK
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """archkit export."""
+    from . import load_spec
+    from .builder import build
+    from .checkpoint import load_weights, read
+    from .export import example_input, export
+
+    spec = load_spec(args.spec, _overrides(args))
+    model = build(spec)
+    if args.weights:
+        load_weights(model, read(args.weights)["state_dict"], args.weights)
+    # torch's exporters print progress and, on failure, whole graphs; the CLI says one line of its own
+    chatter = io.StringIO()
+    logging.disable(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            export(model, args.format, args.output, example_input(spec, args.batch_size), args.dynamic_batch)
+    finally:
+        logging.disable(logging.NOTSET)
+    print(f"wrote {args.output} ({args.format}, {spec.name})")
     return EXIT_OK
 
 
@@ -248,7 +286,7 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
             traceback.print_exc()
         _report(exc)
         return EXIT_USAGE
-    except CheckpointError as exc:
+    except (CheckpointError, ExportError) as exc:
         if show:
             traceback.print_exc()
         print(f"archkit: error: {exc}", file=sys.stderr)

@@ -54,6 +54,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupted or does not fit its stored spec."""
 
 
+class ExportError(RuntimeError):
+    """A model (or one of its blocks) cannot be exported to the asked format."""
+
+
 def format_path(path: tuple) -> str:
     """Render a field path like ``stages[2].block.groups``."""
     out = ""

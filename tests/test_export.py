@@ -1,0 +1,125 @@
+"""Built models go to deployment: ONNX (run in onnxruntime), torch.export, TorchScript, fx, compile."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+import archkit
+from archkit.blocks import BasicBlock
+from archkit.cli import main
+from archkit.registry import BLOCKS
+from conftest import SPECS
+
+SMALL = ["input.size=[64, 64]"]
+
+
+@pytest.fixture(scope="module")
+def resnet18():
+    spec = archkit.load_spec(SPECS / "resnet18.yaml", SMALL + ["seed=0"])
+    return spec, archkit.build_model(spec).eval()
+
+
+def test_onnx_with_dynamic_batch_runs_in_onnxruntime(resnet18, tmp_path, capsys) -> None:
+    spec, model = resnet18
+    path = tmp_path / "m.onnx"
+    code = main(["export", str(SPECS / "resnet18.yaml"), "--set", "seed=0", "--input-size", "64",
+                 "--format", "onnx", "--dynamic-batch", "--output", str(path)])
+    assert code == 0, capsys.readouterr().err
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 64, 64)  # another batch size than the example's
+    (out,) = session.run(None, {"input": x.numpy()})
+    with torch.inference_mode():
+        np.testing.assert_allclose(out, model(x).numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_exported_program_and_torchscript_files(resnet18, tmp_path, capsys) -> None:
+    spec, model = resnet18
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        expected = model(x)
+    for fmt, load in (("exported-program", lambda p: torch.export.load(p).module()), ("torchscript", torch.jit.load)):
+        path = tmp_path / f"m.{fmt}"
+        args = ["export", str(SPECS / "resnet18.yaml"), "--format", fmt, "--output", str(path)]
+        assert main([*args, "--set", "seed=0", "--input-size", "64"]) == 0, capsys.readouterr().err
+        with torch.inference_mode():
+            torch.testing.assert_close(load(str(path))(x), expected)
+
+
+def test_export_with_checkpoint_weights(tmp_path, capsys) -> None:
+    ckpt, out = tmp_path / "w.pt", tmp_path / "m.pt2"
+    assert main(["build", str(SPECS / "resnet18.yaml"), "--seed", "3", "--output", str(ckpt)]) == 0
+    assert main(["export", str(SPECS / "resnet18.yaml"), "--weights", str(ckpt), "--input-size", "32",
+                 "--format", "exported-program", "--output", str(out)]) == 0, capsys.readouterr().err
+    reference = archkit.load_checkpoint(ckpt).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(torch.export.load(str(out)).module()(x), reference(x))
+
+
+def _tiny(block: str) -> dict:
+    return {"name": "tiny", "input": {"size": [16, 16]}, "seed": 0,
+            "stem": [{"type": "conv", "channels": 32}, {"type": "norm"}, {"type": "act"}],
+            "stages": [{"planes": 16, "depth": 2, "block": {"type": block}},
+                       {"planes": 32, "depth": 1, "stride": 2, "block": {"type": block}}],
+            "head": [{"type": "adaptive_avgpool"}, {"type": "flatten"}, {"type": "linear", "features": 4}]}
+
+
+@pytest.mark.parametrize("block", [n for n, _ in BLOCKS.listing()])
+def test_every_block_traces_exports_and_scripts(block: str) -> None:
+    model = archkit.build_model(_tiny(block)).eval()
+    x = torch.randn(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = model(x)
+        torch.testing.assert_close(torch.fx.symbolic_trace(model)(x), expected)
+        torch.testing.assert_close(torch.export.export(model, (x,)).module()(x), expected)
+        torch.testing.assert_close(torch.jit.trace(model, x)(x), expected)
+        if BLOCKS.get(block).origin == "built-in":  # built-ins are also scriptable
+            torch.testing.assert_close(torch.jit.script(model)(x), expected)
+
+
+def test_torch_compile_matches_eager() -> None:
+    model = archkit.build_model(_tiny("bottleneck")).eval()
+    x = torch.randn(2, 3, 16, 16)
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+
+
+class DataDependent(BasicBlock):
+    """A block whose control flow depends on values: not exportable."""
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        if x.sum().item() > 0:
+            return super().forward(x)
+        return x
+
+
+def test_untraceable_block_gives_an_error_naming_it(tmp_path, capsys, write) -> None:
+    archkit.register_block("data_dependent_test", DataDependent)
+    try:
+        path = write(f"base: {SPECS / 'resnet18.yaml'}\nname: dd\ninput: {{size: [32, 32]}}\n"
+                     "block: {type: data_dependent_test}\n")
+        code = main(["export", str(path), "--format", "exported-program", "--output", str(tmp_path / "x.pt2")])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.strip().splitlines()) == 1
+        assert "block type 'data_dependent_test' (built-in) in layer1 cannot be exported" in err
+        assert not (tmp_path / "x.pt2").exists()
+    finally:
+        BLOCKS.unregister("data_dependent_test")
+
+
+def test_channels_last_and_bfloat16_autocast(resnet18) -> None:
+    _, model = resnet18
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        expected = model(x)
+        cl = model.to(memory_format=torch.channels_last)
+        torch.testing.assert_close(cl(x.to(memory_format=torch.channels_last)), expected, rtol=1e-4, atol=1e-4)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = model(x)
+        assert out.dtype == torch.bfloat16
+        assert (out.float().argmax(1) == expected.argmax(1)).float().mean() >= 0.5
+        assert torch.allclose(out.float(), expected, rtol=0.1, atol=0.1 * expected.abs().max().item())
