@@ -98,6 +98,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     e.set_defaults(func=cmd_export)
 
+    d = sub.add_parser("draw", parents=[common], help="draw the architecture as SVG",
+                       description="Draw stem, stages and head as boxes with block type, depth, channels, "
+                                   "resolution and shortcuts, as an SVG file.")
+    d.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    d.add_argument("--output", required=True, metavar="FILE", help="SVG file to write")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    d.set_defaults(func=cmd_draw)
+
     s = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the spec format",
                        description="Print the JSON Schema of specs, with every registered block's parameters, "
                                    "for editors (yaml-language-server) and CI.")
@@ -184,6 +192,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         logging.disable(logging.NOTSET)
     print(f"wrote {args.output} ({args.format}, {spec.name})")
+    return EXIT_OK
+
+
+def cmd_draw(args: argparse.Namespace) -> int:
+    """archkit draw."""
+    from . import draw, load_spec, summary
+
+    spec = load_spec(args.spec, args.set)
+    with summary.without_compiler_import():
+        text = draw.render(spec)
+    with open(args.output, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    print(f"wrote {args.output}")
     return EXIT_OK
 
 

@@ -217,3 +217,19 @@ def test_ten_billion_parameter_summary_never_materializes(capsys) -> None:
     assert code == 0
     data = json.loads(out)
     assert data["total_params"] == 9_824_529_448  # 39 GB of float32 that nobody allocated
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet152", "darknet53", "wrn28_10"])
+def test_draw_writes_an_svg_naming_every_stage(capsys, tmp_path, name: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    path = tmp_path / "m.svg"
+    assert run(capsys, "draw", str(SPECS / f"{name}.yaml"), "--output", str(path))[0] == 0
+    root = ET.parse(path).getroot()
+    texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    spec = archkit.load_spec(SPECS / f"{name}.yaml")
+    for i, stage in enumerate(spec.stages):
+        assert f"layer{i + 1}" in texts
+        assert any(f"{stage.block.type} \u00d7{stage.depth}" in t for t in texts)
+    assert any(f"{sum(p.numel() for p in archkit.build_model(spec, device='meta').parameters()):,} parameters" in t
+               for t in texts)
