@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import math
 from collections import OrderedDict
 from typing import Any, Iterator
 
@@ -13,15 +12,13 @@ from torch import nn
 from .errors import SpecError
 from .layers import BuildContext, Shape
 from .registry import BLOCKS
-from .specs import ModelSpec, layer_names
+from .specs import ModelSpec, layer_names, scaled
 
 
 def stage_plan(spec: ModelSpec, index: int) -> tuple[int, int]:
     """A stage's planes and depth after the width and depth multipliers."""
     stage = spec.stages[index]
-    planes = max(1, int(round(stage.planes * spec.width_multiplier)))
-    depth = max(1, math.ceil(stage.depth * spec.depth_multiplier - 1e-9))
-    return planes, depth
+    return scaled(stage.planes, stage.depth, spec.width_multiplier, spec.depth_multiplier)
 
 
 def make_context(spec: ModelSpec) -> BuildContext:

@@ -17,6 +17,8 @@ from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, ExportEr
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
 MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
+MAX_PARAMS_HELP = (f"refuse to materialize more parameters than this (default {DEFAULT_MAX_PARAMS:,}, "
+                   f"or ${MAX_PARAMS_ENV}); counted on the meta device first")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,9 +72,7 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--output", metavar="FILE", help="materialize the model and save a checkpoint here")
     b.add_argument("--json", action="store_true", help="print the summary as JSON (stable keys)")
     b.add_argument("--seed", type=_non_negative, metavar="N", help="seed for the initial weights (overrides seed:)")
-    b.add_argument("--max-params", type=_positive, metavar="N",
-                   help=f"refuse to materialize more parameters than this (default {DEFAULT_MAX_PARAMS:,}, "
-                        f"or ${MAX_PARAMS_ENV})")
+    b.add_argument("--max-params", type=_positive, metavar="N", help=MAX_PARAMS_HELP)
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("validate", parents=[common], help="validate one or more specs",
@@ -96,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--dynamic-batch", action="store_true", help="let the batch dimension vary (onnx, exported-program)")
     e.add_argument("--weights", metavar="CHECKPOINT", help="load weights from an archkit checkpoint")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    e.add_argument("--max-params", type=_positive, metavar="N", help=MAX_PARAMS_HELP)
     e.set_defaults(func=cmd_export)
 
     d = sub.add_parser("draw", parents=[common], help="draw the architecture as SVG",
@@ -143,6 +144,18 @@ def _count_params(spec: Any) -> int:
     return sum(p.numel() for p in build(spec, device="meta").parameters())
 
 
+def _materialize(spec: Any, args: argparse.Namespace) -> tuple[Any, int]:
+    """Build real weights, after checking the parameter count (on meta) against the size guard."""
+    from .builder import build
+
+    count = _count_params(spec)
+    limit = _max_params(args)
+    if count > limit:
+        raise SpecError(f"{spec.name} has {count:,} parameters, above the limit of {limit:,} for materializing; "
+                        f"raise it with --max-params {count} or ${MAX_PARAMS_ENV}", None)
+    return build(spec), count
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """archkit build."""
     from . import load_spec
@@ -156,15 +169,10 @@ def cmd_build(args: argparse.Namespace) -> int:
             result = summary.measure(spec, batch_size=args.batch_size, depth=args.depth)
         out.write((json.dumps(result.as_dict(), indent=2) if args.json else summary.render(result)) + "\n")
     if args.output:
-        count = _count_params(spec)
-        limit = _max_params(args)
-        if count > limit:
-            raise SpecError(f"{spec.name} has {count:,} parameters, above the limit of {limit:,} for materializing; "
-                            f"raise it with --max-params {count} or ${MAX_PARAMS_ENV}", None)
-        from .builder import build
         from .checkpoint import save
 
-        save(build(spec), spec, args.output)
+        model, count = _materialize(spec, args)
+        save(model, spec, args.output)
         print(f"saved {args.output}: {spec.name}, {count:,} parameters", file=sys.stderr if args.json else out)
     elif not (args.summary or args.json):
         count = _count_params(spec)
@@ -175,12 +183,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     """archkit export."""
     from . import load_spec
-    from .builder import build
     from .checkpoint import load_weights, read
     from .export import example_input, export
 
     spec = load_spec(args.spec, _overrides(args))
-    model = build(spec)
+    model, _ = _materialize(spec, args)
     if args.weights:
         load_weights(model, read(args.weights)["state_dict"], args.weights)
     # torch's exporters print progress and, on failure, whole graphs; the CLI says one line of its own

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
@@ -90,7 +91,8 @@ _cache: dict[tuple, type] = {}
 
 def spec_model() -> type[_SpecBase]:
     """The ModelSpec class for the blocks and layers registered now (cached per registry state)."""
-    key = (BLOCKS.generation, LAYERS.generation, len(BLOCKS.names()), len(LAYERS.names()))
+    BLOCKS.names(), LAYERS.names()  # populate first: populating bumps the generations
+    key = (BLOCKS.generation, LAYERS.generation)
     if key in _cache:
         return _cache[key]
     blocks = _union([_tagged(e, "Block") for e in BLOCKS])
@@ -220,10 +222,13 @@ def layer_names(spec: _SpecBase) -> tuple[list[str], list[str]]:
 MAX_BLOCKS = 10_000  # ResNet-1001 has 333; more is a typo or a hostile spec that would take minutes to build
 
 
-def _check_size(spec: _SpecBase) -> list[Problem]:
-    import math
+def scaled(planes: int, depth: int, width_multiplier: float, depth_multiplier: float) -> tuple[int, int]:
+    """A stage's planes and depth after the multipliers: planes rounded, depth rounded up (at least 1)."""
+    return max(1, int(round(planes * width_multiplier))), max(1, math.ceil(depth * depth_multiplier - 1e-9))
 
-    total = sum(math.ceil(s.depth * spec.depth_multiplier - 1e-9) for s in spec.stages)
+
+def _check_size(spec: _SpecBase) -> list[Problem]:
+    total = sum(scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier)[1] for s in spec.stages)
     if total <= MAX_BLOCKS:
         return []
     return [Problem(f"{total:,} blocks in all (after depth_multiplier); at most {MAX_BLOCKS:,} are supported",
