@@ -96,10 +96,10 @@ def _shape_only(func: Any, args: tuple) -> Any:
     if not (isinstance(x, torch.Tensor) and x.device.type == "meta"):
         return None
     if func is torch.ops.aten.native_batch_norm.default:  # (out, save_mean[C], save_invstd[C])
-        return torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
+        return x.new_empty(x.shape), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
     if func is torch.ops.aten.native_group_norm.default:  # (out, mean[N, G], rstd[N, G])
         n, groups = args[3], args[6]
-        return torch.empty_like(x), x.new_empty(n, groups), x.new_empty(n, groups)
+        return x.new_empty(x.shape), x.new_empty(n, groups), x.new_empty(n, groups)
     return None
 
 
