@@ -23,10 +23,8 @@ def stage_plan(spec: ModelSpec, index: int) -> tuple[int, int]:
 
 def make_context(spec: ModelSpec) -> BuildContext:
     """Norm and activation factories from the spec's ``norm:`` and ``activation:``."""
-    holder: list[BuildContext] = []
-    ctx = BuildContext(norm=lambda channels: spec.norm.build((channels, 1, 1), holder[0]),
-                       act=lambda: spec.activation.build((), holder[0]), norm_layer=spec.norm)
-    holder.append(ctx)
+    ctx = BuildContext(norm=lambda channels: spec.norm.build((channels, 1, 1), ctx),
+                       act=lambda: spec.activation.build((), ctx), norm_layer=spec.norm)
     return ctx
 
 
