@@ -93,9 +93,15 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind:
             continue
         loaded[ep.name].append((dist, version, obj))
     for name, providers in loaded.items():
-        for dist, version, obj in providers:
-            registry.register(qualified_name(dist, name), obj, kind=kind(obj), origin=f"{dist} {version}",
-                              qualified=qualified_name(dist, name))
+        for dist, version, obj in list(providers):
+            try:
+                registry.register(qualified_name(dist, name), obj, kind=kind(obj), origin=f"{dist} {version}",
+                                  qualified=qualified_name(dist, name))
+            except ValueError as exc:  # e.g. one distribution seen twice on the path: keep the first
+                registry._broken.append(BrokenPlugin(group, name, "", dist, version, _one_line(exc)))
+                providers.remove((dist, version, obj))
+        if not providers:
+            continue
         if name in registry:  # a built-in (or an earlier registration) keeps the bare name
             owner = registry.get(name).origin
             for dist, version, _ in providers:

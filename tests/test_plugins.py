@@ -162,3 +162,11 @@ def test_plugin_blocks_appear_in_the_schema(fake_plugins, capsys) -> None:
     assert '"const": "good"' in capsys.readouterr().out
     x = torch.randn(1, 3, 16, 16)
     assert archkit.build_model(_spec("good"))(x).shape == (1, 16, 16, 16)
+
+
+def test_one_distribution_seen_twice_is_reported_not_fatal(fake_plugins) -> None:
+    fake_plugins(_ep("good", "fake_archkit_plugin:GoodBlock", "same-dist"),
+                 _ep("good", "fake_archkit_plugin:OtherGoodBlock", "same-dist"))
+    assert BLOCKS.get("same_dist:good").obj is GoodBlock
+    assert BLOCKS.get("good").obj is GoodBlock
+    assert "already registered" in BLOCKS.broken[0].error
