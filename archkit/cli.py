@@ -10,6 +10,7 @@ import logging
 import os
 import sys
 import traceback
+import warnings
 from typing import Any, Callable, Sequence
 
 from . import __version__
@@ -332,6 +333,8 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI with ``argv``; returns the exit code (0 ok, 1 failure, 2 invalid spec or usage)."""
+    # torch warns at import when NumPy is absent; archkit does not need NumPy, so neither does its user
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
     parser = _parser()
     try:
         args = parser.parse_args(argv)
