@@ -41,6 +41,8 @@ def save(model: nn.Module, spec: specs.ModelSpec, path: str | os.PathLike) -> No
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -322,6 +322,12 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         return 130
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # an output file that cannot be written: say which and why
+        if show:
+            traceback.print_exc()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"archkit: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence: one line, not a traceback
         if show:
             traceback.print_exc()

@@ -108,13 +108,12 @@ class _Converter:
 
 
 def _yaml_error(exc: yaml.YAMLError, source: str) -> SpecError:
-    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    message = f"invalid YAML: {context + ', ' if context else ''}{problem}"
     if isinstance(exc, yaml.reader.ReaderError):
         return SpecError(f"invalid YAML: {exc.reason} at byte {exc.position}", Mark(source))
-    return SpecError(message, _mark(source, mark))
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["?"])[0]
+    context = getattr(exc, "context", None)
+    return SpecError(f"invalid YAML: {context + ', ' if context else ''}{problem}", _mark(source, mark))
 
 
 def parse(text: str, source: str, *, line_known: bool = True) -> Any:
@@ -143,10 +142,10 @@ def read_text(path: Path) -> str:
     try:
         if path.is_dir():
             raise SpecError("is a directory, not a spec file", Mark(source))
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise SpecError(f"file is {size:,} bytes; a spec may be at most {MAX_FILE_BYTES:,}", Mark(source))
-        data = path.read_bytes()
+        with open(path, "rb") as fh:  # bounded: /dev/zero or a pipe must not fill memory
+            data = fh.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise SpecError(f"file is over {MAX_FILE_BYTES:,} bytes, the most a spec may have", Mark(source))
     except FileNotFoundError:
         raise SpecError("no such file", Mark(source)) from None
     except PermissionError:

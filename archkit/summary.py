@@ -198,27 +198,32 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
     )
 
 
-def _human(n: float, unit: str, base: int = 1000) -> str:
-    for prefix in ("", "K", "M", "G", "T", "P"):
-        if abs(n) < base or prefix == "P":
-            return f"{n:,.3f} {prefix}{unit}" if prefix else f"{n:,.0f} {unit}"
+def _scaled(n: float, base: int, prefixes: tuple[str, ...]) -> tuple[float, str]:
+    """``n`` divided down to below ``base`` (or the last prefix), and that prefix."""
+    for prefix in prefixes[:-1]:
+        if abs(n) < base:
+            return n, prefix
         n /= base
-    raise AssertionError("unreachable")
+    return n, prefixes[-1]
+
+
+def _human(n: float) -> str:
+    """MACs with a decimal prefix: ``218.366 M``."""
+    value, prefix = _scaled(n, 1000, ("", "K", "M", "G", "T", "P"))
+    return f"{value:,.3f} {prefix}" if prefix else f"{value:,.0f}"
 
 
 def _bytes(n: int) -> str:
-    for prefix in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or prefix == "TiB":
-            return f"{n:,.2f} {prefix}" if prefix != "B" else f"{n} B"
-        n /= 1024
-    raise AssertionError("unreachable")
+    """Bytes with a binary prefix: ``97.49 MiB``."""
+    value, prefix = _scaled(n, 1024, ("B", "KiB", "MiB", "GiB", "TiB"))
+    return f"{value:,.2f} {prefix}" if prefix != "B" else f"{n} B"
 
 
 def render(summary: Summary, width: int = 80) -> str:
     """The summary as a table that fits ``width`` columns, then totals."""
     header = ("Layer", "Type", "Output shape", "Params", "MACs")
     cells = [(("  " * (r.depth - 1)) + r.name, r.type, _dims(r.output_shape),
-              f"{r.params:,}", _human(r.macs, "") if r.macs else "-") for r in summary.rows]
+              f"{r.params:,}", _human(r.macs) if r.macs else "-") for r in summary.rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     overflow = sum(widths) + 2 * (len(widths) - 1) - width
     for i in (0, 1):  # shorten the name, then the type column, never the numbers

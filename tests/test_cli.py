@@ -233,3 +233,12 @@ def test_draw_writes_an_svg_naming_every_stage(capsys, tmp_path, name: str) -> N
         assert any(f"{stage.block.type} \u00d7{stage.depth}" in t for t in texts)
     assert any(f"{sum(p.numel() for p in archkit.build_model(spec, device='meta').parameters()):,} parameters" in t
                for t in texts)
+
+
+def test_unwritable_outputs_give_one_line(capsys, tmp_path) -> None:
+    missing = tmp_path / "no" / "such" / "dir"
+    for argv in (["build", str(SPECS / "resnet18.yaml"), "--output", str(missing / "m.pt")],
+                 ["schema", "--output", str(missing / "s.json")],
+                 ["draw", str(SPECS / "resnet18.yaml"), "--output", str(missing / "m.svg")]):
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and len(err.strip().splitlines()) == 1 and str(missing) in err, err

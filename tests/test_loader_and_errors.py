@@ -154,5 +154,7 @@ def test_absurdly_large_file_is_refused_without_reading_it(tmp_path) -> None:
     path = tmp_path / "big.yaml"
     with open(path, "wb") as fh:
         fh.truncate(MAX_FILE_BYTES + 1)  # sparse: costs no disk
-    with pytest.raises(SpecError, match=r"file is 1,048,577 bytes; a spec may be at most 1,048,576"):
+    with pytest.raises(SpecError, match=r"file is over 1,048,576 bytes, the most a spec may have"):
         archkit.load_spec(path)
+    with pytest.raises(SpecError, match=r"/dev/zero: file is over 1,048,576 bytes"):  # endless: read is bounded
+        archkit.load_spec("/dev/zero")
