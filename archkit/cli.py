@@ -271,7 +271,7 @@ def cmd_blocks(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:4])]
     for row in (header, *rows):
         line = "  ".join(v.ljust(widths[i]) for i, v in enumerate(row[:4])) + "  " + row[4]
-        print(line if len(line) <= 100 else line[:99] + "~")
+        print(line)
     conflicts = BLOCKS.conflicts + LAYERS.conflicts
     if conflicts:
         print("\nName conflicts:")

@@ -99,7 +99,7 @@ class BatchNorm(LayerParams):
 
 
 class GroupNorm(LayerParams):
-    """Group normalization (Wu & He, 2018): batch-size independent."""
+    """Group normalization (Wu & He 2018)."""
 
     role: ClassVar[str] = "norm"
     groups: int = Field(32, ge=1, le=1 << 20, description="Number of groups; must divide the channels.")
@@ -112,14 +112,14 @@ class GroupNorm(LayerParams):
 
 
 class Norm(LayerParams):
-    """The spec's chosen norm (``norm:``), so one line switches every norm in the model."""
+    """The spec's `norm:` (one line switches every norm)."""
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return ctx.norm_layer.build(shape, ctx) if ctx.norm_layer is not None else ctx.norm(shape[0])
 
 
 class Act(LayerParams):
-    """The spec's chosen activation (``activation:``)."""
+    """The spec's `activation:`."""
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return ctx.act()
@@ -185,7 +185,7 @@ class AvgPool(_Pool):
 
 
 class AdaptiveAvgPool(LayerParams):
-    """Average pooling to a fixed output size (1: global average pooling)."""
+    """Average pooling to a fixed size (1 = global)."""
 
     output_size: int = Field(1, ge=1, le=1024, description="Square output size.")
 
@@ -198,7 +198,7 @@ class AdaptiveAvgPool(LayerParams):
 
 
 class Flatten(LayerParams):
-    """Flatten each sample to a vector (torchvision's ``torch.flatten(x, 1)``)."""
+    """Flatten each sample to a vector."""
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return nn.Flatten(1)
@@ -211,7 +211,7 @@ class Flatten(LayerParams):
 
 
 class Linear(LayerParams):
-    """Fully connected layer; input features come from the previous layer."""
+    """Fully connected; in_features flow in."""
 
     features: int = Field(ge=1, le=1 << 24, description="Output features (classes for a classifier).")
     bias: bool = Field(True, description="Add a bias.")
@@ -235,7 +235,7 @@ class Dropout(LayerParams):
 
 
 class Identity(LayerParams):
-    """Does nothing; a placeholder (e.g. to drop a head layer by override)."""
+    """Does nothing (e.g. to drop a layer by override)."""
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return nn.Identity()

@@ -8,7 +8,7 @@ from .base import Act, Block, BlockParams, Norm, conv3x3
 
 
 class BasicBlock(Block):
-    """Two 3x3 conv-norm pairs with an identity shortcut (ResNet-18/34)."""
+    """Two 3x3 convs, identity shortcut (ResNet-18/34)."""
 
     Params = BlockParams
     expansion = 1

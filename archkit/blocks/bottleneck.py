@@ -16,7 +16,7 @@ class BottleneckParams(BlockParams):
 
 
 class Bottleneck(Block):
-    """1x1 reduce, 3x3 (stride here: ResNet V1.5), 1x1 expand x4, as torchvision's Bottleneck."""
+    """1x1-3x3-1x1 x4, stride on the 3x3 (ResNet V1.5)."""
 
     # torchvision puts the stride on the 3x3 conv (conv2), while the original paper puts it on the
     # first 1x1: "ResNet V1.5", which improves accuracy according to
@@ -68,7 +68,7 @@ class ResNeXtParams(BlockParams):
 
 
 class ResNeXtBottleneck(Bottleneck):
-    """ResNeXt grouped-conv bottleneck (Xie et al., 2017): torchvision's Bottleneck with groups."""
+    """Grouped bottleneck, C x d notation (ResNeXt)."""
 
     Params = ResNeXtParams
 
@@ -80,6 +80,6 @@ class WideParams(BottleneckParams):
 
 
 class WideBottleneck(Bottleneck):
-    """torchvision's wide bottleneck (wide_resnet50_2): inner 3x3 twice as wide, same output."""
+    """Bottleneck with a 2x wider 3x3 (wide_resnet50_2)."""
 
     Params = WideParams

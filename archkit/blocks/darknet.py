@@ -27,7 +27,10 @@ class DarkNetParams(BlockParams):
 
 
 class DarkNetBlock(Block):
-    """1x1 conv to half width, 3x3 conv back, each conv+norm+act, identity add (no act after)."""
+    """1x1 to half width, 3x3 back, identity add (Darknet-53).
+
+    Each conv is conv+norm+act; no activation after the add.
+    """
 
     Params = DarkNetParams
     expansion = 1

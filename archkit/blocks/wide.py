@@ -15,7 +15,10 @@ class WideBasicParams(BlockParams):
 
 
 class WideBasic(Block):
-    """BN-ReLU-conv3x3-dropout-BN-ReLU-conv3x3; a bare 1x1 conv shortcut when the shape changes."""
+    """Pre-activation WRN block with dropout (WRN-d-k).
+
+    BN-ReLU-conv3x3-dropout-BN-ReLU-conv3x3; a bare 1x1 conv shortcut when the shape changes.
+    """
 
     Params = WideBasicParams
     expansion = 1

@@ -33,8 +33,8 @@ class _AvgDown:
 
 
 class BottleneckD(_AvgDown, Bottleneck):
-    """torchvision's Bottleneck with ResNet-D's average-pool shortcut."""
+    """Bottleneck with ResNet-D's avg-pool shortcut."""
 
 
 class BasicBlockD(_AvgDown, BasicBlock):
-    """torchvision's BasicBlock with ResNet-D's average-pool shortcut."""
+    """BasicBlock with ResNet-D's avg-pool shortcut."""

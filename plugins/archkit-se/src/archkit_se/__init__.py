@@ -38,7 +38,10 @@ class SEParams(BottleneckParams):
 
 
 class SEBottleneck(Bottleneck):
-    """Bottleneck whose residual is recalibrated by squeeze-and-excitation before the add (SE-ResNet)."""
+    """Bottleneck with squeeze-and-excitation (SE-ResNet).
+
+    The residual is recalibrated by the SE module before the add.
+    """
 
     Params = SEParams
 
