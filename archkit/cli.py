@@ -14,7 +14,7 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, ExportError, SpecError
+from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, ExportError, SpecError, SummaryError
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
 MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
@@ -312,7 +312,7 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
             traceback.print_exc()
         _report(exc)
         return EXIT_USAGE
-    except (CheckpointError, ExportError) as exc:
+    except (CheckpointError, ExportError, SummaryError) as exc:
         if show:
             traceback.print_exc()
         print(f"archkit: error: {exc}", file=sys.stderr)

@@ -54,6 +54,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupted or does not fit its stored spec."""
 
 
+class SummaryError(RuntimeError):
+    """A module's forward fails on the meta device (it reads tensor values, say)."""
+
+
 class ExportError(RuntimeError):
     """A model (or one of its blocks) cannot be exported to the asked format."""
 

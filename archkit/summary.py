@@ -14,6 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from . import builder
+from .errors import SummaryError
 from .specs import ModelSpec
 
 SCHEMA_VERSION = 1
@@ -155,6 +156,7 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
     counter = _Counter()
     rows: list[Row] = []
     hooks = []
+    entered: list[str] = []  # modules whose forward started, innermost last
 
     def attach(module: nn.Module, name: str, level: int) -> None:
         row = Row(name, _type_name(module), level, [], sum(p.numel() for p in module.parameters()), 0)
@@ -163,10 +165,12 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
 
         def pre(_m: nn.Module, _args: Any) -> None:
             start[0] = counter.macs
+            entered.append(f"{name} ({type(_m).__name__})")
 
         def post(_m: nn.Module, _args: Any, out: Any) -> None:
             row.macs = counter.macs - start[0]
             row.output_shape = _shape(out)
+            entered.pop()
 
         hooks.append(module.register_forward_pre_hook(pre))
         hooks.append(module.register_forward_hook(post))
@@ -179,6 +183,10 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
     try:
         with torch.no_grad(), counter:
             out = model(x)
+    except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
+        where = entered[-1] if entered else spec.name
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise SummaryError(f"{where} cannot run on the meta device: {first}") from exc
     finally:
         for h in hooks:
             h.remove()

@@ -123,3 +123,15 @@ def test_channels_last_and_bfloat16_autocast(resnet18) -> None:
         assert out.dtype == torch.bfloat16
         assert (out.float().argmax(1) == expected.argmax(1)).float().mean() >= 0.5
         assert torch.allclose(out.float(), expected, rtol=0.1, atol=0.1 * expected.abs().max().item())
+
+
+def test_summary_of_a_value_reading_block_names_it(capsys, write) -> None:
+    archkit.register_block("data_dependent_summary", DataDependent)
+    try:
+        path = write(f"base: {SPECS / 'resnet18.yaml'}\nname: dd\nblock: {{type: data_dependent_summary}}\n")
+        code = main(["build", str(path), "--summary"])
+        err = capsys.readouterr().err
+        assert code == 1 and len(err.strip().splitlines()) == 1
+        assert "layer1 (Sequential) cannot run on the meta device" in err
+    finally:
+        BLOCKS.unregister("data_dependent_summary")
