@@ -158,3 +158,12 @@ def test_absurdly_large_file_is_refused_without_reading_it(tmp_path) -> None:
         archkit.load_spec(path)
     with pytest.raises(SpecError, match=r"/dev/zero: file is over 1,048,576 bytes"):  # endless: read is bounded
         archkit.load_spec("/dev/zero")
+
+
+def test_the_readme_spec_example_is_valid(write) -> None:
+    readme = (SPECS.parent / "README.md").read_text(encoding="utf-8")
+    marker = "# every field: specs/resnet50.yaml plus the optional keys (illustrative values)\n"
+    example = readme.split(marker)[1].split("```")[0]
+    spec = archkit.load_spec(write(example))
+    model = archkit.build_model(spec, device="meta")
+    assert spec.name == "resnet50" and model.layer4[0].conv2.groups == 2
