@@ -18,6 +18,7 @@ from torch import nn
 
 from . import __version__, builder, loader, specs
 from .errors import CheckpointError, SpecError
+from .files import atomic_path
 
 FORMAT = "archkit-checkpoint"
 FORMAT_VERSION = 1
@@ -34,18 +35,13 @@ def save(model: nn.Module, spec: specs.ModelSpec, path: str | os.PathLike) -> No
         "spec": spec.model_dump(mode="json"),
         "state_dict": model.state_dict(),
     }
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             torch.save(payload, fh)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, ExportError, SpecError, SummaryError
+from .files import write_text
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
 MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
@@ -207,8 +208,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, args.set)
     with summary.without_compiler_import():
         text = draw.render(spec)
-    with open(args.output, "w", encoding="utf-8") as fh:
-        fh.write(text)
+    write_text(args.output, text)
     print(f"wrote {args.output}")
     return EXIT_OK
 
@@ -246,13 +246,25 @@ def _field_rows(model: Any) -> list[tuple[str, str, str, str, str]]:
     return rows
 
 
+def _find_type(name: str) -> Any:
+    """The block or layer entry named ``name``; unknown names get suggestions from both registries."""
+    from .registry import BLOCKS, LAYERS, UnknownName, suggest
+
+    for registry in (BLOCKS, LAYERS):
+        if name in registry:
+            return registry.get(name)
+    for registry in (BLOCKS, LAYERS):
+        if registry.explain(name):
+            raise UnknownName(registry.explain(name))
+    raise UnknownName(f"unknown block or layer type {name!r}" + suggest(name, BLOCKS.names() + LAYERS.names(), 0))
+
+
 def cmd_blocks(args: argparse.Namespace) -> int:
     """archkit blocks [NAME]."""
     from .registry import BLOCKS, LAYERS
 
     if args.name:
-        registry = BLOCKS if args.name in BLOCKS else LAYERS
-        entry = registry.get(args.name) if args.name in registry else BLOCKS.get(args.name)
+        entry = _find_type(args.name)
         params = entry.obj.Params if entry.kind == "block" else entry.obj
         print(f"{entry.name} ({entry.kind}, {entry.origin}): {entry.description}")
         if entry.expansion is not None:
@@ -291,8 +303,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
-        with open(args.output, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        write_text(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK

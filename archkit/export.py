@@ -2,30 +2,19 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
 
 from .errors import ExportError, SpecError
+from .files import atomic_path
 from .registry import BLOCKS
 
 FORMATS = ("onnx", "torchscript", "exported-program")
-
-
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _export(model: nn.Module, fmt: str, example: torch.Tensor, dynamic_batch: bool, path: Path) -> None:
@@ -78,7 +67,7 @@ def export(model: nn.Module, fmt: str, output: str | os.PathLike, example: torch
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
         try:
-            with _atomic(path) as tmp, torch.no_grad():
+            with atomic_path(path) as tmp, torch.no_grad():
                 _export(model, fmt, example, dynamic_batch, tmp)
         except (SpecError, ExportError):
             raise

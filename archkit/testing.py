@@ -36,20 +36,21 @@ def check_block(cls: Any, params: dict | None = None, *, planes: int = 16, size:
     assert isinstance(out_channels, int) and out_channels > 0, f"out_channels({planes}) = {out_channels!r}"
     for stride, dilation, in_channels in itertools.product((1, 2), dilations, (out_channels, 8)):
         case = f"{cls.__name__}(in={in_channels}, planes={planes}, stride={stride}, dilation={dilation})"
-        downsample = None
-        if stride != 1 or in_channels != out_channels:
-            downsample = cls.make_shortcut(in_channels, out_channels, stride, dilation, p, _norm, _act)
+        def make() -> nn.Module:
+            downsample = None
+            if stride != 1 or in_channels != out_channels:
+                downsample = cls.make_shortcut(in_channels, out_channels, stride, dilation, p, _norm, _act)
+            return cls(in_channels, planes, stride=stride, dilation=dilation, downsample=downsample,
+                       params=p, norm=_norm, act=_act)
+
         try:
-            block = cls(in_channels, planes, stride=stride, dilation=dilation, downsample=downsample,
-                        params=p, norm=_norm, act=_act)
+            block = make()
         except (ValueError, NotImplementedError):
             if dilation == 1:
                 raise
             continue
         with torch.device("meta"):
-            cls(in_channels, planes, stride=stride, dilation=dilation, downsample=None if downsample is None else
-                cls.make_shortcut(in_channels, out_channels, stride, dilation, p, _norm, _act),
-                params=p, norm=_norm, act=_act)
+            make()
         params_list = list(block.parameters())
         assert params_list, f"{case}: no parameters registered (modules kept in a plain list?)"
         x = torch.randn(2, in_channels, size, size, requires_grad=True)
