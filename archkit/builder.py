@@ -1,74 +1,56 @@
-"""ModelSpec -> plain ``nn.Sequential``, with torchvision's ``_make_layer`` rules and initialization."""
+"""Plan -> plain ``nn.Sequential``, with torchvision's ``_make_layer`` rules and initialization."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections import OrderedDict
 from typing import Any, Iterator
 
 import torch
 from torch import nn
 
-from .errors import SpecError
-from .layers import BuildContext, Shape
-from .registry import BLOCKS
-from .specs import ModelSpec, layer_names, scaled
+from .context import Context
+from .plan import BlockPlan, LayerPlan, StagePlan, plan
+from .plan import out_indices as _indices
+from .specs import ModelSpec
 
 
-def stage_plan(spec: ModelSpec, index: int) -> tuple[int, int]:
-    """A stage's planes and depth after the width and depth multipliers."""
-    stage = spec.stages[index]
-    return scaled(stage.planes, stage.depth, spec.width_multiplier, spec.depth_multiplier)
-
-
-def make_context(spec: ModelSpec) -> BuildContext:
+def make_context(spec: ModelSpec) -> Context:
     """Norm and activation factories from the spec's ``norm:`` and ``activation:``."""
-    ctx = BuildContext(norm=lambda channels: spec.norm.build((channels, 1, 1), ctx),
-                       act=lambda: spec.activation.build((), ctx), norm_layer=spec.norm)
+    ctx = Context(norm=lambda channels: spec.norm.build((channels, 1, 1), ctx),
+                  act=lambda: spec.activation.build((), ctx), norm_layer=spec.norm)
     return ctx
 
 
-def _layer(spec: ModelSpec, part: str, index: int, shape: Shape, ctx: BuildContext) -> tuple[nn.Module, Shape]:
-    layer = getattr(spec, part)[index]
+def _layer(spec: ModelSpec, lp: LayerPlan, ctx: Context) -> nn.Module:
     try:
-        out_shape = layer.output_shape(shape)
-        module = layer.build(shape, ctx)
+        return lp.layer.build(lp.in_shape, ctx)
     except (ValueError, NotImplementedError) as exc:
-        raise spec.error((part, index), f"{layer.type}: {exc}") from None
-    return module, out_shape
+        raise spec.error((lp.part, lp.index), f"{lp.layer.type}: {exc}") from None
 
 
-def make_stage(spec: ModelSpec, index: int, shape: Shape, dilation: int,
-               ctx: BuildContext) -> tuple[nn.Sequential, Shape, int]:
-    """One stage by ``ResNet._make_layer``: returns the stage, its output shape and the running dilation."""
-    stage = spec.stages[index]
-    path = ("stages", index)
-    if len(shape) != 3:
-        raise spec.error(path, f"a stage needs a (channels, height, width) input, but gets {list(shape)}")
-    entry = BLOCKS.get(stage.block.type)
-    cls, params = entry.obj, stage.block
-    planes, depth = stage_plan(spec, index)
-    stride, previous_dilation = stage.stride, dilation
-    if stage.dilate:  # replace_stride_with_dilation: later blocks dilate instead of striding
-        dilation *= stride
-        stride = 1
-    in_channels, height, width = shape
+def block_context(base: Context, bp: BlockPlan) -> Context:
+    """The block's own context: its shortcut kind, attention, drop-path rate and position."""
+    return dataclasses.replace(base, shortcut=bp.shortcut, attn=bp.attn, drop_path_rate=bp.drop_path_rate,
+                               index=bp.global_index, stage=bp.stage)
+
+
+def make_block(bp: BlockPlan, ctx: Context) -> nn.Module:
+    """One block from its plan (the shortcut module only where the plan has one)."""
+    downsample = None
+    if bp.shortcut not in ("identity", "none"):
+        downsample = bp.cls.make_shortcut(bp.in_channels, bp.out_channels, bp.stride, bp.dilation, bp.params, ctx)
+    return bp.cls(bp.in_channels, bp.planes, stride=bp.stride, dilation=bp.dilation, downsample=downsample,
+                  params=bp.params, ctx=ctx)
+
+
+def make_stage(spec: ModelSpec, sp: StagePlan, ctx: Context) -> nn.Sequential:
+    """One stage by ``ResNet._make_layer``."""
     try:
-        out_channels = cls.out_channels(planes, params)
-        size = [(s - 1) // stride + 1 for s in (height, width)]
-        downsample = None
-        if stride != 1 or in_channels != out_channels:
-            downsample = cls.make_shortcut(in_channels, out_channels, stride, previous_dilation, params,
-                                           ctx.norm, ctx.act)
-        # torchvision gives the first block the dilation in force before this stage, the rest the new one.
-        blocks = [cls(in_channels, planes, stride=stride, dilation=previous_dilation, downsample=downsample,
-                      params=params, norm=ctx.norm, act=ctx.act)]
-        for _ in range(1, depth):
-            blocks.append(cls(out_channels, planes, stride=1, dilation=dilation, downsample=None,
-                              params=params, norm=ctx.norm, act=ctx.act))
+        return nn.Sequential(*(make_block(bp, block_context(ctx, bp)) for bp in sp.blocks))
     except (ValueError, NotImplementedError) as exc:
-        raise spec.error(path, f"{stage.block.type} block: {exc}") from None
-    return nn.Sequential(*blocks), (out_channels, *size), dilation
+        raise spec.error(("stages", sp.index), f"{sp.blocks[0].type} block: {exc}") from None
 
 
 def init_weights(model: nn.Module, spec: ModelSpec) -> None:
@@ -120,32 +102,6 @@ class FeatureExtractor(nn.Sequential):
         return features
 
 
-def _out_indices(spec: ModelSpec, out_indices: Any) -> list[int]:
-    stages = len(spec.stages)
-    from_spec = out_indices is None
-    out_indices = spec.out_indices if from_spec else out_indices
-    if out_indices is None:
-        return list(range(1, stages + 1))
-    field = ("out_indices",)
-
-    def error(message: str) -> SpecError:
-        return spec.error(field, message) if from_spec else SpecError(message, None, "out_indices (argument)")
-
-    if isinstance(out_indices, int) or not all(isinstance(i, int) and not isinstance(i, bool) for i in out_indices):
-        raise error(f"must be a list of integers, got {out_indices!r}")
-    indices = list(out_indices)
-    if not indices:
-        raise error("must name at least one output")
-    low = 0 if spec.stem else 1
-    for i in indices:
-        if not low <= i <= stages:
-            raise error(f"{i} is out of range: 0 is the stem's output, 1..{stages} the stages"
-                             + ("" if spec.stem else " (this spec has no stem, so no 0)"))
-    if indices != sorted(set(indices)):
-        raise error(f"must be increasing without repeats, got {indices}")
-    return indices
-
-
 def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = None,
           out_indices: Any = None) -> nn.Module:
     """Assemble the model: stem layers, ``layer1``..``layerN``, head layers, as one ``nn.Sequential``.
@@ -155,35 +111,24 @@ def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = N
     stages up to the last of ``out_indices`` (0 = stem output, i = stage i; default: every stage).
     """
     features = spec.features_only if features_only is None else features_only
-    indices = _out_indices(spec, out_indices) if features else []
+    indices = _indices(spec, out_indices) if features else []
+    p = plan(spec, head=not features)
     ctx = make_context(spec)
-    stem_names, head_names = layer_names(spec)
     children: OrderedDict[str, nn.Module] = OrderedDict()
-    shape: Shape = (spec.input.channels, *spec.input.size)
-    info: list[dict] = []
-
-    def note(index: int, name: str) -> None:
-        if index in indices:
-            info.append({"index": index, "module": name, "num_chs": shape[0],
-                         "reduction": round(spec.input.size[0] / shape[1])})
-
     device_ctx = torch.device(device) if device is not None else contextlib.nullcontext()
     with device_ctx, _seeded(spec.seed):
-        for i, name in enumerate(stem_names):
-            children[name], shape = _layer(spec, "stem", i, shape, ctx)
-        if stem_names:
-            note(0, stem_names[-1])
-        dilation = 1
-        last = max(indices) if features else len(spec.stages)
-        for i in range(last):
-            children[f"layer{i + 1}"], shape, dilation = make_stage(spec, i, shape, dilation, ctx)
-            note(i + 1, f"layer{i + 1}")
+        for lp in p.stem:
+            children[lp.name] = _layer(spec, lp, ctx)
+        for sp in p.stages[: max(indices) if features else None]:
+            children[sp.name] = make_stage(spec, sp, ctx)
         if features:
+            info = p.feature_info(indices)
             model: nn.Module = FeatureExtractor(children, [d["module"] for d in info], info)
         else:
-            for i, name in enumerate(head_names):
-                children[name], shape = _layer(spec, "head", i, shape, ctx)
+            for lp in p.head:
+                children[lp.name] = _layer(spec, lp, ctx)
             model = nn.Sequential(children)
         if str(device) != "meta":
             init_weights(model, spec)
     return model
+

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from xml.sax.saxutils import escape
 
 from . import summary
-from .builder import stage_plan
-from .specs import ModelSpec, layer_names
+from .plan import StagePlan, plan
+from .specs import ModelSpec
 
 WIDTH = 840
 BOX_X, BOX_W = 110, 480
@@ -16,45 +17,52 @@ COLORS = {"io": "#eef1f5", "stem": "#dbe9f6", "stage": "#e3f2e1", "head": "#f8e6
 
 
 def _layer_text(layer) -> str:  # noqa: ANN001
-    fields = layer.model_dump(exclude={"name", "type"}, exclude_defaults=True)
+    if getattr(layer, "layers", None) is not None:
+        return "[" + " \u2192 ".join(_layer_text(inner) for inner in layer.layers) + "]"
+    fields = layer.model_dump(exclude={"name", "type", "position"}, exclude_defaults=True)
     inner = ", ".join(f"{k}={v}" for k, v in fields.items())
     return f"{layer.type}({inner})" if inner else layer.type
 
 
-def _dims(shape: list) -> str:
-    return "\u00d7".join(str(s) for s in shape[1:])
+def _dims(shape) -> str:  # noqa: ANN001
+    return "\u00d7".join(str(s) for s in shape)
+
+
+def _shortcuts(stage: StagePlan) -> str:
+    """``1 projection + 2 identity``: the stage's shortcuts by kind, as the plan has them."""
+    counts = Counter(b.shortcut for b in stage.blocks)
+    if counts.get("none") == stage.depth:
+        return "no shortcuts (plain)"
+    return " + ".join(f"{n} {kind}" for kind, n in counts.items()) + " shortcuts"
+
+
+def _norm_act(spec: ModelSpec) -> str:
+    return f"norm {_layer_text(spec.norm)} \u00b7 act {_layer_text(spec.activation)}"
 
 
 def render(spec: ModelSpec) -> str:
-    """The SVG document for ``spec`` (shapes measured on the meta device)."""
+    """The SVG document for ``spec``: shapes and shortcuts from the plan, parameters and MACs measured."""
+    p = plan(spec)
     rows = {r.name: r for r in summary.measure(spec, depth=1).rows}
-    stem_names, head_names = layer_names(spec)
     items: list[tuple[str, str, str, str | None]] = []  # (kind, title, detail, shortcut note)
-    items.append(("io", "input", _dims([1, spec.input.channels, *spec.input.size]), None))
-    if spec.stem:
-        last = rows[stem_names[-1]].output_shape
-        text = " \u2192 ".join(_layer_text(layer) for layer in spec.stem)
-        items.append(("stem", "stem", f"{text}  \u21d2  {_dims(last)}", None))
-    in_channels = rows[stem_names[-1]].output_shape[1] if spec.stem else spec.input.channels
-    for i, stage in enumerate(spec.stages):
-        name = f"layer{i + 1}"
-        row = rows[name]
-        planes, depth = stage_plan(spec, i)
-        out_channels = row.output_shape[1]
+    items.append(("io", "input", _dims(p.input_shape), None))
+    if p.stem:
+        text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.stem)
+        items.append(("stem", "stem", f"{text}  \u21d2  {_dims(p.stem[-1].out_shape)}", None))
+    for sp in p.stages:
+        first, stage = sp.blocks[0], spec.stages[sp.index]
         stride = f"dilated \u00d7{stage.stride}" if stage.dilate and stage.stride > 1 else f"stride {stage.stride}"
-        detail = (f"{stage.block.type} \u00d7{depth}  \u00b7  {in_channels}\u2192{out_channels} ch  \u00b7  "
-                  f"{stride}  \u00b7  out {_dims(row.output_shape)}  \u00b7  {row.params:,} params")
-        projection = stage.stride != 1 and not stage.dilate or in_channels != out_channels
-        note = ("1 projection + " if projection else "") + f"{depth - (1 if projection else 0)} identity"
-        items.append(("stage", name, detail, note))
-        in_channels = out_channels
-    if spec.head:
-        text = " \u2192 ".join(_layer_text(layer) for layer in spec.head)
+        attn = "+".join(a.type for a in first.attn)
+        detail = (f"{first.type}{' + ' + attn if attn else ''} \u00d7{sp.depth}  \u00b7  {sp.in_shape[0]}\u2192"
+                  f"{sp.out_shape[0]} ch  \u00b7  {stride}  \u00b7  out {_dims(sp.out_shape)}  \u00b7  "
+                  f"{rows[sp.name].params:,} params")
+        items.append(("stage", sp.name, detail, _shortcuts(sp)))
+    if p.head:
+        text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.head)
         items.append(("head", "head", text, None))
+    items.append(("io", "output", _dims(p.output_shape), None))
     total = sum(r.params for r in rows.values())
     macs = sum(r.macs for r in rows.values())
-    last_name = (head_names or [f"layer{len(spec.stages)}"])[-1]
-    items.append(("io", "output", _dims(rows[last_name].output_shape), None))
 
     height = 70 + len(items) * (ROW_H + GAP)
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height}' "
@@ -65,7 +73,8 @@ def render(spec: ModelSpec) -> str:
            f"<text x='{WIDTH / 2}' y='28' font-size='18' font-weight='bold' text-anchor='middle'>"
            f"{escape(spec.name)}</text>",
            f"<text x='{WIDTH / 2}' y='48' font-size='12' fill='#555' text-anchor='middle'>"
-           f"{total:,} parameters \u00b7 {macs / 1e9:,.3f} GMACs at {_dims([1, *spec.input.size])}</text>"]
+           f"{total:,} parameters \u00b7 {macs / 1e9:,.3f} GMACs at {_dims(spec.input.size)} \u00b7 "
+           f"{escape(_norm_act(spec))}</text>"]
     y = 64
     for n, (kind, title, detail, note) in enumerate(items):
         if n:
@@ -75,7 +84,10 @@ def render(spec: ModelSpec) -> str:
                    "stroke='#7a8591'/>")
         out.append(f"<text x='{BOX_X - 12}' y='{y + ROW_H / 2 + 5}' font-size='14' font-weight='bold' "
                    f"text-anchor='end'>{escape(title)}</text>")
-        for k, line in enumerate(_wrap(detail, 72)[:2]):
+        lines = _wrap(detail, 72)
+        if len(lines) > 2:  # a long stem: say that text was cut
+            lines = [lines[0], lines[1][:71] + "\u2026"]
+        for k, line in enumerate(lines):
             out.append(f"<text x='{BOX_X + 12}' y='{y + 22 + 17 * k}' font-size='12'>{escape(line)}</text>")
         if note:  # the residual shortcuts around the stage
             x = BOX_X + BOX_W
@@ -83,7 +95,7 @@ def render(spec: ModelSpec) -> str:
                        "fill='none' stroke='#2f7d32' stroke-width='1.5' stroke-dasharray='4 3' "
                        "marker-end='url(#arrow)'/>")
             out.append(f"<text x='{x + 38}' y='{y + ROW_H / 2 + 4}' font-size='11' fill='#2f7d32'>"
-                       f"{escape(note)} shortcuts</text>")
+                       f"{escape(note)}</text>")
         y += ROW_H + GAP
     out.append("</svg>")
     return "\n".join(out) + "\n"

@@ -6,22 +6,15 @@ Input channels and features always come from the previous layer; a spec never st
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Callable, ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from .context import Context
+
 Shape = tuple[int, ...]
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildContext:
-    """What a layer may need beyond its own params: the spec's norm and activation factories."""
-
-    norm: Callable[[int], nn.Module]
-    act: Callable[[], nn.Module]
-    norm_layer: "LayerParams | None" = None  # the spec's norm: itself, for 'norm' layers on any shape
+BuildContext = Context  # what a layer may need beyond its own params: the spec's norm and activation
 
 
 class LayerParams(BaseModel):
@@ -241,6 +234,32 @@ class Identity(LayerParams):
         return nn.Identity()
 
 
+class Sequential(LayerParams):
+    """A group of layers as one child (timm's deep stem: conv1.0, conv1.1, ...)."""
+
+    nested: ClassVar[bool] = True
+    layers: list[Any] = Field(min_length=1, max_length=1000, description="The layers, in order.")
+
+    def child_names(self) -> list[str]:
+        """Each inner layer's child name: its own name, else its position (``0``, ``1``, ...)."""
+        return [layer.name or str(i) for i, layer in enumerate(self.layers)]
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        children = nn.Sequential()
+        for name, layer in zip(self.child_names(), self.layers):
+            children.add_module(name, layer.build(shape, ctx))
+            shape = layer.output_shape(shape)
+        return children
+
+    def output_shape(self, shape: Shape) -> Shape:
+        for i, layer in enumerate(self.layers):
+            try:
+                shape = layer.output_shape(shape)
+            except ValueError as exc:
+                raise ValueError(f"layers[{i}] ({layer.type}): {exc}") from None
+        return shape
+
+
 BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "conv": Conv,
     "batchnorm": BatchNorm,
@@ -257,4 +276,5 @@ BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "linear": Linear,
     "dropout": Dropout,
     "identity": Identity,
+    "sequential": Sequential,
 }

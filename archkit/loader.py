@@ -300,3 +300,27 @@ def flatten(tree: Any) -> tuple[Any, dict[tuple, Mark]]:
     if getattr(tree, "mark", None) is not None:
         marks[()] = tree.mark
     return walk(tree, ()), marks
+
+
+def resolve_stage_blocks(tree: MDict) -> MDict:
+    """Merge the top-level ``block`` defaults under each stage's own ``block`` (returns a new tree)."""
+    default = tree.get("block")
+    stages = tree.get("stages")
+    if not isinstance(default, dict) or not isinstance(stages, list):
+        return tree
+    out = MDict(tree, mark=tree.mark)
+    out.marks = dict(tree.marks)
+    new_stages = MList(mark=getattr(stages, "mark", None))
+    new_stages.marks = list(getattr(stages, "marks", [None] * len(stages)))
+    for stage in stages:
+        if isinstance(stage, dict) and (stage.get("block") is None or isinstance(stage.get("block"), dict)):
+            own = stage.get("block") or {}
+            new = MDict(stage, mark=getattr(stage, "mark", None))
+            new.marks = dict(getattr(stage, "marks", {}))
+            new["block"] = merge(default, own)
+            if "block" not in stage or stage["block"] is None:
+                new.marks["block"] = tree.marks.get("block")
+            stage = new
+        new_stages.append(stage)
+    out["stages"] = new_stages
+    return out

@@ -6,7 +6,7 @@ A distribution adds a block with one line in its ``pyproject.toml``::
     se_bottleneck = "archkit_se:SEBottleneck"
 
 The entry point's name is the spec's ``type``; its object is the block class (``archkit.layers``
-group: a ``LayerParams`` subclass). A plugin that fails to import, names nothing usable or breaks the
+group: a ``LayerParams`` subclass; ``archkit.attention``: an ``AttentionParams`` subclass). A plugin that fails to import, names nothing usable or breaks the
 contract is recorded in ``registry.broken`` and never stops archkit. A plugin never replaces a
 built-in, and two plugins never silently replace each other: every plugin entry is also reachable as
 ``<distribution>:<name>``, and a bare name two plugins claim is an error listing both.
@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable
 
 BLOCK_GROUP = "archkit.blocks"
 LAYER_GROUP = "archkit.layers"
+ATTENTION_GROUP = "archkit.attention"
 DISABLE_ENV = "ARCHKIT_NO_PLUGINS"
 
 _enabled: bool | None = None  # None: decided by $ARCHKIT_NO_PLUGINS
@@ -30,11 +31,11 @@ _enabled: bool | None = None  # None: decided by $ARCHKIT_NO_PLUGINS
 def set_enabled(enabled: bool | None) -> None:
     """Turn plugin discovery on or off (None: follow $ARCHKIT_NO_PLUGINS); resets the registries."""
     global _enabled
-    from .registry import BLOCKS, LAYERS
+    from .registry import REGISTRIES
 
     _enabled = enabled
-    BLOCKS.reset()
-    LAYERS.reset()
+    for registry in REGISTRIES:
+        registry.reset()
 
 
 def enabled() -> bool:
@@ -75,7 +76,7 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind:
     try:
         eps = sorted(_entry_points(group), key=lambda e: (e.name, _distribution(e)))
     except Exception as exc:  # noqa: BLE001 - broken metadata on the path must not stop archkit
-        registry._broken.append(BrokenPlugin(group, "*", "", "?", "?", f"cannot list entry points: {_one_line(exc)}"))
+        registry.add_broken(BrokenPlugin(group, "*", "", "?", "?", f"cannot list entry points: {_one_line(exc)}"))
         return
     for ep in eps:
         dist, version = _distribution(ep)
@@ -86,7 +87,7 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind:
             check(ep.name, obj)
             _check_schema(registry, ep.name, obj, kind(obj))
         except Exception as exc:  # noqa: BLE001 - isolate each plugin: record it, go on
-            registry._broken.append(BrokenPlugin(group, ep.name, ep.value, dist, version, _one_line(exc)))
+            registry.add_broken(BrokenPlugin(group, ep.name, ep.value, dist, version, _one_line(exc)))
             if ep.name not in registry:
                 registry.note(ep.name, f"{registry.what} type {ep.name!r} comes from plugin {dist} {version}, "
                                        f"which failed to load: {_one_line(exc)}")
@@ -98,14 +99,14 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind:
                 registry.register(qualified_name(dist, name), obj, kind=kind(obj), origin=f"{dist} {version}",
                                   qualified=qualified_name(dist, name))
             except ValueError as exc:  # e.g. one distribution seen twice on the path: keep the first
-                registry._broken.append(BrokenPlugin(group, name, "", dist, version, _one_line(exc)))
+                registry.add_broken(BrokenPlugin(group, name, "", dist, version, _one_line(exc)))
                 providers.remove((dist, version, obj))
         if not providers:
             continue
         if name in registry:  # a built-in (or an earlier registration) keeps the bare name
             owner = registry.get(name).origin
             for dist, version, _ in providers:
-                registry._conflicts.append(f"plugin {dist} {version} also defines {registry.what} {name!r}, which "
+                registry.add_conflict(f"plugin {dist} {version} also defines {registry.what} {name!r}, which "
                                           f"stays {owner}'s; use {qualified_name(dist, name)} for the plugin's")
             continue
         if len(providers) == 1:
@@ -122,5 +123,5 @@ def _check_schema(registry: Any, name: str, obj: Any, kind: str) -> None:
     from .registry import Entry
     from .specs import _tagged
 
-    model = _tagged(Entry(name, obj, kind), "Block" if registry.what == "block" else "Layer")
+    model = _tagged(Entry(name, obj, kind), registry.what.capitalize())
     model.model_json_schema()

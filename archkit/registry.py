@@ -1,9 +1,10 @@
-"""Name -> entry registries for block and layer types, with suggestions for unknown names."""
+"""Name -> entry registries for block, layer and attention types, with suggestions for unknown names."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 from typing import Any, Callable, Iterator
 
 from .errors import SpecError
@@ -17,7 +18,7 @@ class Entry:
 
     name: str
     obj: Any
-    kind: str  # "block", "layer", "norm" or "activation"
+    kind: str  # "block", "layer", "norm", "activation" or "attention"
     origin: str = BUILTIN  # "built-in" or "<distribution> <version>"
     description: str = ""
     qualified: str | None = None  # "<distribution>:<name>" for plugin entries
@@ -118,6 +119,14 @@ class Registry:
         self.generation += 1
         return obj
 
+    def add_broken(self, broken: BrokenPlugin) -> None:
+        """Record a plugin entry point that could not be used."""
+        self._broken.append(broken)
+
+    def add_conflict(self, text: str) -> None:
+        """Record a plugin entry that wanted a name another owner keeps."""
+        self._conflicts.append(text)
+
     def note(self, name: str, explanation: str) -> None:
         """Make ``name`` resolve to an error with this explanation (ambiguous or broken plugin names)."""
         self._notes[name] = explanation
@@ -179,6 +188,25 @@ def check_block(name: str, cls: Any) -> None:
     for attr in ("out_channels", "make_shortcut"):
         if not callable(getattr(cls, attr, None)):
             raise TypeError(f"block {name!r}: {cls.__name__} has no {attr}() (subclass archkit.blocks.Block)")
+    for method in (cls.__init__, cls.make_shortcut):
+        try:
+            accepted = inspect.signature(method).parameters
+        except (TypeError, ValueError):
+            continue
+        old_style = "norm" in accepted or "act" in accepted
+        open_ended = any(p.kind is p.VAR_KEYWORD for p in accepted.values())
+        if "ctx" not in accepted and (old_style or not open_ended):
+            raise TypeError(f"block {name!r}: {cls.__name__}.{method.__name__} takes norm=/act= (archkit 0.1's "
+                            "contract); blocks now take ctx= (norm, act, attention, shortcut kind, drop path): "
+                            "see docs/plugins.md")
+    from .context import ATTN_POSITIONS
+
+    kinds = getattr(cls, "shortcuts", None)
+    if not (isinstance(kinds, tuple) and kinds and all(isinstance(k, str) for k in kinds)):
+        raise TypeError(f"block {name!r}: {cls.__name__}.shortcuts must be a non-empty tuple of shortcut kinds")
+    positions = getattr(cls, "attn_positions", None)
+    if not (isinstance(positions, tuple) and set(positions) <= set(ATTN_POSITIONS)):
+        raise TypeError(f"block {name!r}: {cls.__name__}.attn_positions must be a tuple drawn from {ATTN_POSITIONS}")
 
 
 def check_layer(name: str, cls: Any) -> None:
@@ -189,6 +217,16 @@ def check_layer(name: str, cls: Any) -> None:
         raise TypeError(f"layer {name!r} must subclass archkit.layers.LayerParams, got {cls!r}")
     if "type" in cls.model_fields:
         raise TypeError(f"layer {name!r}: must not define 'type' (archkit adds the tag)")
+
+
+def check_attention(name: str, cls: Any) -> None:
+    """Raise TypeError unless ``cls`` is an attention params model (see ``archkit.attention``)."""
+    from .attention import AttentionParams
+
+    if not (isinstance(cls, type) and issubclass(cls, AttentionParams)):
+        raise TypeError(f"attention {name!r} must subclass archkit.attention.AttentionParams, got {cls!r}")
+    if "type" in cls.model_fields:
+        raise TypeError(f"attention {name!r}: must not define 'type' (archkit adds the tag)")
 
 
 def _builtin_blocks(registry: Registry) -> None:
@@ -209,8 +247,19 @@ def _builtin_layers(registry: Registry) -> None:
     plugins.discover(registry, plugins.LAYER_GROUP, check_layer, lambda cls: cls.role)
 
 
+def _builtin_attention(registry: Registry) -> None:
+    from . import plugins
+    from .attention import BUILTIN_ATTENTION
+
+    for name, cls in BUILTIN_ATTENTION.items():
+        registry.register(name, cls, kind="attention")
+    plugins.discover(registry, plugins.ATTENTION_GROUP, check_attention, lambda cls: "attention")
+
+
 BLOCKS = Registry("block", _builtin_blocks)
 LAYERS = Registry("layer", _builtin_layers)
+ATTENTION = Registry("attention", _builtin_attention)
+REGISTRIES = (BLOCKS, LAYERS, ATTENTION)
 
 
 def register_block(name: str, cls: Any, *, origin: str = BUILTIN, description: str | None = None) -> Any:

@@ -4,7 +4,7 @@ from .base import Block, BlockParams, conv1x1, conv3x3
 from .basic import BasicBlock
 from .bottleneck import Bottleneck, ResNeXtBottleneck, WideBottleneck
 from .darknet import DarkNetBlock
-from .wide import WideBasic
+from .preact import PreActBottleneck, WideBasic
 
 BUILTIN_BLOCKS = {
     "basic": BasicBlock,
@@ -12,8 +12,9 @@ BUILTIN_BLOCKS = {
     "resnext": ResNeXtBottleneck,
     "wide_bottleneck": WideBottleneck,
     "wide_basic": WideBasic,
+    "preact_bottleneck": PreActBottleneck,
     "darknet": DarkNetBlock,
 }
 
 __all__ = ["Block", "BlockParams", "conv1x1", "conv3x3", "BUILTIN_BLOCKS", "BasicBlock", "Bottleneck",
-           "ResNeXtBottleneck", "WideBottleneck", "WideBasic", "DarkNetBlock"]
+           "ResNeXtBottleneck", "WideBottleneck", "WideBasic", "PreActBottleneck", "DarkNetBlock"]

@@ -3,12 +3,17 @@
 A block is an ``nn.Module`` class with:
 
 - ``Params``: a pydantic model of what a spec may set (defaults, bounds, a description per field);
-  the registry adds the ``type`` tag, so authors never write it;
+  archkit adds the ``type`` tag and the keys every block shares (``shortcut``, ``attn``);
 - ``expansion``: output channels per ``planes`` (``out_channels`` may override for other rules);
-- ``__init__(in_channels, planes, *, stride, dilation, downsample, params, norm, act)``;
-- ``make_shortcut(...)``: the module built for the first block of a stage when stride or channels
-  change (1x1 conv + norm by default, as torchvision's ``_make_layer``); the block decides in
-  ``forward`` how to use it (DarkNet runs it before the residual, pre-activation blocks after BN-ReLU);
+- ``__init__(in_channels, planes, *, stride, dilation, downsample, params, ctx)`` where ``ctx`` is an
+  ``archkit.context.Context``: norm and activation factories, the block's attention attachments
+  (``ctx.attention(position, channels)``), its shortcut kind (``ctx.residual`` is False for
+  ``shortcut: none``), its drop-path module (``ctx.drop_path()``) and its position in the network;
+- ``shortcuts``: the shortcut kinds it accepts, its default first; ``attn_positions``: where it
+  places attention attachments;
+- ``make_shortcut(in_channels, out_channels, stride, dilation, params, ctx)``: the module built for
+  ``ctx.shortcut`` when a stage changes stride or channels; the block decides in ``forward`` how to
+  use it (DarkNet runs it before the residual, pre-activation blocks after BN-ReLU);
 - optionally ``zero_init_last()``, called for ``init.zero_init_residual``.
 
 Subclassing ``Block`` is a convenience, not a requirement: the builder only uses the names above.
@@ -16,13 +21,13 @@ Subclassing ``Block`` is a convenience, not a requirement: the builder only uses
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
-from torch import nn
+from torch import Tensor, nn
 
-Norm = Callable[[int], nn.Module]
-Act = Callable[[], nn.Module]
+from ..context import Context
+from . import shortcuts as _shortcuts
 
 
 class BlockParams(BaseModel):
@@ -43,10 +48,15 @@ def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
 
 
 class Block(nn.Module):
-    """Convenience base class: default expansion, output channels and ``_make_layer`` shortcut."""
+    """Convenience base class: expansion, shortcut kinds, attention slots and the residual tail."""
 
     Params: ClassVar[type[BlockParams]] = BlockParams
     expansion: ClassVar[int] = 1
+    shortcuts: ClassVar[tuple[str, ...]] = ("projection", "avg_down", "zero_pad", "none")
+    attn_positions: ClassVar[tuple[str, ...]] = ("pre_add", "post_add")
+    # torchvision adds in place (out += identity); a branch ending in an activation must not, since
+    # the activation's backward reads its output
+    inplace_add: ClassVar[bool] = True
 
     @classmethod
     def out_channels(cls, planes: int, params: BlockParams) -> int:
@@ -55,6 +65,34 @@ class Block(nn.Module):
 
     @classmethod
     def make_shortcut(cls, in_channels: int, out_channels: int, stride: int, dilation: int,
-                      params: BlockParams, norm: Norm, act: Act) -> nn.Module:
-        """torchvision's downsample: 1x1 conv with the stage's stride, then norm."""
-        return nn.Sequential(conv1x1(in_channels, out_channels, stride), norm(out_channels))
+                      params: BlockParams, ctx: Context) -> nn.Module:
+        """The module for ``ctx.shortcut`` (see ``archkit.blocks.shortcuts``), with the spec's norm."""
+        return _shortcuts.build(ctx.shortcut, in_channels, out_channels, stride, dilation, ctx.norm)
+
+    def init_tail(self, out_channels: int, downsample: nn.Module | None, ctx: Context) -> None:
+        """Attach what every residual block ends with: ``se`` (attention before the add; timm's name,
+        so its weights load), drop path, the shortcut, and ``attn_out`` (attention after the add)."""
+        self.se = ctx.attention("pre_add", out_channels)
+        self.drop_path = ctx.drop_path()
+        self.downsample = downsample
+        self.residual = ctx.residual
+        self.attn_out = ctx.attention("post_add", out_channels)
+
+    def add_residual(self, out: Tensor, shortcut: Tensor) -> Tensor:
+        """Attention before the add, drop path, then the add (none for ``shortcut: none``)."""
+        if self.se is not None:
+            out = self.se(out)
+        if self.drop_path is not None:
+            out = self.drop_path(out)
+        if self.residual:
+            if self.inplace_add:
+                out += shortcut
+            else:
+                out = out + shortcut
+        return out
+
+    def after_add(self, out: Tensor) -> Tensor:
+        """Attention after the add (``position: post_add``), if any."""
+        if self.attn_out is not None:
+            out = self.attn_out(out)
+        return out

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .base import Act, Block, BlockParams, Norm, conv3x3
+from ..context import Context
+from .base import Block, BlockParams, conv3x3
 
 
 class BasicBlock(Block):
@@ -12,26 +13,30 @@ class BasicBlock(Block):
 
     Params = BlockParams
     expansion = 1
+    attn_positions = ("mid", "pre_add", "post_add")
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None, params: BlockParams, norm: Norm, act: Act):
+                 downsample: nn.Module | None = None, params: BlockParams, ctx: Context):
         super().__init__()
         if dilation > 1:
             # torchvision raises the same: its 3x3 convs keep dilation 1 here.
             raise ValueError("dilation > 1 is not supported in BasicBlock (as in torchvision)")
         self.conv1 = conv3x3(in_channels, planes, stride)
-        self.bn1 = norm(planes)
-        self.relu = act()
+        self.bn1 = ctx.norm(planes)
+        self.relu = ctx.act()
+        self.attn = ctx.attention("mid", planes)
         self.conv2 = conv3x3(planes, planes)
-        self.bn2 = norm(planes)
-        self.downsample = downsample
+        self.bn2 = ctx.norm(planes)
+        self.init_tail(planes, downsample, ctx)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
+        if self.attn is not None:
+            out = self.attn(out)
         out = self.bn2(self.conv2(out))
-        out += identity
-        return self.relu(out)
+        out = self.add_residual(out, identity)
+        return self.after_add(self.relu(out))
 
     def zero_init_last(self) -> None:
         """Zero the last norm's scale so the block starts as identity (Goyal et al., 2017)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor, nn
 
-from .base import Act, Block, BlockParams, Norm, conv1x1, conv3x3
+from ..context import Context
+from .base import Block, BlockParams, conv1x1, conv3x3
 
 
 class BottleneckParams(BlockParams):
@@ -23,9 +24,10 @@ class Bottleneck(Block):
     # https://ngc.nvidia.com/catalog/model-scripts/nvidia:resnet_50_v1_5_for_pytorch
     Params = BottleneckParams
     expansion = 4
+    attn_positions = ("mid", "pre_add", "post_add")
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None, params: BottleneckParams, norm: Norm, act: Act):
+                 downsample: nn.Module | None = None, params: BottleneckParams, ctx: Context):
         super().__init__()
         groups = params.groups
         width = int(planes * (params.base_width / 64.0)) * groups
@@ -33,21 +35,24 @@ class Bottleneck(Block):
             raise ValueError(f"planes {planes} x base_width {params.base_width} / 64 gives a width of 0")
         out_channels = planes * self.expansion
         self.conv1 = conv1x1(in_channels, width)
-        self.bn1 = norm(width)
+        self.bn1 = ctx.norm(width)
         self.conv2 = conv3x3(width, width, stride, groups, dilation)
-        self.bn2 = norm(width)
+        self.bn2 = ctx.norm(width)
+        self.attn = ctx.attention("mid", width)
         self.conv3 = conv1x1(width, out_channels)
-        self.bn3 = norm(out_channels)
-        self.relu = act()
-        self.downsample = downsample
+        self.bn3 = ctx.norm(out_channels)
+        self.relu = ctx.act()
+        self.init_tail(out_channels, downsample, ctx)
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
+        if self.attn is not None:
+            out = self.attn(out)
         out = self.bn3(self.conv3(out))
-        out += identity
-        return self.relu(out)
+        out = self.add_residual(out, identity)
+        return self.after_add(self.relu(out))
 
     def zero_init_last(self) -> None:
         """Zero the last norm's scale so the block starts as identity (Goyal et al., 2017)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor, nn
 
-from .base import Act, Block, BlockParams, Norm
+from ..context import Act, Context, Norm
+from .base import Block, BlockParams
 
 
 class ConvNormAct(nn.Sequential):
@@ -29,33 +30,43 @@ class DarkNetParams(BlockParams):
 class DarkNetBlock(Block):
     """1x1 to half width, 3x3 back, identity add (Darknet-53).
 
-    Each conv is conv+norm+act; no activation after the add.
+    Each conv is conv+norm+act; no activation after the add. A stage that changes stride or
+    channels opens with a strided 3x3 conv (shortcut kind ``stage_conv``), run before the residual.
     """
 
     Params = DarkNetParams
     expansion = 1
+    shortcuts = ("stage_conv",)
+    attn_positions = ("mid", "pre_add", "post_add")
+    inplace_add = False  # the branch ends in an activation
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None, params: DarkNetParams, norm: Norm, act: Act):
+                 downsample: nn.Module | None = None, params: DarkNetParams, ctx: Context):
         super().__init__()
         mid = int(round(planes * params.bottle_ratio))
         if mid < 1:
             raise ValueError(f"planes {planes} x bottle_ratio {params.bottle_ratio} gives a width of 0")
         # The stage opens with a strided 3x3 conv; the residual then works at the new size.
-        self.downsample = downsample
-        self.conv1 = ConvNormAct(planes, mid, 1, 1, 1, norm, act)
-        self.conv2 = ConvNormAct(mid, planes, 3, 1, dilation, norm, act)
+        self.downsample = downsample  # registered first: it runs first
+        self.conv1 = ConvNormAct(planes, mid, 1, 1, 1, ctx.norm, ctx.act)
+        self.attn = ctx.attention("mid", mid)
+        self.conv2 = ConvNormAct(mid, planes, 3, 1, dilation, ctx.norm, ctx.act)
+        self.init_tail(planes, downsample, ctx)
 
     @classmethod
     def make_shortcut(cls, in_channels: int, out_channels: int, stride: int, dilation: int,
-                      params: DarkNetParams, norm: Norm, act: Act) -> nn.Module:
+                      params: DarkNetParams, ctx: Context) -> nn.Module:
         """DarkNet's stage-opening 3x3 conv with the stage's stride, run before the residual."""
-        return ConvNormAct(in_channels, out_channels, 3, stride, dilation, norm, act)
+        return ConvNormAct(in_channels, out_channels, 3, stride, dilation, ctx.norm, ctx.act)
 
     def forward(self, x: Tensor) -> Tensor:
         if self.downsample is not None:
             x = self.downsample(x)
-        return x + self.conv2(self.conv1(x))
+        out = self.conv1(x)
+        if self.attn is not None:
+            out = self.attn(out)
+        out = self.add_residual(self.conv2(out), x)
+        return self.after_add(out)
 
     def zero_init_last(self) -> None:
         """Zero the last norm's scale so the block starts as identity."""

@@ -1,0 +1,78 @@
+"""The one object a block or layer gets beyond its own params (timm byobnet's ``LayerFn`` idea).
+
+New cross-cutting features go here, not into every block's signature: a block built by archkit
+receives its norm and activation factories, its attention attachments, its shortcut kind, its
+stochastic-depth rate and its position in the network through ``ctx``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+from torch import Tensor, nn
+
+Norm = Callable[[int], nn.Module]
+Act = Callable[[], nn.Module]
+
+SHORTCUT_KINDS = ("projection", "avg_down", "zero_pad", "none")
+ATTN_POSITIONS = ("mid", "pre_add", "post_add")
+
+
+def _default_norm(channels: int) -> nn.Module:
+    return nn.BatchNorm2d(channels)
+
+
+def _default_act() -> nn.Module:
+    return nn.ReLU(inplace=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Frozen per-block context: factories, attachments, shortcut kind, drop-path rate, position."""
+
+    norm: Norm = _default_norm
+    act: Act = _default_act
+    norm_layer: Any = None  # the spec's norm params, for 'norm' layers on any shape (flat or spatial)
+    shortcut: str = "identity"  # identity, none, or the kind of the module passed as ``downsample``
+    attn: tuple = ()  # attention attachments (archkit.attention.AttentionParams) for this block
+    drop_path_rate: float = 0.0
+    index: int = 0  # the block's index over the whole network
+    stage: int = 0  # its stage's index (0-based)
+
+    @property
+    def residual(self) -> bool:
+        """Whether the block adds a shortcut at all (``shortcut: none`` builds a plain network)."""
+        return self.shortcut != "none"
+
+    def attention(self, position: str, channels: int) -> nn.Module | None:
+        """The attachments placed at ``position`` for ``channels`` (one module, a Sequential, or None)."""
+        modules = [a.build(channels) for a in self.attn if a.position == position]
+        if not modules:
+            return None
+        return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
+
+    def drop_path(self) -> nn.Module | None:
+        """The block's stochastic-depth module, or None at rate 0 (as timm: no module, same keys)."""
+        return DropPath(self.drop_path_rate) if self.drop_path_rate > 0 else None
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a sample's residual branch with probability ``drop_prob``.
+
+    Same semantics and attribute name as timm's ``DropPath`` (kept samples are scaled by 1/keep).
+    """
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.3f}"
