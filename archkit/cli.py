@@ -80,9 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     v.set_defaults(func=cmd_validate)
 
-    k = sub.add_parser("blocks", parents=[common], help="list block and layer types, or show one",
-                       description="List every registered block and layer type, or show one type's parameters.")
-    k.add_argument("name", nargs="?", metavar="NAME", help="a block or layer type to describe")
+    k = sub.add_parser("blocks", parents=[common], help="list block, layer and attention types, or show one",
+                       description="List every registered block, layer and attention type and the shortcut "
+                                   "kinds, or show one type's parameters.")
+    k.add_argument("name", nargs="?", metavar="NAME", help="a block, layer or attention type to describe")
     k.set_defaults(func=cmd_blocks)
 
     e = sub.add_parser("export", parents=[common], help="export to ONNX, TorchScript or an ExportedProgram",
@@ -247,49 +248,64 @@ def _field_rows(model: Any) -> list[tuple[str, str, str, str, str]]:
 
 
 def _find_type(name: str) -> Any:
-    """The block or layer entry named ``name``; unknown names get suggestions from both registries."""
-    from .registry import BLOCKS, LAYERS, UnknownName, suggest
+    """The block, layer or attention entry named ``name``; unknown names get suggestions from all three."""
+    from .registry import REGISTRIES, UnknownName, suggest
 
-    for registry in (BLOCKS, LAYERS):
+    for registry in REGISTRIES:
         if name in registry:
             return registry.get(name)
-    for registry in (BLOCKS, LAYERS):
+    for registry in REGISTRIES:
         if registry.explain(name):
             raise UnknownName(registry.explain(name))
-    raise UnknownName(f"unknown block or layer type {name!r}" + suggest(name, BLOCKS.names() + LAYERS.names(), 0))
+    every = [n for registry in REGISTRIES for n in registry.names()]
+    raise UnknownName(f"unknown block, layer or attention type {name!r}" + suggest(name, every, 0))
+
+
+def _describe(entry: Any) -> None:
+    from .specs import _block_fields
+
+    params = entry.obj.Params if entry.kind == "block" else entry.obj
+    print(f"{entry.name} ({entry.kind}, {entry.origin}): {entry.description}")
+    if entry.kind == "block":
+        print(f"expansion: {entry.expansion}")
+        print(f"shortcut kinds: {', '.join(entry.obj.shortcuts)} (default {entry.obj.shortcuts[0]})")
+        print(f"attention positions: {', '.join(entry.obj.attn_positions)}")
+    rows = _field_rows(params)
+    if entry.kind == "block":
+        shared = {k: v[1].description for k, v in _block_fields(Any).items()}
+        rows += [(k, "shared", "", "", d) for k, d in shared.items()]
+    if not rows:
+        print("no parameters")
+    for name, tp, default, bounds, desc in rows:
+        print(f"  {name}: {tp}" + (f" = {default}" if default else "") + (f"  [{bounds}]" if bounds else ""))
+        if desc:
+            print(f"      {desc}")
 
 
 def cmd_blocks(args: argparse.Namespace) -> int:
     """archkit blocks [NAME]."""
-    from .registry import BLOCKS, LAYERS
+    from .context import SHORTCUT_KINDS
+    from .registry import REGISTRIES
 
     if args.name:
-        entry = _find_type(args.name)
-        params = entry.obj.Params if entry.kind == "block" else entry.obj
-        print(f"{entry.name} ({entry.kind}, {entry.origin}): {entry.description}")
-        if entry.expansion is not None:
-            print(f"expansion: {entry.expansion}")
-        rows = _field_rows(params)
-        if not rows:
-            print("no parameters")
-        for name, tp, default, bounds, desc in rows:
-            print(f"  {name}: {tp} = {default}" + (f"  [{bounds}]" if bounds else ""))
-            if desc:
-                print(f"      {desc}")
+        _describe(_find_type(args.name))
         return EXIT_OK
     rows = [(n, e.kind, e.origin, "" if e.expansion is None else str(e.expansion), e.description)
-            for reg in (BLOCKS, LAYERS) for n, e in reg.listing()]
+            for reg in REGISTRIES for n, e in reg.listing()]
     header = ("NAME", "KIND", "ORIGIN", "EXP", "DESCRIPTION")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header[:4])]
     for row in (header, *rows):
         line = "  ".join(v.ljust(widths[i]) for i, v in enumerate(row[:4])) + "  " + row[4]
         print(line)
-    conflicts = BLOCKS.conflicts + LAYERS.conflicts
+    print(f"\nShortcut kinds (block key shortcut:): {', '.join(SHORTCUT_KINDS)}; "
+          "attention (block key attn:) goes at position pre_add, mid or post_add. "
+          "'archkit blocks NAME' shows what a type accepts.")
+    conflicts = [c for reg in REGISTRIES for c in reg.conflicts]
     if conflicts:
         print("\nName conflicts:")
         for text in conflicts:
             print(f"  {text}")
-    broken = BLOCKS.broken + LAYERS.broken
+    broken = [b for reg in REGISTRIES for b in reg.broken]
     if broken:
         print("\nBroken plugins (skipped; everything else works):")
         for b in broken:

@@ -149,10 +149,18 @@ def json_schema() -> dict:
     schema["title"] = "archkit spec"
     # ``base:`` is resolved by the loader before validation; editors must still accept it.
     schema["properties"]["base"] = {"type": "string", "description": "Spec file this one inherits from (deep merge)."}
-    # A spec with base: may leave required fields to its base, so "required" applies only without one.
+    # A spec with base: may leave required fields to its base, and may set a block's keys without its
+    # type (they merge over the base's block), so both checks apply only without one.
     required = schema.pop("required", [])
+    props = schema["properties"]
+    strict = {"block": props["block"]}
+    props["block"] = {"type": ["object", "null"], "description": props["block"].get("description", "")}
+    stage = schema["$defs"]["Stage"]
+    strict_stage = stage["properties"]["block"]
+    stage["properties"]["block"] = {"type": ["object", "null"], "description": strict_stage.get("description", "")}
     schema["if"] = {"required": ["base"]}
-    schema["else"] = {"required": required}
+    schema["else"] = {"required": required, "properties": {
+        **strict, "stages": {"type": "array", "items": {"properties": {"block": strict_stage}}}}}
     return schema
 
 

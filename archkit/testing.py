@@ -25,7 +25,7 @@ def check_block(cls: Any, params: dict | None = None, *, planes: int = 16, size:
     Raises AssertionError naming the case that failed. A block that refuses a dilation with
     ValueError or NotImplementedError (as torchvision's BasicBlock) is skipped for that dilation.
     """
-    from .attention.se import SqueezeExcite
+    from .attention.se import SEModule, SqueezeExcite
     from .registry import check_block as check_contract
 
     check_contract(cls.__name__, cls)
@@ -62,7 +62,7 @@ def check_block(cls: Any, params: dict | None = None, *, planes: int = 16, size:
         with torch.device("meta"):
             make()
         if ctx.attn:
-            found = [n for n, m in block.named_modules() if type(m).__name__ == "SEModule"]
+            found = [n for n, m in block.named_modules() if isinstance(m, SEModule)]
             assert found, f"{case}: the attention module was not attached"
         params_list = list(block.parameters())
         assert params_list, f"{case}: no parameters registered (modules kept in a plain list?)"

@@ -14,7 +14,7 @@ import yaml
 
 import archkit
 from archkit.cli import main
-from archkit.registry import BLOCKS, LAYERS
+from archkit.registry import ATTENTION, BLOCKS, LAYERS
 from conftest import SHIPPED, SPECS
 
 
@@ -70,11 +70,20 @@ def test_validate_reports_each_bad_spec_and_fails(capsys, write) -> None:
 def test_blocks_lists_every_type_and_describes_one(capsys) -> None:
     code, out, _ = run(capsys, "blocks")
     assert code == 0
-    names = {line.split()[0] for line in out.splitlines()[1:]}
-    assert {n for reg in (BLOCKS, LAYERS) for n, _ in reg.listing()} == names
-    assert set(BLOCKS.names()) >= {"basic", "bottleneck", "resnext", "wide_bottleneck", "wide_basic", "darknet"}
+    table = out.split("\n\n")[0]
+    names = {line.split()[0] for line in table.splitlines()[1:]}
+    assert {n for reg in (BLOCKS, LAYERS, ATTENTION) for n, _ in reg.listing()} == names
+    assert set(BLOCKS.names()) >= {"basic", "bottleneck", "resnext", "wide_bottleneck", "wide_basic", "darknet",
+                                   "preact_bottleneck"}
+    assert {"se", "eca", "cbam", "gc"} <= set(ATTENTION.names())
+    assert "projection, avg_down, zero_pad, none" in out
     code, out, _ = run(capsys, "blocks", "resnext")
     assert code == 0 and "cardinality: int = 32" in out and ">=1" in out and "expansion: 4" in out
+    assert "shortcut kinds: projection, avg_down, zero_pad, none (default projection)" in out
+    code, out, _ = run(capsys, "blocks", "darknet")
+    assert "shortcut kinds: stage_conv" in out and "attention positions: mid, pre_add, post_add" in out
+    code, out, _ = run(capsys, "blocks", "eca")
+    assert code == 0 and "gamma: float = 2.0" in out and "position: str = 'pre_add'" in out
     code, _, err = run(capsys, "blocks", "resnxt")
     assert code == 2 and "did you mean 'resnext'" in err
 

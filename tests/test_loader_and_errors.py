@@ -80,7 +80,7 @@ def test_override_errors_say_they_come_from_set() -> None:
 def test_unknown_block_type_suggests(write) -> None:
     path = write(f"base: {SPECS / 'resnet50.yaml'}\nname: x\nblock: {{type: bottlenek}}\n")
     (problem,) = _problems(path)
-    assert problem.startswith(f"{path}:3:") and "unknown type 'bottlenek'; did you mean 'bottleneck'?" in problem
+    assert problem.startswith(f"{path}:3:") and "unknown block type 'bottlenek'; did you mean 'bottleneck'?" in problem
 
 
 def test_block_constraints_fail_with_the_blocks_reason() -> None:

@@ -44,12 +44,19 @@ def test_every_block_supports_meta_and_zero_init(name: str) -> None:
     spec = _tiny({"type": name}, init={"zero_init_residual": True})
     model = archkit.build_model(spec, device="meta")
     assert all(p.device.type == "meta" for p in model.parameters())
-    archkit.build_model(spec)  # zero_init_last (where the block has one) runs on real weights
+    model = archkit.build_model(spec)  # zero_init_last (where the block has one) runs on real weights
+    block = model.layer2[1]
+    if callable(getattr(block, "zero_init_last", None)):
+        zeroed = [n for n, p in block.named_parameters() if p.dim() == 1 and not p.any() and n.endswith("weight")]
+        assert zeroed, "zero_init_residual left every norm scale of the block non-zero"
+        plain = archkit.build_model(_tiny({"type": name}))
+        assert all(p.any() for n, p in plain.layer2[1].named_parameters() if n.endswith("weight"))
 
 
 def _example(params_model: type[BaseModel]) -> dict:
     """Values for a layer's required fields (ints: 2), so each type is built from its own model."""
-    return {n: 2 for n, f in params_model.model_fields.items() if f.is_required() and n != "type"}
+    example = {"layers": [{"type": "conv", "channels": 4}, {"type": "norm"}]}  # a nested group's content
+    return {n: example.get(n, 2) for n, f in params_model.model_fields.items() if f.is_required() and n != "type"}
 
 
 @pytest.mark.parametrize("name", LAYERS.names())
@@ -61,15 +68,17 @@ def test_every_layer_type_builds_and_runs(name: str) -> None:
         {"head": [layer]},
         {"head": [{"type": "adaptive_avgpool"}, {"type": "flatten"}, layer]},
     ]
-    built = 0
+    built, refused = 0, []
     for place in places:
         try:
             model = archkit.build_model({**spec, **place})
-        except SpecError:
+        except SpecError as exc:  # e.g. a spatial layer on flat input: refused with a reason, never a crash
+            assert "needs" in str(exc) or "input" in str(exc), exc
+            refused.append(str(exc))
             continue
         assert model(torch.randn(2, 3, 16, 16)).shape[0] == 2
         built += 1
-    assert built, f"{name} builds nowhere"
+    assert built, f"{name} builds nowhere: {refused}"
 
 
 def test_unknown_names_suggest_the_nearest() -> None:
@@ -97,7 +106,7 @@ def test_register_block_joins_the_spec_union() -> None:
         assert isinstance(model.layer1[0], Doubled)
     finally:
         BLOCKS.unregister("doubled_test")
-    with pytest.raises(SpecError, match="unknown type 'doubled_test'"):
+    with pytest.raises(SpecError, match="unknown block type 'doubled_test'"):
         archkit.build_model(_tiny({"type": "doubled_test"}), device="meta")
 
 

@@ -76,6 +76,7 @@ class Block(nn.Module):
         self.drop_path = ctx.drop_path()
         self.downsample = downsample
         self.residual = ctx.residual
+        self.add_in_place = type(self).inplace_add  # an instance attribute (another name), for TorchScript
         self.attn_out = ctx.attention("post_add", out_channels)
 
     def add_residual(self, out: Tensor, shortcut: Tensor) -> Tensor:
@@ -85,7 +86,7 @@ class Block(nn.Module):
         if self.drop_path is not None:
             out = self.drop_path(out)
         if self.residual:
-            if self.inplace_add:
+            if self.add_in_place:
                 out += shortcut
             else:
                 out = out + shortcut

@@ -63,7 +63,7 @@ class WideBasic(_PreAct):
 
 
 class PreActBottleneck(_PreAct):
-    """Pre-activation bottleneck, ResNet v2 (timm ``resnetv2_50``).
+    """Pre-activation bottleneck, ResNet v2 (as timm resnetv2_50).
 
     BN-ReLU-conv1x1, BN-ReLU-conv3x3 (stride here), BN-ReLU-conv1x1, then the add; the network's
     head needs one last norm and activation.

@@ -28,7 +28,7 @@ def test_se_resnet50_matches_timm_parameter_count() -> None:
     model = archkit.build_model(SPEC, device="meta")
     # timm's seresnet50 (timm 1.0.31, create_model('seresnet50')): 28,088,024 parameters
     assert sum(p.numel() for p in model.parameters()) == 28_088_024
-    assert model.layer4[2].se.fc1.out_channels == 2048 // 16
+    assert model.layer4[2].excite.fc1.out_channels == 2048 // 16
 
 
 def test_se_resnet50_runs() -> None:

@@ -6,6 +6,7 @@ from pydantic import Field
 from torch import Tensor, nn
 
 from archkit.blocks.bottleneck import Bottleneck, BottleneckParams
+from archkit.context import Context
 
 __version__ = "0.1.0"
 
@@ -44,15 +45,17 @@ class SEBottleneck(Bottleneck):
     """
 
     Params = SEParams
+    attn_positions = ("pre_add", "post_add")  # its forward has no slot for a spec's mid attention
 
-    def __init__(self, in_channels: int, planes: int, *, params: SEParams, act, **kwargs):  # noqa: ANN001
-        super().__init__(in_channels, planes, params=params, act=act, **kwargs)
+    def __init__(self, in_channels: int, planes: int, *, params: SEParams, ctx: Context, **kwargs):
+        super().__init__(in_channels, planes, params=params, ctx=ctx, **kwargs)
         channels = planes * self.expansion
-        self.se = SEModule(channels, make_divisible(channels / params.reduction, params.divisor), act())
+        self.excite = SEModule(channels, make_divisible(channels / params.reduction, params.divisor), ctx.act())
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.se(self.bn3(self.conv3(out)))
-        return self.relu(out + identity)
+        out = self.excite(self.bn3(self.conv3(out)))
+        # add_residual: the spec's own attention (attn:), drop path, the add unless shortcut: none
+        return self.after_add(self.relu(self.add_residual(out, identity)))
