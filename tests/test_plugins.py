@@ -16,7 +16,8 @@ from archkit import plugins
 from archkit.blocks import BasicBlock
 from archkit.cli import main
 from archkit.errors import SpecError
-from archkit.registry import BLOCKS
+from archkit.attention import AttentionParams
+from archkit.registry import ATTENTION, BLOCKS
 from conftest import SPECS
 
 
@@ -25,8 +26,8 @@ class _Dist:
         self.name, self.version, self.metadata = name, version, {"Name": name}
 
 
-def _ep(name: str, value: str, dist: str, version: str = "1.0") -> EntryPoint:
-    ep = EntryPoint(name=name, value=value, group=plugins.BLOCK_GROUP)
+def _ep(name: str, value: str, dist: str, version: str = "1.0", group: str = plugins.BLOCK_GROUP) -> EntryPoint:
+    ep = EntryPoint(name=name, value=value, group=group)
     return ep._for(_Dist(dist, version)) if hasattr(ep, "_for") else ep
 
 
@@ -42,15 +43,31 @@ class NotABlock:
     """Lacks the contract."""
 
 
+class OldStyleBlock(BasicBlock):
+    """Written for archkit 0.1: norm= and act= instead of ctx=."""
+
+    def __init__(self, in_channels, planes, *, stride=1, dilation=1, downsample=None, params, norm, act):  # noqa
+        super().__init__(in_channels, planes, stride=stride, dilation=dilation, downsample=downsample, params=params,
+                         ctx=None)
+
+
+class BrokenAttention(AttentionParams):
+    """An attention type whose module cannot be built."""
+
+    def build(self, channels: int) -> torch.nn.Module:
+        raise RuntimeError("never")
+
+
 @pytest.fixture
 def fake_plugins(monkeypatch):
     """Install a fake module and a list of entry points; restore the real registry afterwards."""
     module = types.ModuleType("fake_archkit_plugin")
     module.GoodBlock, module.OtherGoodBlock, module.NotABlock = GoodBlock, OtherGoodBlock, NotABlock
+    module.OldStyleBlock, module.BrokenAttention = OldStyleBlock, BrokenAttention
     monkeypatch.setitem(sys.modules, "fake_archkit_plugin", module)
 
     def install(*eps: EntryPoint) -> None:
-        monkeypatch.setattr(plugins, "_entry_points", lambda group: eps if group == plugins.BLOCK_GROUP else ())
+        monkeypatch.setattr(plugins, "_entry_points", lambda group: [e for e in eps if e.group == group])
         plugins.set_enabled(True)
 
     yield install
@@ -170,3 +187,24 @@ def test_one_distribution_seen_twice_is_reported_not_fatal(fake_plugins) -> None
     assert BLOCKS.get("same_dist:good").obj is GoodBlock
     assert BLOCKS.get("good").obj is GoodBlock
     assert "already registered" in BLOCKS.broken[0].error
+
+
+def test_old_style_plugin_gets_one_line_saying_what_changed(fake_plugins) -> None:
+    fake_plugins(_ep("old", "fake_archkit_plugin:OldStyleBlock", "old-dist", "0.1"))
+    (broken,) = BLOCKS.broken
+    assert broken.error.startswith("TypeError") and "takes norm=/act=" in broken.error and "ctx=" in broken.error
+    with pytest.raises(SpecError, match="old-dist 0.1, which failed to load: TypeError: .*now take ctx="):
+        archkit.build_model(_spec("old"))
+
+
+def test_attention_plugins_join_specs_and_are_isolated(fake_plugins) -> None:
+    fake_plugins(_ep("never", "fake_archkit_plugin:BrokenAttention", "attn-dist", group=plugins.ATTENTION_GROUP),
+                 _ep("gone", "fake_archkit_plugin:Missing", "attn-dist", group=plugins.ATTENTION_GROUP))
+    assert ATTENTION.get("never").origin == "attn-dist 1.0"
+    assert [b.name for b in ATTENTION.broken] == ["gone"]
+    spec = {**_spec("basic"), "block": {"type": "basic", "attn": [{"type": "gone"}]}}
+    spec["stages"] = [{"planes": 16, "depth": 1}]
+    with pytest.raises(SpecError, match="attention type 'gone' comes from plugin attn-dist 1.0, which failed"):
+        archkit.build_model(spec)
+    spec["block"]["attn"] = [{"type": "se"}]
+    assert archkit.build_model(spec).layer1[0].se is not None  # built-ins unaffected
