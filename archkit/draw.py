@@ -33,7 +33,7 @@ def _shortcuts(stage: StagePlan) -> str:
     counts = Counter(b.shortcut for b in stage.blocks)
     if counts.get("none") == stage.depth:
         return "no shortcuts (plain)"
-    return " + ".join(f"{n} {kind}" for kind, n in counts.items()) + " shortcuts"
+    return " + ".join(f"{n} {kind}" for kind, n in counts.items()) + (" shortcuts" if stage.depth > 1 else " shortcut")
 
 
 def _norm_act(spec: ModelSpec) -> str:

@@ -160,10 +160,21 @@ def test_absurdly_large_file_is_refused_without_reading_it(tmp_path) -> None:
         archkit.load_spec("/dev/zero")
 
 
-def test_the_readme_spec_example_is_valid(write) -> None:
-    readme = (SPECS.parent / "README.md").read_text(encoding="utf-8")
+def test_the_docs_spec_example_is_valid(write) -> None:
+    readme = (SPECS.parent / "docs" / "specs.md").read_text(encoding="utf-8")
     marker = "# every field: specs/resnet50.yaml plus the optional keys (illustrative values)\n"
     example = readme.split(marker)[1].split("```")[0]
     spec = archkit.load_spec(write(example))
     model = archkit.build_model(spec, device="meta")
     assert spec.name == "resnet50" and model.layer4[0].conv2.groups == 2
+    assert model.layer4[0].se is not None and spec.drop_path_rate == 0.05
+
+
+def test_the_readme_variant_examples_are_valid(tmp_path) -> None:
+    readme = (SPECS.parent / "README.md").read_text(encoding="utf-8")
+    examples = [block.split("```")[0] for block in readme.split("```yaml\n")[1:]]
+    assert len(examples) >= 4
+    for i, text in enumerate(examples):
+        path = tmp_path / f"variant{i}.yaml"
+        path.write_text(text.replace("base: ", f"base: {SPECS}/"), encoding="utf-8")
+        archkit.build_model(path, device="meta")

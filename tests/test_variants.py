@@ -180,3 +180,15 @@ def test_layer_names_never_drop_a_layer() -> None:
     model = archkit.build_model(spec)
     assert [n for n, _ in model.named_children()][:3] == ["conv", "relu2", "relu"]
     assert isinstance(model.relu, torch.nn.Conv2d) and isinstance(model.relu2, torch.nn.ReLU)
+
+
+def test_draw_labels_shortcuts_from_the_plan() -> None:
+    from archkit import draw
+
+    assert "no shortcuts (plain)" in draw.render(archkit.load_spec(SPECS / "plain34.yaml"))
+    darknet = draw.render(archkit.load_spec(SPECS / "darknet53.yaml"))
+    assert "1 stage_conv + 7 identity shortcuts" in darknet and "projection" not in darknet
+    assert "leaky_relu(negative_slope=0.1)" in darknet  # norm and activation are shown
+    backbone = draw.render(archkit.load_spec(SPECS / "resnet50.yaml", ["features_only=true"]))
+    assert "layer4" in backbone and "fc" not in backbone.split("layer4")[1]
+    assert "zero_pad" in draw.render(archkit.load_spec(SPECS / "cifar_resnet20.yaml"))

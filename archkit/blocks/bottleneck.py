@@ -16,6 +16,14 @@ class BottleneckParams(BlockParams):
     base_width: int = Field(64, ge=1, le=65536, description="Width per group at planes=64 (64 is ResNet).")
 
 
+def bottleneck_width(planes: int, params: BottleneckParams) -> int:
+    """The 3x3 conv's width, torchvision's rule: int(planes * base_width / 64) * groups."""
+    width = int(planes * (params.base_width / 64.0)) * params.groups
+    if width < 1:
+        raise ValueError(f"planes {planes} x base_width {params.base_width} / 64 gives a width of 0")
+    return width
+
+
 class Bottleneck(Block):
     """1x1-3x3-1x1 x4, stride on the 3x3 (ResNet V1.5)."""
 
@@ -30,9 +38,7 @@ class Bottleneck(Block):
                  downsample: nn.Module | None = None, params: BottleneckParams, ctx: Context):
         super().__init__()
         groups = params.groups
-        width = int(planes * (params.base_width / 64.0)) * groups
-        if width < 1:
-            raise ValueError(f"planes {planes} x base_width {params.base_width} / 64 gives a width of 0")
+        width = bottleneck_width(planes, params)
         out_channels = planes * self.expansion
         self.conv1 = conv1x1(in_channels, width)
         self.bn1 = ctx.norm(width)

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from ..context import Context
 from . import shortcuts as _shortcuts
 from .base import Block, BlockParams, conv1x1, conv3x3
-from .bottleneck import BottleneckParams
+from .bottleneck import BottleneckParams, bottleneck_width
 
 
 class _PreAct(Block):
@@ -76,9 +76,7 @@ class PreActBottleneck(_PreAct):
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, dilation: int = 1,
                  downsample: nn.Module | None = None, params: BottleneckParams, ctx: Context):
         super().__init__()
-        width = int(planes * (params.base_width / 64.0)) * params.groups
-        if width < 1:
-            raise ValueError(f"planes {planes} x base_width {params.base_width} / 64 gives a width of 0")
+        width = bottleneck_width(planes, params)
         out_channels = planes * self.expansion
         self.bn1 = ctx.norm(in_channels)
         self.conv1 = conv1x1(in_channels, width)
