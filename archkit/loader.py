@@ -8,6 +8,7 @@ from typing import Any, Iterable
 
 import yaml
 
+from . import zoo
 from .errors import Mark, SpecError, format_path
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: a spec is a few dozen lines; anything bigger is a mistake or an attack
@@ -175,11 +176,16 @@ def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> MDict:
     base = tree.pop("base")
     base_mark = tree.marks.pop("base")
     if not isinstance(base, str) or not base:
-        raise SpecError(f"must be a file path (got {base!r})", base_mark, "base")
-    base_path = path.parent / base
+        raise SpecError(f"must be a spec name or a file path (got {base!r})", base_mark, "base")
+    try:
+        base_path = zoo.resolve(base, path.parent)
+    except SpecError as exc:
+        raise SpecError(exc.problems[0].message, base_mark, "base") from None
     if not base_path.exists():
         raise SpecError(f"base file {str(base_path)!r} does not exist", base_mark, "base")
     parent = load_file(base_path, (*_chain, resolved))
+    # declared weights belong to the base's architecture, not to what derives from it
+    parent.pop("weights", None)
     return merge(parent, tree)
 
 
@@ -250,8 +256,8 @@ def _index(part: str, node: Any) -> Any:
 
 
 def load(path: str | os.PathLike, overrides: Iterable[str] = ()) -> MDict:
-    """Load a spec file, resolve ``base:``, apply ``--set`` overrides; positions kept for errors."""
-    tree = load_file(path)
+    """Load a spec (a packaged name or a file), resolve ``base:``, apply ``--set`` overrides; positions kept."""
+    tree = load_file(zoo.resolve(path))
     for text in overrides:
         apply_override(tree, text)
     return tree

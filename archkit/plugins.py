@@ -33,9 +33,12 @@ def set_enabled(enabled: bool | None) -> None:
     global _enabled
     from .registry import REGISTRIES
 
+    from . import zoo
+
     _enabled = enabled
     for registry in REGISTRIES:
         registry.reset()
+    zoo.reset()
 
 
 def enabled() -> bool:
@@ -47,6 +50,11 @@ def enabled() -> bool:
 
 def _entry_points(group: str) -> Iterable[EntryPoint]:
     return entry_points(group=group)
+
+
+def entry_points_of(group: str) -> Iterable[EntryPoint]:
+    """The installed entry points of ``group`` (one indirection, so tests can fake them)."""
+    return _entry_points(group)
 
 
 def _distribution(ep: EntryPoint) -> tuple[str, str]:

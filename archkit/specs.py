@@ -39,6 +39,34 @@ class InitSpec(_Model):
                                                         "identity (Goyal et al. 2017); blocks opt in via zero_init_last().")
 
 
+class WeightsMeta(_Model):
+    """What a user needs to use declared weights: preprocessing, classes, published accuracy."""
+
+    num_classes: int | None = Field(None, ge=1, le=1 << 24, description="Classes of the classifier.")
+    input_size: list[Annotated[int, Field(ge=1, le=65536)]] | None = Field(
+        None, min_length=2, max_length=2, description="Input [height, width] (the crop) it was evaluated at.")
+    resize_size: int | None = Field(None, ge=1, le=65536, description="Resize the shorter side to this, then crop.")
+    crop_pct: float | None = Field(None, gt=0, le=1, description="Crop fraction (timm): resize = input / crop_pct.")
+    interpolation: str | None = Field(None, max_length=40, description="Resize interpolation (bilinear, bicubic).")
+    mean: list[float] | None = Field(None, min_length=1, max_length=16, description="Normalization mean per channel.")
+    std: list[float] | None = Field(None, min_length=1, max_length=16, description="Normalization std per channel.")
+    accuracy: dict[str, float] | None = Field(None, description="Published metrics, e.g. imagenet1k_top1.")
+    recipe: str | None = Field(None, max_length=1000, description="Where the training recipe is described.")
+    license: str | None = Field(None, max_length=200, description="The weights' license.")
+
+
+class WeightsEntry(_Model):
+    """One set of declared weights: where it is, its hash, its key layout, how to use it."""
+
+    url: str | None = Field(None, pattern=r"^(https?|file)://", max_length=2000, description="Download URL.")
+    file: str | None = Field(None, min_length=1, max_length=4096, description="Local file (relative to the spec).")
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$", description="SHA-256 of the file, whole or "
+                               "its first hex digits (torchvision and timm publish 8 in the file name).")
+    format: Literal["torchvision", "timm", "archkit", "safetensors"] = Field(
+        "torchvision", description="Where the file comes from (all load by archkit's keys).")
+    meta: WeightsMeta = Field(default_factory=WeightsMeta, description="Preprocessing, classes, accuracy.")
+
+
 class _StageBase(_Model):
     planes: int = Field(ge=1, le=1 << 20, description="Block planes; output channels are planes x block expansion.")
     depth: int = Field(ge=1, le=100_000, description="Number of blocks.")
@@ -57,6 +85,9 @@ class _SpecBase(_Model):
     depth_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's depth (rounded up).")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="Stochastic depth: block i of N drops its residual "
                                   "branch with probability rate * i / (N - 1), as timm's ResNet.")
+    weights: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")], WeightsEntry] = Field(
+        default_factory=dict, description="Declared pretrained weights by name; the first is the default. "
+                                          "Not inherited through base: (they belong to one architecture).")
     features_only: bool = Field(False, description="Build a backbone returning feature maps (no head).")
     out_indices: list[Annotated[int, Field(ge=0, le=1000)]] | None = Field(
         None, min_length=1, description="Feature outputs: 0 = stem output, i = stage i (default: every stage).")

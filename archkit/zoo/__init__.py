@@ -1,0 +1,110 @@
+"""The packaged specs, one YAML file per model, and the lookup that makes a name work wherever a path does.
+
+``archkit build resnet50``, ``base: resnet50`` and ``archkit.build_model("resnet50")`` find
+``archkit/zoo/resnet50.yaml`` from any directory. Plugins ship specs through the ``archkit.specs``
+entry-point group, whose object is a directory (a path, or a package) of ``*.yaml`` files. A name
+is a bare word; anything with a path separator or a ``.yaml``/``.yml`` suffix is a path, so a local
+file of the same name is used only when given as a path.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SPEC_GROUP = "archkit.specs"
+_dirs: list[tuple[str, Path]] | None = None
+
+
+def is_path(ref: str | os.PathLike) -> bool:
+    """Whether ``ref`` is meant as a file path rather than a spec name."""
+    if isinstance(ref, os.PathLike):
+        return True
+    return "/" in ref or os.sep in ref or ref.endswith((".yaml", ".yml")) or ref in (".", "..")
+
+
+def _plugin_dirs() -> list[tuple[str, Path]]:
+    from .. import plugins
+
+    found = []
+    if not plugins.enabled():
+        return found
+    try:
+        eps = sorted(plugins.entry_points_of(SPEC_GROUP), key=lambda e: e.name)
+    except Exception:  # noqa: BLE001 - broken metadata must not stop archkit
+        return found
+    for ep in eps:
+        try:
+            directory = _plugin_dir_of(ep.load())
+        except Exception:  # noqa: BLE001 - a broken plugin's specs are skipped, the rest still resolve
+            continue
+        if directory is not None:
+            dist = getattr(getattr(ep, "dist", None), "name", None) or ep.name
+            found.append((dist, directory))
+    return found
+
+
+def _plugin_dir_of(obj: Any) -> Path | None:
+    if isinstance(obj, (str, os.PathLike)):
+        path = Path(obj)
+    elif getattr(obj, "__path__", None):
+        path = Path(list(obj.__path__)[0])
+    elif getattr(obj, "__file__", None):
+        path = Path(obj.__file__).parent
+    else:
+        return None
+    return path if path.is_dir() else None
+
+
+def directories() -> list[tuple[str, Path]]:
+    """(origin, directory) pairs searched for names: the packaged specs first, then plugins'."""
+    global _dirs
+    if _dirs is None:
+        _dirs = [("built-in", HERE), *_plugin_dirs()]
+    return _dirs
+
+
+def reset() -> None:
+    """Forget the plugin directories (after plugins are turned on or off)."""
+    global _dirs
+    _dirs = None
+
+
+def names(pattern: str = "*") -> list[str]:
+    """Every spec name matching ``pattern`` (shell-style, as ``timm.list_models``), sorted."""
+    out = set()
+    for _, directory in directories():
+        out.update(p.stem for p in directory.glob("*.yaml"))
+    return sorted(n for n in out if fnmatch.fnmatchcase(n, pattern))
+
+
+def find(name: str) -> Path | None:
+    """The file of spec ``name``, or None."""
+    if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+        return None
+    for _, directory in directories():
+        path = directory / f"{name}.yaml"
+        if path.is_file():
+            return path
+    return None
+
+
+def resolve(ref: str | os.PathLike, relative_to: Path | None = None) -> Path:
+    """The file a spec reference means: a path (relative to ``relative_to``), else a packaged name."""
+    from ..errors import SpecError
+    from ..registry import suggest
+
+    if is_path(ref):
+        path = Path(ref)
+        return path if relative_to is None or path.is_absolute() else relative_to / path
+    found = find(str(ref))
+    if found is not None:
+        return found
+    local = Path(ref) if relative_to is None else relative_to / ref
+    if local.is_file():  # a file without a .yaml suffix
+        return local
+    raise SpecError(f"no spec named {str(ref)!r} (a packaged name, or a path to a .yaml file)"
+                    + suggest(str(ref), names(), limit=0))
