@@ -7,9 +7,8 @@ and the model is rebuilt from the stored spec.
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import torch
 from torch import nn
 
 from . import __version__, builder, loader, specs
-from .errors import CheckpointError, SpecError
+from .errors import CheckpointError, SpecError, WeightsError
 from .files import atomic_path
 
 FORMAT = "archkit-checkpoint"
@@ -25,46 +24,44 @@ FORMAT_VERSION = 1
 
 
 def save(model: nn.Module, spec: specs.ModelSpec, path: str | os.PathLike) -> None:
-    """Write the checkpoint to a temp file beside ``path``, then rename: an old file is never half-replaced."""
+    """Write the checkpoint to a temp file beside ``path``, then rename: an old file is never half-replaced.
+
+    A ``.safetensors`` path writes safetensors (the hubs' format) with the spec in its metadata.
+    """
     path = Path(path)
-    payload = {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "archkit_version": __version__,
-        "torch_version": str(torch.__version__),
-        "spec": spec.model_dump(mode="json"),
-        "state_dict": model.state_dict(),
-    }
+    info = {"format": FORMAT, "format_version": FORMAT_VERSION, "archkit_version": __version__,
+            "torch_version": str(torch.__version__)}
+    spec_data = spec.model_dump(mode="json")
     try:
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with atomic_path(path) as tmp:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import save_file
+
+                state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+                save_file(state, str(tmp), metadata={**{k: str(v) for k, v in info.items()},
+                                                     "spec": json.dumps(spec_data)})
+            else:
+                with open(tmp, "wb") as fh:
+                    torch.save({**info, "spec": spec_data, "state_dict": model.state_dict()}, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
     except OSError as exc:
         raise CheckpointError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:
-    """Load and check a checkpoint's payload (tensors on CPU), or raise CheckpointError."""
+    """A checkpoint's stored spec and state_dict (tensors on CPU), or CheckpointError."""
+    from .weights import read_state
+
     path = Path(path)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"{path}: is a directory") from None
-    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(f"{path}: not a readable archkit checkpoint (truncated or corrupted?): {first}") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an archkit checkpoint (no '{FORMAT}' marker); "
-                              "archkit saves with 'archkit build SPEC --output FILE'")
-    if payload.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {payload.get('format_version')!r} is not supported "
-                              f"by archkit {__version__} (expects {FORMAT_VERSION})")
-    if not isinstance(payload.get("spec"), dict) or not isinstance(payload.get("state_dict"), dict):
-        raise CheckpointError(f"{path}: checkpoint lacks its spec or state_dict")
-    return payload
+        state, spec = read_state(path)
+    except WeightsError as exc:
+        raise CheckpointError(str(exc)) from None
+    if spec is None:
+        raise CheckpointError(f"{path}: not an archkit checkpoint (no stored spec); archkit saves with "
+                              "'archkit build SPEC --output FILE'; to load other weights use --weights")
+    return {"spec": spec, "state_dict": state}
 
 
 def load(path: str | os.PathLike, device: Any = None) -> nn.Sequential:

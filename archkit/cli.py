@@ -14,7 +14,8 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, ExportError, SpecError, SummaryError
+from .errors import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, ExportError, SpecError, SummaryError,
+                     WeightsError)
 from .files import write_text
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
@@ -59,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     b = sub.add_parser("build", parents=[common], help="build a spec; --summary, --json, --output",
                        description="Build the model a spec describes. --summary and --json measure it on the meta "
                                    "device (no weights allocated); --output materializes it and saves a checkpoint.")
-    b.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    b.add_argument("spec", metavar="SPEC", help="spec name (archkit list) or YAML file")
     b.add_argument("--summary", action="store_true", help="print per-layer shapes, params and MACs")
     b.add_argument("--depth", type=_positive, default=1, metavar="N",
                    help="table depth: 1 = stem/stages/head, 2 = blocks, 3 = inside blocks (default 1)")
@@ -72,11 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--json", action="store_true", help="print the summary as JSON (stable keys)")
     b.add_argument("--seed", type=_non_negative, metavar="N", help="seed for the initial weights (overrides seed:)")
     b.add_argument("--max-params", type=_positive, metavar="N", help=MAX_PARAMS_HELP)
+    _variant_args(b)
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("validate", parents=[common], help="validate one or more specs",
                        description="Validate specs (fields, then shapes on the meta device); exit 2 if any fails.")
-    v.add_argument("specs", metavar="SPEC", nargs="+", help="spec files")
+    v.add_argument("specs", metavar="SPEC", nargs="+", help="spec names or files")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     v.set_defaults(func=cmd_validate)
 
@@ -88,24 +90,30 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", parents=[common], help="export to ONNX, TorchScript or an ExportedProgram",
                        description="Build a spec (random or checkpoint weights) and export it for deployment.")
-    e.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    e.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
     e.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
     e.add_argument("--output", required=True, metavar="FILE", help="file to write (atomically)")
     e.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
     e.add_argument("--batch-size", type=_positive, default=2, metavar="N", help="example batch size (default 2)")
     e.add_argument("--dynamic-batch", action="store_true", help="let the batch dimension vary (onnx, exported-program)")
-    e.add_argument("--weights", metavar="CHECKPOINT", help="load weights from an archkit checkpoint")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     e.add_argument("--max-params", type=_positive, metavar="N", help=MAX_PARAMS_HELP)
+    _variant_args(e)
     e.set_defaults(func=cmd_export)
 
     d = sub.add_parser("draw", parents=[common], help="draw the architecture as SVG",
                        description="Draw stem, stages and head as boxes with block type, depth, channels, "
                                    "resolution and shortcuts, as an SVG file.")
-    d.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    d.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
     d.add_argument("--output", required=True, metavar="FILE", help="SVG file to write")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     d.set_defaults(func=cmd_draw)
+
+    m = sub.add_parser("list", parents=[common], help="list the packaged specs with parameters and GMACs",
+                       description="List the packaged (and plugin) specs matching PATTERN, with parameters, GMACs "
+                                   "at their input size and declared weights.")
+    m.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="shell-style pattern, e.g. 'resnet*'")
+    m.set_defaults(func=cmd_list)
 
     s = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the spec format",
                        description="Print the JSON Schema of specs, with every registered block's parameters, "
@@ -113,6 +121,23 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
     s.set_defaults(func=cmd_schema)
     return parser
+
+
+def _variant_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--num-classes", type=_non_negative, metavar="N",
+                   help="resize the head's classifier to N classes (0 removes it), as timm's num_classes")
+    p.add_argument("--in-chans", type=_positive, metavar="N", help="input channels (the first conv follows)")
+    p.add_argument("--weights", metavar="W", help="pretrained weights: a declared name (see the spec's weights:), "
+                                                  "SPEC:NAME, a file or a URL; loaded through a transfer plan")
+    p.add_argument("--allow-partial", action="store_true",
+                   help="with --weights: re-initialize tensors whose shapes differ instead of refusing")
+
+
+def _load(args: argparse.Namespace, overrides: list[str] | None = None) -> Any:
+    from . import load_spec
+
+    return load_spec(args.spec, _overrides(args) if overrides is None else overrides,
+                     num_classes=getattr(args, "num_classes", None), in_chans=getattr(args, "in_chans", None))
 
 
 def _overrides(args: argparse.Namespace) -> list[str]:
@@ -158,23 +183,39 @@ def _materialize(spec: Any, args: argparse.Namespace) -> tuple[Any, int]:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """archkit build."""
-    from . import load_spec
-
-    spec = load_spec(args.spec, _overrides(args))
+    spec = _load(args)
     out = sys.stdout
+    transfer = None
+    model = None
+    if args.weights:
+        from . import load_pretrained
+
+        model, count = _materialize(spec, args)
+        transfer = load_pretrained(model, spec, args.weights, allow_partial=args.allow_partial)
     if args.summary or args.json:
         from . import summary
 
         with summary.without_compiler_import():
             result = summary.measure(spec, batch_size=args.batch_size, depth=args.depth)
-        out.write((json.dumps(result.as_dict(), indent=2) if args.json else summary.render(result)) + "\n")
+        if args.json:
+            data = result.as_dict()
+            if transfer is not None:
+                data["transfer"] = transfer.as_dict()
+            out.write(json.dumps(data, indent=2) + "\n")
+        else:
+            out.write(summary.render(result) + "\n")
+            if transfer is not None:
+                out.write(transfer.render() + "\n")
+    elif transfer is not None:
+        out.write(transfer.render() + "\n")
     if args.output:
         from .checkpoint import save
 
-        model, count = _materialize(spec, args)
+        if model is None:
+            model, count = _materialize(spec, args)
         save(model, spec, args.output)
         print(f"saved {args.output}: {spec.name}, {count:,} parameters", file=sys.stderr if args.json else out)
-    elif not (args.summary or args.json):
+    elif not (args.summary or args.json or transfer is not None):
         count = _count_params(spec)
         out.write(f"{spec.name}: OK, {count:,} parameters (add --summary for the table, --output FILE to save)\n")
     return EXIT_OK
@@ -182,14 +223,14 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """archkit export."""
-    from . import load_spec
-    from .checkpoint import load_weights, read
     from .export import example_input, export
 
-    spec = load_spec(args.spec, _overrides(args))
+    spec = _load(args)
     model, _ = _materialize(spec, args)
     if args.weights:
-        load_weights(model, read(args.weights)["state_dict"], args.weights)
+        from . import load_pretrained
+
+        load_pretrained(model, spec, args.weights, allow_partial=args.allow_partial)
     # torch's exporters print progress and, on failure, whole graphs; the CLI says one line of its own
     chatter = io.StringIO()
     logging.disable(logging.WARNING)
@@ -202,11 +243,38 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_list(args: argparse.Namespace) -> int:
+    """archkit list [PATTERN]."""
+    from . import list_models, load_spec, summary, zoo
+
+    names = list_models(args.pattern)
+    if not names:
+        raise SpecError(f"no spec matches {args.pattern!r}" + _suggest(args.pattern, zoo.names()))
+    rows = []
+    with summary.without_compiler_import():
+        for name in names:
+            spec = load_spec(name)
+            result = summary.measure(spec)
+            rows.append((name, f"{result.total_params:,}", f"{result.macs / 1e9:,.3f}",
+                         "x".join(map(str, spec.input.size)), ", ".join(spec.weights) or "-"))
+    header = ("NAME", "PARAMS", "GMACS", "INPUT", "WEIGHTS")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        print("  ".join(v.rjust(widths[i]) if i in (1, 2) else v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+    return EXIT_OK
+
+
+def _suggest(name: str, choices: list[str]) -> str:
+    from .registry import suggest
+
+    return suggest(name, choices, limit=0)
+
+
 def cmd_draw(args: argparse.Namespace) -> int:
     """archkit draw."""
-    from . import draw, load_spec, summary
+    from . import draw, summary
 
-    spec = load_spec(args.spec, args.set)
+    spec = _load(args, args.set)
     with summary.without_compiler_import():
         text = draw.render(spec)
     write_text(args.output, text)
@@ -339,6 +407,13 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
             traceback.print_exc()
         _report(exc)
         return EXIT_USAGE
+    except WeightsError as exc:
+        from .weights import DownloadError
+
+        if show:
+            traceback.print_exc()
+        print(f"archkit: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE if isinstance(exc, DownloadError) else EXIT_USAGE
     except (CheckpointError, ExportError, SummaryError) as exc:
         if show:
             traceback.print_exc()

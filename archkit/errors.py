@@ -54,6 +54,10 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupted or does not fit its stored spec."""
 
 
+class WeightsError(ValueError):
+    """Weights that cannot be used: not declared, not a checkpoint, would run code, do not fit (exit 2)."""
+
+
 class SummaryError(RuntimeError):
     """A module's forward fails on the meta device (it reads tensor values, say)."""
 

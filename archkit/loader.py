@@ -220,8 +220,13 @@ def apply_override(tree: MDict, text: str) -> None:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecError("--set expects KEY=VALUE, e.g. stages.2.depth=23", mark)
-    parts = key.strip().split(".")
     value = parse(raw, mark.source, line_known=False) if raw.strip() else None
+    set_value(tree, key.strip(), value, mark)
+
+
+def set_value(tree: MDict, key: str, value: Any, mark: Mark) -> None:
+    """Set the dotted field ``key`` (list items by index) to ``value`` in place, creating mappings on the way."""
+    parts = key.split(".")
     node: Any = tree
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
@@ -251,15 +256,41 @@ def apply_override(tree: MDict, text: str) -> None:
             raise SpecError(f"{where} is a {_kind(node)}, it has no field {part!r}", mark)
 
 
+def set_classes_and_channels(tree: MDict, num_classes: int | None, in_chans: int | None) -> None:
+    """timm's ``num_classes`` / ``in_chans``: the head's last linear layer and the input channels.
+
+    ``num_classes=0`` removes that layer (pooled features out), as timm does.
+    """
+    for name, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (name == "in_chans")):
+            raise SpecError(f"{name} must be an integer >= {int(name == 'in_chans')}, got {value!r}", Mark(name))
+    if in_chans is not None:
+        set_value(tree, "input.channels", in_chans, Mark(f"in_chans={in_chans}"))
+    if num_classes is None:
+        return
+    head = tree.get("head")
+    indices = [i for i, layer in enumerate(head or []) if isinstance(layer, dict) and layer.get("type") == "linear"]
+    if not indices:
+        raise SpecError("num_classes: this spec's head has no linear classifier to resize", Mark("num_classes"))
+    if num_classes == 0:
+        del head[indices[-1]]
+        if isinstance(head, MList):
+            del head.marks[indices[-1]]
+    else:
+        set_value(tree, f"head.{indices[-1]}.features", num_classes, Mark(f"num_classes={num_classes}"))
+
+
 def _index(part: str, node: Any) -> Any:
     return int(part) if isinstance(node, list) and part.lstrip("-").isdigit() else part
 
 
-def load(path: str | os.PathLike, overrides: Iterable[str] = ()) -> MDict:
+def load(path: str | os.PathLike, overrides: Iterable[str] = (), *, num_classes: int | None = None,
+         in_chans: int | None = None) -> MDict:
     """Load a spec (a packaged name or a file), resolve ``base:``, apply ``--set`` overrides; positions kept."""
     tree = load_file(zoo.resolve(path))
     for text in overrides:
         apply_override(tree, text)
+    set_classes_and_channels(tree, num_classes, in_chans)
     return tree
 
 

@@ -133,6 +133,8 @@ def problem(err: dict, data: Any, marks: dict, cls: type[BaseModel]) -> Problem:
             f"is too long (at most {ctx.get('max_length')} characters)"
     elif kind == "string_pattern_mismatch":
         message = f"must be a Python identifier{got}"
+    elif kind == "value_error":  # a validator's own message, without pydantic's "Value error, " prefix
+        message = str(ctx.get("error") or err["msg"])
     else:
         message = err["msg"][:1].lower() + err["msg"][1:]
     return Problem(message, mark_for(path, marks), format_path(path))

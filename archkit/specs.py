@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator
 
 from .context import ATTN_POSITIONS, SHORTCUT_KINDS
 from .errors import Mark, Problem, SpecError, format_path
@@ -62,6 +62,13 @@ class WeightsEntry(_Model):
     file: str | None = Field(None, min_length=1, max_length=4096, description="Local file (relative to the spec).")
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$", description="SHA-256 of the file, whole or "
                                "its first hex digits (torchvision and timm publish 8 in the file name).")
+    @field_validator("sha256", mode="before")
+    @classmethod
+    def _quoted(cls, value: Any) -> Any:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            raise ValueError("write the hash in quotes: YAML reads an all-digit value as a number")
+        return value
+
     format: Literal["torchvision", "timm", "archkit", "safetensors"] = Field(
         "torchvision", description="Where the file comes from (all load by archkit's keys).")
     meta: WeightsMeta = Field(default_factory=WeightsMeta, description="Preprocessing, classes, accuracy.")

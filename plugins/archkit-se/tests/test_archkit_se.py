@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 import archkit
 from archkit.registry import BLOCKS
 from archkit.testing import check_block
 
-SPEC = Path(__file__).resolve().parent.parent / "specs" / "se_resnet50.yaml"
+SPEC = "se_resnet50"  # shipped by the plugin through the archkit.specs entry point
 
 
 def test_discovered_through_the_entry_point() -> None:

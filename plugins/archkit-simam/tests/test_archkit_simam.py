@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 
 import archkit
@@ -11,7 +9,7 @@ from archkit.registry import ATTENTION
 from archkit.testing import check_block
 from archkit.blocks import Bottleneck
 
-SPEC = Path(__file__).resolve().parent.parent / "specs" / "simam_resnet50.yaml"
+SPEC = "simam_resnet50"  # shipped by the plugin through the archkit.specs entry point
 
 
 def test_discovered_through_the_entry_point() -> None:

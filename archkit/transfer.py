@@ -1,0 +1,180 @@
+"""The transfer plan: which tensors of a checkpoint go where in a model, decided before anything loads.
+
+Fine-tuning a variant from pretrained weights (another class count, another number of input
+channels, added attention, deeper stages) needs more than ``strict=False``. The plan is computed
+from the model's expected keys and shapes (a meta-device model is enough) and the checkpoint's, and
+says for every tensor whether it is:
+
+- ``copied``: same key, same shape;
+- ``adapted``: the first convolution for another ``in_chans``: the RGB kernels summed for one
+  channel, else repeated and scaled by 3/in_chans (timm's ``adapt_input_conv``);
+- ``reinit``: kept as initialized: the classifier for another class count, or a tensor the
+  checkpoint lacks (new attention modules, extra blocks);
+- ``unused``: in the checkpoint, not in the model;
+- ``mismatch``: same key, another shape, outside the rules above: refused unless ``allow_partial``
+  (then re-initialized), so a partial load is never silent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from typing import Any
+
+import torch
+from torch import nn
+
+from .errors import WeightsError
+
+ACTIONS = ("copied", "adapted", "reinit", "unused", "mismatch")
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One tensor's fate."""
+
+    key: str
+    action: str
+    shape: tuple[int, ...] | None  # in the model (None: unused)
+    source_shape: tuple[int, ...] | None  # in the checkpoint (None: absent)
+    numel: int
+    parameter: bool  # a parameter (else a buffer such as running_mean)
+    note: str = ""
+
+
+@dataclasses.dataclass
+class TransferPlan:
+    """Every tensor's fate and the share of parameters transferred."""
+
+    source: str
+    items: list[Item]
+
+    def of(self, action: str) -> list[Item]:
+        """The items with ``action``."""
+        return [i for i in self.items if i.action == action]
+
+    @property
+    def params_total(self) -> int:
+        """Parameters of the model."""
+        return sum(i.numel for i in self.items if i.parameter and i.action != "unused")
+
+    @property
+    def params_transferred(self) -> int:
+        """Parameters copied or adapted from the checkpoint."""
+        return sum(i.numel for i in self.items if i.parameter and i.action in ("copied", "adapted"))
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as plain data (``--json``'s ``transfer``)."""
+        return {"source": self.source, "params_total": self.params_total,
+                "params_transferred": self.params_transferred,
+                "counts": {a: len(self.of(a)) for a in ACTIONS},
+                "tensors": [{"key": i.key, "action": i.action, "shape": list(i.shape) if i.shape else None,
+                             "source_shape": list(i.source_shape) if i.source_shape else None,
+                             "note": i.note} for i in self.items]}
+
+    def render(self) -> str:
+        """A short human summary: counts per action, the keys that were not copied, the share transferred."""
+        out = [f"Transfer from {self.source}:"]
+        for action in ACTIONS:
+            items = self.of(action)
+            if not items and action in ("adapted", "mismatch"):
+                continue
+            params = sum(i.numel for i in items if i.parameter)
+            line = f"  {action:<9}{len(items):>5} tensor{'s' if len(items) != 1 else ' '}  {params:>13,} parameters"
+            if items and action != "copied":
+                line += "  " + _keys(items)
+            out.append(line)
+        total = self.params_total
+        share = 100.0 * self.params_transferred / total if total else 0.0
+        out.append(f"  transferred {self.params_transferred:,} of {total:,} parameters ({share:.2f}%)")
+        return "\n".join(out)
+
+
+def _keys(items: list[Item], limit: int = 4) -> str:
+    notes = Counter(i.note for i in items if i.note)
+    shown = ", ".join(i.key for i in items[:limit]) + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+    return shown + "".join(f"; {n}" for n in notes)
+
+
+def first_conv(model: nn.Module, in_channels: int) -> str | None:
+    """The key of the first convolution's weight reading the input (where ``in_chans`` changes land)."""
+    for name, module in model.named_modules():
+        if isinstance(module, nn.Conv2d) and module.in_channels == in_channels and module.groups == 1:
+            return f"{name}.weight"
+    return None
+
+
+def classifier(model: nn.Module, head_names: list[str]) -> set[str]:
+    """Keys of the last linear layer of the head (where ``num_classes`` changes land)."""
+    for name in reversed(head_names):
+        module = model.get_submodule(name)
+        if isinstance(module, nn.Linear):
+            return {f"{name}.weight", f"{name}.bias"}
+    return set()
+
+
+def make_plan(model: nn.Module, source: dict[str, torch.Tensor], label: str, *, first_conv_key: str | None,
+              classifier_keys: set[str], allow_partial: bool = False) -> TransferPlan:
+    """The plan for loading ``source`` into ``model`` (which may live on the meta device)."""
+    params = {k for k, _ in model.named_parameters()}
+    items = []
+    for key, tensor in model.state_dict().items():
+        shape = tuple(tensor.shape)
+        src = source.get(key)
+        src_shape = tuple(src.shape) if src is not None else None
+        item = dict(key=key, shape=shape, source_shape=src_shape, numel=tensor.numel(), parameter=key in params)
+        if src is None:
+            items.append(Item(action="reinit", note="not in the checkpoint", **item))
+        elif src_shape == shape:
+            items.append(Item(action="copied", **item))
+        elif key == first_conv_key and _adaptable(src_shape, shape):
+            how = "RGB kernels summed" if shape[1] == 1 else "kernels repeated and scaled"
+            items.append(Item(action="adapted", note=f"input channels {src_shape[1]} -> {shape[1]}: {how}", **item))
+        elif key in classifier_keys and len(shape) == len(src_shape) and shape[1:] == src_shape[1:]:
+            items.append(Item(action="reinit", note=f"classifier: {src_shape[0]} -> {shape[0]} classes", **item))
+        elif allow_partial:
+            items.append(Item(action="reinit", note="shape differs (--allow-partial)", **item))
+        else:
+            items.append(Item(action="mismatch", note="shape differs", **item))
+    expected = model.state_dict()
+    for key, tensor in source.items():
+        if key not in expected:
+            items.append(Item(key, "unused", None, tuple(tensor.shape), tensor.numel(), True))
+    return TransferPlan(label, items)
+
+
+def _adaptable(src: tuple[int, ...], dst: tuple[int, ...]) -> bool:
+    return len(src) == len(dst) == 4 and src[0] == dst[0] and src[2:] == dst[2:] and src[1] > 0
+
+
+def adapt_input_conv(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
+    """timm's ``adapt_input_conv``: sum the input kernels for one channel, else repeat and scale them."""
+    dtype = weight.dtype
+    weight = weight.float()
+    if in_chans == 1:
+        weight = weight.sum(dim=1, keepdim=True)
+    else:
+        source = weight.shape[1]
+        weight = weight.repeat(1, math.ceil(in_chans / source), 1, 1)[:, :in_chans] * (source / float(in_chans))
+    return weight.to(dtype)
+
+
+def apply(model: nn.Module, plan: TransferPlan, source: dict[str, torch.Tensor]) -> None:
+    """Load the plan's copied and adapted tensors into ``model``; re-initialized ones stay as built."""
+    refused = plan.of("mismatch")
+    if refused:
+        shown = ", ".join(f"{i.key} {list(i.source_shape)} -> {list(i.shape)}" for i in refused[:3])
+        more = f" (+{len(refused) - 3} more)" if len(refused) > 3 else ""
+        raise WeightsError(f"{plan.source}: {len(refused)} tensor(s) differ in shape outside the transfer rules: "
+                           f"{shown}{more}; pass --allow-partial (allow_partial=True) to re-initialize them")
+    if not plan.of("copied") and not plan.of("adapted"):
+        raise WeightsError(f"{plan.source}: no tensor of the checkpoint matches the model's keys "
+                           "(weights for another architecture or key layout?)")
+    state = model.state_dict()
+    for item in plan.items:
+        if item.action == "copied":
+            state[item.key] = source[item.key]
+        elif item.action == "adapted":
+            state[item.key] = adapt_input_conv(source[item.key], item.shape[1])
+    model.load_state_dict(state, strict=True)
