@@ -97,7 +97,9 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
     spec = as_spec(spec)
     source = w.resolve(weights, spec)
     path = w.fetch(source)
-    state, _ = w.read_state(path, source.label)
+    state, stored = w.read_state(path, source.label)
+    if stored is not None:
+        transfer.check_same_function(stored, spec, source.label, allow_partial)
     head = [lp.name for lp in plan(spec).head] if not spec.features_only else []
     label = source.label if source.label == str(path) else f"{source.label} ({path.name})"
     result = transfer.make_plan(model, state, label, first_conv_key=transfer.first_conv(model, spec.input.channels),

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from .context import Context
+from .errors import first_line
 from .plan import BlockPlan, LayerPlan, StagePlan, plan
 from .plan import out_indices as _indices
 from .specs import ModelSpec
@@ -26,8 +27,8 @@ def make_context(spec: ModelSpec) -> Context:
 def _layer(spec: ModelSpec, lp: LayerPlan, ctx: Context) -> nn.Module:
     try:
         return lp.layer.build(lp.in_shape, ctx)
-    except (ValueError, NotImplementedError) as exc:
-        raise spec.error((lp.part, lp.index), f"{lp.layer.type}: {exc}") from None
+    except (ValueError, NotImplementedError, RuntimeError) as exc:  # RuntimeError: e.g. numel overflow in torch
+        raise spec.error((lp.part, lp.index), f"{lp.layer.type}: {first_line(exc)}") from exc
 
 
 def block_context(base: Context, bp: BlockPlan) -> Context:
@@ -49,8 +50,8 @@ def make_stage(spec: ModelSpec, sp: StagePlan, ctx: Context) -> nn.Sequential:
     """One stage by ``ResNet._make_layer``."""
     try:
         return nn.Sequential(*(make_block(bp, block_context(ctx, bp)) for bp in sp.blocks))
-    except (ValueError, NotImplementedError) as exc:
-        raise spec.error(("stages", sp.index), f"{sp.blocks[0].type} block: {exc}") from None
+    except (ValueError, NotImplementedError, RuntimeError) as exc:  # chained: --traceback shows a plugin's frame
+        raise spec.error(("stages", sp.index), f"{sp.blocks[0].type} block: {first_line(exc)}") from exc
 
 
 def init_weights(model: nn.Module, spec: ModelSpec) -> None:

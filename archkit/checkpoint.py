@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import __version__, builder, loader, specs
-from .errors import CheckpointError, SpecError, WeightsError
+from .errors import CheckpointError, OutputError, SpecError, WeightsError
 from .files import atomic_path
 
 FORMAT = "archkit-checkpoint"
@@ -43,10 +43,12 @@ def save(model: nn.Module, spec: specs.ModelSpec, path: str | os.PathLike) -> No
             else:
                 with open(tmp, "wb") as fh:
                     torch.save({**info, "spec": spec_data, "state_dict": model.state_dict()}, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
     except OSError as exc:
-        raise CheckpointError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from None
+        raise CheckpointError(f"{path}: cannot write the checkpoint: {exc.strerror or exc}") from exc
+    except RuntimeError as exc:  # torch's writer reports a full disk as "enforce fail ... unexpected pos"
+        if "unexpected pos" in str(exc) or "write" in str(exc).lower():
+            raise OutputError(f"{path}: cannot write the checkpoint (no space left on device?)") from exc
+        raise
 
 
 def read(path: str | os.PathLike) -> dict[str, Any]:
@@ -64,20 +66,49 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     return {"spec": spec, "state_dict": state}
 
 
-def load(path: str | os.PathLike, device: Any = None) -> nn.Sequential:
-    """Rebuild the model from the stored spec and load the weights strictly."""
+MAX_PARAMS = 2_000_000_000  # as the CLI's --max-params default: 8 GB of float32 weights
+
+
+def _check_tree(data: Any, path: str | os.PathLike) -> None:
+    """The stored spec within the limits a spec file has (values, depth), walked without recursion."""
+    stack, count = [(data, 0)], 0
+    while stack:
+        node, depth = stack.pop()
+        count += 1
+        if count > loader.MAX_NODES or depth > loader.MAX_DEPTH:
+            raise CheckpointError(f"{path}: stored spec is larger or deeper than any spec may be")
+        if isinstance(node, dict):
+            if not all(isinstance(k, str) for k in node):
+                raise CheckpointError(f"{path}: stored spec has non-string keys")
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, list):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def load(path: str | os.PathLike, device: Any = None, max_params: int = MAX_PARAMS) -> nn.Sequential:
+    """Rebuild the model from the stored spec and load the weights strictly.
+
+    Nothing is allocated before the stored spec passes the spec limits, its parameter count passes
+    ``max_params`` and the stored tensors' keys and shapes match the model it describes (on meta).
+    """
     payload = read(path)
+    _check_tree(payload["spec"], path)
     try:
         spec = specs.validate(loader.from_mapping(payload["spec"], f"{path} (stored spec)"), f"{path} (stored spec)")
+        skeleton = builder.build(spec, device="meta")
     except SpecError as exc:
         raise CheckpointError(f"{path}: stored spec is invalid here (a plugin missing?): {exc.problems[0]}") from None
+    count = sum(p.numel() for p in skeleton.parameters())
+    if count > max_params:
+        raise CheckpointError(f"{path}: its spec has {count:,} parameters, above the limit of {max_params:,}")
+    check_fit(skeleton, payload["state_dict"], path)
     model = builder.build(spec, device=device)
-    load_weights(model, payload["state_dict"], path)
+    model.load_state_dict(payload["state_dict"], strict=True)
     return model
 
 
-def load_weights(model: nn.Module, state: dict, path: str | os.PathLike) -> None:
-    """Load ``state`` strictly, or raise CheckpointError naming the missing, unexpected and misshapen keys."""
+def check_fit(model: nn.Module, state: dict, path: str | os.PathLike) -> None:
+    """Raise CheckpointError naming the missing, unexpected and misshapen keys of ``state`` for ``model``."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -89,4 +120,3 @@ def load_weights(model: nn.Module, state: dict, path: str | os.PathLike) -> None
             if keys:
                 parts.append(f"{label}: " + ", ".join(keys[:5]) + (f" (+{len(keys) - 5} more)" if len(keys) > 5 else ""))
         raise CheckpointError(f"{path}: weights do not fit the spec; " + "; ".join(parts))
-    model.load_state_dict(state, strict=True)

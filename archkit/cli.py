@@ -14,8 +14,8 @@ import warnings
 from typing import Any, Callable, Sequence
 
 from . import __version__
-from .errors import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, CheckpointError, ExportError, SpecError, SummaryError,
-                     WeightsError)
+from .errors import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BadDestination, CheckpointError, ExportError, OutputError,
+                     SpecError, SummaryError, WeightsError, first_line)
 from .files import write_text
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
@@ -25,8 +25,26 @@ MAX_PARAMS_HELP = (f"refuse to materialize more parameters than this (default {D
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line + the usage hint, exit code 2
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see '{self.prog} --help')\n")
+    def error(self, message: str) -> None:  # one line + the usage hint (and the nearest flag), exit code 2
+        import difflib
+        import re
+
+        hint = ""
+        unknown = re.findall(r"(--?[A-Za-z][\w-]*)", message.split("unrecognized arguments:")[-1]) \
+            if "unrecognized arguments" in message else []
+        if unknown:
+            options = [o for a in self._all_actions() for o in a.option_strings]
+            close = difflib.get_close_matches(unknown[0], options, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]}?" if close else ""
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint} (see '{self.prog} --help')\n")
+
+    def _all_actions(self) -> list[argparse.Action]:
+        actions = list(self._actions)
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for parser in action.choices.values():
+                    actions.extend(parser._actions)
+        return actions
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -181,8 +199,17 @@ def _materialize(spec: Any, args: argparse.Namespace) -> tuple[Any, int]:
     return build(spec), count
 
 
+def _destination(args: argparse.Namespace) -> None:
+    """Check ``--output`` before any work: its directory exists, it is writable, it is not an input."""
+    if getattr(args, "output", None):
+        from .files import check_destination
+
+        check_destination(args.output, [getattr(args, "spec", None), getattr(args, "weights", None)])
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     """archkit build."""
+    _destination(args)
     spec = _load(args)
     out = sys.stdout
     transfer = None
@@ -225,6 +252,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     """archkit export."""
     from .export import example_input, export
 
+    _destination(args)
     spec = _load(args)
     model, _ = _materialize(spec, args)
     if args.weights:
@@ -274,6 +302,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     """archkit draw."""
     from . import draw, summary
 
+    _destination(args)
     spec = _load(args, args.set)
     with summary.without_compiler_import():
         text = draw.render(spec)
@@ -283,7 +312,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """archkit validate."""
+    """archkit validate: every file is checked, whatever the earlier ones did."""
     from . import load_spec
 
     status = EXIT_OK
@@ -294,6 +323,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
         except SpecError as exc:
             _report(exc)
             status = EXIT_USAGE
+            continue
+        except Exception as exc:  # noqa: BLE001 - one line for this file, then the next file
+            print(f"{path}: {type(exc).__name__}: {first_line(exc)}", file=sys.stderr)
+            status = max(status, EXIT_FAILURE) if status != EXIT_USAGE else status
             continue
         print(f"OK {path} ({spec.name}, {count:,} parameters)")
     return status
@@ -385,6 +418,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     """archkit schema."""
     from .specs import json_schema
 
+    _destination(args)
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
         write_text(args.output, text)
@@ -414,7 +448,12 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
             traceback.print_exc()
         print(f"archkit: error: {exc}", file=sys.stderr)
         return EXIT_FAILURE if isinstance(exc, DownloadError) else EXIT_USAGE
-    except (CheckpointError, ExportError, SummaryError) as exc:
+    except BadDestination as exc:
+        if show:
+            traceback.print_exc()
+        print(f"archkit: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except (CheckpointError, ExportError, SummaryError, OutputError) as exc:
         if show:
             traceback.print_exc()
         print(f"archkit: error: {exc}", file=sys.stderr)
@@ -434,8 +473,8 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         if show:
             traceback.print_exc()
             return EXIT_FAILURE
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"archkit: error: {type(exc).__name__}: {first} (run with --traceback for details)", file=sys.stderr)
+        print(f"archkit: error: {type(exc).__name__}: {first_line(exc)} (run with --traceback for details)",
+              file=sys.stderr)
         return EXIT_FAILURE
 
 

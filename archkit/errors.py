@@ -58,6 +58,22 @@ class WeightsError(ValueError):
     """Weights that cannot be used: not declared, not a checkpoint, would run code, do not fit (exit 2)."""
 
 
+class OutputError(RuntimeError):
+    """A file could not be written (full disk, permissions); exit code 1."""
+
+
+class BadDestination(OutputError):
+    """An output path that cannot be used (missing directory, a directory, an input); exit code 2."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message (its type name when it has none)."""
+    for line in str(exc).strip().splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return type(exc).__name__
+
+
 class SummaryError(RuntimeError):
     """A module's forward fails on the meta device (it reads tensor values, say)."""
 

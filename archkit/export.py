@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ExportError, SpecError
+from .errors import ExportError, OutputError, SpecError, first_line
 from .files import atomic_path
 from .registry import BLOCKS
 
@@ -52,7 +52,7 @@ def _culprit(model: nn.Module, fmt: str, example: torch.Tensor) -> str:
                             torch.export.export(block, (x,))
                 except Exception as exc:  # noqa: BLE001 - looking for the block to blame
                     name, origin = names[type(block)]
-                    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                    first = first_line(exc, 200)
                     return f"block type {name!r} ({origin}) in {child_name} cannot be exported: {first}"
             with torch.no_grad():
                 x = block(x)
@@ -69,11 +69,11 @@ def export(model: nn.Module, fmt: str, output: str | os.PathLike, example: torch
         try:
             with atomic_path(path) as tmp, torch.no_grad():
                 _export(model, fmt, example, dynamic_batch, tmp)
-        except (SpecError, ExportError):
+        except (SpecError, ExportError, OutputError):
             raise
         except Exception as exc:  # noqa: BLE001 - turned into one line naming the block at fault
             blame = _culprit(model, fmt, example)
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            first = first_line(exc)
             raise ExportError(f"{fmt} export failed: {blame or first}") from exc
 
 

@@ -3,17 +3,30 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
 from . import zoo
-from .errors import Mark, SpecError, format_path
+from .errors import Mark, SpecError, first_line, format_path
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: a spec is a few dozen lines; anything bigger is a mistake or an attack
 MAX_NODES = 100_000  # values after alias expansion: refuses "billion laughs" documents early
 MAX_DEPTH = 64  # a spec nests at most ~5 levels deep
+MAX_CHAIN = 32  # base: files in one spec
+MAX_TOTAL_BYTES = 4 << 20  # the whole base: chain: limits are per spec, not per file
+_CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+class Budget:
+    """What one spec may still consume across its whole ``base:`` chain (values, bytes, files)."""
+
+    def __init__(self) -> None:
+        self.nodes = MAX_NODES
+        self.bytes = MAX_TOTAL_BYTES
+        self.files = MAX_CHAIN
 _SCALARS = (type(None), bool, int, float, str)
 _MAP_TAG = "tag:yaml.org,2002:map"
 _SEQ_TAG = "tag:yaml.org,2002:seq"
@@ -50,19 +63,20 @@ def _mark(source: str, yaml_mark: Any) -> Mark:
 class _Converter:
     """Turns a composed YAML node graph into MDict/MList/scalars, refusing what a spec never needs."""
 
-    def __init__(self, loader: yaml.SafeLoader, source: str, line_known: bool):
+    def __init__(self, loader: yaml.SafeLoader, source: str, line_known: bool, budget: Budget | None = None):
         self.loader = loader
         self.source = source
         self.line_known = line_known
-        self.budget = MAX_NODES
+        self.budget = budget or Budget()
+        self.merged_marks: set = set()
 
     def mark(self, node: yaml.Node) -> Mark:
         return _mark(self.source, node.start_mark) if self.line_known else Mark(self.source)
 
     def convert(self, node: yaml.Node, depth: int = 0) -> Any:
-        self.budget -= 1
-        if self.budget < 0:
-            raise SpecError(f"document expands to more than {MAX_NODES:,} values (alias bomb?)", self.mark(node))
+        self.budget.nodes -= 1
+        if self.budget.nodes < 0:
+            raise SpecError(f"spec expands to more than {MAX_NODES:,} values (alias bomb?)", self.mark(node))
         if depth > MAX_DEPTH:
             raise SpecError(f"nested more than {MAX_DEPTH} levels deep", self.mark(node))
         if isinstance(node, yaml.ScalarNode):
@@ -77,22 +91,28 @@ class _Converter:
             return out
         if node.tag != _MAP_TAG:
             raise SpecError(f"unsupported YAML tag {_tag(node.tag)!r}", self.mark(node))
+        own = sum(1 for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge")
         try:
-            self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor)
+            self.loader.flatten_mapping(node)  # resolves YAML merge keys (<<: *anchor); merged pairs come first
         except yaml.YAMLError as exc:
             raise _yaml_error(exc, self.source) from None
+        merged = len(node.value) - own
         out = MDict(mark=self.mark(node))
-        for key_node, value_node in node.value:
+        for i, (key_node, value_node) in enumerate(node.value):
             if not isinstance(key_node, yaml.ScalarNode):
                 raise SpecError("mapping keys must be plain strings", self.mark(key_node))
             key = self.scalar(key_node)
             if not isinstance(key, str):
                 raise SpecError(f"mapping keys must be strings, got {key!r}", self.mark(key_node))
-            if key in out:
+            if key in out and (i < merged or out.marks[key] in self.merged_marks):
+                pass  # a merge key's value, overridden by a later merge or by the mapping's own key (YAML spec)
+            elif key in out:
                 first = out.marks[key]
                 where = f" (first at line {first.line})" if first.line else ""
                 raise SpecError(f"duplicate key {key!r}{where}", self.mark(key_node))
             out.marks[key] = self.mark(key_node)
+            if i < merged:
+                self.merged_marks.add(out.marks[key])
             out[key] = self.convert(value_node, depth + 1)
         return out
 
@@ -103,23 +123,37 @@ class _Converter:
             value = self.loader.construct_object(node, deep=True)
         except yaml.YAMLError as exc:
             raise _yaml_error(exc, self.source) from None
+        except ValueError as exc:  # e.g. an integer of 5,000 digits (Python's int() limit)
+            raise SpecError(f"unreadable value: {first_line(exc, 120)}", self.mark(node)) from None
         if not isinstance(value, _SCALARS):
             raise SpecError(f"unsupported YAML value of type {type(value).__name__} ({_tag(node.tag)})", self.mark(node))
         return value
 
 
-def _yaml_error(exc: yaml.YAMLError, source: str) -> SpecError:
+def _yaml_error(exc: yaml.YAMLError, source: str, text: str | None = None) -> SpecError:
     if isinstance(exc, yaml.reader.ReaderError):
-        return SpecError(f"invalid YAML: {exc.reason} at byte {exc.position}", Mark(source))
+        char = exc.character
+        code = ord(char) if isinstance(char, str) else char
+        what = f"control character U+{code:04X}" if isinstance(code, int) else "a control character"
+        if text is not None and 0 <= exc.position <= len(text):
+            before = text[: exc.position]
+            line, column = before.count("\n") + 1, exc.position - (before.rfind("\n") + 1) + 1
+            return SpecError(f"invalid YAML: {what} is not allowed in a spec", Mark(source, line, column))
+        return SpecError(f"invalid YAML: {what} is not allowed in a spec (at character {exc.position})", Mark(source))
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["?"])[0]
+    problem = getattr(exc, "problem", None) or first_line(exc)
+    if "'\\t'" in problem:
+        problem += " (YAML indents with spaces, never tabs)"
     context = getattr(exc, "context", None)
     return SpecError(f"invalid YAML: {context + ', ' if context else ''}{problem}", _mark(source, mark))
 
 
-def parse(text: str, source: str, *, line_known: bool = True) -> Any:
+def parse(text: str, source: str, *, line_known: bool = True, budget: Budget | None = None) -> Any:
     """Parse one YAML document of plain data into MDict/MList/scalars; raise SpecError on anything else."""
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader refuses control characters (NUL, BEL) right here
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, source, text) from None
     try:
         try:
             node = loader.get_single_node()
@@ -132,21 +166,30 @@ def parse(text: str, source: str, *, line_known: bool = True) -> Any:
             raise _yaml_error(exc, source) from None
         if node is None:
             return None
-        return _Converter(loader, source, line_known).convert(node)
+        return _Converter(loader, source, line_known, budget).convert(node)
     finally:
         loader.dispose()
 
 
-def read_text(path: Path) -> str:
+def read_text(path: Path, budget: Budget | None = None) -> str:
     """Read a spec file as UTF-8 text, with one-line errors for every way that can fail."""
     source = str(path)
+    budget = budget or Budget()
     try:
         if path.is_dir():
             raise SpecError("is a directory, not a spec file", Mark(source))
-        with open(path, "rb") as fh:  # bounded: /dev/zero or a pipe must not fill memory
+        if path.exists() and not stat.S_ISREG(os.stat(path).st_mode):  # a FIFO or device would block or never end
+            raise SpecError("not a regular file", Mark(source))
+        with open(path, "rb") as fh:  # bounded: a file growing while read must not fill memory
             data = fh.read(MAX_FILE_BYTES + 1)
+        if data.startswith(_CHECKPOINT_MAGIC) or data[8:9] == b"{" and b'"dtype"' in data[:4096]:
+            raise SpecError("this is a weights or checkpoint file, not a spec: pass it with --weights FILE "
+                            "(or archkit.load_checkpoint)", Mark(source))
         if len(data) > MAX_FILE_BYTES:
             raise SpecError(f"file is over {MAX_FILE_BYTES:,} bytes, the most a spec may have", Mark(source))
+        budget.bytes -= len(data)
+        if budget.bytes < 0:
+            raise SpecError(f"the spec and its base: files exceed {MAX_TOTAL_BYTES:,} bytes together", Mark(source))
     except FileNotFoundError:
         raise SpecError("no such file", Mark(source)) from None
     except PermissionError:
@@ -159,14 +202,21 @@ def read_text(path: Path) -> str:
         raise SpecError(f"not UTF-8 text (bad byte at offset {exc.start})", Mark(source)) from None
 
 
-def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> MDict:
-    """Load a spec file and everything it inherits through ``base:``, merged, with positions."""
+def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = (), budget: Budget | None = None) -> MDict:
+    """Load a spec file and everything it inherits through ``base:``, merged, with positions.
+
+    The limits on values, bytes and files hold for the whole chain, not per file.
+    """
     path = Path(path)
+    budget = budget or Budget()
     resolved = path.resolve()
     if resolved in _chain:
         cycle = " -> ".join(str(p) for p in (*_chain, resolved))
         raise SpecError(f"base: cycle: {cycle}", Mark(str(path)))
-    tree = parse(read_text(path), str(path))
+    budget.files -= 1
+    if budget.files < 0:
+        raise SpecError(f"more than {MAX_CHAIN} files in the base: chain", Mark(str(path)))
+    tree = parse(read_text(path, budget), str(path), budget=budget)
     if tree is None:
         raise SpecError("empty spec file", Mark(str(path)))
     if not isinstance(tree, MDict):
@@ -183,7 +233,7 @@ def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = ()) -> MDict:
         raise SpecError(exc.problems[0].message, base_mark, "base") from None
     if not base_path.exists():
         raise SpecError(f"base file {str(base_path)!r} does not exist", base_mark, "base")
-    parent = load_file(base_path, (*_chain, resolved))
+    parent = load_file(base_path, (*_chain, resolved), budget)
     # declared weights belong to the base's architecture, not to what derives from it
     parent.pop("weights", None)
     return merge(parent, tree)
@@ -216,7 +266,7 @@ def merge(base: Any, over: Any) -> Any:
 
 def apply_override(tree: MDict, text: str) -> None:
     """Apply one ``--set dotted.key=value`` override in place; the value is parsed as YAML."""
-    mark = Mark(f"--set {text}")
+    mark = Mark(f"--set {text if len(text) <= 100 else text[:97] + '...'}")
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecError("--set expects KEY=VALUE, e.g. stages.2.depth=23", mark)
@@ -227,6 +277,8 @@ def apply_override(tree: MDict, text: str) -> None:
 def set_value(tree: MDict, key: str, value: Any, mark: Mark) -> None:
     """Set the dotted field ``key`` (list items by index) to ``value`` in place, creating mappings on the way."""
     parts = key.split(".")
+    if len(parts) > MAX_DEPTH:
+        raise SpecError(f"a field path of {len(parts)} parts; specs nest at most {MAX_DEPTH} deep", mark)
     node: Any = tree
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
@@ -281,7 +333,8 @@ def set_classes_and_channels(tree: MDict, num_classes: int | None, in_chans: int
 
 
 def _index(part: str, node: Any) -> Any:
-    return int(part) if isinstance(node, list) and part.lstrip("-").isdigit() else part
+    digits = part[1:] if part.startswith("-") else part
+    return int(part) if isinstance(node, list) and digits.isascii() and digits.isdecimal() else part
 
 
 def load(path: str | os.PathLike, overrides: Iterable[str] = (), *, num_classes: int | None = None,

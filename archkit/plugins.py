@@ -14,8 +14,12 @@ built-in, and two plugins never silently replace each other: every plugin entry 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import signal
+import sys
+import threading
 from collections import defaultdict
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Callable, Iterable
@@ -70,8 +74,45 @@ def qualified_name(distribution: str, name: str) -> str:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = (str(exc).strip().splitlines() or [""])[0]
-    return f"{type(exc).__name__}: {text}"[:300]
+    from .errors import first_line
+
+    return f"{type(exc).__name__}: {first_line(exc)}"[:300]
+
+
+TIMEOUT_ENV = "ARCHKIT_PLUGIN_TIMEOUT"
+DEFAULT_TIMEOUT_S = 30
+
+
+class PluginTimeout(Exception):
+    """A plugin took too long to import."""
+
+
+def _timeout_s() -> float:
+    try:
+        return max(0.0, float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
+    except ValueError:
+        return float(DEFAULT_TIMEOUT_S)
+
+
+def load_isolated(ep: EntryPoint) -> Any:
+    """``ep.load()`` with stdout kept clean (a plugin's prints go to stderr, so ``--json`` stays JSON) and,
+    in the main thread, a time limit ($ARCHKIT_PLUGIN_TIMEOUT seconds, default 30; 0 turns it off)."""
+    limit = _timeout_s()
+    use_alarm = limit > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+
+    def expire(signum: int, frame: object) -> None:
+        raise PluginTimeout(f"import took longer than {limit:g} s (${TIMEOUT_ENV})")
+
+    previous = signal.signal(signal.SIGALRM, expire) if use_alarm else None
+    if use_alarm:
+        signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            return ep.load()
+    finally:
+        if use_alarm:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
 
 
 def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind: Callable[[Any], str]) -> None:
@@ -91,10 +132,12 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind:
         try:
             if not ep.name.isidentifier():
                 raise ValueError(f"entry point name {ep.name!r} is not an identifier")
-            obj = ep.load()
+            obj = load_isolated(ep)
             check(ep.name, obj)
             _check_schema(registry, ep.name, obj, kind(obj))
-        except Exception as exc:  # noqa: BLE001 - isolate each plugin: record it, go on
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - isolate each plugin (even sys.exit at import): record it
             registry.add_broken(BrokenPlugin(group, ep.name, ep.value, dist, version, _one_line(exc)))
             if ep.name not in registry:
                 registry.note(ep.name, f"{registry.what} type {ep.name!r} comes from plugin {dist} {version}, "

@@ -14,7 +14,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
 from . import builder
-from .errors import SummaryError
+from .errors import SummaryError, first_line
 from .specs import ModelSpec
 
 SCHEMA_VERSION = 1
@@ -185,7 +185,7 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
             out = model(x)
     except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
         where = entered[-1] if entered else spec.name
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        first = first_line(exc, 200)
         raise SummaryError(f"{where} cannot run on the meta device: {first}") from exc
     finally:
         for h in hooks:
@@ -253,7 +253,7 @@ def render(summary: Summary, width: int = 80) -> str:
     totals = [
         ("Total params", f"{s.total_params:,}"),
         ("Trainable params", f"{s.trainable_params:,}"),
-        ("MACs (multiply-adds)", f"{s.macs / 1e9:,.3f} G ({s.macs:,})"),
+        ("MACs (multiply-adds)", f"{_human(s.macs)} ({s.macs:,})"),
         ("Param memory", f"{_bytes(s.param_bytes)} ({s.dtype})"),
         ("Activation memory", f"{_bytes(s.activation_bytes)} (forward, batch {s.batch_size}, estimate)"),
         ("Input shape", "x".join(map(str, s.input_shape))),

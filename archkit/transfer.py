@@ -178,3 +178,29 @@ def apply(model: nn.Module, plan: TransferPlan, source: dict[str, torch.Tensor])
         elif item.action == "adapted":
             state[item.key] = adapt_input_conv(source[item.key], item.shape[1])
     model.load_state_dict(state, strict=True)
+
+
+def _behaviour(spec: dict) -> dict[str, Any]:
+    """What changes a network's function without changing any tensor's shape."""
+    stages = spec.get("stages") or []
+    layers = [layer for part in ("stem",) for layer in spec.get(part) or [] if isinstance(layer, dict)]
+    geometry = ("type", "stride", "padding", "dilation", "kernel_size")
+    return {
+        "activation": spec.get("activation"),
+        "norm": (spec.get("norm") or {}).get("type") if isinstance(spec.get("norm"), dict) else spec.get("norm"),
+        "stage strides": [(s.get("stride", 1), s.get("dilate", False)) for s in stages if isinstance(s, dict)],
+        "stem": [{k: layer.get(k) for k in geometry} for layer in layers],
+    }
+
+
+def check_same_function(stored: dict, spec: Any, label: str, allow_partial: bool) -> None:
+    """Refuse an archkit checkpoint whose own spec computes something else with the same shapes
+    (another activation, norm, stride or stem geometry), unless ``allow_partial``."""
+    if allow_partial or not isinstance(stored, dict):
+        return
+    ours = _behaviour(spec.model_dump(mode="json"))
+    theirs = _behaviour(stored)
+    differ = [k for k in ours if ours[k] != theirs[k]]
+    if differ:
+        raise WeightsError(f"{label}: saved from spec {stored.get('name')!r}, which differs from this one in "
+                           f"{', '.join(differ)} with the same tensor shapes; pass --allow-partial to load it anyway")

@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .errors import WeightsError
+from .errors import WeightsError, first_line
 
 CHUNK = 1 << 20
 TIMEOUT_S = 60
@@ -232,6 +232,28 @@ def _pickle_imports(path: Path) -> list[str]:
     return [g for g in found if not g.startswith(_SAFE_IMPORTS) and g not in _SAFE_IMPORTS]
 
 
+MAX_CHECKPOINT_BYTES = 64 << 30  # what a torch archive may unpack to: 16 G float32 parameters
+
+
+def _check_archive(path: Path, label: str) -> None:
+    """Refuse a torch zip archive that would inflate: torch.save stores its entries uncompressed."""
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise WeightsError(f"{label}: not a readable checkpoint archive: {first_line(exc, 160)}") from None
+    if any(e.compress_type != zipfile.ZIP_STORED for e in entries):
+        raise WeightsError(f"{label}: refused: a compressed archive (torch.save never compresses; it could "
+                           "inflate without bound)")
+    total = sum(e.file_size for e in entries)
+    if total > MAX_CHECKPOINT_BYTES:
+        raise WeightsError(f"{label}: refused: the archive unpacks to {total:,} bytes")
+
+
 def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]:
     """The tensors of a weights file (any published format) and its stored archkit spec, if any.
 
@@ -253,7 +275,7 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
                 meta = fh.metadata() or {}
                 state = {k: fh.get_tensor(k) for k in fh.keys()}
         except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(f"{label}: not a readable safetensors file: {str(exc)[:200]}") from None
+            raise WeightsError(f"{label}: not a readable safetensors file: {first_line(exc, 200)}") from None
         spec = None
         if meta.get("format") == "archkit-checkpoint" and meta.get("spec"):
             try:
@@ -261,6 +283,7 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
             except ValueError:
                 raise WeightsError(f"{label}: its stored archkit spec is not valid JSON") from None
         return state, spec
+    _check_archive(path, label)
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says enough
             warnings.simplefilter("ignore")
@@ -271,9 +294,10 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
             raise WeightsError(f"{label}: refused: loading it would run code (it imports {imports[0]}, not just "
                                "tensors); archkit never unpickles objects") from None
         raise WeightsError(f"{label}: not a readable checkpoint (not a tensor file, or corrupted)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise WeightsError(f"{label}: not a readable checkpoint (truncated or corrupted?): {first}") from None
+    except (RuntimeError, EOFError, OSError, ValueError, TypeError, zipfile.BadZipFile, RecursionError,
+            MemoryError) as exc:
+        raise WeightsError(f"{label}: not a readable checkpoint (truncated or corrupted?): "
+                           f"{first_line(exc, 160)}") from None
     spec = None
     if isinstance(payload, dict) and payload.get("format") == "archkit-checkpoint":
         spec = payload.get("spec") if isinstance(payload.get("spec"), dict) else None

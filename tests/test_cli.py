@@ -244,10 +244,13 @@ def test_draw_writes_an_svg_naming_every_stage(capsys, tmp_path, name: str) -> N
                for t in texts)
 
 
-def test_unwritable_outputs_give_one_line(capsys, tmp_path) -> None:
+def test_unwritable_outputs_give_one_line_before_any_work(capsys, tmp_path) -> None:
     missing = tmp_path / "no" / "such" / "dir"
     for argv in (["build", str(SPECS / "resnet18.yaml"), "--output", str(missing / "m.pt")],
                  ["schema", "--output", str(missing / "s.json")],
-                 ["draw", str(SPECS / "resnet18.yaml"), "--output", str(missing / "m.svg")]):
+                 ["draw", str(SPECS / "resnet18.yaml"), "--output", str(missing / "m.svg")],
+                 ["export", "resnet18", "--format", "onnx", "--output", str(missing / "m.onnx")]):
         code, _, err = run(capsys, *argv)
-        assert code == 1 and len(err.strip().splitlines()) == 1 and str(missing) in err, err
+        # a destination that cannot work is bad input: exit 2, said before building anything
+        assert code == 2 and len(err.strip().splitlines()) == 1 and f"directory {missing} does not exist" in err, err
+    assert not list(tmp_path.rglob("*.tmp"))

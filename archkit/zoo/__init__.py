@@ -38,8 +38,10 @@ def _plugin_dirs() -> list[tuple[str, Path]]:
         return found
     for ep in eps:
         try:
-            directory = _plugin_dir_of(ep.load())
-        except Exception:  # noqa: BLE001 - a broken plugin's specs are skipped, the rest still resolve
+            directory = _plugin_dir_of(plugins.load_isolated(ep))
+        except KeyboardInterrupt:
+            raise
+        except BaseException:  # noqa: BLE001 - a broken plugin's specs are skipped, the rest still resolve
             continue
         if directory is not None:
             dist = getattr(getattr(ep, "dist", None), "name", None) or ep.name
