@@ -36,8 +36,20 @@ class Problem:
         if self.field:
             parts.append(self.field)
         parts.append(self.message)
-        # one line, whatever the user's keys and values hold
-        return ": ".join(parts).replace("\r", "\\r").replace("\n", "\\n")
+        # one line, whatever the user's keys and values hold: control characters and line separators escaped
+        return _one_line_text(": ".join(parts))
+
+
+def _one_line_text(text: str) -> str:
+    import unicodedata
+
+    out = []
+    for ch in text:
+        if ch == "\t" or unicodedata.category(ch) not in ("Cc", "Zl", "Zp"):
+            out.append(ch)
+        else:
+            out.append({"\n": "\\n", "\r": "\\r"}.get(ch, f"\\u{ord(ch):04x}"))
+    return "".join(out)
 
 
 class SpecError(ValueError):

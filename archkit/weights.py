@@ -99,7 +99,8 @@ def fetch(source: Source) -> Path:
     """The local file for ``source``: the file itself, or the verified download in the cache."""
     if source.file is not None:
         if not source.file.is_file():
-            raise WeightsError(f"{source.file}: no such weights file")
+            what = "not a regular file" if source.file.exists() else "no such weights file"
+            raise WeightsError(f"{source.file}: {what}")
         if source.sha256:
             _verify(source.file, source.sha256, source.label)
         return source.file

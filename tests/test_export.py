@@ -112,8 +112,11 @@ def test_untraceable_block_gives_an_error_naming_it(tmp_path, capsys, write) -> 
 
 
 def test_channels_last_and_bfloat16_autocast(resnet18) -> None:
-    _, model = resnet18
-    x = torch.randn(2, 3, 64, 64)
+    spec, shared = resnet18
+    model = archkit.build_model(spec).eval()  # its own copy: the module-scoped model is not mutated
+    model.load_state_dict(shared.state_dict())
+    torch.manual_seed(0)
+    x = torch.randn(16, 3, 64, 64)
     with torch.inference_mode():
         expected = model(x)
         cl = model.to(memory_format=torch.channels_last)
@@ -121,8 +124,11 @@ def test_channels_last_and_bfloat16_autocast(resnet18) -> None:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             out = model(x)
         assert out.dtype == torch.bfloat16
-        assert (out.float().argmax(1) == expected.argmax(1)).float().mean() >= 0.5
-        assert torch.allclose(out.float(), expected, rtol=0.1, atol=0.1 * expected.abs().max().item())
+        # bfloat16 keeps 8 bits of mantissa: outputs agree to a few percent of their range, and the
+        # ranking they give agrees on nearly every sample
+        scale = expected.abs().max().item()
+        assert (out.float() - expected).abs().max().item() <= 0.05 * scale
+        assert (out.float().argmax(1) == expected.argmax(1)).float().mean() >= 0.8
 
 
 def test_summary_of_a_value_reading_block_names_it(capsys, write) -> None:

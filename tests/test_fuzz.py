@@ -94,3 +94,39 @@ def test_mutated_specs_build_or_fail_with_a_position(spec: dict, tmp_path_factor
             assert isinstance(problem.mark, Mark) and problem.mark.source == str(path), problem
             assert problem.mark.line is not None, problem
             assert "\n" not in str(problem)
+
+
+CONTROL = [chr(c) for c in range(32) if c not in (9, 10, 13)] + ["\x7f", "\x85", "\u2028", "\u2029", "\ufeff"]
+
+
+@st.composite
+def chained_texts(draw) -> list[str]:
+    """A shipped spec split over a base: chain of 1-3 files, with control characters slipped into the text."""
+    spec = RESOLVED[draw(st.sampled_from(BASES))]
+    keys = list(spec)
+    cuts = sorted(draw(st.lists(st.integers(0, len(keys)), min_size=0, max_size=2)))
+    groups = [keys[a:b] for a, b in zip([0, *cuts], [*cuts, len(keys)])]
+    texts = [yaml.safe_dump({k: spec[k] for k in group}, allow_unicode=True, sort_keys=False) for group in groups]
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, len(texts) - 1))
+        pos = draw(st.integers(0, len(texts[i])))
+        texts[i] = texts[i][:pos] + draw(st.sampled_from(CONTROL)) + texts[i][pos:]
+    return texts
+
+
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 200,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(texts=chained_texts())
+def test_control_characters_and_base_chains_fail_in_one_located_line(texts: list[str], tmp_path_factory) -> None:
+    folder = Path(tmp_path_factory.mktemp("chain"))
+    paths = [folder / f"part{i}.yaml" for i in range(len(texts))]
+    for i, (path, text) in enumerate(zip(paths, texts)):
+        base = f"base: {paths[i - 1].name}\n" if i else ""
+        path.write_text(base + text, encoding="utf-8")
+    try:
+        archkit.build_model(archkit.load_spec(paths[-1]), device="meta")
+    except SpecError as exc:
+        for problem in exc.problems:
+            text = str(problem)
+            assert isinstance(problem.mark, Mark) and problem.mark.source in {str(p) for p in paths}, problem
+            assert not any(ch in text for ch in CONTROL if ch != "\ufeff") and "\n" not in text, repr(text)
