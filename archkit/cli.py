@@ -321,7 +321,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             spec = load_spec(path, args.set)
             count = _count_params(spec)  # builds on meta: block-level checks (groups, dilation, sizes)
         except SpecError as exc:
-            _report(exc)
+            _report(exc, path)
             status = EXIT_USAGE
             continue
         except Exception as exc:  # noqa: BLE001 - one line for this file, then the next file
@@ -427,9 +427,16 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _report(exc: SpecError) -> None:
+def _report(exc: SpecError, spec: str | None = None) -> None:
+    """One line per problem; a problem found in a base file also names the user's file that inherits it."""
     for problem in exc.problems:
-        print(str(problem).replace("\n", " "), file=sys.stderr)
+        line = str(problem)
+        source = problem.mark.source if problem.mark else None
+        if spec and source and not source.startswith("--set") and source != spec and not source.endswith(")"):
+            with contextlib.suppress(OSError):
+                if not os.path.exists(spec) or not os.path.samefile(source, spec):
+                    line += f" (inherited by {spec})"
+        print(line, file=sys.stderr)
 
 
 def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
@@ -439,7 +446,7 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
     except SpecError as exc:
         if show:
             traceback.print_exc()
-        _report(exc)
+        _report(exc, getattr(args, "spec", None))
         return EXIT_USAGE
     except WeightsError as exc:
         from .weights import DownloadError
