@@ -20,7 +20,7 @@ from .specs import ModelSpec
 def make_context(spec: ModelSpec) -> Context:
     """Norm and activation factories from the spec's ``norm:`` and ``activation:``."""
     ctx = Context(norm=lambda channels: spec.norm.build((channels, 1, 1), ctx),
-                  act=lambda: spec.activation.build((), ctx), norm_layer=spec.norm)
+                  act=lambda: spec.activation.build((), ctx), norm_layer=spec.norm, act_layer=spec.activation)
     return ctx
 
 

@@ -222,8 +222,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     if args.summary or args.json:
         from . import summary
 
-        with summary.without_compiler_import():
-            result = summary.measure(spec, batch_size=args.batch_size, depth=args.depth)
+        result = summary.measure(spec, batch_size=args.batch_size, depth=args.depth)
         if args.json:
             data = result.as_dict()
             if transfer is not None:
@@ -279,11 +278,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not names:
         raise SpecError(f"no spec matches {args.pattern!r}" + _suggest(args.pattern, zoo.names()))
     rows = []
-    with summary.without_compiler_import():
-        for name in names:
-            spec = load_spec(name)
-            result = summary.measure(spec)
-            rows.append((name, f"{result.total_params:,}", f"{result.macs / 1e9:,.3f}",
+    for name in names:
+        spec = load_spec(name)
+        result = summary.measure(spec)
+        rows.append((name, f"{result.total_params:,}", f"{result.macs / 1e9:,.3f}",
                          "x".join(map(str, spec.input.size)), ", ".join(spec.weights) or "-"))
     header = ("NAME", "PARAMS", "GMACS", "INPUT", "WEIGHTS")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -300,12 +298,11 @@ def _suggest(name: str, choices: list[str]) -> str:
 
 def cmd_draw(args: argparse.Namespace) -> int:
     """archkit draw."""
-    from . import draw, summary
+    from . import draw
 
     _destination(args)
     spec = _load(args, args.set)
-    with summary.without_compiler_import():
-        text = draw.render(spec)
+    text = draw.render(spec)
     write_text(args.output, text)
     print(f"wrote {args.output}")
     return EXIT_OK

@@ -34,6 +34,7 @@ class Context:
     norm: Norm = _default_norm
     act: Act = _default_act
     norm_layer: Any = None  # the spec's norm params, for 'norm' layers on any shape (flat or spatial)
+    act_layer: Any = None  # the spec's activation params (for analytic costs)
     shortcut: str = "identity"  # identity, none, or the kind of the module passed as ``downsample``
     attn: tuple = ()  # attention attachments (archkit.attention.AttentionParams) for this block
     drop_path_rate: float = 0.0
@@ -51,6 +52,32 @@ class Context:
         if not modules:
             return None
         return modules[0] if len(modules) == 1 else nn.Sequential(*modules)
+
+    def norm_cost(self, channels: int, hw: tuple[int, ...] = (1, 1)) -> Any:
+        """Parameters and writes of the spec's norm on a (channels, *hw) map (raises if it declares none)."""
+        from .complexity import Cost
+
+        if self.norm_layer is None:  # the default BatchNorm2d
+            return Cost(2 * channels, 0, channels * _area(hw))
+        return self.norm_layer.cost((channels, *hw), self)
+
+    def act_cost(self, channels: int, hw: tuple[int, ...] = (1, 1)) -> Any:
+        """Parameters and writes of the spec's activation on a (channels, *hw) map."""
+        from .complexity import Cost
+
+        if self.act_layer is None:  # the default in-place ReLU
+            return Cost()
+        return self.act_layer.cost((channels, *hw), self)
+
+    def attention_cost(self, position: str, channels: int, hw: tuple[int, int]) -> Any:
+        """The cost of the attachments at ``position``."""
+        from .complexity import Cost
+
+        total = Cost()
+        for a in self.attn:
+            if a.position == position:
+                total = total + a.cost(channels, hw)
+        return total
 
     def drop_path(self) -> nn.Module | None:
         """The block's stochastic-depth module, or None at rate 0 (as timm: no module, same keys)."""
@@ -76,3 +103,10 @@ class DropPath(nn.Module):
 
     def extra_repr(self) -> str:
         return f"drop_prob={self.drop_prob:.3f}"
+
+
+def _area(hw: tuple[int, ...]) -> int:
+    n = 1
+    for s in hw:
+        n *= s
+    return n

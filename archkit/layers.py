@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from . import complexity
+from .complexity import Cost
 from .context import Context
 
 Shape = tuple[int, ...]
@@ -33,6 +35,18 @@ class LayerParams(BaseModel):
     def output_shape(self, shape: Shape) -> Shape:
         """The per-sample output shape for an input of ``shape``; raises ValueError if impossible."""
         return shape
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        """Parameters, MACs and written elements per sample (archkit.complexity); types that do not
+        declare it are measured on the meta device instead."""
+        raise NotImplementedError
+
+
+def _numel(shape: Shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
 def _spatial(shape: Shape, what: str) -> tuple[int, int, int]:
@@ -77,6 +91,10 @@ class Conv(LayerParams):
         size = [_pooled(s, self.kernel_size, self.stride, self._padding(), self.dilation) for s in (h, w)]
         return _check_size(self.channels, *size, f"conv {self.kernel_size}x{self.kernel_size}/{self.stride}", shape)
 
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        out = self.output_shape(shape)
+        return complexity.conv(shape[0], self.channels, self.kernel_size, out[1:], self.groups, self.bias)
+
 
 class BatchNorm(LayerParams):
     """Batch normalization over channels."""
@@ -89,6 +107,9 @@ class BatchNorm(LayerParams):
         if len(shape) == 1:
             return nn.BatchNorm1d(shape[0], self.eps, self.momentum)
         return nn.BatchNorm2d(shape[0], self.eps, self.momentum)
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return Cost(2 * shape[0], 0, _numel(shape))
 
 
 class GroupNorm(LayerParams):
@@ -103,6 +124,9 @@ class GroupNorm(LayerParams):
             raise ValueError(f"groupnorm groups {self.groups} does not divide {shape[0]} channels")
         return nn.GroupNorm(self.groups, shape[0], self.eps)
 
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return Cost(2 * shape[0], 0, _numel(shape))
+
 
 class Norm(LayerParams):
     """The spec's `norm:` (one line switches every norm)."""
@@ -110,12 +134,18 @@ class Norm(LayerParams):
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return ctx.norm_layer.build(shape, ctx) if ctx.norm_layer is not None else ctx.norm(shape[0])
 
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return ctx.norm_cost(shape[0], shape[1:])
+
 
 class Act(LayerParams):
     """The spec's `activation:`."""
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return ctx.act()
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return ctx.act_cost(shape[0], shape[1:])
 
 
 class ReLU(LayerParams):
@@ -126,6 +156,9 @@ class ReLU(LayerParams):
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return nn.ReLU(inplace=self.inplace)
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return complexity.elementwise(_numel(shape), self.inplace)
 
 
 class LeakyReLU(LayerParams):
@@ -138,6 +171,9 @@ class LeakyReLU(LayerParams):
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return nn.LeakyReLU(self.negative_slope, inplace=self.inplace)
 
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return complexity.elementwise(_numel(shape), self.inplace)
+
 
 class SiLU(LayerParams):
     """Sigmoid linear unit (swish)."""
@@ -147,6 +183,9 @@ class SiLU(LayerParams):
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return nn.SiLU(inplace=self.inplace)
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return complexity.elementwise(_numel(shape), self.inplace)
 
 
 class _Pool(LayerParams):
@@ -161,6 +200,9 @@ class _Pool(LayerParams):
         stride = self.stride or self.kernel_size
         size = [_pooled(s, self.kernel_size, stride, self.padding) for s in (h, w)]
         return _check_size(c, *size, f"pool {self.kernel_size}x{self.kernel_size}/{stride}", shape)
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return complexity.elementwise(_numel(self.output_shape(shape)))
 
 
 class MaxPool(_Pool):
@@ -189,6 +231,9 @@ class AdaptiveAvgPool(LayerParams):
         c, _, _ = _spatial(shape, "adaptive_avgpool")
         return (c, self.output_size, self.output_size)
 
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return complexity.elementwise(_numel(self.output_shape(shape)))
+
 
 class Flatten(LayerParams):
     """Flatten each sample to a vector."""
@@ -197,10 +242,10 @@ class Flatten(LayerParams):
         return nn.Flatten(1)
 
     def output_shape(self, shape: Shape) -> Shape:
-        n = 1
-        for s in shape:
-            n *= s
-        return (n,)
+        return (_numel(shape),)
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return Cost()  # a view
 
 
 class Linear(LayerParams):
@@ -217,6 +262,9 @@ class Linear(LayerParams):
             raise ValueError(f"linear needs a flat input but gets {list(shape)}; put a flatten layer before it")
         return (self.features,)
 
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return complexity.linear(shape[0], self.features, self.bias)
+
 
 class Dropout(LayerParams):
     """Dropout."""
@@ -226,12 +274,18 @@ class Dropout(LayerParams):
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return nn.Dropout(self.p)
 
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return Cost()  # identity in eval mode, where the summary measures
+
 
 class Identity(LayerParams):
     """Does nothing (e.g. to drop a layer by override)."""
 
     def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
         return nn.Identity()
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        return Cost()
 
 
 class Sequential(LayerParams):
@@ -258,6 +312,13 @@ class Sequential(LayerParams):
             except ValueError as exc:
                 raise ValueError(f"layers[{i}] ({layer.type}): {exc}") from None
         return shape
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        total = Cost()
+        for layer in self.layers:
+            total = total + layer.cost(shape, ctx)
+            shape = layer.output_shape(shape)
+        return total
 
 
 BUILTIN_LAYERS: dict[str, type[LayerParams]] = {

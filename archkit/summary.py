@@ -1,19 +1,16 @@
-"""Per-layer output shapes, parameters and MACs, measured on the meta device (no weights allocated)."""
+"""Per-layer output shapes, parameters and MACs: analytic from the plan (archkit.complexity), or measured
+on the meta device (no weights allocated) where a type declares no cost or a deeper table is asked for."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import sys
-import types
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import flop_registry
 
 from . import builder
+from .complexity import Cost
 from .errors import SummaryError, first_line
 from .specs import ModelSpec
 
@@ -55,77 +52,6 @@ class Summary:
         return {"schema_version": SCHEMA_VERSION, **data}
 
 
-class _Counter(TorchDispatchMode):
-    """Counts MACs with ``torch.utils.flop_counter``'s own per-op formulas (FLOPs / 2), and the bytes
-    every non-inplace, non-view op writes (an estimate of forward activation memory).
-
-    ``FlopCounterMode`` gives the same totals (the tests use it as the oracle) but tracks every module
-    on its own; here forward hooks read the running total only at the depth the user asked for.
-    """
-
-    @classmethod
-    def _should_skip_dynamo(cls) -> bool:
-        # TorchDispatchMode wraps __torch_dispatch__ in torch._disable_dynamo unless told otherwise,
-        # and the first call then imports torch._dynamo: seconds of start-up for nothing, since a
-        # summary never runs under torch.compile.
-        return False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.macs = 0
-        self.bytes = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        kwargs = kwargs or {}
-        out = _shape_only(func, args)
-        if out is None:
-            out = func(*args, **kwargs)
-        counter = flop_registry.get(func._overloadpacket)
-        if counter is not None:
-            self.macs += counter(*args, **kwargs, out_val=out) // 2
-        if not func.is_view and not func._schema.is_mutable:
-            for t in (out if isinstance(out, tuple) else (out,)):
-                if isinstance(t, torch.Tensor):
-                    self.bytes += t.numel() * t.element_size()
-        return out
-
-
-def _shape_only(func: Any, args: tuple) -> Any:
-    """Outputs for norm ops on meta tensors, whose meta kernels are slow Python decompositions
-    (about 5 ms a call) although their shapes are trivial; None for every other op."""
-    x = args[0] if args else None
-    if not (isinstance(x, torch.Tensor) and x.device.type == "meta"):
-        return None
-    if func is torch.ops.aten.native_batch_norm.default:  # (out, save_mean[C], save_invstd[C])
-        return x.new_empty(x.shape), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
-    if func is torch.ops.aten.native_group_norm.default:  # (out, mean[N, G], rstd[N, G])
-        n, groups = args[3], args[6]
-        return x.new_empty(x.shape), x.new_empty(n, groups), x.new_empty(n, groups)
-    return None
-
-
-@contextlib.contextmanager
-def without_compiler_import() -> Iterator[None]:
-    """For a short-lived CLI process only: keep torch from importing torch._dynamo (seconds here).
-
-    Meta kernels of several ops are Python decompositions wrapped in ``torch._disable_dynamo``, whose
-    first call imports the whole compiler just to mark the function "do not compile". A summary never
-    compiles, so a stub that returns the function unchanged stands in while it runs. Library callers
-    (who may compile later in the same process) never get the stub.
-    """
-    if "torch._dynamo" in sys.modules:
-        yield
-        return
-    stub = types.ModuleType("torch._dynamo")
-    stub.disable = lambda fn, recursive=True, wrapping=True: fn  # type: ignore[attr-defined]
-    sys.modules["torch._dynamo"] = stub
-    try:
-        yield
-    finally:
-        if sys.modules.get("torch._dynamo") is stub:
-            del sys.modules["torch._dynamo"]
-
-
 def _shape(out: Any) -> list:
     """A tensor's shape, or the shapes of a list of tensors (a features_only model's outputs)."""
     if isinstance(out, torch.Tensor):
@@ -150,13 +76,153 @@ def _type_name(module: nn.Module) -> str:
 
 
 def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.dtype = torch.float32) -> Summary:
-    """Build ``spec`` on the meta device and run one forward pass to measure it; nothing is allocated."""
+    """The summary of ``spec``: analytic (no forward pass, nothing allocated) to ``depth`` 2, with
+    plugin types that declare no cost measured on the meta device; deeper tables are measured whole."""
+    if depth <= 2:
+        return _analytic(spec, batch_size, depth, dtype)
+    return measure_meta(spec, batch_size, depth, dtype)
+
+
+def _has_cost(cls: type) -> bool:
+    """A block class's own ``cost`` (never one inherited by a subclass that may change the structure)."""
+    return "cost" in vars(cls)
+
+
+def _analytic(spec: ModelSpec, batch_size: int, depth: int, dtype: torch.dtype) -> Summary:
+    from .builder import block_context, make_block, make_context
+    from .plan import plan
+
+    p = plan(spec)
+    ctx = make_context(spec)
+    size = torch.empty((), dtype=dtype).element_size()
+    rows: list[Row] = []
+    total, written = Cost(), 0
+    cache: dict[tuple, tuple[Cost, str]] = {}
+
+    def layer_row(lp: Any) -> None:
+        nonlocal total, written
+        try:
+            with torch.device("meta"):
+                module = lp.layer.build(lp.in_shape, ctx)
+        except (ValueError, NotImplementedError, RuntimeError) as exc:
+            raise spec.error((lp.part, lp.index), f"{lp.layer.type}: {first_line(exc)}") from exc
+        try:
+            cost = lp.layer.cost(lp.in_shape, ctx)
+        except NotImplementedError:  # a plugin layer: measured on meta
+            cost = _measured_cost(module, lp.in_shape, dtype, lp.name)
+        rows.append(Row(lp.name, _type_name(module), 1, [batch_size, *lp.out_shape], cost.params,
+                        cost.macs * batch_size))
+        total, written = total + cost, written + cost.writes
+
+    def block_cost(bp: Any) -> Cost:
+        bctx = block_context(ctx, bp)
+        key = (bp.cls, id(bp.params), bp.in_channels, bp.planes, bp.stride, bp.dilation, bp.in_size, bp.shortcut)
+        if key not in cache:
+            # built once per distinct configuration on meta (microseconds): the constructor's own
+            # checks (a BasicBlock refusing dilation, say) hold here as in a real build
+            try:
+                with torch.device("meta"):
+                    module = make_block(bp, bctx)
+            except (ValueError, NotImplementedError, RuntimeError) as exc:
+                raise spec.error(("stages", bp.stage), f"{bp.type} block: {first_line(exc)}") from exc
+            cost = None
+            if _has_cost(bp.cls):
+                try:
+                    cost = bp.cls.cost(bp, bctx)
+                except NotImplementedError:  # e.g. a plugin attention type or norm without a cost
+                    cost = None
+            if cost is None:
+                cost = _measured_cost(module, (bp.in_channels, *bp.in_size), dtype, bp.name)
+            cache[key] = (cost, bp.cls.__name__)
+        return cache[key][0]
+
+    def layer_rows(lp: Any) -> None:
+        layer_row(lp)
+        if depth >= 2 and getattr(lp.layer, "layers", None) is not None:  # a sequential's children
+            shape = lp.in_shape
+            for child_name, layer in zip(lp.layer.child_names(), lp.layer.layers):
+                with torch.device("meta"):
+                    module = layer.build(shape, ctx)
+                cost, out = layer.cost(shape, ctx), layer.output_shape(shape)
+                rows.append(Row(f"{lp.name}.{child_name}", _type_name(module), 2, [batch_size, *out], cost.params,
+                                cost.macs * batch_size))
+                shape = out
+
+    for lp in p.stem:
+        layer_rows(lp)
+    for sp in p.stages:
+        costs = [block_cost(bp) for bp in sp.blocks]
+        stage = sum(costs, Cost())
+        kinds = {bp.cls.__name__ for bp in sp.blocks}
+        kind = f"{kinds.pop()} x{sp.depth}" if len(kinds) == 1 else "Sequential"
+        rows.append(Row(sp.name, kind, 1, [batch_size, *sp.out_shape], stage.params, stage.macs * batch_size))
+        if depth >= 2:
+            for bp, cost in zip(sp.blocks, costs):
+                rows.append(Row(bp.name, bp.cls.__name__, 2, [batch_size, bp.out_channels, *bp.out_size],
+                                cost.params, cost.macs * batch_size))
+        total = total + stage
+    for lp in p.head:
+        layer_rows(lp)
+    if spec.features_only:
+        output: list = [[batch_size, *i] for i in _feature_shapes(p)]
+    else:
+        output = [batch_size, *p.output_shape]
+    return Summary(
+        name=spec.name,
+        input_shape=[batch_size, *p.input_shape],
+        output_shape=output,
+        batch_size=batch_size,
+        total_params=total.params,
+        trainable_params=total.params,
+        macs=total.macs * batch_size,
+        param_bytes=total.params * size,
+        activation_bytes=total.writes * batch_size * size,
+        dtype=str(dtype).replace("torch.", ""),
+        rows=rows,
+    )
+
+
+def _feature_shapes(p: Any) -> list:
+    from .plan import out_indices
+
+    return [[d["num_chs"], *_size_of(p, d["index"])] for d in p.feature_info(out_indices(p.spec, None))]
+
+
+def _size_of(p: Any, index: int) -> list:
+    shape = p.stem[-1].out_shape if index == 0 else p.stages[index - 1].out_shape
+    return list(shape[1:])
+
+
+def _measured_cost(module: nn.Module, in_shape: tuple, dtype: torch.dtype, where: str) -> Cost:
+    """One module measured on the meta device with torch's FlopCounterMode (the fallback and the oracle)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    module = module.to(dtype).eval()
+    x = torch.empty(1, *in_shape, device="meta", dtype=dtype)
+    counter = FlopCounterMode(display=False)
+    try:
+        with torch.no_grad(), counter:
+            out = module(x)
+    except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
+        raise SummaryError(f"{where} ({type(module).__name__}) cannot run on the meta device: "
+                           f"{first_line(exc, 200)}") from exc
+    params = sum(p.numel() for p in module.parameters())
+    return Cost(params, counter.get_total_flops() // 2, out.numel() if isinstance(out, torch.Tensor) else 0)
+
+
+def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
+                 dtype: torch.dtype = torch.float32) -> Summary:
+    """Build ``spec`` on the meta device and run one forward pass under FlopCounterMode, with a row
+    per module to ``depth``; the oracle the analytic path is tested against."""
+    from torch.utils.flop_counter import FlopCounterMode
+
     model = builder.build(spec, device="meta").to(dtype).eval()
     x = torch.empty(batch_size, spec.input.channels, *spec.input.size, device="meta", dtype=dtype)
-    counter = _Counter()
+    counter = FlopCounterMode(display=False)
     rows: list[Row] = []
     hooks = []
     entered: list[str] = []  # modules whose forward started, innermost last
+    written = [0]
 
     def attach(module: nn.Module, name: str, level: int) -> None:
         row = Row(name, _type_name(module), level, [], sum(p.numel() for p in module.parameters()), 0)
@@ -164,11 +230,11 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
         start = [0]
 
         def pre(_m: nn.Module, _args: Any) -> None:
-            start[0] = counter.macs
+            start[0] = counter.get_total_flops()
             entered.append(f"{name} ({type(_m).__name__})")
 
         def post(_m: nn.Module, _args: Any, out: Any) -> None:
-            row.macs = counter.macs - start[0]
+            row.macs = (counter.get_total_flops() - start[0]) // 2
             row.output_shape = _shape(out)
             entered.pop()
 
@@ -178,15 +244,20 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
             for child_name, child in module.named_children():
                 attach(child, f"{name}.{child_name}", level + 1)
 
+    def count_written(_m: nn.Module, _args: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and not getattr(_m, "inplace", False) and not isinstance(
+                _m, (nn.Identity, nn.Flatten, nn.Dropout)):
+            written[0] += out.numel()
+
     for name, child in model.named_children():
         attach(child, name, 1)
+    hooks += [m.register_forward_hook(count_written) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad(), counter:
             out = model(x)
     except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
         where = entered[-1] if entered else spec.name
-        first = first_line(exc, 200)
-        raise SummaryError(f"{where} cannot run on the meta device: {first}") from exc
+        raise SummaryError(f"{where} cannot run on the meta device: {first_line(exc, 200)}") from exc
     finally:
         for h in hooks:
             h.remove()
@@ -198,9 +269,9 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
         batch_size=batch_size,
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
-        macs=counter.macs,
+        macs=counter.get_total_flops() // 2,
         param_bytes=sum(p.numel() * p.element_size() for p in params),
-        activation_bytes=counter.bytes,
+        activation_bytes=written[0] * x.element_size(),
         dtype=str(dtype).replace("torch.", ""),
         rows=rows,
     )

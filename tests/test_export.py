@@ -138,6 +138,6 @@ def test_summary_of_a_value_reading_block_names_it(capsys, write) -> None:
         code = main(["build", str(path), "--summary"])
         err = capsys.readouterr().err
         assert code == 1 and len(err.strip().splitlines()) == 1
-        assert "layer1 (Sequential) cannot run on the meta device" in err
+        assert "layer1.0 (DataDependent) cannot run on the meta device" in err
     finally:
         BLOCKS.unregister("data_dependent_summary")

@@ -19,6 +19,8 @@ from typing import ClassVar
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from ..complexity import Cost
+
 
 def make_divisible(value: float, divisor: int) -> int:
     """``value`` rounded to the nearest multiple of ``divisor``, at least ``divisor`` (timm, round_limit=0)."""
@@ -36,6 +38,11 @@ class AttentionParams(BaseModel):
 
     def build(self, channels: int) -> nn.Module:
         """The module for a feature map of ``channels`` channels."""
+        raise NotImplementedError
+
+    def cost(self, channels: int, hw: tuple[int, int]) -> Cost:
+        """Parameters, MACs and writes per sample on a (channels, *hw) map (see archkit.complexity);
+        types that do not declare it are measured on the meta device."""
         raise NotImplementedError
 
 

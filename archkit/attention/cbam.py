@@ -6,6 +6,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
+from ..complexity import Cost
 from . import _Reduced
 
 
@@ -72,3 +73,9 @@ class Cbam(_Reduced):
         if self.spatial_kernel_size % 2 == 0:
             raise ValueError(f"cbam spatial_kernel_size must be odd, got {self.spatial_kernel_size}")
         return CbamModule(channels, self.reduced(channels), self.spatial_kernel_size)
+
+    def cost(self, channels: int, hw: tuple[int, int]) -> Cost:
+        r, k, area = self.reduced(channels), self.spatial_kernel_size, hw[0] * hw[1]
+        channel = Cost(2 * channels * r, 4 * channels * r, 2 * (channels + r + channels) + 2 * channels)
+        spatial = Cost(2 * k * k + 2, 2 * k * k * area, 2 * area + 2 * area + area + area)  # mean/max, cat, conv, bn
+        return channel + spatial + Cost(0, 0, 2 * channels * area + area)  # the two products, the gate

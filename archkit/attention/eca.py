@@ -7,6 +7,7 @@ import math
 from pydantic import Field
 from torch import Tensor, nn
 
+from ..complexity import Cost
 from . import AttentionParams
 
 
@@ -42,3 +43,7 @@ class Eca(AttentionParams):
 
     def build(self, channels: int) -> nn.Module:
         return EcaModule(self.kernel(channels))
+
+    def cost(self, channels: int, hw: tuple[int, int]) -> Cost:
+        k = self.kernel(channels)
+        return Cost(k, k * channels, 3 * channels + channels * hw[0] * hw[1])  # mean, conv, gate; the product

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import Tensor, nn
 
+from ..complexity import Cost
 from . import _Reduced
 
 
@@ -69,3 +70,15 @@ class GlobalContextParams(_Reduced):
         if not (self.fuse_add or self.fuse_scale):
             raise ValueError("gc needs fuse_add or fuse_scale (or both)")
         return GlobalContext(channels, self.reduced(channels), self.use_attn, self.fuse_add, self.fuse_scale)
+
+    def cost(self, channels: int, hw: tuple[int, int]) -> Cost:
+        h, area = self.reduced(channels), hw[0] * hw[1]
+        total = Cost(0, 0, channels)  # the context vector
+        if self.use_attn:  # 1x1 conv to one map, softmax, then the context as a matrix product
+            total = total + Cost(channels + 1, channels * area + channels * area, 2 * area)
+        mlp = Cost(2 * channels * h + h + channels + 2 * h, 2 * channels * h, 2 * h + h + channels)
+        if self.fuse_scale:  # the MLP, its gate, the product
+            total = total + mlp + Cost(0, 0, channels + channels * area)
+        if self.fuse_add:  # the MLP, the sum
+            total = total + mlp + Cost(0, 0, channels * area)
+        return total

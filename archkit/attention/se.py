@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 from torch import Tensor, nn
 
+from ..complexity import Cost
 from . import _Reduced
 
 
@@ -31,3 +32,8 @@ class SqueezeExcite(_Reduced):
 
     def build(self, channels: int) -> nn.Module:
         return SEModule(channels, self.reduced(channels))
+
+    def cost(self, channels: int, hw: tuple[int, int]) -> Cost:
+        r = self.reduced(channels)
+        squeeze = channels + r + channels + channels  # mean, fc1 (act in place), fc2, gate
+        return Cost(2 * channels * r + r + channels, 2 * channels * r, squeeze + channels * hw[0] * hw[1])

@@ -14,18 +14,23 @@ A block is an ``nn.Module`` class with:
 - ``make_shortcut(in_channels, out_channels, stride, dilation, params, ctx)``: the module built for
   ``ctx.shortcut`` when a stage changes stride or channels; the block decides in ``forward`` how to
   use it (DarkNet runs it before the residual, pre-activation blocks after BN-ReLU);
-- optionally ``zero_init_last()``, called for ``init.zero_init_residual``.
+- optionally ``zero_init_last()``, called for ``init.zero_init_residual``;
+- optionally ``cost(bp, ctx)``, a classmethod giving parameters, MACs and written elements per sample
+  for a block plan (``archkit.complexity``); it counts only where the class defines it itself (a
+  subclass that changes the structure must not inherit its parent's), else the summary measures the
+  block on the meta device.
 
 Subclassing ``Block`` is a convenience, not a requirement: the builder only uses the names above.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
+from ..complexity import Cost
 from ..context import Context
 from . import shortcuts as _shortcuts
 
@@ -68,6 +73,22 @@ class Block(nn.Module):
                       params: BlockParams, ctx: Context) -> nn.Module:
         """The module for ``ctx.shortcut`` (see ``archkit.blocks.shortcuts``), with the spec's norm."""
         return _shortcuts.build(ctx.shortcut, in_channels, out_channels, stride, dilation, ctx.norm)
+
+    @classmethod
+    def shortcut_cost(cls, bp: Any, ctx: Context) -> Cost:
+        """The cost of the module ``make_shortcut`` builds for block plan ``bp`` (none for identity)."""
+        if bp.shortcut in ("identity", "none"):
+            return Cost()
+        return _shortcuts.cost(bp.shortcut, bp.in_channels, bp.out_channels, bp.stride, bp.dilation, bp.in_size,
+                               ctx.norm_cost)
+
+    @classmethod
+    def tail_cost(cls, bp: Any, ctx: Context) -> Cost:
+        """What ``init_tail`` adds: pre-add attention, the add, post-add attention, and the shortcut."""
+        hw, c = bp.out_size, bp.out_channels
+        add = Cost(0, 0, 0 if cls.inplace_add or bp.shortcut == "none" else c * hw[0] * hw[1])
+        return (ctx.attention_cost("pre_add", c, hw) + add + ctx.attention_cost("post_add", c, hw)
+                + cls.shortcut_cost(bp, ctx))
 
     def init_tail(self, out_channels: int, downsample: nn.Module | None, ctx: Context) -> None:
         """Attach what every residual block ends with: ``se`` (attention before the add; timm's name,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import Tensor, nn
+
+from ..complexity import Cost, conv
 
 from ..context import Context
 from .base import Block, BlockParams, conv3x3
@@ -37,6 +41,14 @@ class BasicBlock(Block):
         out = self.bn2(self.conv2(out))
         out = self.add_residual(out, identity)
         return self.after_add(self.relu(out))
+
+    @classmethod
+    def cost(cls, bp: Any, ctx: Context) -> Cost:
+        """conv-norm-act, conv-norm, the tail, the final activation."""
+        p, hw = bp.planes, bp.out_size
+        return (conv(bp.in_channels, p, 3, hw) + ctx.norm_cost(p, hw) + ctx.act_cost(p, hw)
+                + ctx.attention_cost("mid", p, hw) + conv(p, p, 3, hw) + ctx.norm_cost(p, hw)
+                + cls.tail_cost(bp, ctx) + ctx.act_cost(p, hw))
 
     def zero_init_last(self) -> None:
         """Zero the last norm's scale so the block starts as identity (Goyal et al., 2017)."""

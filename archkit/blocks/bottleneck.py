@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from torch import Tensor, nn
+
+from ..complexity import Cost, conv
 
 from ..context import Context
 from .base import Block, BlockParams, conv1x1, conv3x3
@@ -65,6 +69,15 @@ class Bottleneck(Block):
         if getattr(self.bn3, "weight", None) is not None:
             nn.init.zeros_(self.bn3.weight)
 
+    @classmethod
+    def cost(cls, bp: Any, ctx: Context) -> Cost:
+        """1x1 at the input size, grouped 3x3 with the stride, 1x1 up, the tail, the final activation."""
+        w, out, hw, ihw = bottleneck_width(bp.planes, bp.params), bp.out_channels, bp.out_size, bp.in_size
+        return (conv(bp.in_channels, w, 1, ihw) + ctx.norm_cost(w, ihw) + ctx.act_cost(w, ihw)
+                + conv(w, w, 3, hw, bp.params.groups) + ctx.norm_cost(w, hw) + ctx.act_cost(w, hw)
+                + ctx.attention_cost("mid", w, hw) + conv(w, out, 1, hw) + ctx.norm_cost(out, hw)
+                + cls.tail_cost(bp, ctx) + ctx.act_cost(out, hw))
+
 
 class ResNeXtParams(BlockParams):
     """ResNeXt's C x d notation: ``resnext50_32x4d`` is cardinality 32, base width 4."""
@@ -82,6 +95,7 @@ class ResNeXtBottleneck(Bottleneck):
     """Grouped bottleneck, C x d notation (ResNeXt)."""
 
     Params = ResNeXtParams
+    cost = Bottleneck.__dict__["cost"]  # the same structure: its cost holds
 
 
 class WideParams(BottleneckParams):
@@ -94,3 +108,4 @@ class WideBottleneck(Bottleneck):
     """Bottleneck with a 2x wider 3x3 (wide_resnet50_2)."""
 
     Params = WideParams
+    cost = Bottleneck.__dict__["cost"]  # the same structure: its cost holds

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from torch import Tensor, nn
+
+from ..complexity import Cost, conv
 
 from ..context import Act, Context, Norm
 from .base import Block, BlockParams
@@ -58,6 +62,21 @@ class DarkNetBlock(Block):
                       params: DarkNetParams, ctx: Context) -> nn.Module:
         """DarkNet's stage-opening 3x3 conv with the stage's stride, run before the residual."""
         return ConvNormAct(in_channels, out_channels, 3, stride, dilation, ctx.norm, ctx.act)
+
+    @classmethod
+    def shortcut_cost(cls, bp: Any, ctx: Context) -> Cost:
+        if bp.shortcut in ("identity", "none"):
+            return Cost()
+        hw, c = bp.out_size, bp.out_channels
+        return conv(bp.in_channels, c, 3, hw) + ctx.norm_cost(c, hw) + ctx.act_cost(c, hw)
+
+    @classmethod
+    def cost(cls, bp: Any, ctx: Context) -> Cost:
+        """The stage conv (first block), 1x1 down, 3x3 up, the tail."""
+        mid, p, hw = int(round(bp.planes * bp.params.bottle_ratio)), bp.planes, bp.out_size
+        return (conv(p, mid, 1, hw) + ctx.norm_cost(mid, hw) + ctx.act_cost(mid, hw)
+                + ctx.attention_cost("mid", mid, hw) + conv(mid, p, 3, hw) + ctx.norm_cost(p, hw)
+                + ctx.act_cost(p, hw) + cls.tail_cost(bp, ctx))
 
     def forward(self, x: Tensor) -> Tensor:
         if self.downsample is not None:

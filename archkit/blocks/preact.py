@@ -7,8 +7,12 @@ as in the authors' code, timm's ``PreActBottleneck`` and the WRN code.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 from torch import Tensor, nn
+
+from ..complexity import Cost, conv
 
 from ..context import Context
 from . import shortcuts as _shortcuts
@@ -22,6 +26,13 @@ class _PreAct(Block):
                       params: BlockParams, ctx: Context) -> nn.Module:
         """The shortcut without a norm: it reads the already normalized, activated input."""
         return _shortcuts.build(ctx.shortcut, in_channels, out_channels, stride, dilation, None)
+
+    @classmethod
+    def shortcut_cost(cls, bp: Any, ctx: Context) -> Cost:
+        if bp.shortcut in ("identity", "none"):
+            return Cost()
+        return _shortcuts.cost(bp.shortcut, bp.in_channels, bp.out_channels, bp.stride, bp.dilation, bp.in_size,
+                               None)
 
 
 class WideBasicParams(BlockParams):
@@ -61,6 +72,13 @@ class WideBasic(_PreAct):
         out = self.conv2(self.relu2(self.bn2(out)))
         return self.after_add(self.add_residual(out, shortcut))
 
+    @classmethod
+    def cost(cls, bp: Any, ctx: Context) -> Cost:
+        """norm-act, 3x3 with the stride, (dropout), norm-act, 3x3, the tail."""
+        p, hw, ihw, c = bp.planes, bp.out_size, bp.in_size, bp.in_channels
+        return (ctx.norm_cost(c, ihw) + ctx.act_cost(c, ihw) + conv(c, p, 3, hw) + ctx.norm_cost(p, hw)
+                + ctx.act_cost(p, hw) + conv(p, p, 3, hw) + cls.tail_cost(bp, ctx))
+
 
 class PreActBottleneck(_PreAct):
     """Pre-activation bottleneck, ResNet v2 (as timm resnetv2_50).
@@ -98,3 +116,13 @@ class PreActBottleneck(_PreAct):
             out = self.attn(out)
         out = self.conv3(out)
         return self.after_add(self.add_residual(out, shortcut))
+
+    @classmethod
+    def cost(cls, bp: Any, ctx: Context) -> Cost:
+        """norm-act, 1x1, norm-act, 3x3 with the stride, norm-act, 1x1 up, the tail."""
+        w, out, hw, ihw, c = bottleneck_width(bp.planes, bp.params), bp.out_channels, bp.out_size, bp.in_size, \
+            bp.in_channels
+        return (ctx.norm_cost(c, ihw) + ctx.act_cost(c, ihw) + conv(c, w, 1, ihw) + ctx.norm_cost(w, ihw)
+                + ctx.act_cost(w, ihw) + conv(w, w, 3, hw, bp.params.groups) + ctx.norm_cost(w, hw)
+                + ctx.act_cost(w, hw) + ctx.attention_cost("mid", w, hw) + conv(w, out, 1, hw)
+                + cls.tail_cost(bp, ctx))

@@ -11,9 +11,13 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .. import complexity
+from ..complexity import Cost
 from ..context import Norm
 
 
@@ -68,3 +72,27 @@ def build(kind: str, in_channels: int, out_channels: int, stride: int, dilation:
         return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
     layers.append(norm(out_channels))
     return nn.Sequential(*layers)
+
+
+def cost(kind: str, in_channels: int, out_channels: int, stride: int, dilation: int, in_hw: tuple[int, int],
+         norm: Callable[[int, tuple[int, int]], Cost] | None) -> Cost:
+    """What ``build`` would cost per sample on an (in_channels, *in_hw) input; ``norm`` None: no norm."""
+    h, w = in_hw
+    out_hw = ((h - 1) // stride + 1, (w - 1) // stride + 1)
+    if kind == "zero_pad":
+        pad = out_channels - in_channels
+        return Cost(0, 0, out_channels * out_hw[0] * out_hw[1] if pad else 0)
+    pool = Cost()
+    if kind == "avg_down":
+        if stride == 1 and dilation == 1:
+            conv_hw = (h, w)
+        elif stride == 1:
+            conv_hw = (h, w)
+            pool = Cost(0, 0, in_channels * ((h + 1) * (w + 1) + h * w))  # pad, then pool
+        else:
+            conv_hw = (complexity.pool_out_ceil(h, 2, stride), complexity.pool_out_ceil(w, 2, stride))
+            pool = Cost(0, 0, in_channels * conv_hw[0] * conv_hw[1])
+    else:
+        conv_hw = out_hw
+    total = pool + complexity.conv(in_channels, out_channels, 1, conv_hw)
+    return total + norm(out_channels, conv_hw) if norm is not None else total
