@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 from collections import OrderedDict
 from typing import Any, Iterator
 
@@ -55,20 +56,49 @@ def make_stage(spec: ModelSpec, sp: StagePlan, ctx: Context) -> nn.Sequential:
 
 
 def init_weights(model: nn.Module, spec: ModelSpec) -> None:
-    """torchvision's ResNet init; blocks opt into ``zero_init_residual`` through ``zero_init_last()``."""
+    """torchvision's ResNet init; blocks opt into ``zero_init_residual`` through ``zero_init_last()``.
+
+    Every tensor is written here, so a model materialized from the meta device (``to_empty``) is fully
+    initialized: convolutions by ``init.conv`` (bias as PyTorch's default), norms to ones and zeros
+    with fresh running statistics, everything else by its own ``reset_parameters()``.
+    """
     mode = {"kaiming_fan_out": "fan_out", "kaiming_fan_in": "fan_in"}.get(spec.init.conv)
     for m in model.modules():
         if isinstance(m, nn.Conv2d) and mode is not None:
             nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
-        elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm)) and m.weight is not None:
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:  # PyTorch's default for a conv bias
+                fan_in = m.weight[0].numel()
+                bound = 1 / math.sqrt(fan_in) if fan_in else 0.0
+                nn.init.uniform_(m.bias, -bound, bound)
+        elif isinstance(m, (nn.modules.batchnorm._NormBase, nn.GroupNorm)):
+            if isinstance(m, nn.modules.batchnorm._NormBase):
+                m.reset_running_stats()
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, _SELF_INIT):
+            m.reset_parameters()
     if spec.init.zero_init_residual:
         # This improves the model by 0.2~0.3% according to https://arxiv.org/abs/1706.02677
         for m in model.modules():
             zero = getattr(m, "zero_init_last", None)
             if callable(zero):
                 zero()
+
+
+# modules whose whole state their own reset_parameters() writes
+_SELF_INIT = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.LayerNorm)
+_KNOWN = (*_SELF_INIT, nn.modules.batchnorm._NormBase, nn.GroupNorm)
+
+
+def _fully_initialized_by_us(model: nn.Module) -> bool:
+    """Whether ``init_weights`` writes every parameter and buffer (no plugin module with state of its own)."""
+    for m in model.modules():
+        if isinstance(m, _KNOWN):
+            continue
+        if next(m.parameters(recurse=False), None) is not None or next(m.buffers(recurse=False), None) is not None:
+            return False
+    return True
 
 
 @contextlib.contextmanager
@@ -103,6 +133,20 @@ class FeatureExtractor(nn.Sequential):
         return features
 
 
+def _assemble(spec: ModelSpec, p: Any, ctx: Context, features: bool, indices: list[int]) -> nn.Module:
+    children: OrderedDict[str, nn.Module] = OrderedDict()
+    for lp in p.stem:
+        children[lp.name] = _layer(spec, lp, ctx)
+    for sp in p.stages[: max(indices) if features else None]:
+        children[sp.name] = make_stage(spec, sp, ctx)
+    if features:
+        info = p.feature_info(indices)
+        return FeatureExtractor(children, [d["module"] for d in info], info)
+    for lp in p.head:
+        children[lp.name] = _layer(spec, lp, ctx)
+    return nn.Sequential(children)
+
+
 def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = None,
           out_indices: Any = None) -> nn.Module:
     """Assemble the model: stem layers, ``layer1``..``layerN``, head layers, as one ``nn.Sequential``.
@@ -110,26 +154,28 @@ def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = N
     ``device="meta"`` builds the structure without allocating or initializing weights.
     ``features_only`` (or the spec's ``features_only:``) returns a FeatureExtractor of the stem and the
     stages up to the last of ``out_indices`` (0 = stem output, i = stage i; default: every stage).
+
+    Each weight is initialized once: the model is built on the meta device, materialized with
+    ``to_empty`` on ``device`` and initialized by ``init_weights`` (PyTorch's default init, which
+    torchvision then overwrites, never runs). A model holding plugin modules with state of their own
+    is built directly on ``device`` instead, so their constructors' values stay.
     """
     features = spec.features_only if features_only is None else features_only
     indices = _indices(spec, out_indices) if features else []
     p = plan(spec, head=not features)
     ctx = make_context(spec)
-    children: OrderedDict[str, nn.Module] = OrderedDict()
-    device_ctx = torch.device(device) if device is not None else contextlib.nullcontext()
-    with device_ctx, _seeded(spec.seed):
-        for lp in p.stem:
-            children[lp.name] = _layer(spec, lp, ctx)
-        for sp in p.stages[: max(indices) if features else None]:
-            children[sp.name] = make_stage(spec, sp, ctx)
-        if features:
-            info = p.feature_info(indices)
-            model: nn.Module = FeatureExtractor(children, [d["module"] for d in info], info)
-        else:
-            for lp in p.head:
-                children[lp.name] = _layer(spec, lp, ctx)
-            model = nn.Sequential(children)
-        if str(device) != "meta":
+    if str(device) == "meta":
+        with torch.device("meta"):
+            return _assemble(spec, p, ctx, features, indices)
+    target = torch.device(device) if device is not None else torch.device("cpu")
+    with torch.device("meta"):
+        skeleton = _assemble(spec, p, ctx, features, indices)
+    if _fully_initialized_by_us(skeleton):
+        model = skeleton.to_empty(device=target)
+        with _seeded(spec.seed):
             init_weights(model, spec)
+        return model
+    with torch.device(target), _seeded(spec.seed):
+        model = _assemble(spec, p, ctx, features, indices)
+        init_weights(model, spec)
     return model
-

@@ -29,6 +29,8 @@ class Budget:
         self.files = MAX_CHAIN
 _SCALARS = (type(None), bool, int, float, str)
 _MAP_TAG = "tag:yaml.org,2002:map"
+# libyaml's parser where PyYAML was built with it (PyPI's wheels are): several times faster
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
@@ -63,7 +65,7 @@ def _mark(source: str, yaml_mark: Any) -> Mark:
 class _Converter:
     """Turns a composed YAML node graph into MDict/MList/scalars, refusing what a spec never needs."""
 
-    def __init__(self, loader: yaml.SafeLoader, source: str, line_known: bool, budget: Budget | None = None):
+    def __init__(self, loader: Any, source: str, line_known: bool, budget: Budget | None = None):
         self.loader = loader
         self.source = source
         self.line_known = line_known
@@ -142,7 +144,7 @@ def _yaml_error(exc: yaml.YAMLError, source: str, text: str | None = None) -> Sp
         return SpecError(f"invalid YAML: {what} is not allowed in a spec (at character {exc.position})", Mark(source))
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     problem = getattr(exc, "problem", None) or first_line(exc)
-    if "'\\t'" in problem:
+    if "'\\t'" in problem or "tab character" in problem:
         problem += " (YAML indents with spaces, never tabs)"
     context = getattr(exc, "context", None)
     return SpecError(f"invalid YAML: {context + ', ' if context else ''}{problem}", _mark(source, mark))
@@ -151,7 +153,7 @@ def _yaml_error(exc: yaml.YAMLError, source: str, text: str | None = None) -> Sp
 def parse(text: str, source: str, *, line_known: bool = True, budget: Budget | None = None) -> Any:
     """Parse one YAML document of plain data into MDict/MList/scalars; raise SpecError on anything else."""
     try:
-        loader = yaml.SafeLoader(text)  # the reader refuses control characters (NUL, BEL) right here
+        loader = _Loader(text)  # the reader refuses control characters (NUL, BEL) right here
     except yaml.YAMLError as exc:
         raise _yaml_error(exc, source, text) from None
     try:
@@ -163,7 +165,7 @@ def parse(text: str, source: str, *, line_known: bool = True, budget: Budget | N
             if "expected a single document" in str(exc):
                 raise SpecError("a spec file holds exactly one YAML document (found '---' starting another)",
                                 _mark(source, getattr(exc, "problem_mark", None))) from None
-            raise _yaml_error(exc, source) from None
+            raise _yaml_error(exc, source, text) from None
         if node is None:
             return None
         return _Converter(loader, source, line_known, budget).convert(node)

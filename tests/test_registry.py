@@ -129,3 +129,21 @@ def test_groupnorm_and_silu_flow_to_blocks() -> None:
     model = archkit.build_model(spec)
     assert isinstance(model.layer1[0].bn1, torch.nn.GroupNorm) and isinstance(model.layer1[0].relu, torch.nn.SiLU)
     assert isinstance(model[1], torch.nn.GroupNorm)  # the stem's 'norm' layer follows the spec's choice
+
+
+def test_plugin_state_set_in_a_constructor_survives_the_build() -> None:
+    from archkit.blocks import BasicBlock
+
+    class Filtered(BasicBlock):
+        """Holds a fixed filter, as an anti-aliasing block would."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.register_buffer("filt", torch.full((3,), 7.0))
+
+    archkit.register_block("filtered_test", Filtered)
+    try:
+        model = archkit.build_model(_tiny({"type": "filtered_test"}))
+        assert torch.equal(model.layer1[0].filt, torch.full((3,), 7.0))  # not left to to_empty's garbage
+    finally:
+        BLOCKS.unregister("filtered_test")

@@ -85,3 +85,18 @@ def test_initialization_follows_torchvision() -> None:
             assert torch.equal(value, ref), key  # constants: ones, zeros
         elif value.dim() == 4 and value.numel() >= 16384:  # kaiming_normal(fan_out): compare spreads
             assert value.std().item() == pytest.approx(ref.std().item(), rel=0.05), key
+    # the classifier keeps PyTorch's default init (uniform, bound 1/sqrt(fan_in)), as torchvision's
+    bound = 1 / 2048 ** 0.5
+    for key in ("fc.weight", "fc.bias"):
+        assert state[key].abs().max().item() <= bound and state[key].std().item() == pytest.approx(
+            reference[key].std().item(), rel=0.05)
+    assert all(state[k].item() == 0 for k in state if k.endswith("num_batches_tracked"))
+
+
+def test_each_weight_is_written_once_and_seeds_reproduce() -> None:
+    spec = archkit.load_spec(SPECS / "seresnet50.yaml", ["seed=11", "input.size=[32, 32]"])
+    a, b = archkit.build_model(spec).state_dict(), archkit.build_model(spec).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # SE convs have biases: PyTorch's default bound, not garbage left by to_empty
+    bias = a["layer1.0.se.fc1.bias"]
+    assert torch.isfinite(bias).all() and bias.abs().max().item() <= 1 / 256 ** 0.5
