@@ -11,22 +11,22 @@ write none): an estimate of forward activation memory.
 
 from __future__ import annotations
 
-import dataclasses
+from typing import NamedTuple
 
 
-@dataclasses.dataclass(frozen=True)
-class Cost:
-    """Per-sample parameters, multiply-accumulates and written elements."""
+class Cost(NamedTuple):
+    """Per-sample parameters, multiply-accumulates and written elements (a tuple: cheap to make, since
+    design-space tools add thousands of these per second)."""
 
     params: int = 0
     macs: int = 0
     writes: int = 0
 
-    def __add__(self, other: "Cost") -> "Cost":
-        return Cost(self.params + other.params, self.macs + other.macs, self.writes + other.writes)
+    def __add__(self, other: "Cost") -> "Cost":  # type: ignore[override]
+        return Cost(self[0] + other[0], self[1] + other[1], self[2] + other[2])
 
-    def __mul__(self, n: int) -> "Cost":
-        return Cost(self.params * n, self.macs * n, self.writes * n)
+    def __mul__(self, n: int) -> "Cost":  # type: ignore[override]
+        return Cost(self[0] * n, self[1] * n, self[2] * n)
 
 
 ZERO = Cost()

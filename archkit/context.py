@@ -12,6 +12,8 @@ from typing import Any, Callable
 
 from torch import Tensor, nn
 
+from .complexity import Cost
+
 Norm = Callable[[int], nn.Module]
 Act = Callable[[], nn.Module]
 
@@ -55,24 +57,18 @@ class Context:
 
     def norm_cost(self, channels: int, hw: tuple[int, ...] = (1, 1)) -> Any:
         """Parameters and writes of the spec's norm on a (channels, *hw) map (raises if it declares none)."""
-        from .complexity import Cost
-
         if self.norm_layer is None:  # the default BatchNorm2d
             return Cost(2 * channels, 0, channels * _area(hw))
         return self.norm_layer.cost((channels, *hw), self)
 
     def act_cost(self, channels: int, hw: tuple[int, ...] = (1, 1)) -> Any:
         """Parameters and writes of the spec's activation on a (channels, *hw) map."""
-        from .complexity import Cost
-
         if self.act_layer is None:  # the default in-place ReLU
             return Cost()
         return self.act_layer.cost((channels, *hw), self)
 
     def attention_cost(self, position: str, channels: int, hw: tuple[int, int]) -> Any:
         """The cost of the attachments at ``position``."""
-        from .complexity import Cost
-
         total = Cost()
         for a in self.attn:
             if a.position == position:

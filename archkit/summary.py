@@ -332,3 +332,28 @@ def render(summary: Summary, width: int = 80) -> str:
     ]
     out += [f"{k + ':':<22}{v}" for k, v in totals]
     return "\n".join(out)
+
+
+def estimate(spec: ModelSpec) -> Cost:
+    """Per-sample parameters, MACs and writes of ``spec`` from the plan alone: no module is built.
+
+    What design-space tools loop over (``archkit fit``); types without a declared cost raise
+    NotImplementedError here (the summary measures those instead).
+    """
+    from .builder import block_context, make_context
+    from .plan import plan
+
+    p = plan(spec)
+    ctx = make_context(spec)
+    total = Cost()
+    for lp in (*p.stem, *p.head):
+        total = total + lp.layer.cost(lp.in_shape, ctx)
+    cache: dict[tuple, Cost] = {}
+    for bp in p.blocks:
+        key = (bp.cls, id(bp.params), bp.in_channels, bp.stride, bp.dilation, bp.in_size, bp.shortcut)
+        if key not in cache:
+            if not _has_cost(bp.cls):
+                raise NotImplementedError(f"block type {bp.type!r} declares no cost")
+            cache[key] = bp.cls.cost(bp, block_context(ctx, bp))
+        total = total + cache[key]
+    return total

@@ -208,3 +208,26 @@ def test_attention_plugins_join_specs_and_are_isolated(fake_plugins) -> None:
         archkit.build_model(spec)
     spec["block"]["attn"] = [{"type": "se"}]
     assert archkit.build_model(spec).layer1[0].se is not None  # built-ins unaffected
+
+
+def test_a_block_asking_torch_compiler_summarises_through_the_cli(tmp_path) -> None:
+    """No stubs of torch internals: a plugin forward calling torch.compiler/torch._dynamo works."""
+    site = tmp_path / "site"
+    info = site / "compiling_example-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: compiling-example\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[archkit.blocks]\ncompiling_block = compiling_example_mod:Block\n")
+    (site / "compiling_example_mod.py").write_text(
+        "import torch\nimport torch._dynamo\nfrom archkit.blocks import BasicBlock\n\n"
+        "class Block(BasicBlock):\n    \"\"\"Asks whether it is being compiled.\"\"\"\n\n"
+        "    def forward(self, x):\n"
+        "        assert not torch.compiler.is_compiling() and not torch._dynamo.is_compiling()\n"
+        "        return super().forward(x)\n")
+    spec = tmp_path / "s.yaml"
+    spec.write_text("base: resnet18\nname: c\nblock: {type: compiling_block}\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    env.pop(plugins.DISABLE_ENV, None)
+    result = subprocess.run([sys.executable, "-m", "archkit", "build", str(spec), "--summary"], capture_output=True,
+                            text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "11,689,512" in result.stdout and "Block x2" in result.stdout
