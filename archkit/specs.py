@@ -137,17 +137,30 @@ def _block_fields(attention: Any) -> dict[str, Any]:
     }
 
 
-def spec_model() -> type[_SpecBase]:
-    """The ModelSpec class for the blocks, layers and attention types registered now (cached per state)."""
+def spec_model(used: tuple[frozenset, frozenset, frozenset] | None = None) -> type[_SpecBase]:
+    """The ModelSpec class for the blocks, layers and attention types registered now (cached per state).
+
+    ``used`` (block, layer and attention type names) narrows the unions to what one spec uses:
+    building every type's pydantic model costs most of a command's start-up, and a spec that names
+    only registered types validates the same either way.
+    """
     for registry in (BLOCKS, LAYERS, ATTENTION):
         registry.names()  # populate first: populating bumps the generations
-    key = (BLOCKS.generation, LAYERS.generation, ATTENTION.generation)
+    key = (BLOCKS.generation, LAYERS.generation, ATTENTION.generation, used)
     if key in _cache:
         return _cache[key]
-    attention = _union([_tagged(e, "Attention") for e in ATTENTION])
-    blocks = _union([_tagged(e, "Block", **_block_fields(attention)) for e in BLOCKS])
+
+    def pick(registry: Any, names: frozenset | None) -> list[Entry]:
+        return [e for n, e in ((e.name, e) for e in registry) if names is None or n in names]
+
+    blocks_used, layers_used, attn_used = used or (None, None, None)
+    if layers_used is not None:  # every norm and activation: 'norm:' and 'activation:' choose among them
+        layers_used = layers_used | set(LAYERS.names("norm")) | set(LAYERS.names("activation"))
+    attention_entries = pick(ATTENTION, attn_used) or list(ATTENTION)[:1]
+    attention = _union([_tagged(e, "Attention") for e in attention_entries])
+    blocks = _union([_tagged(e, "Block", **_block_fields(attention)) for e in pick(BLOCKS, blocks_used)])
     layers = []
-    for e in LAYERS:
+    for e in pick(LAYERS, layers_used):
         nested = {"layers": (list["LayerUnion"], Field(min_length=1, max_length=1000, description="The layers, "
                                                        "in order; children are named 0, 1, ... unless named."))}
         layers.append(_tagged(e, "Layer", **(nested if getattr(e.obj, "nested", False) else {})))
@@ -156,8 +169,8 @@ def spec_model() -> type[_SpecBase]:
         if "layers" in m.model_fields:
             m.model_rebuild(_types_namespace={"LayerUnion": layer_union})
     by_name = {m.model_fields["type"].annotation.__args__[0]: m for m in layers}
-    norms = _union([by_name[n] for n in LAYERS.names("norm")])
-    acts = _union([by_name[n] for n in LAYERS.names("activation")])
+    norms = _union([by_name[n] for n in LAYERS.names("norm") if n in by_name])
+    acts = _union([by_name[n] for n in LAYERS.names("activation") if n in by_name])
     stage = create_model("Stage", __base__=_StageBase, __doc__="One stage: blocks made by _make_layer's rules.",
                          block=(blocks | None, Field(None, description="Block type and params, merged over the "
                                                                      "top-level block (required if there is none).")))
@@ -172,9 +185,55 @@ def spec_model() -> type[_SpecBase]:
         stages=(list[stage], Field(min_length=1, max_length=1000, description="Stages, named layer1..layerN.")),
         head=(list[layer_union], Field(default_factory=list, max_length=1000, description="Layers after the stages.")),
     )
-    _cache.clear()
+    if len(_cache) > 64:
+        _cache.clear()
     _cache[key] = model
     return model
+
+
+def _used_types(data: Any) -> tuple[frozenset, frozenset, frozenset] | None:
+    """The block, layer and attention type names a raw spec names, or None if any is not a registered
+    name (then the full model validates, so the error lists every choice)."""
+    blocks, layers, attention = set(), set(), set()
+
+    def block(b: Any) -> bool:
+        if b is None:
+            return True
+        if not isinstance(b, dict) or not isinstance(b.get("type"), str):
+            return False
+        blocks.add(b["type"])
+        attn = b.get("attn", [])
+        if not isinstance(attn, list):
+            return False
+        for a in attn:
+            if not isinstance(a, dict) or not isinstance(a.get("type"), str):
+                return False
+            attention.add(a["type"])
+        return True
+
+    def layer_list(items: Any) -> bool:
+        if not isinstance(items, list):
+            return False
+        for item in items:
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                return False
+            layers.add(item["type"])
+            if "layers" in item and not layer_list(item["layers"]):
+                return False
+        return True
+
+    if not isinstance(data, dict):
+        return None
+    ok = block(data.get("block")) and layer_list(data.get("stem", [])) and layer_list(data.get("head", []))
+    for key in ("norm", "activation"):
+        if key in data:
+            ok = ok and layer_list([data[key]])
+    stages = data.get("stages", [])
+    ok = ok and isinstance(stages, list) and all(isinstance(s, dict) and block(s.get("block")) for s in stages)
+    if not ok or not blocks or not (blocks <= set(BLOCKS.names()) and layers <= set(LAYERS.names())
+                                    and attention <= set(ATTENTION.names())):
+        return None
+    return frozenset(blocks), frozenset(layers), frozenset(attention)
 
 
 ModelSpec = _SpecBase  # for type hints: every validated spec is an instance of a spec_model() class
@@ -208,7 +267,7 @@ def validate(tree: Any, source: str = "<spec>") -> _SpecBase:
         raise SpecError(f"a spec must be a mapping, not {type(tree).__name__}", Mark(source))
     tree = resolve_stage_blocks(tree)
     data, marks = flatten(tree)
-    cls = spec_model()
+    cls = spec_model(_used_types(data))
     try:
         spec = cls.model_validate(data)
     except ValidationError as exc:

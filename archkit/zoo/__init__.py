@@ -84,9 +84,12 @@ def names(pattern: str = "*") -> list[str]:
 
 
 def find(name: str) -> Path | None:
-    """The file of spec ``name``, or None."""
+    """The file of spec ``name``, or None (plugins are asked only for names the package lacks)."""
     if not name or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
         return None
+    packaged = HERE / f"{name}.yaml"
+    if packaged.is_file():
+        return packaged
     for _, directory in directories():
         path = directory / f"{name}.yaml"
         if path.is_file():
