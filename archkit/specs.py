@@ -150,27 +150,20 @@ def spec_model(used: tuple[frozenset, frozenset, frozenset] | None = None) -> ty
     if key in _cache:
         return _cache[key]
 
-    def pick(registry: Any, names: frozenset | None) -> list[Entry]:
-        return [e for n, e in ((e.name, e) for e in registry) if names is None or n in names]
+    tagged = _tagged_models(key[:3])
 
-    blocks_used, layers_used, attn_used = used or (None, None, None)
+    def pick(kind: str, registry: Any, names: frozenset | None) -> list[type[BaseModel]]:
+        return [tagged.get(kind, e) for e in registry if names is None or e.name in names]
+
+    blocks_used, layers_used, _ = used or (None, None, None)
     if layers_used is not None:  # every norm and activation: 'norm:' and 'activation:' choose among them
         layers_used = layers_used | set(LAYERS.names("norm")) | set(LAYERS.names("activation"))
-    attention_entries = pick(ATTENTION, attn_used) or list(ATTENTION)[:1]
-    attention = _union([_tagged(e, "Attention") for e in attention_entries])
-    blocks = _union([_tagged(e, "Block", **_block_fields(attention)) for e in pick(BLOCKS, blocks_used)])
-    layers = []
-    for e in pick(LAYERS, layers_used):
-        nested = {"layers": (list["LayerUnion"], Field(min_length=1, max_length=1000, description="The layers, "
-                                                       "in order; children are named 0, 1, ... unless named."))}
-        layers.append(_tagged(e, "Layer", **(nested if getattr(e.obj, "nested", False) else {})))
-    layer_union = _union(layers)
-    for m in layers:
-        if "layers" in m.model_fields:
-            m.model_rebuild(_types_namespace={"LayerUnion": layer_union})
-    by_name = {m.model_fields["type"].annotation.__args__[0]: m for m in layers}
-    norms = _union([by_name[n] for n in LAYERS.names("norm") if n in by_name])
-    acts = _union([by_name[n] for n in LAYERS.names("activation") if n in by_name])
+    blocks = _union(pick("block", BLOCKS, blocks_used))
+    layer_union = _union(pick("layer", LAYERS, layers_used))
+    by_name = {e.name: tagged.get("layer", e) for e in LAYERS
+               if e.name in LAYERS.names("norm") + LAYERS.names("activation")}
+    norms = _union([by_name[n] for n in LAYERS.names("norm")])
+    acts = _union([by_name[n] for n in LAYERS.names("activation")])
     stage = create_model("Stage", __base__=_StageBase, __doc__="One stage: blocks made by _make_layer's rules.",
                          block=(blocks | None, Field(None, description="Block type and params, merged over the "
                                                                      "top-level block (required if there is none).")))
@@ -189,6 +182,50 @@ def spec_model(used: tuple[frozenset, frozenset, frozenset] | None = None) -> ty
         _cache.clear()
     _cache[key] = model
     return model
+
+
+class _Tagged:
+    """Every registered type's tagged model, built on first use and kept per registry state: building
+    pydantic models is most of a command's start-up, and a spec uses a few of the types.
+
+    Blocks carry the full attention union and nested layer groups the full layer union, so each model
+    serves every narrowed ModelSpec.
+    """
+
+    def __init__(self) -> None:
+        self.models: dict[tuple[str, str], type[BaseModel]] = {}
+        self.attention_union: Any = None
+        self.layer_union: Any = None
+
+    def get(self, kind: str, entry: Entry) -> type[BaseModel]:
+        key = (kind, entry.name)
+        if key not in self.models:
+            if kind == "attention":
+                self.models[key] = _tagged(entry, "Attention")
+            elif kind == "block":
+                if self.attention_union is None:
+                    self.attention_union = _union([self.get("attention", e) for e in ATTENTION])
+                self.models[key] = _tagged(entry, "Block", **_block_fields(self.attention_union))
+            elif getattr(entry.obj, "nested", False):
+                nested = {"layers": (list["LayerUnion"], Field(min_length=1, max_length=1000, description="The "
+                                     "layers, in order; children are named 0, 1, ... unless named."))}
+                model = self.models[key] = _tagged(entry, "Layer", **nested)
+                if self.layer_union is None:
+                    self.layer_union = _union([self.get("layer", e) for e in LAYERS])
+                model.model_rebuild(_types_namespace={"LayerUnion": self.layer_union})
+            else:
+                self.models[key] = _tagged(entry, "Layer")
+        return self.models[key]
+
+
+_tagged_cache: dict[tuple, _Tagged] = {}
+
+
+def _tagged_models(generations: tuple) -> _Tagged:
+    if generations not in _tagged_cache:
+        _tagged_cache.clear()
+        _tagged_cache[generations] = _Tagged()
+    return _tagged_cache[generations]
 
 
 def _used_types(data: Any) -> tuple[frozenset, frozenset, frozenset] | None:
