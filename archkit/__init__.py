@@ -9,7 +9,8 @@ from .errors import CheckpointError, SpecError, WeightsError
 
 __version__ = "0.2.0"
 
-__all__ = ["load_spec", "build_model", "create_model", "list_models", "load_pretrained", "register_block",
+__all__ = ["load_spec", "build_model", "create_model", "list_models", "load_pretrained", "fuse", "param_groups",
+           "register_block",
            "list_blocks", "SpecError", "CheckpointError", "WeightsError", "load_checkpoint", "save_checkpoint",
            "__version__"]
 
@@ -106,6 +107,20 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
                                 classifier_keys=transfer.classifier(model, head), allow_partial=allow_partial)
     transfer.apply(model, result, state)
     return result
+
+
+def fuse(model: Any):
+    """An eval-mode copy of ``model`` with every BatchNorm that follows a conv folded into it (torch.fx)."""
+    from .fusion import fuse as _fuse
+
+    return _fuse(model)
+
+
+def param_groups(model: Any, lr: float, layer_decay: float = 1.0, weight_decay: float = 0.0) -> list[dict]:
+    """Optimizer groups with layer-wise learning-rate decay and no weight decay on norms and biases."""
+    from .optim import param_groups as _groups
+
+    return _groups(model, lr, layer_decay, weight_decay)
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -13,6 +13,7 @@ from torch import nn
 
 from .context import Context
 from .errors import first_line
+from .model import ArchkitNet, FeatureInfo, _run_stage
 from .plan import BlockPlan, LayerPlan, StagePlan, plan
 from .plan import out_indices as _indices
 from .specs import ModelSpec
@@ -122,15 +123,27 @@ class FeatureExtractor(nn.Sequential):
     def __init__(self, children: OrderedDict[str, nn.Module], return_layers: list[str], feature_info: list[dict]):
         super().__init__(children)
         self.return_layers = tuple(return_layers)
-        self.feature_info = feature_info
+        self.feature_info = FeatureInfo(feature_info)
+        self.grad_checkpointing = False
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         features = []
         for name, module in self.named_children():
-            x = module(x)
+            if name.startswith("layer") and name[5:].isdigit():
+                x = _run_stage(module, x, self.grad_checkpointing)
+            else:
+                x = module(x)
             if name in self.return_layers:
                 features.append(x)
         return features
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass (timm's name)."""
+        self.grad_checkpointing = enable
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A backbone has no classifier: refused in one line."""
+        raise ValueError("a features_only backbone has no classifier to reset (build the full model instead)")
 
 
 def _assemble(spec: ModelSpec, p: Any, ctx: Context, features: bool, indices: list[int]) -> nn.Module:
@@ -144,7 +157,8 @@ def _assemble(spec: ModelSpec, p: Any, ctx: Context, features: bool, indices: li
         return FeatureExtractor(children, [d["module"] for d in info], info)
     for lp in p.head:
         children[lp.name] = _layer(spec, lp, ctx)
-    return nn.Sequential(children)
+    return ArchkitNet(children, spec, [lp.name for lp in p.stem], [sp.name for sp in p.stages],
+                      [lp.name for lp in p.head], p.feature_info(list(range(1, len(p.stages) + 1))))
 
 
 def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = None,
@@ -174,8 +188,10 @@ def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = N
         model = skeleton.to_empty(device=target)
         with _seeded(spec.seed):
             init_weights(model, spec)
-        return model
-    with torch.device(target), _seeded(spec.seed):
-        model = _assemble(spec, p, ctx, features, indices)
-        init_weights(model, spec)
+    else:
+        with torch.device(target), _seeded(spec.seed):
+            model = _assemble(spec, p, ctx, features, indices)
+            init_weights(model, spec)
+    if isinstance(model, ArchkitNet):
+        model.train()  # frozen stages and norm_eval take effect on the built weights
     return model

@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from . import __version__
 from .errors import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BadDestination, CheckpointError, ExportError, OutputError,
-                     SpecError, SummaryError, WeightsError, first_line)
+                     NothingToFuse, SpecError, SummaryError, WeightsError, first_line)
 from .files import write_text
 
 DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
@@ -114,6 +114,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
     e.add_argument("--batch-size", type=_positive, default=2, metavar="N", help="example batch size (default 2)")
     e.add_argument("--dynamic-batch", action="store_true", help="let the batch dimension vary (onnx, exported-program)")
+    e.add_argument("--fuse", action="store_true", help="fold every BatchNorm that follows a conv into it first")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     e.add_argument("--max-params", type=_positive, metavar="N", help=MAX_PARAMS_HELP)
     _variant_args(e)
@@ -264,6 +265,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         from . import load_pretrained
 
         load_pretrained(model, spec, args.weights, allow_partial=args.allow_partial)
+    if args.fuse:
+        from .fusion import fuse
+
+        model = fuse(model)
     # torch's exporters print progress and, on failure, whole graphs; the CLI says one line of its own
     chatter = io.StringIO()
     logging.disable(logging.WARNING)
@@ -450,6 +455,9 @@ def _guard(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) 
         if show:
             traceback.print_exc()
         _report(exc, getattr(args, "spec", None))
+        return EXIT_USAGE
+    except NothingToFuse as exc:
+        print(f"archkit: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except WeightsError as exc:
         from .weights import DownloadError

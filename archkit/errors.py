@@ -86,6 +86,10 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return type(exc).__name__
 
 
+class NothingToFuse(ValueError):
+    """``fuse`` found no convolution followed by a BatchNorm (GroupNorm models, say)."""
+
+
 class SummaryError(RuntimeError):
     """A module's forward fails on the meta device (it reads tensor values, say)."""
 

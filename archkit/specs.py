@@ -95,6 +95,9 @@ class _SpecBase(_Model):
     weights: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")], WeightsEntry] = Field(
         default_factory=dict, description="Declared pretrained weights by name; the first is the default. "
                                           "Not inherited through base: (they belong to one architecture).")
+    frozen_stages: int = Field(-1, ge=-1, le=1000, description="Freeze the stem and the first N stages (no "
+                               "gradients, norms in eval mode), as mmdetection's ResNet; -1 freezes nothing.")
+    norm_eval: bool = Field(False, description="Keep every norm layer in eval mode while training (mmdetection).")
     features_only: bool = Field(False, description="Build a backbone returning feature maps (no head).")
     out_indices: list[Annotated[int, Field(ge=0, le=1000)]] | None = Field(
         None, min_length=1, description="Feature outputs: 0 = stem output, i = stage i (default: every stage).")
@@ -312,6 +315,10 @@ def validate(tree: Any, source: str = "<spec>") -> _SpecBase:
         raise SpecError(ordered(problems, source)) from None
     spec._marks = marks
     problems = _check_names(spec) + _check_size(spec) + _check_blocks(spec)
+    if spec.frozen_stages > len(spec.stages):
+        problems.append(Problem(f"{spec.frozen_stages} is beyond the {len(spec.stages)} stages (0 freezes the stem, "
+                                f"{len(spec.stages)} everything but the head)", spec.mark_of(("frozen_stages",)),
+                                "frozen_stages"))
     if problems:
         raise SpecError(ordered(problems, source))
     return spec

@@ -173,13 +173,29 @@ def _analytic(spec: ModelSpec, batch_size: int, depth: int, dtype: torch.dtype) 
         output_shape=output,
         batch_size=batch_size,
         total_params=total.params,
-        trainable_params=total.params,
+        trainable_params=total.params - _frozen_params(spec, rows),
         macs=total.macs * batch_size,
         param_bytes=total.params * size,
         activation_bytes=total.writes * batch_size * size,
         dtype=str(dtype).replace("torch.", ""),
         rows=rows,
     )
+
+
+def _frozen_params(spec: ModelSpec, rows: list[Row]) -> int:
+    """Parameters of the stem and the first ``frozen_stages`` stages (depth-1 rows)."""
+    if spec.frozen_stages < 0:
+        return 0
+    frozen, stages = 0, 0
+    for row in rows:
+        if row.depth != 1:
+            continue
+        if row.name.startswith("layer") and row.name[5:].isdigit():
+            stages += 1
+            if stages > spec.frozen_stages:
+                break
+        frozen += row.params
+    return frozen
 
 
 def _feature_shapes(p: Any) -> list:

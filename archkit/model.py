@@ -1,0 +1,181 @@
+"""The built model: a plain ``nn.Sequential`` (same children, keys and outputs) with the API people use
+to train and deploy timm and mmdetection backbones.
+
+timm's model API: ``num_classes``, ``num_features``, ``forward_features``, ``forward_head``,
+``get_classifier``, ``reset_classifier``, ``feature_info``, ``set_grad_checkpointing`` and
+``group_matcher`` (layer-wise learning-rate decay). mmdetection's freezing: ``frozen_stages`` (the
+stem and the first N stages: no gradients, norms in eval mode, surviving ``model.train()``) and
+``norm_eval`` (every norm in eval mode).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+
+class FeatureInfo(list):
+    """timm's ``FeatureInfo`` habits over a list of dicts: ``channels()``, ``reduction()``, ``module_name()``."""
+
+    def channels(self, idx: int | None = None) -> Any:
+        """Channels of each output (or of output ``idx``)."""
+        return self._get("num_chs", idx)
+
+    def reduction(self, idx: int | None = None) -> Any:
+        """Input size / feature size of each output (or of output ``idx``)."""
+        return self._get("reduction", idx)
+
+    def module_name(self, idx: int | None = None) -> Any:
+        """The child module each output comes from."""
+        return self._get("module", idx)
+
+    def _get(self, key: str, idx: int | None) -> Any:
+        return [d[key] for d in self] if idx is None else self[idx][key]
+
+
+_NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
+class ArchkitNet(nn.Sequential):
+    """An archkit network: ``nn.Sequential`` of stem layers, ``layer1``..``layerN`` and head layers."""
+
+    __jit_unused_properties__ = ["num_classes", "num_features"]  # Python-side API: TorchScript skips them
+
+    def __init__(self, children: Any, spec: Any, stem: list[str], stages: list[str], head: list[str],
+                 feature_info: list[dict]):
+        super().__init__(children)
+        self.spec = spec
+        self.stem_names, self.stage_names, self.head_names = list(stem), list(stages), list(head)
+        self.feature_info = FeatureInfo(feature_info)
+        self.grad_checkpointing = False
+        self.frozen_stages = getattr(spec, "frozen_stages", -1)
+        self.norm_eval = getattr(spec, "norm_eval", False)
+        self._apply_freezing()
+
+    def __getitem__(self, idx: Any) -> Any:
+        """As ``nn.Sequential``; a slice is a plain ``nn.Sequential`` of those children."""
+        if isinstance(idx, slice):
+            return nn.Sequential(OrderedDict(list(self._modules.items())[idx]))
+        return super().__getitem__(idx)
+
+    # --- timm's classifier API ---------------------------------------------------------------------
+
+    def _classifier_name(self) -> str | None:
+        for name in reversed(self.head_names):
+            if isinstance(getattr(self, name), nn.Linear):
+                return name
+        return None
+
+    @property
+    def num_classes(self) -> int:
+        """Outputs of the classifier (0 without one)."""
+        name = self._classifier_name()
+        return getattr(self, name).out_features if name else 0
+
+    @property
+    def num_features(self) -> int:
+        """Channels the stages give the head (2048 for a ResNet-50), as timm's."""
+        return self.feature_info.channels(-1)
+
+    def get_classifier(self) -> nn.Module:
+        """The head's last linear layer (an ``nn.Identity`` when there is none)."""
+        name = self._classifier_name()
+        return getattr(self, name) if name else nn.Identity()
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A fresh classifier for ``num_classes`` (0: none, pooled features out), initialized as PyTorch's."""
+        name = self._classifier_name()
+        if name is None:
+            raise ValueError(f"{self.spec.name} has no linear classifier in its head to reset")
+        old = getattr(self, name)
+        new = nn.Linear(old.in_features, num_classes, old.bias is not None, device=old.weight.device,
+                        dtype=old.weight.dtype) if num_classes > 0 else nn.Identity()
+        setattr(self, name, new)
+
+    # --- forward in two halves ---------------------------------------------------------------------
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Stem and stages: the last feature map."""
+        for name in self.stem_names:
+            x = getattr(self, name)(x)
+        for name in self.stage_names:
+            x = _run_stage(getattr(self, name), x, self.grad_checkpointing)
+        return x
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The head; ``pre_logits=True`` stops before the classifier (pooled features)."""
+        stop = self._classifier_name() if pre_logits else None
+        for name in self.head_names:
+            if name == stop:
+                break
+            x = getattr(self, name)(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if not torch.jit.is_scripting() and self.grad_checkpointing:
+            return self.forward_head(self.forward_features(x))
+        for module in self:
+            x = module(x)
+        return x
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them (timm's name)."""
+        self.grad_checkpointing = enable
+
+    # --- layer-wise learning-rate decay ------------------------------------------------------------
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
+        """timm's ResNet ``group_matcher``: the stem, then each block (``coarse``: each stage)."""
+        stem = "|".join(re.escape(n) for n in self.stem_names) or "$^"
+        return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
+
+    # --- freezing (mmdetection's ResNet semantics) -------------------------------------------------
+
+    def frozen_modules(self) -> Iterator[nn.Module]:
+        """The stem's layers and the first ``frozen_stages`` stages (none when it is -1)."""
+        if self.frozen_stages < 0:
+            return
+        for name in self.stem_names:
+            yield getattr(self, name)
+        for name in self.stage_names[: self.frozen_stages]:
+            yield getattr(self, name)
+
+    def freeze(self, frozen_stages: int | None = None, norm_eval: bool | None = None) -> "ArchkitNet":
+        """Set ``frozen_stages`` / ``norm_eval`` (as the spec keys do) and apply them now."""
+        if frozen_stages is not None:
+            if not -1 <= frozen_stages <= len(self.stage_names):
+                raise ValueError(f"frozen_stages must be -1..{len(self.stage_names)} (this model has "
+                                 f"{len(self.stage_names)} stages), got {frozen_stages}")
+            self.frozen_stages = frozen_stages
+        if norm_eval is not None:
+            self.norm_eval = norm_eval
+        self._apply_freezing()
+        return self
+
+    def _apply_freezing(self) -> None:
+        for module in self.frozen_modules():
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+        if self.norm_eval and self.training:
+            for m in self.modules():
+                if isinstance(m, _NORMS):
+                    m.eval()
+
+    def train(self, mode: bool = True) -> "ArchkitNet":
+        super().train(mode)
+        self._apply_freezing()  # frozen stages and norm_eval survive model.train()
+        return self
+
+
+def _run_stage(stage: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
+    if use_checkpoint and torch.is_grad_enabled() and not torch.jit.is_scripting():
+        for block in stage:
+            x = checkpoint(block, x, use_reentrant=False)
+        return x
+    return stage(x)
