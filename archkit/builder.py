@@ -13,7 +13,7 @@ from torch import nn
 
 from .context import Context
 from .errors import first_line
-from .model import ArchkitNet, FeatureInfo, _run_stage
+from .model import ArchkitNet, FeatureInfo, Freezable, _run_stage
 from .plan import BlockPlan, LayerPlan, StagePlan, plan
 from .plan import out_indices as _indices
 from .specs import ModelSpec
@@ -112,7 +112,7 @@ def _seeded(seed: int | None) -> Iterator[None]:
         yield
 
 
-class FeatureExtractor(nn.Sequential):
+class FeatureExtractor(Freezable, nn.Sequential):
     """The stem and stages of a spec, returning the chosen stages' feature maps (timm's ``features_only``).
 
     Children keep the full model's names, so a classifier's ``state_dict`` loads by the same keys
@@ -120,11 +120,17 @@ class FeatureExtractor(nn.Sequential):
     reduction (input size / feature size).
     """
 
-    def __init__(self, children: OrderedDict[str, nn.Module], return_layers: list[str], feature_info: list[dict]):
+    def __init__(self, children: OrderedDict[str, nn.Module], return_layers: list[str], feature_info: list[dict],
+                 spec: Any = None, stem: list[str] = (), stages: list[str] = ()):
         super().__init__(children)
         self.return_layers = tuple(return_layers)
         self.feature_info = FeatureInfo(feature_info)
         self.grad_checkpointing = False
+        self.spec = spec
+        self.stem_names, self.stage_names = list(stem), list(stages)
+        self.frozen_stages = min(getattr(spec, "frozen_stages", -1), len(self.stage_names))
+        self.norm_eval = getattr(spec, "norm_eval", False)
+        self._apply_freezing()
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         features = []
@@ -154,7 +160,8 @@ def _assemble(spec: ModelSpec, p: Any, ctx: Context, features: bool, indices: li
         children[sp.name] = make_stage(spec, sp, ctx)
     if features:
         info = p.feature_info(indices)
-        return FeatureExtractor(children, [d["module"] for d in info], info)
+        return FeatureExtractor(children, [d["module"] for d in info], info, spec, [lp.name for lp in p.stem],
+                                [sp.name for sp in p.stages[: max(indices)]])
     for lp in p.head:
         children[lp.name] = _layer(spec, lp, ctx)
     return ArchkitNet(children, spec, [lp.name for lp in p.stem], [sp.name for sp in p.stages],
@@ -192,6 +199,6 @@ def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = N
         with torch.device(target), _seeded(spec.seed):
             model = _assemble(spec, p, ctx, features, indices)
             init_weights(model, spec)
-    if isinstance(model, ArchkitNet):
+    if isinstance(model, Freezable):
         model.train()  # frozen stages and norm_eval take effect on the built weights
     return model

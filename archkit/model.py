@@ -41,7 +41,51 @@ class FeatureInfo(list):
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-class ArchkitNet(nn.Sequential):
+class Freezable:
+    """mmdetection's ResNet freezing for ``ArchkitNet`` and feature backbones: ``frozen_stages`` (the stem
+    and the first N stages: no gradients, eval mode) and ``norm_eval``, both surviving ``train()``."""
+
+    stem_names: list[str]
+    stage_names: list[str]
+
+    def frozen_modules(self) -> Iterator[nn.Module]:
+        """The stem's layers and the first ``frozen_stages`` stages (none when it is -1)."""
+        if self.frozen_stages < 0:
+            return
+        for name in self.stem_names:
+            yield getattr(self, name)
+        for name in self.stage_names[: self.frozen_stages]:
+            yield getattr(self, name)
+
+    def freeze(self, frozen_stages: int | None = None, norm_eval: bool | None = None) -> "ArchkitNet":
+        """Set ``frozen_stages`` / ``norm_eval`` (as the spec keys do) and apply them now."""
+        if frozen_stages is not None:
+            if not -1 <= frozen_stages <= len(self.stage_names):
+                raise ValueError(f"frozen_stages must be -1..{len(self.stage_names)} (this model has "
+                                 f"{len(self.stage_names)} stages), got {frozen_stages}")
+            self.frozen_stages = frozen_stages
+        if norm_eval is not None:
+            self.norm_eval = norm_eval
+        self._apply_freezing()
+        return self
+
+    def _apply_freezing(self) -> None:
+        for module in self.frozen_modules():
+            module.eval()
+            for p in module.parameters():
+                p.requires_grad = False
+        if self.norm_eval and self.training:
+            for m in self.modules():
+                if isinstance(m, _NORMS):
+                    m.eval()
+
+    def train(self, mode: bool = True) -> "ArchkitNet":
+        super().train(mode)
+        self._apply_freezing()  # frozen stages and norm_eval survive model.train()
+        return self
+
+
+class ArchkitNet(Freezable, nn.Sequential):
     """An archkit network: ``nn.Sequential`` of stem layers, ``layer1``..``layerN`` and head layers."""
 
     __jit_unused_properties__ = ["num_classes", "num_features"]  # Python-side API: TorchScript skips them
@@ -133,45 +177,6 @@ class ArchkitNet(nn.Sequential):
         """timm's ResNet ``group_matcher``: the stem, then each block (``coarse``: each stage)."""
         stem = "|".join(re.escape(n) for n in self.stem_names) or "$^"
         return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
-
-    # --- freezing (mmdetection's ResNet semantics) -------------------------------------------------
-
-    def frozen_modules(self) -> Iterator[nn.Module]:
-        """The stem's layers and the first ``frozen_stages`` stages (none when it is -1)."""
-        if self.frozen_stages < 0:
-            return
-        for name in self.stem_names:
-            yield getattr(self, name)
-        for name in self.stage_names[: self.frozen_stages]:
-            yield getattr(self, name)
-
-    def freeze(self, frozen_stages: int | None = None, norm_eval: bool | None = None) -> "ArchkitNet":
-        """Set ``frozen_stages`` / ``norm_eval`` (as the spec keys do) and apply them now."""
-        if frozen_stages is not None:
-            if not -1 <= frozen_stages <= len(self.stage_names):
-                raise ValueError(f"frozen_stages must be -1..{len(self.stage_names)} (this model has "
-                                 f"{len(self.stage_names)} stages), got {frozen_stages}")
-            self.frozen_stages = frozen_stages
-        if norm_eval is not None:
-            self.norm_eval = norm_eval
-        self._apply_freezing()
-        return self
-
-    def _apply_freezing(self) -> None:
-        for module in self.frozen_modules():
-            module.eval()
-            for p in module.parameters():
-                p.requires_grad = False
-        if self.norm_eval and self.training:
-            for m in self.modules():
-                if isinstance(m, _NORMS):
-                    m.eval()
-
-    def train(self, mode: bool = True) -> "ArchkitNet":
-        super().train(mode)
-        self._apply_freezing()  # frozen stages and norm_eval survive model.train()
-        return self
-
 
 def _run_stage(stage: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
     if use_checkpoint and torch.is_grad_enabled() and not torch.jit.is_scripting():

@@ -178,10 +178,45 @@ def bench_startup(repeat: int) -> None:
         report(label, res[key][0], res["torch"][0], "s", "<= 1.15")
 
 
+CKPT = ("import torch, archkit; m = archkit.build_model('resnet50'); m.set_grad_checkpointing({on}); "
+        "x = torch.randn(32, 3, 224, 224); m(x).sum().backward()")
+
+
+def bench_checkpointing(repeat: int) -> None:
+    print("Gradient checkpointing: resnet50, batch 32, 224x224, one forward+backward (whole process, peak MiB)")
+    res = processes({"on": [sys.executable, "-c", CKPT.format(on=True)],
+                     "off": [sys.executable, "-c", CKPT.format(on=False)]}, repeat)
+    report("peak memory with / without checkpointing", res["on"][1], res["off"][1], "MiB", "< 1 (saves memory)")
+    report("time with / without checkpointing", res["on"][0], res["off"][0], "s", "(recomputes: > 1)")
+
+
+def bench_fused(repeat: int) -> None:
+    import torch
+
+    import archkit
+
+    print("Conv-BN fusion: resnet50 inference, batch 8, 224x224, CPU (median seconds)")
+    model = archkit.build_model("resnet50").eval()
+    fused = archkit.fuse(model)
+    x = torch.randn(8, 3, 224, 224)
+
+    def step(m):
+        with torch.inference_mode():
+            m(x)
+
+    step(model), step(fused)
+    a, b = [], []
+    for _ in range(repeat):
+        a.append(timed(lambda: step(fused), 1))
+        b.append(timed(lambda: step(model), 1))
+    report("fused / unfused forward", statistics.median(a), statistics.median(b), "s", "< 1")
+
+
 # Whole-process sections first: a child's peak RSS (ru_maxrss) includes what it inherited at fork, so
 # they run while this process is still small (no torch imported, no model built).
 SECTIONS = {"summary": bench_summary, "scale": bench_scale, "startup": bench_startup,
-            "memory": bench_build_memory, "build": bench_build, "run": bench_run, "estimate": bench_estimate}
+            "memory": bench_build_memory, "checkpointing": bench_checkpointing, "build": bench_build, "run": bench_run,
+            "estimate": bench_estimate, "fused": bench_fused}
 
 
 def main() -> int:
@@ -194,7 +229,9 @@ def main() -> int:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
           f"torch {version('torch')}")
     for name in [s for s in SECTIONS if s in (args.sections or SECTIONS)]:
-        SECTIONS[name](3 if args.quick else (11 if name in ("build", "run", "estimate") else 7))
+        quick = {"checkpointing": 3}.get(name, 3)
+        SECTIONS[name](quick if args.quick else (11 if name in ("build", "run", "estimate", "fused") else
+                                                 3 if name == "checkpointing" else 7))
     print("\nratio = archkit / reference; medians over interleaved repeats")
     return 0
 

@@ -2,6 +2,7 @@
 
 One process:                python examples/train.py specs/resnet18.yaml --epochs 3
 Several (DDP, CPU, gloo):   torchrun --nproc-per-node 2 examples/train.py specs/resnet18.yaml --epochs 3
+Training tricks as flags:   --frozen-stages 1 --drop-path 0.1 --layer-decay 0.75 --grad-checkpointing
 
 The data is generated (nothing is downloaded): each image is noise plus a colour tint whose channel
 is the label, so a working model learns it within a few epochs. Checkpoints are archkit's
@@ -46,6 +47,10 @@ def main() -> None:
     parser.add_argument("--output", default="checkpoints", help="checkpoint directory")
     parser.add_argument("--report", help="directory: each rank writes rank<N>.json with its losses and a "
                                          "checksum of its parameters")
+    parser.add_argument("--frozen-stages", type=int, default=-1, help="freeze the stem and the first N stages")
+    parser.add_argument("--drop-path", type=float, default=0.0, help="stochastic depth rate (drop_path_rate)")
+    parser.add_argument("--layer-decay", type=float, default=1.0, help="layer-wise learning-rate decay")
+    parser.add_argument("--grad-checkpointing", action="store_true", help="recompute activations in backward")
     args = parser.parse_args()
 
     distributed = "WORLD_SIZE" in os.environ
@@ -54,16 +59,19 @@ def main() -> None:
     rank = dist.get_rank() if distributed else 0
     torch.manual_seed(0)  # same initial weights everywhere (DDP also broadcasts rank 0's)
 
-    last = len(archkit.load_spec(args.spec).head) - 1  # the classifier: the head's last layer
     spec = archkit.load_spec(args.spec, [f"input.size=[{args.size}, {args.size}]", f"width_multiplier={args.width}",
-                                         "seed=0", f"head.{last}.features={args.classes}"])
+                                         "seed=0", f"frozen_stages={args.frozen_stages}",
+                                         f"drop_path_rate={args.drop_path}"], num_classes=args.classes)
     model = archkit.build_model(spec)
+    model.set_grad_checkpointing(args.grad_checkpointing)
     train_model = DistributedDataParallel(model) if distributed else model
 
     data = synthetic(args.samples, args.classes, args.size, seed=1)
     sampler = DistributedSampler(data, shuffle=True, seed=0) if distributed else None
     loader = DataLoader(data, batch_size=args.batch_size, sampler=sampler, shuffle=sampler is None)
-    optimizer = torch.optim.SGD(train_model.parameters(), lr=0.05, momentum=0.9)
+    # per-layer learning rates (timm's layer decay), no weight decay on norms and biases; frozen ones left out
+    optimizer = torch.optim.SGD(archkit.param_groups(model, lr=0.05, layer_decay=args.layer_decay,
+                                                     weight_decay=1e-4), momentum=0.9)
     loss_fn = nn.CrossEntropyLoss()
     out_dir = Path(args.output)
     out_dir.mkdir(parents=True, exist_ok=True)

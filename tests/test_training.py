@@ -41,3 +41,20 @@ def test_ddp_on_two_processes_keeps_ranks_identical_and_learns(tmp_path) -> None
     assert reports[0]["checksum"] == reports[1]["checksum"]  # DDP kept the replicas in sync
     for report in reports:
         assert report["losses"][-1] < report["losses"][0]
+
+
+def test_training_flags_and_the_backbone_example(tmp_path) -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), str(SPECS / "resnet18.yaml"), "--epochs", "2", "--samples",
+                           "128", "--output", str(tmp_path / "ck"), "--report", str(tmp_path / "r"),
+                           "--frozen-stages", "1", "--drop-path", "0.1", "--layer-decay", "0.75",
+                           "--grad-checkpointing"], capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    losses = json.loads((tmp_path / "r" / "rank0.json").read_text())["losses"]
+    assert losses[-1] < losses[0]
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "finetune_backbone.py"), "resnet18", "--steps", "15"],
+                          capture_output=True, text=True, timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    frozen = int(proc.stdout.split(" backbone parameters frozen")[0].replace(",", ""))
+    assert frozen > 0
+    steps = [float(line.split("loss ")[1]) for line in proc.stdout.splitlines() if line.startswith("step ")]
+    assert steps[-1] < steps[0]
