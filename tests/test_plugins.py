@@ -145,16 +145,23 @@ def test_discovery_is_lazy_cached_and_can_be_turned_off(fake_plugins, monkeypatc
     assert "good" not in BLOCKS and "basic" in BLOCKS
 
 
-def test_a_really_installed_broken_plugin_changes_nothing_else(tmp_path) -> None:
-    """A distribution on sys.path whose entry point fails to import: the CLI still works."""
+def _installed(tmp_path, dist: str, version: str, entry: str, module: str, code: str) -> dict:
+    """A distribution really on sys.path (dist-info with one archkit.blocks entry point); the env to run with."""
     site = tmp_path / "site"
-    info = site / "broken_example-0.9.dist-info"
+    info = site / f"{dist.replace('-', '_')}-{version}.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-example\nVersion: 0.9\n")
-    (info / "entry_points.txt").write_text("[archkit.blocks]\nbroken_block = broken_example_mod:Block\n")
-    (site / "broken_example_mod.py").write_text("raise ImportError('this plugin is broken on purpose')\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: {version}\n")
+    (info / "entry_points.txt").write_text(f"[archkit.blocks]\n{entry} = {module}:Block\n")
+    (site / f"{module}.py").write_text(code)
     env = {**os.environ, "PYTHONPATH": str(site)}
     env.pop(plugins.DISABLE_ENV, None)
+    return env
+
+
+def test_a_really_installed_broken_plugin_changes_nothing_else(tmp_path) -> None:
+    """A distribution on sys.path whose entry point fails to import: the CLI still works."""
+    env = _installed(tmp_path, "broken-example", "0.9", "broken_block", "broken_example_mod",
+                     "raise ImportError('this plugin is broken on purpose')\n")
 
     def cli(*args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "archkit", *args], capture_output=True, text=True, env=env,
@@ -212,21 +219,14 @@ def test_attention_plugins_join_specs_and_are_isolated(fake_plugins) -> None:
 
 def test_a_block_asking_torch_compiler_summarises_through_the_cli(tmp_path) -> None:
     """No stubs of torch internals: a plugin forward calling torch.compiler/torch._dynamo works."""
-    site = tmp_path / "site"
-    info = site / "compiling_example-1.0.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: compiling-example\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text("[archkit.blocks]\ncompiling_block = compiling_example_mod:Block\n")
-    (site / "compiling_example_mod.py").write_text(
-        "import torch\nimport torch._dynamo\nfrom archkit.blocks import BasicBlock\n\n"
-        "class Block(BasicBlock):\n    \"\"\"Asks whether it is being compiled.\"\"\"\n\n"
-        "    def forward(self, x):\n"
-        "        assert not torch.compiler.is_compiling() and not torch._dynamo.is_compiling()\n"
-        "        return super().forward(x)\n")
+    env = _installed(tmp_path, "compiling-example", "1.0", "compiling_block", "compiling_example_mod",
+                     "import torch\nimport torch._dynamo\nfrom archkit.blocks import BasicBlock\n\n"
+                     "class Block(BasicBlock):\n    \"\"\"Asks whether it is being compiled.\"\"\"\n\n"
+                     "    def forward(self, x):\n"
+                     "        assert not torch.compiler.is_compiling() and not torch._dynamo.is_compiling()\n"
+                     "        return super().forward(x)\n")
     spec = tmp_path / "s.yaml"
     spec.write_text("base: resnet18\nname: c\nblock: {type: compiling_block}\n")
-    env = {**os.environ, "PYTHONPATH": str(site)}
-    env.pop(plugins.DISABLE_ENV, None)
     result = subprocess.run([sys.executable, "-m", "archkit", "build", str(spec), "--summary"], capture_output=True,
                             text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
