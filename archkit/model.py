@@ -43,10 +43,11 @@ _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 class Freezable:
     """mmdetection's ResNet freezing for ``ArchkitNet`` and feature backbones: ``frozen_stages`` (the stem
-    and the first N stages: no gradients, eval mode) and ``norm_eval``, both surviving ``train()``."""
+    and the first N stages: no gradients, eval mode) and ``norm_eval``, both surviving ``train()``.
 
-    stem_names: list[str]
-    stage_names: list[str]
+    The class using it sets ``stem_names``, ``stage_names``, ``frozen_stages`` and ``norm_eval`` (no
+    class-level annotations: TorchScript would try to type them).
+    """
 
     def frozen_modules(self) -> Iterator[nn.Module]:
         """The stem's layers and the first ``frozen_stages`` stages (none when it is -1)."""
