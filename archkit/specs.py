@@ -295,9 +295,14 @@ def json_schema() -> dict:
     stage = schema["$defs"]["Stage"]
     strict_stage = stage["properties"]["block"]
     stage["properties"]["block"] = {"type": ["object", "null"], "description": strict_stage.get("description", "")}
+    # ``regnet:`` is expanded into stages before validation: a spec may give it instead of stages
+    from .regnet import RegNetSpec
+
+    regnet = RegNetSpec.model_json_schema()
+    props["regnet"] = {k: v for k, v in regnet.items() if k != "title"}
     schema["if"] = {"required": ["base"]}
-    schema["else"] = {"required": required, "properties": {
-        **strict, "stages": {"type": "array", "items": {"properties": {"block": strict_stage}}}}}
+    schema["else"] = {"anyOf": [{"required": required}, {"required": [r for r in required if r != "stages"] + ["regnet"]}],
+                      "properties": {**strict, "stages": {"type": "array", "items": {"properties": {"block": strict_stage}}}}}
     return schema
 
 
@@ -305,6 +310,10 @@ def validate(tree: Any, source: str = "<spec>") -> _SpecBase:
     """Validate a loaded spec tree (see ``archkit.loader``) into a ModelSpec, or raise SpecError."""
     if not isinstance(tree, dict):
         raise SpecError(f"a spec must be a mapping, not {type(tree).__name__}", Mark(source))
+    if "regnet" in tree:  # a RegNet's four numbers become its stages
+        from . import regnet
+
+        tree = regnet.expand(tree, *flatten(tree))
     tree = resolve_stage_blocks(tree)
     data, marks = flatten(tree)
     cls = spec_model(_used_types(data))

@@ -5,6 +5,7 @@ from .basic import BasicBlock
 from .bottleneck import Bottleneck, ResNeXtBottleneck, WideBottleneck
 from .darknet import DarkNetBlock
 from .preact import PreActBottleneck, WideBasic
+from .regnet import RegNetBlock
 
 BUILTIN_BLOCKS = {
     "basic": BasicBlock,
@@ -14,7 +15,8 @@ BUILTIN_BLOCKS = {
     "wide_basic": WideBasic,
     "preact_bottleneck": PreActBottleneck,
     "darknet": DarkNetBlock,
+    "regnet": RegNetBlock,
 }
 
 __all__ = ["Block", "BlockParams", "conv1x1", "conv3x3", "BUILTIN_BLOCKS", "BasicBlock", "Bottleneck",
-           "ResNeXtBottleneck", "WideBottleneck", "WideBasic", "PreActBottleneck", "DarkNetBlock"]
+           "ResNeXtBottleneck", "WideBottleneck", "WideBasic", "PreActBottleneck", "DarkNetBlock", "RegNetBlock"]

@@ -1,0 +1,98 @@
+"""RegNet design space: ``regnet: {depth, w_0, w_a, w_m, group_width, bottleneck_multiplier, se_ratio}``
+expanded into ``stages:`` by the quantized linear rule of Radosavovic et al. 2020, as torchvision's
+``BlockParams.from_init_params`` computes it (same float32 arithmetic, so the same widths), including
+its adjustment of stage widths to the group width.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import Mark, SpecError
+from .loader import MDict, MList
+
+QUANT = 8  # stage widths are multiples of 8
+STRIDE = 2  # every stage halves the resolution
+
+
+class RegNetSpec(BaseModel):
+    """The four numbers of a RegNet and its block settings (torchvision's names)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+    depth: int = Field(ge=1, le=1000, description="Blocks in all.")
+    w_0: int = Field(ge=8, le=1 << 16, multiple_of=8, description="Initial width (a multiple of 8).")
+    w_a: float = Field(ge=0, le=1 << 16, description="Width slope per block.")
+    w_m: float = Field(gt=1, le=64, description="Width multiplier between stages (quantization in log space).")
+    group_width: int = Field(ge=1, le=4096, description="Channels per group of the 3x3 convolutions.")
+    bottleneck_multiplier: float = Field(1.0, gt=0, le=16, description="Inner width relative to the stage width.")
+    se_ratio: float | None = Field(None, gt=0, le=1, description="RegNet-Y's SE ratio (0.25); none for RegNet-X.")
+
+
+def _make_divisible(v: float, divisor: int) -> int:
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def stages(r: RegNetSpec) -> list[dict]:
+    """Per-stage width, depth and block settings, as torchvision's ``BlockParams.from_init_params``."""
+    import torch  # float32 as torchvision, so a width on a rounding edge lands where torchvision's does
+
+    widths_cont = torch.arange(r.depth, device="cpu") * r.w_a + r.w_0  # even under a meta device context
+    capacity = torch.round(torch.log(widths_cont / r.w_0) / math.log(r.w_m))
+    widths = (torch.round(torch.divide(r.w_0 * torch.pow(r.w_m, capacity), QUANT)) * QUANT).int().tolist()
+    splits = [w != wp for w, wp in zip([*widths, 0], [0, *widths])]
+    stage_widths = [w for w, t in zip(widths, splits[:-1]) if t]
+    starts = [d for d, t in enumerate(splits) if t]
+    depths = [b - a for a, b in zip(starts, starts[1:])]
+    out = []
+    for width, depth in zip(stage_widths, depths):
+        inner = int(width * r.bottleneck_multiplier)
+        group = min(r.group_width, inner)
+        inner = _make_divisible(inner, group)
+        out.append({"planes": int(inner / r.bottleneck_multiplier), "depth": depth, "stride": STRIDE,
+                    "block": {"type": "regnet", "group_width": group, "bottleneck_multiplier": r.bottleneck_multiplier,
+                              "se_ratio": r.se_ratio}})
+    return out
+
+
+def expand(tree: Any, data: dict, marks: dict) -> Any:
+    """The tree with ``regnet:`` replaced by the ``stages:`` it generates (located errors otherwise)."""
+    if not isinstance(tree, dict) or "regnet" not in tree:
+        return tree
+    from .spec_errors import problem
+
+    mark = getattr(tree, "marks", {}).get("regnet")
+    try:
+        r = RegNetSpec.model_validate(data["regnet"])
+    except ValidationError as exc:
+        wrapper = type("Spec", (BaseModel,), {"__annotations__": {"regnet": RegNetSpec}})
+        raise SpecError([problem({**err, "loc": ("regnet", *err["loc"])}, data, marks, wrapper)
+                         for err in exc.errors()]) from None
+    generated = stages(r)
+    if not generated or any(s["depth"] < 1 for s in generated):
+        raise SpecError("yields no valid stage widths", mark, "regnet")
+    out = MDict(tree, mark=getattr(tree, "mark", None))
+    out.marks = dict(getattr(tree, "marks", {}))
+    del out["regnet"]
+    out.marks.pop("regnet", None)
+    stage_list = MList(mark=mark)
+    for s in generated:
+        node = MDict(s, mark=mark)
+        node.marks = {k: mark for k in s}
+        block = MDict(s["block"], mark=mark)
+        block.marks = {k: mark for k in s["block"]}
+        node["block"] = block
+        stage_list.append(node)
+        stage_list.marks.append(mark)
+    out["stages"] = stage_list
+    out.marks["stages"] = mark or Mark("regnet")
+    return out
+
+
+def describe(r: RegNetSpec) -> str:
+    """``4 stages: 32x1, 64x2, ...`` for messages."""
+    return ", ".join(f"{s['planes']}x{s['depth']}" for s in stages(r))
