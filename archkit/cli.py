@@ -61,6 +61,18 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 
 _positive = _int_at_least(1)
+
+
+def _amount(text: str) -> float:
+    """An argparse type: ``2G``, ``500M``, ``12.5M``, ``3e9``."""
+    scale = {"K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12}.get(text[-1:].upper(), 1.0)
+    try:
+        value = float(text[:-1] if scale != 1.0 else text) * scale
+    except ValueError:
+        value = -1.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected an amount such as 2G or 500M, got {text!r}")
+    return value
 _non_negative = _int_at_least(0)
 
 
@@ -133,6 +145,33 @@ def _parser() -> argparse.ArgumentParser:
                                    "at their input size and declared weights.")
     m.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="shell-style pattern, e.g. 'resnet*'")
     m.set_defaults(func=cmd_list)
+
+    f = sub.add_parser("fit", parents=[common], help="fit a spec's width and depth to a compute budget",
+                       description="Find width and depth multipliers whose MACs come closest to a budget (from "
+                                   "below), deterministically, from the analytic costs; write the result as a spec.")
+    f.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
+    f.add_argument("--macs", required=True, type=_amount, metavar="N", help="MAC budget, e.g. 2G or 500M")
+    f.add_argument("--params-max", type=_amount, metavar="N", help="parameter budget, e.g. 12M")
+    f.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
+    f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    f.add_argument("--output", metavar="FILE", help="write the chosen spec (a few lines over base: SPEC)")
+    f.set_defaults(func=cmd_fit)
+
+    df = sub.add_parser("diff", parents=[common], help="compare two specs stage by stage",
+                        description="Parameters, MACs, output shapes and block settings that differ between two "
+                                    "specs, per stage and in total. Exit 0 when equal, 1 when different.")
+    df.add_argument("a", metavar="A", help="spec name or YAML file")
+    df.add_argument("b", metavar="B", help="spec name or YAML file")
+    df.add_argument("--json", action="store_true", help="print the differences as JSON")
+    df.set_defaults(func=cmd_diff)
+
+    x = sub.add_parser("explain", parents=[common], help="where a field's value comes from",
+                       description="The value of FIELD after base: merging and --set, the file and line that set "
+                                   "it, and what it overrode.")
+    x.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
+    x.add_argument("field", metavar="FIELD", help="dotted field path, e.g. block.cardinality or stages.2.depth")
+    x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    x.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the spec format",
                        description="Print the JSON Schema of specs, with every registered block's parameters, "
@@ -298,6 +337,54 @@ def cmd_list(args: argparse.Namespace) -> int:
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for row in (header, *rows):
         print("  ".join(v.rjust(widths[i]) if i in (1, 2) else v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+    return EXIT_OK
+
+
+def cmd_fit(args: argparse.Namespace) -> int:
+    """archkit fit."""
+    from . import design
+
+    _destination(args)
+    spec = _load(args)
+    best, seen = design.fit(spec, args.macs, args.params_max)
+    unique = sorted({(c.width, c.depth): c for c in seen}.values(), key=lambda c: (-c.macs, c.depth))
+    under = [c for c in unique if c.macs <= args.macs and (args.params_max is None or c.params <= args.params_max)]
+    if best is None:
+        closest = min(unique, key=lambda c: abs(c.macs - args.macs)) if unique else None
+        hint = f"; the closest: width {closest.width}, depth {closest.depth}: {closest.macs / 1e9:.3f} GMACs, " \
+               f"{closest.params:,} parameters" if closest else ""
+        raise SpecError(f"no width/depth multiplier of {spec.name} meets the budget{hint}")
+    print(f"{len(unique)} candidates evaluated; best under {args.macs / 1e9:g} GMACs"
+          + (f" and {args.params_max:,.0f} parameters" if args.params_max else "") + ":")
+    print(f"  {'width':>7} {'depth':>6} {'GMACs':>9} {'params':>14}")
+    for c in [best] + [c for c in under if c is not best][:4]:
+        print(f"  {c.width:>7} {c.depth:>6} {c.macs / 1e9:>9.3f} {c.params:>14,}")
+    gap = (args.macs - best.macs) / args.macs
+    print(f"chosen: width_multiplier {best.width}, depth_multiplier {best.depth}: {best.macs / 1e9:.3f} GMACs "
+          f"({gap:.1%} under the budget)")
+    if args.output:
+        base = args.spec if "/" in args.spec or args.spec.endswith((".yaml", ".yml")) else args.spec
+        if "/" in base:
+            base = os.path.relpath(os.path.abspath(base), os.path.dirname(os.path.abspath(args.output)))
+        write_text(args.output, design.fitted_text(base, spec, best, args.macs))
+        print(f"wrote {args.output}")
+    return EXIT_OK
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    """archkit diff A B: exit 0 when equal, 1 when different."""
+    from . import design, load_spec
+
+    result = design.diff(load_spec(args.a), load_spec(args.b))
+    print(json.dumps(result, indent=2) if args.json else design.render_diff(result))
+    return EXIT_OK if result["equal"] else EXIT_FAILURE
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    """archkit explain SPEC FIELD."""
+    from . import design
+
+    print("\n".join(design.explain(args.spec, args.field, args.set)))
     return EXIT_OK
 
 

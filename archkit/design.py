@@ -1,0 +1,211 @@
+"""Design-space tools: ``fit`` a spec to a compute budget, ``diff`` two specs, ``explain`` a field.
+
+All three read the plan and the analytic costs (``summary.estimate`` / ``summary.measure``): no model
+is built, so ``fit`` evaluates thousands of candidates a second, deterministically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from .errors import SpecError
+from .registry import suggest
+
+# --- fit -------------------------------------------------------------------------------------------
+
+DEPTHS = (0.5, 0.67, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One point of the searched space and its figures."""
+
+    width: float
+    depth: float
+    params: int
+    macs: int
+
+
+def _evaluate(spec: Any, width: float, depth: float) -> Candidate | None:
+    from .summary import estimate
+
+    try:
+        cost = estimate(spec.model_copy(update={"width_multiplier": round(width, 4), "depth_multiplier": depth}))
+    except (ValueError, ZeroDivisionError):  # e.g. a width that leaves a group empty
+        return None
+    return Candidate(round(width, 4), depth, cost.params, cost.macs)
+
+
+def fit(spec: Any, macs: float, params_max: float | None = None) -> tuple[Candidate | None, list[Candidate]]:
+    """Width and depth multipliers whose MACs come closest to ``macs`` from below (and parameters stay
+    under ``params_max``): for each depth multiplier, bisection on the width multiplier. Returns the
+    best candidate (None if none meets the budget) and every candidate evaluated, in order."""
+    if not spec.width_multiplier == 1.0 == spec.depth_multiplier:
+        spec = spec.model_copy(update={"width_multiplier": 1.0, "depth_multiplier": 1.0})
+    seen: list[Candidate] = []
+    best: Candidate | None = None
+
+    def ok(c: Candidate | None) -> bool:
+        return c is not None and c.macs <= macs and (params_max is None or c.params <= params_max)
+
+    for depth in DEPTHS:
+        lo, hi = 0.05, 4.0
+        for _ in range(30):  # MACs grow with the width: bisection to the budget's edge
+            mid = (lo + hi) / 2
+            c = _evaluate(spec, mid, depth)
+            if c is not None:
+                seen.append(c)
+            if ok(c):
+                lo = mid
+                if best is None or c.macs > best.macs or (c.macs == best.macs and c.depth < best.depth):
+                    best = c
+            else:
+                hi = mid
+            if hi - lo < 1e-3:
+                break
+    return best, seen
+
+
+def fitted_text(base: str, spec: Any, c: Candidate, target: float) -> str:
+    """The chosen candidate as a spec file: a few lines over ``base:``."""
+    return (f"# archkit fit {base} --macs {target / 1e9:g}G: {c.params:,} parameters, {c.macs / 1e9:.3f} GMACs\n"
+            f"base: {base}\nname: {spec.name}_fit\nwidth_multiplier: {c.width}\ndepth_multiplier: {c.depth}\n")
+
+
+# --- diff ------------------------------------------------------------------------------------------
+
+def _block_text(block: Any) -> str:
+    fields = block.model_dump(exclude={"type"}, exclude_defaults=True)
+    inner = ", ".join(f"{k}={v}" for k, v in fields.items())
+    return f"{block.type}({inner})" if inner else block.type
+
+
+def diff(a: Any, b: Any) -> dict[str, Any]:
+    """Stage by stage and in total: parameters, MACs, output shapes and block settings of two specs."""
+    from .plan import plan
+    from .summary import measure
+
+    pa, pb = plan(a), plan(b)
+    ra = {r.name: r for r in measure(a).rows}
+    rb = {r.name: r for r in measure(b).rows}
+    stages = []
+    for i in range(max(len(pa.stages), len(pb.stages))):
+        sa = pa.stages[i] if i < len(pa.stages) else None
+        sb = pb.stages[i] if i < len(pb.stages) else None
+        name = (sa or sb).name
+
+        def side(s: Any, rows: dict) -> dict | None:
+            if s is None:
+                return None
+            return {"block": _block_text(s.blocks[0].params), "depth": s.depth, "channels": s.out_shape[0],
+                    "output_shape": list(s.out_shape), "params": rows[s.name].params, "macs": rows[s.name].macs}
+
+        stages.append({"stage": name, "a": side(sa, ra), "b": side(sb, rb)})
+    ta, tb = measure(a), measure(b)
+    fields = {}
+    for key in ("norm", "activation", "drop_path_rate", "width_multiplier", "depth_multiplier", "input"):
+        va, vb = getattr(a, key), getattr(b, key)
+        va = va.model_dump() if hasattr(va, "model_dump") else va
+        vb = vb.model_dump() if hasattr(vb, "model_dump") else vb
+        if va != vb:
+            fields[key] = {"a": va, "b": vb}
+    layers = {part: {"a": [lp.layer.type for lp in getattr(pa, part)], "b": [lp.layer.type for lp in getattr(pb, part)]}
+              for part in ("stem", "head")}
+    total = {"a": {"params": ta.total_params, "macs": ta.macs, "output_shape": ta.output_shape},
+             "b": {"params": tb.total_params, "macs": tb.macs, "output_shape": tb.output_shape}}
+    same = (all(s["a"] == s["b"] for s in stages) and not fields and total["a"] == total["b"]
+            and all(v["a"] == v["b"] for v in layers.values()))
+    return {"a": a.name, "b": b.name, "equal": same, "stages": stages, "fields": fields,
+            "layers": layers, "total": total}
+
+
+def render_diff(d: dict) -> str:
+    """The diff as a table: a line per differing figure, with the change."""
+    out = [f"{d['a']}  ->  {d['b']}"]
+    for key, v in d["fields"].items():
+        out.append(f"  {key}: {v['a']} -> {v['b']}")
+    for part, v in d["layers"].items():
+        if v["a"] != v["b"]:
+            out.append(f"  {part}: {' '.join(v['a'])} -> {' '.join(v['b'])}")
+    for s in d["stages"]:
+        a, b = s["a"], s["b"]
+        if a == b:
+            continue
+        if a is None or b is None:
+            out.append(f"  {s['stage']}: {'only in ' + (d['b'] if a is None else d['a'])}")
+            continue
+        out.append(f"  {s['stage']}:")
+        for key in ("block", "depth", "channels", "output_shape"):
+            if a[key] != b[key]:
+                out.append(f"    {key}: {a[key]} -> {b[key]}")
+        for key in ("params", "macs"):
+            if a[key] != b[key]:
+                out.append(f"    {key}: {a[key]:,} -> {b[key]:,} ({b[key] - a[key]:+,})")
+    ta, tb = d["total"]["a"], d["total"]["b"]
+    out.append(f"  total params: {ta['params']:,} -> {tb['params']:,} ({tb['params'] - ta['params']:+,})")
+    out.append(f"  total MACs:   {ta['macs']:,} -> {tb['macs']:,} ({tb['macs'] - ta['macs']:+,})")
+    if d["equal"]:
+        out.append("  (no differences)")
+    return "\n".join(out)
+
+
+# --- explain ---------------------------------------------------------------------------------------
+
+def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
+    """Where ``field`` got its value: each file of the base: chain (and --set) that sets it, last wins."""
+    from . import load_spec, loader, zoo
+    from .errors import Mark
+
+    spec = load_spec(ref, overrides)
+    parts = field.split(".")
+    value = _lookup(spec.model_dump(mode="json"), parts, field)
+    chain, path = [], zoo.resolve(ref)
+    while True:
+        tree = loader.parse(loader.read_text(path), str(path))
+        chain.append((path, tree))
+        base = tree.get("base") if isinstance(tree, dict) else None
+        if not isinstance(base, str):
+            break
+        path = zoo.resolve(base, path.parent)
+    sources = []
+    for path, tree in reversed(chain):
+        node, mark = tree, None
+        for part in parts:
+            if isinstance(node, dict) and part in node:
+                mark = node.marks.get(part)
+                node = node[part]
+            elif isinstance(node, list) and part.isdecimal() and int(part) < len(node):
+                mark = node.marks[int(part)]
+                node = node[int(part)]
+            else:
+                node = mark = None
+                break
+        if mark is not None:
+            sources.append((str(mark), node))
+    for text in overrides:
+        key, _, raw = text.partition("=")
+        if key.strip() == field:
+            sources.append((str(Mark(f"--set {text}")), raw))
+    lines = [f"{field} = {value!r}"]
+    if not sources:
+        lines.append("  not set by any file: the default")
+    for i, (where, val) in enumerate(reversed(sources)):
+        lines.append(f"  {'set at' if i == 0 else 'overrides'} {where}" + ("" if i == 0 else f" ({val!r})"))
+    return lines
+
+
+def _lookup(data: Any, parts: list[str], field: str) -> Any:
+    node, done = data, []
+    for part in parts:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdecimal() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            choices = list(node) if isinstance(node, dict) else [str(i) for i in range(len(node))] \
+                if isinstance(node, list) else []
+            where = ".".join(done) or "the spec"
+            raise SpecError(f"no field {part!r} in {where}" + suggest(part, choices, limit=20), None, field)
+        done.append(part)
+    return node

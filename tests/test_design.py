@@ -1,0 +1,57 @@
+"""Design-space tools: fit to a budget (checked by building the result), diff (exit codes as diff's),
+explain (file and line of the value, what it overrode)."""
+
+from __future__ import annotations
+
+import json
+
+import archkit
+from archkit import summary
+from archkit.cli import main
+
+
+def test_fit_reaches_the_budget_deterministically(tmp_path, capsys) -> None:
+    outputs = []
+    for i in range(2):
+        out = tmp_path / f"fit{i}.yaml"
+        assert main(["fit", "resnet50", "--macs", "2G", "--output", str(out)]) == 0
+        outputs.append(out.read_text())
+    assert outputs[0] == outputs[1]  # the same command gives the same spec
+    fitted = archkit.load_spec(tmp_path / "fit0.yaml")
+    macs = summary.measure_meta(fitted).macs  # the result checked on the meta-device oracle
+    assert 0.97 * 2e9 <= macs <= 2e9
+    assert "base: resnet50" in outputs[0] and len(outputs[0].splitlines()) <= 6
+
+
+def test_fit_with_a_parameter_budget_and_an_impossible_one(capsys) -> None:
+    assert main(["fit", "resnet18", "--macs", "1G", "--params-max", "4M"]) == 0
+    out = capsys.readouterr().out
+    chosen = out.split("chosen: ")[1]
+    width = float(chosen.split("width_multiplier ")[1].split(",")[0])
+    depth = float(chosen.split("depth_multiplier ")[1].split(":")[0])
+    spec = archkit.load_spec("resnet18", [f"width_multiplier={width}", f"depth_multiplier={depth}"])
+    assert summary.measure(spec).total_params <= 4e6
+    assert main(["fit", "resnet50", "--macs", "1M"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "meets the budget; the closest" in err
+
+
+def test_diff_names_the_block_change_and_stage_deltas(capsys) -> None:
+    assert main(["diff", "resnet50", "resnext50_32x4d"]) == 1
+    out = capsys.readouterr().out
+    assert "block: bottleneck -> resnext" in out and "params: 215,808 -> 205,824 (-9,984)" in out
+    assert "total params: 25,557,032 -> 25,028,904 (-528,128)" in out
+    assert main(["diff", "resnet50", "resnet50", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["equal"] is True
+
+
+def test_explain_names_file_line_and_what_was_overridden(capsys) -> None:
+    assert main(["explain", "resnext50_32x4d", "block.cardinality"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("block.cardinality = 32") and "resnext50_32x4d.yaml:5:" in out
+    assert main(["explain", "resnet18", "stages.1.depth", "--set", "stages.1.depth=5"]) == 0
+    out = capsys.readouterr().out
+    assert "stages.1.depth = 5" in out and "set at --set stages.1.depth=5" in out
+    assert "overrides" in out and "resnet18.yaml" in out
+    assert main(["explain", "resnext50_32x4d", "block.cardinalty"]) == 2
+    assert "did you mean 'cardinality'" in capsys.readouterr().err
