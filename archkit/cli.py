@@ -363,8 +363,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"chosen: width_multiplier {best.width}, depth_multiplier {best.depth}: {best.macs / 1e9:.3f} GMACs "
           f"({gap:.1%} under the budget)")
     if args.output:
-        base = args.spec if "/" in args.spec or args.spec.endswith((".yaml", ".yml")) else args.spec
-        if "/" in base:
+        from .zoo import is_path
+
+        base = args.spec  # a packaged name stays a name; a path becomes relative to the written file
+        if is_path(base):
             base = os.path.relpath(os.path.abspath(base), os.path.dirname(os.path.abspath(args.output)))
         write_text(args.output, design.fitted_text(base, spec, best, args.macs))
         print(f"wrote {args.output}")
