@@ -187,6 +187,7 @@ def _variant_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--in-chans", type=_positive, metavar="N", help="input channels (the first conv follows)")
     p.add_argument("--weights", metavar="W", help="pretrained weights: a declared name (see the spec's weights:), "
                                                   "SPEC:NAME, a file or a URL; loaded through a transfer plan")
+    p.add_argument("--scale", metavar="NAME", help="the named scale to build, for specs that declare scales:")
     p.add_argument("--allow-partial", action="store_true",
                    help="with --weights: re-initialize tensors whose shapes differ instead of refusing")
 
@@ -194,7 +195,10 @@ def _variant_args(p: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace, overrides: list[str] | None = None) -> Any:
     from . import load_spec
 
-    return load_spec(args.spec, _overrides(args) if overrides is None else overrides,
+    overrides = _overrides(args) if overrides is None else list(overrides)
+    if getattr(args, "scale", None):
+        overrides.append(f"scale={args.scale}")
+    return load_spec(args.spec, overrides,
                      num_classes=getattr(args, "num_classes", None), in_chans=getattr(args, "in_chans", None))
 
 

@@ -157,7 +157,8 @@ def plan(spec: ModelSpec, *, head: bool | None = None) -> Plan:
     input_shape: Shape = (spec.input.channels, *spec.input.size)
     taken = {stage_name(i) for i in range(len(spec.stages))}
     stem, shape = _layers(spec, "stem", input_shape, taken)
-    depths = [scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier) for s in spec.stages]
+    depths = [scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier, spec.width_divisor)
+              for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in depths))
     stages, dilation, n = [], 1, 0
     for i, (stage, (planes, depth)) in enumerate(zip(spec.stages, depths)):

@@ -74,6 +74,14 @@ class WeightsEntry(_Model):
     meta: WeightsMeta = Field(default_factory=WeightsMeta, description="Preprocessing, classes, accuracy.")
 
 
+class ScaleSpec(_Model):
+    """One named scale of a family (ultralytics' n/s/m/l/x habit), chosen with --scale / scale=."""
+
+    width: float = Field(1.0, gt=0, le=64, description="Width multiplier (channels kept multiples of 8).")
+    depth: float = Field(1.0, gt=0, le=64, description="Depth multiplier (blocks rounded up).")
+    resolution: int | None = Field(None, ge=1, le=65536, description="Input size (square), if the scale sets one.")
+
+
 class _StageBase(_Model):
     planes: int = Field(ge=1, le=1 << 20, description="Block planes; output channels are planes x block expansion.")
     depth: int = Field(ge=1, le=100_000, description="Number of blocks.")
@@ -89,6 +97,11 @@ class _SpecBase(_Model):
     init: InitSpec = Field(default_factory=InitSpec, description="Weight initialization.")
     seed: int | None = Field(None, ge=0, le=_INT_MAX, description="Seed for reproducible initial weights.")
     width_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's planes (rounded).")
+    width_divisor: int = Field(1, ge=1, le=256, description="Scaled planes are rounded to a multiple of this "
+                                                            "(named scales use 8).")
+    scales: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_\-]{1,40}$")], ScaleSpec] = Field(
+        default_factory=dict, description="Named scales of this family; one must be chosen with scale: / --scale.")
+    scale: str | None = Field(None, max_length=40, description="The chosen named scale (required when scales: is set).")
     depth_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's depth (rounded up).")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="Stochastic depth: block i of N drops its residual "
                                   "branch with probability rate * i / (N - 1), as timm's ResNet.")
@@ -323,6 +336,7 @@ def validate(tree: Any, source: str = "<spec>") -> _SpecBase:
         problems = [problem(err, data, marks, cls) for err in exc.errors()]
         raise SpecError(ordered(problems, source)) from None
     spec._marks = marks
+    spec = _apply_scale(spec)
     problems = _check_names(spec) + _check_size(spec) + _check_blocks(spec)
     if spec.frozen_stages > len(spec.stages):
         problems.append(Problem(f"{spec.frozen_stages} is beyond the {len(spec.stages)} stages (0 freezes the stem, "
@@ -331,6 +345,27 @@ def validate(tree: Any, source: str = "<spec>") -> _SpecBase:
     if problems:
         raise SpecError(ordered(problems, source))
     return spec
+
+
+def _apply_scale(spec: _SpecBase) -> _SpecBase:
+    """The chosen named scale folded into the multipliers and the input size; never a silent default."""
+    if not spec.scales and spec.scale is None:
+        return spec
+    choices = ", ".join(spec.scales) or "none: this spec declares no scales"
+    if spec.scale is None:
+        raise spec.error(("scales",), f"this spec declares scales ({choices}); choose one with --scale NAME "
+                                      "(or scale: NAME)")
+    if spec.scale not in spec.scales:
+        raise spec.error(("scale",), f"unknown scale {spec.scale!r}" + suggest(spec.scale, list(spec.scales))
+                         + ("" if spec.scales else " (this spec declares no scales)"))
+    chosen = spec.scales[spec.scale]
+    update: dict[str, Any] = {"width_multiplier": spec.width_multiplier * chosen.width,
+                              "depth_multiplier": spec.depth_multiplier * chosen.depth, "width_divisor": 8}
+    if chosen.resolution is not None:
+        update["input"] = spec.input.model_copy(update={"size": [chosen.resolution, chosen.resolution]})
+    scaled_spec = spec.model_copy(update=update)
+    scaled_spec._marks = spec._marks
+    return scaled_spec
 
 
 def _check_blocks(spec: _SpecBase) -> list[Problem]:
@@ -368,13 +403,17 @@ def _check_blocks(spec: _SpecBase) -> list[Problem]:
 MAX_BLOCKS = 10_000  # ResNet-1001 has 333; more is a typo or a hostile spec that would take minutes to build
 
 
-def scaled(planes: int, depth: int, width_multiplier: float, depth_multiplier: float) -> tuple[int, int]:
-    """A stage's planes and depth after the multipliers: planes rounded, depth rounded up (at least 1)."""
-    return max(1, int(round(planes * width_multiplier))), max(1, math.ceil(depth * depth_multiplier - 1e-9))
+def scaled(planes: int, depth: int, width_multiplier: float, depth_multiplier: float,
+           divisor: int = 1) -> tuple[int, int]:
+    """A stage's planes and depth after the multipliers: planes rounded (to a multiple of ``divisor``),
+    depth rounded up (at least 1)."""
+    width = planes if width_multiplier == 1.0 else max(divisor, int(planes * width_multiplier / divisor + 0.5) * divisor)
+    return max(1, width), max(1, math.ceil(depth * depth_multiplier - 1e-9))
 
 
 def _check_size(spec: _SpecBase) -> list[Problem]:
-    total = sum(scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier)[1] for s in spec.stages)
+    total = sum(scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier, spec.width_divisor)[1]
+                for s in spec.stages)
     if total <= MAX_BLOCKS:
         return []
     return [Problem(f"{total:,} blocks in all (after depth_multiplier); at most {MAX_BLOCKS:,} are supported",

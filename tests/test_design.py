@@ -55,3 +55,25 @@ def test_explain_names_file_line_and_what_was_overridden(capsys) -> None:
     assert "overrides" in out and "resnet18.yaml" in out
     assert main(["explain", "resnext50_32x4d", "block.cardinalty"]) == 2
     assert "did you mean 'cardinality'" in capsys.readouterr().err
+
+
+def test_named_scales_are_chosen_explicitly(tmp_path, capsys) -> None:
+    path = tmp_path / "family.yaml"
+    path.write_text("base: resnext50_32x4d\nname: fam\nscales:\n  n: {width: 0.3, depth: 0.34, resolution: 160}\n"
+                    "  m: {width: 1.0, depth: 1.0}\n")
+    assert main(["build", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "declares scales (n, m); choose one with --scale" in err
+    assert main(["build", str(path), "--scale", "x"]) == 2
+    assert "unknown scale 'x'" in capsys.readouterr().err
+    n = archkit.load_spec(path, ["scale=n"])
+    assert n.input.size == [160, 160]
+    from archkit.plan import plan
+
+    p = plan(n)
+    assert all(b.planes % 8 == 0 for b in p.blocks)  # widths kept multiples of 8
+    assert [s.depth for s in p.stages] == [2, 2, 3, 2]
+    model = archkit.build_model(n)  # grouped widths stay valid (cardinality 32 divides every width)
+    assert summary.measure_meta(n).total_params == sum(q.numel() for q in model.parameters())
+    m = archkit.create_model(path, scale="m", device="meta")
+    assert sum(q.numel() for q in m.parameters()) == 25_028_904  # the family's m is resnext50_32x4d
