@@ -155,6 +155,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     f.add_argument("--output", metavar="FILE", help="write the chosen spec (a few lines over base: SPEC)")
+    f.add_argument("--plot", metavar="FILE.svg", help="draw every evaluated candidate, the budget and the choice")
     f.set_defaults(func=cmd_fit)
 
     df = sub.add_parser("diff", parents=[common], help="compare two specs stage by stage",
@@ -347,8 +348,11 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_fit(args: argparse.Namespace) -> int:
     """archkit fit."""
     from . import design
+    from .files import check_destination
 
     _destination(args)
+    if args.plot:
+        check_destination(args.plot, [args.spec, args.output])
     spec = _load(args)
     best, seen = design.fit(spec, args.macs, args.params_max)
     unique = sorted({(c.width, c.depth): c for c in seen}.values(), key=lambda c: (-c.macs, c.depth))
@@ -357,6 +361,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
         closest = min(unique, key=lambda c: abs(c.macs - args.macs)) if unique else None
         hint = f"; the closest: width {closest.width}, depth {closest.depth}: {closest.macs / 1e9:.3f} GMACs, " \
                f"{closest.params:,} parameters" if closest else ""
+        if args.plot:
+            write_text(args.plot, design.plot_svg(unique, None, args.macs, args.params_max, f"archkit fit {spec.name}"))
         raise SpecError(f"no width/depth multiplier of {spec.name} meets the budget{hint}")
     print(f"{len(unique)} candidates evaluated; best under {args.macs / 1e9:g} GMACs"
           + (f" and {args.params_max:,.0f} parameters" if args.params_max else "") + ":")
@@ -374,6 +380,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
             base = os.path.relpath(os.path.abspath(base), os.path.dirname(os.path.abspath(args.output)))
         write_text(args.output, design.fitted_text(base, spec, best, args.macs))
         print(f"wrote {args.output}")
+    if args.plot:
+        write_text(args.plot, design.plot_svg(unique, best, args.macs, args.params_max, f"archkit fit {spec.name}: "
+                                              f"{len(unique)} candidates"))
+        print(f"wrote {args.plot}")
     return EXIT_OK
 
 

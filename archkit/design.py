@@ -209,3 +209,52 @@ def _lookup(data: Any, parts: list[str], field: str) -> Any:
             raise SpecError(f"no field {part!r} in {where}" + suggest(part, choices, limit=20), None, field)
         done.append(part)
     return node
+
+
+def plot_svg(candidates: list[Candidate], best: Candidate | None, macs: float, params_max: float | None,
+             title: str) -> str:
+    """Parameters against MACs of every evaluated candidate, the budget as lines, the chosen one marked."""
+    from xml.sax.saxutils import escape
+
+    width, height, left, bottom, top, right = 760, 520, 90, 60, 50, 30
+    candidates = [c for c in candidates if c.macs <= 2.5 * macs]  # far past the budget says nothing
+    xs = [c.macs for c in candidates] + [macs]
+    ys = [c.params for c in candidates] + ([params_max] if params_max else [])
+    x_max, y_max = max(xs) * 1.05, max(ys) * 1.05
+
+    def px(v: float) -> float:
+        return left + (width - left - right) * v / x_max
+
+    def py(v: float) -> float:
+        return height - bottom - (height - bottom - top) * v / y_max
+
+    out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+           f"font-family='DejaVu Sans, Helvetica, Arial, sans-serif'>",
+           f"<rect width='{width}' height='{height}' fill='white'/>",
+           f"<text x='{width / 2}' y='28' font-size='16' text-anchor='middle'>{escape(title)}</text>",
+           f"<line x1='{left}' y1='{height - bottom}' x2='{width - right}' y2='{height - bottom}' stroke='#333'/>",
+           f"<line x1='{left}' y1='{top}' x2='{left}' y2='{height - bottom}' stroke='#333'/>",
+           f"<text x='{width / 2}' y='{height - 18}' font-size='13' text-anchor='middle'>GMACs</text>",
+           f"<text x='22' y='{height / 2}' font-size='13' text-anchor='middle' "
+           f"transform='rotate(-90 22 {height / 2})'>parameters (M)</text>"]
+    for i in range(6):  # ticks
+        xv, yv = x_max * i / 5, y_max * i / 5
+        out.append(f"<text x='{px(xv)}' y='{height - bottom + 18}' font-size='11' text-anchor='middle'>"
+                   f"{xv / 1e9:.2f}</text>")
+        out.append(f"<text x='{left - 8}' y='{py(yv) + 4}' font-size='11' text-anchor='end'>{yv / 1e6:.1f}</text>")
+    out.append(f"<line x1='{px(macs)}' y1='{top}' x2='{px(macs)}' y2='{height - bottom}' stroke='#c62828' "
+               f"stroke-dasharray='6 4'/><text x='{px(macs) + 4}' y='{top + 12}' font-size='11' fill='#c62828'>"
+               f"budget {macs / 1e9:g} GMACs</text>")
+    if params_max:
+        out.append(f"<line x1='{left}' y1='{py(params_max)}' x2='{width - right}' y2='{py(params_max)}' "
+                   f"stroke='#c62828' stroke-dasharray='6 4'/>")
+    for c in candidates:
+        out.append(f"<circle class='candidate' cx='{px(c.macs):.1f}' cy='{py(c.params):.1f}' r='3' "
+                   f"fill='#1565c0' fill-opacity='0.5'/>")
+    if best is not None:
+        out.append(f"<circle class='chosen' cx='{px(best.macs):.1f}' cy='{py(best.params):.1f}' r='8' fill='none' "
+                   f"stroke='#2e7d32' stroke-width='3'/><text x='{px(best.macs) - 10}' y='{py(best.params) - 12}' "
+                   f"font-size='12' fill='#2e7d32' text-anchor='end'>chosen: width {best.width}, depth {best.depth}"
+                   f"</text>")
+    out.append("</svg>")
+    return "\n".join(out) + "\n"

@@ -77,3 +77,30 @@ def test_named_scales_are_chosen_explicitly(tmp_path, capsys) -> None:
     assert summary.measure_meta(n).total_params == sum(q.numel() for q in model.parameters())
     m = archkit.create_model(path, scale="m", device="meta")
     assert sum(q.numel() for q in m.parameters()) == 25_028_904  # the family's m is resnext50_32x4d
+
+
+def test_fit_plot_draws_candidates_budget_and_choice(tmp_path, capsys) -> None:
+    import shutil
+    import subprocess
+    import xml.etree.ElementTree as ET
+
+    svg = tmp_path / "fit.svg"
+    assert main(["fit", "resnet50", "--macs", "2G", "--params-max", "14M", "--plot", str(svg)]) == 0
+    root = ET.parse(svg).getroot()
+    ns = "{http://www.w3.org/2000/svg}"
+    circles = root.findall(f"{ns}circle")
+    assert sum(c.get("class") == "chosen" for c in circles) == 1
+    assert sum(c.get("class") == "candidate" for c in circles) >= 20
+    assert "budget 2 GMACs" in svg.read_text()
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium:  # rendered as a person would see it (Debian's chromium, when installed)
+        png = tmp_path / "fit.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}",
+                        "--window-size=780,540", svg.as_uri()], capture_output=True, timeout=120)
+        assert png.exists() and png.stat().st_size > 5_000
+        from PIL import Image
+
+        pixels = Image.open(png).convert("RGB").getdata()
+        green = sum(1 for r, g, b in pixels if abs(r - 46) < 30 and abs(g - 125) < 30 and abs(b - 50) < 30)
+        red = sum(1 for r, g, b in pixels if r > 170 and g < 90 and b < 90)
+        assert green > 30 and red > 30  # the chosen mark and the budget lines are on screen
