@@ -100,7 +100,8 @@ def test_fit_plot_draws_candidates_budget_and_choice(tmp_path, capsys) -> None:
         assert png.exists() and png.stat().st_size > 5_000
         from PIL import Image
 
-        pixels = Image.open(png).convert("RGB").getdata()
+        image = Image.open(png).convert("RGB")
+        pixels = [image.getpixel((x, y)) for y in range(0, image.height, 2) for x in range(0, image.width, 2)]
         green = sum(1 for r, g, b in pixels if abs(r - 46) < 30 and abs(g - 125) < 30 and abs(b - 50) < 30)
         red = sum(1 for r, g, b in pixels if r > 170 and g < 90 and b < 90)
-        assert green > 30 and red > 30  # the chosen mark and the budget lines are on screen
+        assert green > 8 and red > 8  # the chosen mark and the budget lines are on screen (every 4th pixel)
