@@ -334,10 +334,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         raise SpecError(f"no spec matches {args.pattern!r}" + _suggest(args.pattern, zoo.names()))
     rows = []
     for name in names:
-        spec = load_spec(name)
-        result = summary.measure(spec)
+        try:
+            spec = load_spec(name)
+            result = summary.measure(spec)
+        except (SpecError, SummaryError) as exc:  # e.g. a family that needs --scale: listed, not fatal
+            rows.append((name, "-", "-", "-", f"({first_line(exc, 60)})"))
+            continue
         rows.append((name, f"{result.total_params:,}", f"{result.macs / 1e9:,.3f}",
-                         "x".join(map(str, spec.input.size)), ", ".join(spec.weights) or "-"))
+                     "x".join(map(str, spec.input.size)), ", ".join(spec.weights) or "-"))
     header = ("NAME", "PARAMS", "GMACS", "INPUT", "WEIGHTS")
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
     for row in (header, *rows):

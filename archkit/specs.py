@@ -359,8 +359,10 @@ def _apply_scale(spec: _SpecBase) -> _SpecBase:
         raise spec.error(("scale",), f"unknown scale {spec.scale!r}" + suggest(spec.scale, list(spec.scales))
                          + ("" if spec.scales else " (this spec declares no scales)"))
     chosen = spec.scales[spec.scale]
+    # folded in and cleared: the resolved spec (stored in checkpoints, revalidated) is not scaled twice
     update: dict[str, Any] = {"width_multiplier": spec.width_multiplier * chosen.width,
-                              "depth_multiplier": spec.depth_multiplier * chosen.depth, "width_divisor": 8}
+                              "depth_multiplier": spec.depth_multiplier * chosen.depth, "width_divisor": 8,
+                              "scales": {}, "scale": None}
     if chosen.resolution is not None:
         update["input"] = spec.input.model_copy(update={"size": [chosen.resolution, chosen.resolution]})
     scaled_spec = spec.model_copy(update=update)

@@ -75,6 +75,8 @@ def test_named_scales_are_chosen_explicitly(tmp_path, capsys) -> None:
     assert [s.depth for s in p.stages] == [2, 2, 3, 2]
     model = archkit.build_model(n)  # grouped widths stay valid (cardinality 32 divides every width)
     assert summary.measure_meta(n).total_params == sum(q.numel() for q in model.parameters())
+    again = archkit.as_spec(n, num_classes=10)  # revalidating a resolved spec must not scale it twice
+    assert [b.planes for b in plan(again).blocks] == [b.planes for b in p.blocks]
     m = archkit.create_model(path, scale="m", device="meta")
     assert sum(q.numel() for q in m.parameters()) == 25_028_904  # the family's m is resnext50_32x4d
 
