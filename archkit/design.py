@@ -75,14 +75,9 @@ def fitted_text(base: str, spec: Any, c: Candidate, target: float) -> str:
 
 # --- diff ------------------------------------------------------------------------------------------
 
-def _block_text(block: Any) -> str:
-    fields = block.model_dump(exclude={"type"}, exclude_defaults=True)
-    inner = ", ".join(f"{k}={v}" for k, v in fields.items())
-    return f"{block.type}({inner})" if inner else block.type
-
-
 def diff(a: Any, b: Any) -> dict[str, Any]:
     """Stage by stage and in total: parameters, MACs, output shapes and block settings of two specs."""
+    from .draw import _layer_text as _block_text  # type(key=value, ...) of the non-default fields
     from .plan import plan
     from .summary import measure
 

@@ -91,8 +91,3 @@ def expand(tree: Any, data: dict, marks: dict) -> Any:
     out["stages"] = stage_list
     out.marks["stages"] = mark or Mark("regnet")
     return out
-
-
-def describe(r: RegNetSpec) -> str:
-    """``4 stages: 32x1, 64x2, ...`` for messages."""
-    return ", ".join(f"{s['planes']}x{s['depth']}" for s in stages(r))

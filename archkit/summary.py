@@ -83,6 +83,11 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.d
     return measure_meta(spec, batch_size, depth, dtype)
 
 
+def _block_key(bp: Any) -> tuple:
+    """What a block's cost depends on: blocks of a stage after the first share one (computed once)."""
+    return (bp.cls, id(bp.params), bp.in_channels, bp.planes, bp.stride, bp.dilation, bp.in_size, bp.shortcut)
+
+
 def _has_cost(cls: type) -> bool:
     """A block class's own ``cost`` (never one inherited by a subclass that may change the structure)."""
     return "cost" in vars(cls)
@@ -116,7 +121,7 @@ def _analytic(spec: ModelSpec, batch_size: int, depth: int, dtype: torch.dtype) 
 
     def block_cost(bp: Any) -> Cost:
         bctx = block_context(ctx, bp)
-        key = (bp.cls, id(bp.params), bp.in_channels, bp.planes, bp.stride, bp.dilation, bp.in_size, bp.shortcut)
+        key = _block_key(bp)
         if key not in cache:
             # built once per distinct configuration on meta (microseconds): the constructor's own
             # checks (a BasicBlock refusing dilation, say) hold here as in a real build
@@ -366,7 +371,7 @@ def estimate(spec: ModelSpec) -> Cost:
         total = total + lp.layer.cost(lp.in_shape, ctx)
     cache: dict[tuple, Cost] = {}
     for bp in p.blocks:
-        key = (bp.cls, id(bp.params), bp.in_channels, bp.stride, bp.dilation, bp.in_size, bp.shortcut)
+        key = _block_key(bp)
         if key not in cache:
             if not _has_cost(bp.cls):
                 raise NotImplementedError(f"block type {bp.type!r} declares no cost")
