@@ -146,14 +146,17 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="shell-style pattern, e.g. 'resnet*'")
     m.set_defaults(func=cmd_list)
 
-    f = sub.add_parser("fit", parents=[common], help="fit a spec's width and depth to a compute budget",
-                       description="Find width and depth multipliers whose MACs come closest to a budget (from "
-                                   "below), deterministically, from the analytic costs; write the result as a spec.")
+    f = sub.add_parser("fit", parents=[common], help="fit a spec's width and depth (or RegNet numbers) to a budget",
+                       description="Find width and depth multipliers (or the RegNet numbers named in --vary) whose "
+                                   "MACs come closest to a budget (from below), deterministically, from the analytic "
+                                   "costs; write the result as a spec.")
     f.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
     f.add_argument("--macs", required=True, type=_amount, metavar="N", help="MAC budget, e.g. 2G or 500M")
     f.add_argument("--params-max", type=_amount, metavar="N", help="parameter budget, e.g. 12M")
     f.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    f.add_argument("--vary", metavar="NAMES", help="comma-separated numbers to vary (default: width,depth, the "
+                   "multipliers); a RegNet's: w_0, w_a, w_m, group_width, bottleneck_multiplier, regnet.depth")
     f.add_argument("--output", metavar="FILE", help="write the chosen spec (a few lines over base: SPEC)")
     f.add_argument("--plot", metavar="FILE.svg", help="draw every evaluated candidate, the budget and the choice")
     f.set_defaults(func=cmd_fit)
@@ -351,31 +354,38 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """archkit fit."""
-    from . import design
+    from . import design, loader
     from .files import check_destination
 
     _destination(args)
     if args.plot:
         check_destination(args.plot, [args.spec, args.output])
     spec = _load(args)
-    best, seen = design.fit(spec, args.macs, args.params_max)
-    unique = sorted({(c.width, c.depth): c for c in seen}.values(), key=lambda c: (-c.macs, c.depth))
+    tree = loader.load(args.spec, _overrides(args)) if args.vary else None  # regnet: numbers, before expansion
+    vary = design.axes(args.vary, tree)
+    best, seen = design.fit(spec, args.macs, args.params_max, vary, tree)
+    unique = sorted({c.values: c for c in seen}.values(), key=lambda c: (-c.macs, c.values))
     under = [c for c in unique if c.macs <= args.macs and (args.params_max is None or c.params <= args.params_max)]
+    what = " and ".join(a.label for a in vary)
     if best is None:
         closest = min(unique, key=lambda c: abs(c.macs - args.macs)) if unique else None
-        hint = f"; the closest: width {closest.width}, depth {closest.depth}: {closest.macs / 1e9:.3f} GMACs, " \
-               f"{closest.params:,} parameters" if closest else ""
+        hint = f"; the closest: {closest.text}: {closest.macs / 1e9:.3f} GMACs, {closest.params:,} parameters" \
+            if closest else ""
         if args.plot:
             write_text(args.plot, design.plot_svg(unique, None, args.macs, args.params_max, f"archkit fit {spec.name}"))
-        raise SpecError(f"no width/depth multiplier of {spec.name} meets the budget{hint}")
+        raise SpecError(f"no {what} of {spec.name} meets the budget{hint}")
     print(f"{len(unique)} candidates evaluated; best under {args.macs / 1e9:g} GMACs"
           + (f" and {args.params_max:,.0f} parameters" if args.params_max else "") + ":")
-    print(f"  {'width':>7} {'depth':>6} {'GMACs':>9} {'params':>14}")
-    for c in [best] + [c for c in under if c is not best][:4]:
-        print(f"  {c.width:>7} {c.depth:>6} {c.macs / 1e9:>9.3f} {c.params:>14,}")
+    print("  " + " ".join(f"{a.label:>{max(7, len(a.label))}}" for a in vary) + f" {'GMACs':>9} {'params':>14}")
+    shown = {(best.params, best.macs): best}  # other numbers that give the same network are not shown twice
+    for c in under:
+        if len(shown) < 5:
+            shown.setdefault((c.params, c.macs), c)
+    for c in shown.values():
+        print("  " + " ".join(f"{v!r:>{max(7, len(a.label))}}" for a, (_, v) in zip(vary, c.values))
+              + f" {c.macs / 1e9:>9.3f} {c.params:>14,}")
     gap = (args.macs - best.macs) / args.macs
-    print(f"chosen: width_multiplier {best.width}, depth_multiplier {best.depth}: {best.macs / 1e9:.3f} GMACs "
-          f"({gap:.1%} under the budget)")
+    print(f"chosen: {best.text}: {best.macs / 1e9:.3f} GMACs ({gap:.1%} under the budget)")
     if args.output:
         from .zoo import is_path
 

@@ -7,7 +7,8 @@ is built, so ``fit`` evaluates thousands of candidates a second, deterministical
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import itertools
+from typing import Any, Callable
 
 from .errors import SpecError
 from .registry import suggest
@@ -15,62 +16,185 @@ from .registry import suggest
 # --- fit -------------------------------------------------------------------------------------------
 
 DEPTHS = (0.5, 0.67, 0.75, 1.0, 1.25, 1.5, 2.0)
+_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
+
+
+def _round8(v: float) -> int:
+    return max(8, int(round(v / 8)) * 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Axis:
+    """One number ``fit`` may vary: bisected when it is the first continuous one, else tried on a grid."""
+
+    name: str  # the field path written to the fitted spec
+    label: str  # the column header
+    grid: Callable[[float], list[float]]
+    bounds: Callable[[float], tuple[float, float]] | None = None  # continuous: the bisection interval
+    quantum: float = 0.0  # a continuous number on a lattice (w_0: multiples of 8)
+    digits: int = 4
+
+
+AXES: dict[str, Axis] = {a.name: a for a in (
+    Axis("width_multiplier", "width", lambda v: [v], lambda v: (0.05, 4.0)),
+    Axis("depth_multiplier", "depth", lambda v: list(DEPTHS)),
+    Axis("regnet.w_a", "w_a", lambda v: [round(v * f, 2) for f in _FACTORS], lambda v: (0.0, max(8 * v, 256.0)),
+         digits=2),
+    Axis("regnet.w_0", "w_0", lambda v: list(range(_round8(v / 2), _round8(2 * v) + 1, 8)),
+         lambda v: (8.0, max(8 * v, 512.0)), quantum=8),
+    Axis("regnet.depth", "blocks", lambda v: [max(1, round(v * f)) for f in DEPTHS]),
+    Axis("regnet.w_m", "w_m", lambda v: [v, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0]),
+    Axis("regnet.group_width", "group_width", lambda v: [max(1, int(v) // 2), int(v), int(v) * 2]),
+    Axis("regnet.bottleneck_multiplier", "bottleneck", lambda v: [v, 0.25, 0.5, 1.0]),
+)}
+# the short names ``--vary`` takes; ``depth`` is the multiplier, a RegNet's number of blocks is ``regnet.depth``
+ALIASES = {"width": "width_multiplier", "depth": "depth_multiplier",
+           **{n.split(".")[1]: n for n in AXES if n.startswith("regnet.") and n != "regnet.depth"}}
+DEFAULT_AXES = ("width_multiplier", "depth_multiplier")
+
+
+def axes(names: str | None, tree: Any) -> tuple[Axis, ...]:
+    """The axes named in ``--vary`` (comma-separated; default: the width and depth multipliers)."""
+    if not names:
+        return tuple(AXES[n] for n in DEFAULT_AXES)
+    out: list[Axis] = []
+    for raw in (n.strip() for n in names.split(",")):
+        name = ALIASES.get(raw, raw)
+        if name not in AXES:
+            raise SpecError(f"cannot vary {raw!r}" + suggest(raw, [*ALIASES, "regnet.depth"], limit=20), None, "--vary")
+        if name.startswith("regnet.") and not (isinstance(tree, dict) and isinstance(tree.get("regnet"), dict)):
+            raise SpecError(f"cannot vary {raw!r}: this spec has no regnet: numbers (it declares its stages); "
+                            "vary width and depth", None, "--vary")
+        if AXES[name] not in out:
+            out.append(AXES[name])
+    return tuple(out)
 
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
-    """One point of the searched space and its figures."""
+    """One point of the searched space (the varied numbers, in ``--vary`` order) and its figures."""
 
-    width: float
-    depth: float
+    values: tuple[tuple[str, float], ...]
     params: int
     macs: int
 
+    def __getitem__(self, name: str) -> float:
+        return dict(self.values)[name]
 
-def _evaluate(spec: Any, width: float, depth: float) -> Candidate | None:
+    @property
+    def text(self) -> str:
+        return ", ".join(f"{AXES[n].label} {v!r}" for n, v in self.values)
+
+
+def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axis, ...] | None = None,
+        tree: Any = None) -> tuple[Candidate | None, list[Candidate]]:
+    """The varied numbers whose MACs come closest to ``macs`` from below (and parameters stay under
+    ``params_max``). One continuous axis (the width multiplier, else ``w_a``, else ``w_0``) is bisected
+    for every combination of the others' grids; with none continuous the grid is searched whole.
+    ``tree`` is the loaded (unvalidated) spec, needed to vary ``regnet:`` numbers. Returns the best
+    candidate (None if none meets the budget) and every candidate evaluated, in order; deterministic."""
     from .summary import estimate
 
-    try:
-        cost = estimate(spec.model_copy(update={"width_multiplier": round(width, 4), "depth_multiplier": depth}))
-    except (ValueError, ZeroDivisionError):  # e.g. a width that leaves a group empty
-        return None
-    return Candidate(round(width, 4), depth, cost.params, cost.macs)
-
-
-def fit(spec: Any, macs: float, params_max: float | None = None) -> tuple[Candidate | None, list[Candidate]]:
-    """Width and depth multipliers whose MACs come closest to ``macs`` from below (and parameters stay
-    under ``params_max``): for each depth multiplier, bisection on the width multiplier. Returns the
-    best candidate (None if none meets the budget) and every candidate evaluated, in order."""
-    if not spec.width_multiplier == 1.0 == spec.depth_multiplier:
-        spec = spec.model_copy(update={"width_multiplier": 1.0, "depth_multiplier": 1.0})
+    vary = vary or tuple(AXES[n] for n in DEFAULT_AXES)
+    current = {a.name: _current(spec, tree, a.name) for a in vary}
+    primary = next((a for a in AXES.values() if a in vary and a.bounds is not None), None)
+    others = [a for a in vary if a is not primary]
+    grids = [sorted(set(a.grid(current[a.name]))) for a in others]
+    specs: dict[tuple, Any] = {}  # validated spec per combination of regnet: numbers
     seen: list[Candidate] = []
     best: Candidate | None = None
+
+    def evaluate(values: dict[str, float]) -> Candidate | None:
+        regnet = tuple((n, v) for n, v in values.items() if n.startswith("regnet."))
+        if regnet not in specs:
+            specs[regnet] = _respec(spec, tree, regnet)
+        base = specs[regnet]
+        if base is None:
+            return None
+        multipliers = {n: v for n, v in values.items() if not n.startswith("regnet.")}
+        try:
+            cost = estimate(base.model_copy(update=multipliers) if multipliers else base)
+        except (ValueError, ZeroDivisionError):  # e.g. a width that leaves a group empty
+            return None
+        c = Candidate(tuple((a.name, _number(a.name, values[a.name])) for a in vary), cost.params, cost.macs)
+        seen.append(c)
+        return c
 
     def ok(c: Candidate | None) -> bool:
         return c is not None and c.macs <= macs and (params_max is None or c.params <= params_max)
 
-    for depth in DEPTHS:
-        lo, hi = 0.05, 4.0
-        for _ in range(30):  # MACs grow with the width: bisection to the budget's edge
+    def consider(c: Candidate | None) -> bool:
+        nonlocal best
+        if not ok(c):
+            return False
+        if best is None or c.macs > best.macs:
+            best = c
+        return True
+
+    for combo in itertools.product(*grids):
+        fixed = {a.name: _number(a.name, v) for a, v in zip(others, combo)}
+        if primary is None:
+            consider(evaluate(fixed))
+            continue
+        lo, hi = primary.bounds(current[primary.name])
+        if primary.quantum:  # bisection over the lattice's indices
+            lo, hi = lo // primary.quantum, hi // primary.quantum
+        for _ in range(40):  # MACs grow with the continuous number: bisection to the budget's edge
             mid = (lo + hi) / 2
-            c = _evaluate(spec, mid, depth)
-            if c is not None:
-                seen.append(c)
-            if ok(c):
+            if primary.quantum:
+                mid = float(int(mid))
+            value = mid * primary.quantum if primary.quantum else mid
+            if consider(evaluate({**fixed, primary.name: _number(primary.name, value)})):
                 lo = mid
-                if best is None or c.macs > best.macs or (c.macs == best.macs and c.depth < best.depth):
-                    best = c
             else:
                 hi = mid
-            if hi - lo < 1e-3:
+            if hi - lo <= (1 if primary.quantum else 10.0 ** -(primary.digits - 1)):
                 break
     return best, seen
 
 
+_INTEGERS = ("regnet.depth", "regnet.w_0", "regnet.group_width")
+
+
+def _number(name: str, value: float) -> float | int:
+    """A varied number as the spec takes it: an integer where the field is one, else rounded."""
+    return int(round(value)) if name in _INTEGERS else round(float(value), AXES[name].digits)
+
+
+def _current(spec: Any, tree: Any, name: str) -> float:
+    if name.startswith("regnet."):
+        return float(tree["regnet"][name.split(".", 1)[1]])
+    return float(getattr(spec, name))
+
+
+def _respec(spec: Any, tree: Any, regnet: tuple[tuple[str, float], ...]) -> Any:
+    """The spec with other ``regnet:`` numbers (None where they yield no valid network)."""
+    if not regnet:
+        return spec
+    from .loader import MDict
+    from .specs import validate
+
+    numbers = MDict(tree["regnet"], mark=tree["regnet"].mark)
+    numbers.marks = dict(tree["regnet"].marks)
+    for name, value in regnet:
+        key = name.split(".", 1)[1]
+        numbers[key] = value
+    changed = MDict(tree, mark=tree.mark)
+    changed.marks = dict(tree.marks)
+    changed["regnet"] = numbers
+    try:
+        return validate(changed)
+    except SpecError:
+        return None
+
+
 def fitted_text(base: str, spec: Any, c: Candidate, target: float) -> str:
     """The chosen candidate as a spec file: a few lines over ``base:``."""
-    return (f"# archkit fit {base} --macs {target / 1e9:g}G: {c.params:,} parameters, {c.macs / 1e9:.3f} GMACs\n"
-            f"base: {base}\nname: {spec.name}_fit\nwidth_multiplier: {c.width}\ndepth_multiplier: {c.depth}\n")
+    top = [f"{n}: {v!r}" for n, v in c.values if not n.startswith("regnet.")]
+    regnet = [f"  {n.split('.', 1)[1]}: {v!r}" for n, v in c.values if n.startswith("regnet.")]
+    return "\n".join([f"# archkit fit {base} --macs {target / 1e9:g}G: {c.params:,} parameters, "
+                      f"{c.macs / 1e9:.3f} GMACs", f"base: {base}", f"name: {spec.name}_fit", *top,
+                      *(["regnet:", *regnet] if regnet else [])]) + "\n"
 
 
 # --- diff ------------------------------------------------------------------------------------------
@@ -154,7 +278,10 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
 
     spec = load_spec(ref, overrides)
     parts = field.split(".")
-    value = _lookup(spec.model_dump(mode="json"), parts, field)
+    if parts[0] == "regnet":  # expanded into stages on validation: its numbers are read from the merged file
+        value = _lookup(loader.flatten(loader.load(ref, overrides))[0], parts, field)
+    else:
+        value = _lookup(spec.model_dump(mode="json"), parts, field)
     chain, path = [], zoo.resolve(ref)
     while True:
         tree = loader.parse(loader.read_text(path), str(path))
@@ -165,6 +292,9 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
         path = zoo.resolve(base, path.parent)
     sources = []
     for path, tree in reversed(chain):
+        if parts[0] == "stages" and isinstance(tree, dict) and "regnet" in tree:
+            sources.append((str(tree.marks["regnet"]), "generated by its regnet: numbers"))
+            continue
         node, mark = tree, None
         for part in parts:
             if isinstance(node, dict) and part in node:
@@ -180,13 +310,15 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
             sources.append((str(mark), node))
     for text in overrides:
         key, _, raw = text.partition("=")
-        if key.strip() == field:
+        if key.strip() == field or (parts[0] == "stages" and key.strip().startswith("regnet.")):
             sources.append((str(Mark(f"--set {text}")), raw))
     lines = [f"{field} = {value!r}"]
     if not sources:
         lines.append("  not set by any file: the default")
     for i, (where, val) in enumerate(reversed(sources)):
-        lines.append(f"  {'set at' if i == 0 else 'overrides'} {where}" + ("" if i == 0 else f" ({val!r})"))
+        generated = isinstance(val, str) and val.startswith("generated")
+        lines.append(f"  {'set at' if i == 0 else 'overrides'} {where}" + (f" ({val})" if generated else
+                                                                           "" if i == 0 else f" ({val!r})"))
     return lines
 
 
@@ -249,7 +381,7 @@ def plot_svg(candidates: list[Candidate], best: Candidate | None, macs: float, p
     if best is not None:
         out.append(f"<circle class='chosen' cx='{px(best.macs):.1f}' cy='{py(best.params):.1f}' r='8' fill='none' "
                    f"stroke='#2e7d32' stroke-width='3'/><text x='{px(best.macs) - 10}' y='{py(best.params) - 12}' "
-                   f"font-size='12' fill='#2e7d32' text-anchor='end'>chosen: width {best.width}, depth {best.depth}"
+                   f"font-size='12' fill='#2e7d32' text-anchor='end'>chosen: {escape(best.text)}"
                    f"</text>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
