@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .context import Context
+from .blocks.antialias import BlurPool2d
 from .errors import first_line
 from .model import ArchkitNet, FeatureInfo, Freezable, _run_stage
 from .plan import BlockPlan, LayerPlan, StagePlan, plan
@@ -22,7 +23,8 @@ from .specs import ModelSpec
 def make_context(spec: ModelSpec) -> Context:
     """Norm and activation factories from the spec's ``norm:`` and ``activation:``."""
     ctx = Context(norm=lambda channels: spec.norm.build((channels, 1, 1), ctx),
-                  act=lambda: spec.activation.build((), ctx), norm_layer=spec.norm, act_layer=spec.activation)
+                  act=lambda: spec.activation.build((), ctx), norm_layer=spec.norm, act_layer=spec.activation,
+                  drop_block_rate=spec.drop_block_rate)
     return ctx
 
 
@@ -88,7 +90,7 @@ def init_weights(model: nn.Module, spec: ModelSpec) -> None:
 
 
 # modules whose whole state their own reset_parameters() writes
-_SELF_INIT = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.LayerNorm)
+_SELF_INIT = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.LayerNorm, BlurPool2d)
 _KNOWN = (*_SELF_INIT, nn.modules.batchnorm._NormBase, nn.GroupNorm)
 
 

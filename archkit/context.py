@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable
 
+import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .complexity import Cost
@@ -40,6 +42,7 @@ class Context:
     shortcut: str = "identity"  # identity, none, or the kind of the module passed as ``downsample``
     attn: tuple = ()  # attention attachments (archkit.attention.AttentionParams) for this block
     drop_path_rate: float = 0.0
+    drop_block_rate: float = 0.0  # the spec's DropBlock rate: timm applies it in the third and fourth stages
     index: int = 0  # the block's index over the whole network
     stage: int = 0  # its stage's index (0-based)
 
@@ -78,6 +81,44 @@ class Context:
     def drop_path(self) -> nn.Module | None:
         """The block's stochastic-depth module, or None at rate 0 (as timm: no module, same keys)."""
         return DropPath(self.drop_path_rate) if self.drop_path_rate > 0 else None
+
+
+    def drop_block(self) -> nn.Module | None:
+        """The block's DropBlock (timm's ``drop_blocks``): block size 5 and gamma scale 0.25 in the third
+        stage, 3 and 1.0 in the fourth, none elsewhere or at rate 0 (no parameters: keys unchanged)."""
+        if self.drop_block_rate <= 0 or self.stage not in (2, 3):
+            return None
+        return DropBlock2d(self.drop_block_rate, 5, 0.25) if self.stage == 2 else DropBlock2d(self.drop_block_rate, 3, 1.0)
+
+
+class DropBlock2d(nn.Module):
+    """DropBlock (Ghiasi et al. 2018), as timm's ``DropBlock2d`` with its defaults: one spatial mask
+    shared by all channels, blocks of ``block_size``, kept activations rescaled. Identity in eval mode.
+
+    Draws the same random numbers in the same order as timm's, so seeded runs match it.
+    """
+
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 7, gamma_scale: float = 1.0):
+        super().__init__()
+        self.drop_prob, self.block_size, self.gamma_scale = drop_prob, block_size, gamma_scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or not self.drop_prob:
+            return x
+        b, _, h, w = x.shape
+        kh, kw = min(self.block_size, h), min(self.block_size, w)
+        gamma = self.gamma_scale * self.drop_prob * h * w / (kh * kw) / ((h - kh + 1) * (w - kw + 1))
+        with torch.no_grad():
+            seeds = torch.empty((b, 1, h, w), dtype=x.dtype, device=x.device).bernoulli_(gamma)
+            block_mask = F.max_pool2d(seeds, kernel_size=(kh, kw), stride=1, padding=(kh // 2, kw // 2))
+            if kh % 2 == 0 or kw % 2 == 0:  # an even block: max_pool2d's output is one larger
+                block_mask = block_mask[..., (kh + 1) % 2:, (kw + 1) % 2:]
+            keep = 1.0 - block_mask
+            keep.mul_((keep.numel() / keep.to(torch.float32).sum().add(1e-7)).to(x.dtype))
+        return x * keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}, block_size={self.block_size}, gamma_scale={self.gamma_scale}"
 
 
 class DropPath(nn.Module):

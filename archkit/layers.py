@@ -219,6 +219,33 @@ class AvgPool(_Pool):
         return nn.AvgPool2d(self.kernel_size, self.stride, self.padding)
 
 
+class BlurPool(LayerParams):
+    """Anti-aliased downsampling: reflect pad, depthwise binomial blur, stride (timm's BlurPool2d)."""
+
+    filt_size: int = Field(3, ge=2, le=7, description="Taps of the binomial filter ([1, 2, 1] for 3).")
+    stride: int = Field(2, ge=1, le=8, description="Stride.")
+
+    def build(self, shape: Shape, ctx: BuildContext) -> nn.Module:
+        from .blocks.antialias import BlurPool2d
+
+        return BlurPool2d(shape[0], self.filt_size, self.stride)
+
+    def output_shape(self, shape: Shape) -> Shape:
+        from .blocks.antialias import blur_size
+
+        c, h, w = _spatial(shape, "blurpool")
+        if (self.filt_size - 1 + self.stride - 1) // 2 >= min(h, w):
+            raise ValueError(f"a {h}x{w} input is too small for reflect padding")
+        return _check_size(c, blur_size(h, self.filt_size, self.stride), blur_size(w, self.filt_size, self.stride),
+                           "blurpool", shape)
+
+    def cost(self, shape: Shape, ctx: BuildContext) -> Cost:
+        c, h, w = self.output_shape(shape)
+        pad = (self.filt_size - 1 + self.stride - 1) // 2
+        padded = shape[0] * (shape[1] + 2 * pad) * (shape[2] + 2 * pad)
+        return Cost(0, c * h * w * self.filt_size ** 2, padded + c * h * w)
+
+
 class AdaptiveAvgPool(LayerParams):
     """Average pooling to a fixed size (1 = global)."""
 
@@ -332,6 +359,7 @@ BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "silu": SiLU,
     "maxpool": MaxPool,
     "avgpool": AvgPool,
+    "blurpool": BlurPool,
     "adaptive_avgpool": AdaptiveAvgPool,
     "flatten": Flatten,
     "linear": Linear,

@@ -179,9 +179,14 @@ def plan(spec: ModelSpec, *, head: bool | None = None) -> Plan:
         except (ValueError, NotImplementedError) as exc:
             raise spec.error(path, f"{block.type} block: {exc}") from None
         blocks = []
+        sizer = getattr(cls, "out_size", None)  # plugin blocks not derived from Block: a strided 3x3's size
         for j in range(depth):
             s = stride if j == 0 else 1
-            size = ((height - 1) // s + 1, (width - 1) // s + 1)
+            try:
+                size = sizer(in_size=(height, width), stride=s, params=block) if sizer else \
+                    ((height - 1) // s + 1, (width - 1) // s + 1)
+            except ValueError as exc:
+                raise spec.error(path, f"{block.type} block: {exc}") from None
             changes = s != 1 or in_channels != out_channels
             shortcut = "none" if kind == "none" else kind if changes else "identity"
             if shortcut == "zero_pad" and out_channels < in_channels:

@@ -105,6 +105,8 @@ class _SpecBase(_Model):
     depth_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's depth (rounded up).")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="Stochastic depth: block i of N drops its residual "
                                   "branch with probability rate * i / (N - 1), as timm's ResNet.")
+    drop_block_rate: float = Field(0.0, ge=0, lt=1, description="DropBlock (Ghiasi et al. 2018) in the third "
+                                   "and fourth stages, as timm's drop_block_rate (blocks with a drop_block slot).")
     weights: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")], WeightsEntry] = Field(
         default_factory=dict, description="Declared pretrained weights by name; the first is the default. "
                                           "Not inherited through base: (they belong to one architecture).")

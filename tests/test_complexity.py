@@ -18,7 +18,8 @@ from archkit.registry import ATTENTION, BLOCKS
 
 EXAMPLES = int(os.environ.get("ARCHKIT_COMPLEXITY_EXAMPLES", "60"))
 SMALL = {"groups": [1, 2, 4], "cardinality": [1, 2, 4], "base_width": [4, 16, 64], "bottle_ratio": [0.25, 0.5, 1.0],
-         "reduction": [4, 8], "divisor": [1, 8], "dropout": [0.0, 0.3]}
+         "reduction": [4, 8], "divisor": [1, 8], "dropout": [0.0, 0.3], "aa": [None, "blur", "avg"],
+         "reduce_first": [1, 2], "shortcut_kernel_size": [1, 3]}
 
 
 def _params(draw, model: type) -> dict:

@@ -25,13 +25,14 @@ Subclassing ``Block`` is a convenience, not a requirement: the builder only uses
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor, nn
 
 from ..complexity import Cost
 from ..context import Context
+from . import antialias as _antialias
 from . import shortcuts as _shortcuts
 
 
@@ -39,6 +40,18 @@ class BlockParams(BaseModel):
     """Parameters of a block type; subclasses add fields with defaults, bounds and descriptions."""
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+
+
+class ResNetParams(BlockParams):
+    """What timm's ResNet blocks add to torchvision's: anti-aliased downsampling, a reduced first
+    convolution (SENet-154) and a larger projection kernel (SENet-154's 3x3 downsample)."""
+
+    aa: Literal["blur", "avg"] | None = Field(None, description="Anti-aliased downsampling (timm's aa_layer): "
+                                              "the strided conv runs at stride 1, then blur or avg pools.")
+    reduce_first: int = Field(1, ge=1, le=64, description="The first conv's width is divided by this "
+                                                          "(timm's block_reduce_first; SENet-154 uses 2).")
+    shortcut_kernel_size: int = Field(1, ge=1, le=7, description="Kernel of a strided projection shortcut "
+                                      "(timm's down_kernel_size; 1x1 where the stage keeps its resolution).")
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
@@ -69,10 +82,16 @@ class Block(nn.Module):
         return planes * cls.expansion
 
     @classmethod
+    def out_size(cls, in_size: tuple[int, int], stride: int, params: BlockParams) -> tuple[int, int]:
+        """The output size for an input of ``in_size`` at ``stride`` (a strided 3x3 conv's by default)."""
+        return _antialias.out_size(getattr(params, "aa", None), in_size, stride)
+
+    @classmethod
     def make_shortcut(cls, in_channels: int, out_channels: int, stride: int, dilation: int,
                       params: BlockParams, ctx: Context) -> nn.Module:
         """The module for ``ctx.shortcut`` (see ``archkit.blocks.shortcuts``), with the spec's norm."""
-        return _shortcuts.build(ctx.shortcut, in_channels, out_channels, stride, dilation, ctx.norm)
+        return _shortcuts.build(ctx.shortcut, in_channels, out_channels, stride, dilation, ctx.norm,
+                                getattr(params, "shortcut_kernel_size", 1))
 
     @classmethod
     def shortcut_cost(cls, bp: Any, ctx: Context) -> Cost:
@@ -80,7 +99,7 @@ class Block(nn.Module):
         if bp.shortcut in ("identity", "none"):
             return Cost()
         return _shortcuts.cost(bp.shortcut, bp.in_channels, bp.out_channels, bp.stride, bp.dilation, bp.in_size,
-                               ctx.norm_cost)
+                               ctx.norm_cost, getattr(bp.params, "shortcut_kernel_size", 1))
 
     @classmethod
     def tail_cost(cls, bp: Any, ctx: Context) -> Cost:

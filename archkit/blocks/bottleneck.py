@@ -10,10 +10,11 @@ from torch import Tensor, nn
 from ..complexity import Cost, conv
 
 from ..context import Context
-from .base import Block, BlockParams, conv1x1, conv3x3
+from . import antialias
+from .base import Block, ResNetParams, conv1x1, conv3x3
 
 
-class BottleneckParams(BlockParams):
+class BottleneckParams(ResNetParams):
     """Grouped-conv width of a bottleneck: width = int(planes * base_width / 64) * groups."""
 
     groups: int = Field(1, ge=1, le=4096, description="Groups of the 3x3 convolution (ResNeXt cardinality).")
@@ -43,11 +44,17 @@ class Bottleneck(Block):
         super().__init__()
         groups = params.groups
         width = bottleneck_width(planes, params)
+        first = width // params.reduce_first
+        if first < 1:
+            raise ValueError(f"width {width} // reduce_first {params.reduce_first} leaves no channels")
         out_channels = planes * self.expansion
-        self.conv1 = conv1x1(in_channels, width)
-        self.bn1 = ctx.norm(width)
-        self.conv2 = conv3x3(width, width, stride, groups, dilation)
+        aa = antialias.make(params.aa, width, stride)
+        self.conv1 = conv1x1(in_channels, first)
+        self.bn1 = ctx.norm(first)
+        self.conv2 = conv3x3(first, width, 1 if aa is not None else stride, groups, dilation)
         self.bn2 = ctx.norm(width)
+        self.drop_block = ctx.drop_block()
+        self.aa = aa
         self.attn = ctx.attention("mid", width)
         self.conv3 = conv1x1(width, out_channels)
         self.bn3 = ctx.norm(out_channels)
@@ -57,7 +64,12 @@ class Bottleneck(Block):
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn2(self.conv2(out))
+        if self.drop_block is not None:
+            out = self.drop_block(out)
+        out = self.relu(out)
+        if self.aa is not None:
+            out = self.aa(out)
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn3(self.conv3(out))
@@ -71,15 +83,18 @@ class Bottleneck(Block):
 
     @classmethod
     def cost(cls, bp: Any, ctx: Context) -> Cost:
-        """1x1 at the input size, grouped 3x3 with the stride, 1x1 up, the tail, the final activation."""
+        """1x1 at the input size, grouped 3x3 with the stride (at stride 1 then anti-aliased, with ``aa``),
+        1x1 up, the tail, the final activation."""
         w, out, hw, ihw = bottleneck_width(bp.planes, bp.params), bp.out_channels, bp.out_size, bp.in_size
-        return (conv(bp.in_channels, w, 1, ihw) + ctx.norm_cost(w, ihw) + ctx.act_cost(w, ihw)
-                + conv(w, w, 3, hw, bp.params.groups) + ctx.norm_cost(w, hw) + ctx.act_cost(w, hw)
-                + ctx.attention_cost("mid", w, hw) + conv(w, out, 1, hw) + ctx.norm_cost(out, hw)
+        first, aa = w // bp.params.reduce_first, bp.params.aa
+        hw2 = ihw if aa is not None and bp.stride > 1 else hw
+        return (conv(bp.in_channels, first, 1, ihw) + ctx.norm_cost(first, ihw) + ctx.act_cost(first, ihw)
+                + conv(first, w, 3, hw2, bp.params.groups) + ctx.norm_cost(w, hw2) + ctx.act_cost(w, hw2)
+                + antialias.cost(aa, w, hw, bp.stride) + ctx.attention_cost("mid", w, hw) + conv(w, out, 1, hw) + ctx.norm_cost(out, hw)
                 + cls.tail_cost(bp, ctx) + ctx.act_cost(out, hw))
 
 
-class ResNeXtParams(BlockParams):
+class ResNeXtParams(ResNetParams):
     """ResNeXt's C x d notation: ``resnext50_32x4d`` is cardinality 32, base width 4."""
 
     cardinality: int = Field(32, ge=1, le=4096, description="Number of groups in the 3x3 convolution (C).")

@@ -48,9 +48,15 @@ class AvgPoolSame(nn.Module):
         return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1)
 
 
+def _kernel(kind: str, kernel_size: int, stride: int, dilation: int) -> int:
+    """timm's ``downsample_conv``: the projection's kernel is 1x1 where the stage keeps its resolution."""
+    return 1 if kind != "projection" or (stride == 1 and dilation == 1) else kernel_size
+
+
 def build(kind: str, in_channels: int, out_channels: int, stride: int, dilation: int,
-          norm: Norm | None) -> nn.Module:
-    """The shortcut module of ``kind``; ``norm=None`` leaves out the norm (pre-activation blocks)."""
+          norm: Norm | None, kernel_size: int = 1) -> nn.Module:
+    """The shortcut module of ``kind``; ``norm=None`` leaves out the norm (pre-activation blocks);
+    ``kernel_size`` > 1 makes a strided projection a padded k x k conv (SENet-154's 3x3)."""
     conv_stride = stride
     layers: list[nn.Module] = []
     if kind == "zero_pad":
@@ -67,7 +73,12 @@ def build(kind: str, in_channels: int, out_channels: int, stride: int, dilation:
         conv_stride = 1
     elif kind != "projection":
         raise ValueError(f"unknown shortcut kind {kind!r}")
-    layers.append(nn.Conv2d(in_channels, out_channels, 1, conv_stride, bias=False))
+    k = _kernel(kind, kernel_size, stride, dilation)
+    if k == 1:
+        layers.append(nn.Conv2d(in_channels, out_channels, 1, conv_stride, bias=False))
+    else:
+        layers.append(nn.Conv2d(in_channels, out_channels, k, conv_stride, ((stride - 1) + dilation * (k - 1)) // 2,
+                                dilation, bias=False))
     if norm is None:
         return layers[0] if len(layers) == 1 else nn.Sequential(*layers)
     layers.append(norm(out_channels))
@@ -75,7 +86,7 @@ def build(kind: str, in_channels: int, out_channels: int, stride: int, dilation:
 
 
 def cost(kind: str, in_channels: int, out_channels: int, stride: int, dilation: int, in_hw: tuple[int, int],
-         norm: Callable[[int, tuple[int, int]], Cost] | None) -> Cost:
+         norm: Callable[[int, tuple[int, int]], Cost] | None, kernel_size: int = 1) -> Cost:
     """What ``build`` would cost per sample on an (in_channels, *in_hw) input; ``norm`` None: no norm."""
     h, w = in_hw
     out_hw = ((h - 1) // stride + 1, (w - 1) // stride + 1)
@@ -94,5 +105,5 @@ def cost(kind: str, in_channels: int, out_channels: int, stride: int, dilation: 
             pool = Cost(0, 0, in_channels * conv_hw[0] * conv_hw[1])
     else:
         conv_hw = out_hw
-    total = pool + complexity.conv(in_channels, out_channels, 1, conv_hw)
+    total = pool + complexity.conv(in_channels, out_channels, _kernel(kind, kernel_size, stride, dilation), conv_hw)
     return total + norm(out_channels, conv_hw) if norm is not None else total
