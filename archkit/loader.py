@@ -395,17 +395,20 @@ def flatten(tree: Any) -> tuple[Any, dict[tuple, Mark]]:
 
 
 def resolve_stage_blocks(tree: MDict) -> MDict:
-    """Merge the top-level ``block`` defaults under each stage's own ``block`` (returns a new tree)."""
+    """Merge the top-level ``block`` defaults under each stage's own ``block``, and each stage's
+    ``blocks:`` items over that (returns a new tree)."""
     default = tree.get("block")
     stages = tree.get("stages")
-    if not isinstance(default, dict) or not isinstance(stages, list):
+    if not isinstance(stages, list) or not (isinstance(default, dict) or any(
+            isinstance(s, dict) and "blocks" in s for s in stages)):
         return tree
     out = MDict(tree, mark=tree.mark)
     out.marks = dict(tree.marks)
     new_stages = MList(mark=getattr(stages, "mark", None))
     new_stages.marks = list(getattr(stages, "marks", [None] * len(stages)))
     for stage in stages:
-        if isinstance(stage, dict) and (stage.get("block") is None or isinstance(stage.get("block"), dict)):
+        if isinstance(default, dict) and isinstance(stage, dict) and (
+                stage.get("block") is None or isinstance(stage.get("block"), dict)):
             own = stage.get("block") or {}
             new = MDict(stage, mark=getattr(stage, "mark", None))
             new.marks = dict(getattr(stage, "marks", {}))
@@ -413,6 +416,21 @@ def resolve_stage_blocks(tree: MDict) -> MDict:
             if "block" not in stage or stage["block"] is None:
                 new.marks["block"] = tree.marks.get("block")
             stage = new
-        new_stages.append(stage)
+        new_stages.append(_resolve_listed_blocks(stage))
     out["stages"] = new_stages
     return out
+
+
+def _resolve_listed_blocks(stage: Any) -> Any:
+    """A stage's ``blocks:`` items merged over its (resolved) ``block``."""
+    if not isinstance(stage, dict) or not isinstance(stage.get("blocks"), list) or not isinstance(stage.get("block"), dict):
+        return stage
+    items = stage["blocks"]
+    listed = MList(mark=getattr(items, "mark", None))
+    listed.marks = list(getattr(items, "marks", [None] * len(items)))
+    for item in items:
+        listed.append(merge(stage["block"], item) if isinstance(item, dict) else item)
+    new = MDict(stage, mark=getattr(stage, "mark", None))
+    new.marks = dict(getattr(stage, "marks", {}))
+    new["blocks"] = listed
+    return new

@@ -165,23 +165,31 @@ def plan(spec: ModelSpec, *, head: bool | None = None) -> Plan:
         path = ("stages", i)
         if len(shape) != 3:
             raise spec.error(path, f"a stage needs a (channels, height, width) input, but gets {list(shape)}")
-        block = stage.block
-        cls = BLOCKS.get(block.type).obj
-        kind = block.shortcut or cls.shortcuts[0]
+        listed = stage.blocks  # per-block settings (a pruned network's widths), else the stage's block for all
+        if listed is not None and len(listed) != depth:
+            raise spec.error((*path, "blocks"), f"lists {len(listed)} blocks for a stage of depth {depth}")
         stride, first_dilation = stage.stride, dilation
         if stage.dilate:  # replace_stride_with_dilation: later blocks dilate instead of striding
             dilation *= stride
             stride = 1
         in_shape = shape
         in_channels, height, width = shape
-        try:
-            out_channels = cls.out_channels(planes, block)
-        except (ValueError, NotImplementedError) as exc:
-            raise spec.error(path, f"{block.type} block: {exc}") from None
-        blocks = []
-        sizer = getattr(cls, "out_size", None)  # plugin blocks not derived from Block: a strided 3x3's size
+        blocks, out_channels = [], None
         for j in range(depth):
+            block = listed[j] if listed is not None else stage.block
+            where = (*path, "blocks", j) if listed is not None else (*path, "block")
+            cls = BLOCKS.get(block.type).obj
+            kind = block.shortcut or cls.shortcuts[0]
+            try:
+                out_j = cls.out_channels(planes, block)
+            except (ValueError, NotImplementedError) as exc:
+                raise spec.error(path, f"{block.type} block: {exc}") from None
+            if out_channels is not None and out_j != out_channels:
+                raise spec.error(where, f"outputs {out_j} channels where the stage's first block outputs "
+                                        f"{out_channels}; a stage's blocks share their output width")
+            out_channels = out_j
             s = stride if j == 0 else 1
+            sizer = getattr(cls, "out_size", None)  # plugin blocks not derived from Block: a strided 3x3's size
             try:
                 size = sizer(in_size=(height, width), stride=s, params=block) if sizer else \
                     ((height - 1) // s + 1, (width - 1) // s + 1)
@@ -190,8 +198,8 @@ def plan(spec: ModelSpec, *, head: bool | None = None) -> Plan:
             changes = s != 1 or in_channels != out_channels
             shortcut = "none" if kind == "none" else kind if changes else "identity"
             if shortcut == "zero_pad" and out_channels < in_channels:
-                raise spec.error((*path, "block", "shortcut"), f"zero_pad cannot shrink {in_channels} channels to "
-                                                               f"{out_channels}; use projection or avg_down")
+                raise spec.error((*where, "shortcut"), f"zero_pad cannot shrink {in_channels} channels to "
+                                                       f"{out_channels}; use projection or avg_down")
             # torchvision gives the first block the dilation in force before this stage, the rest the new one
             blocks.append(BlockPlan(i, j, n, block.type, cls, block, in_channels, planes, out_channels, s,
                                     first_dilation if j == 0 else dilation, (height, width), size, shortcut,

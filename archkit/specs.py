@@ -184,7 +184,10 @@ def spec_model(used: tuple[frozenset, frozenset, frozenset] | None = None) -> ty
     acts = _union([by_name[n] for n in LAYERS.names("activation")])
     stage = create_model("Stage", __base__=_StageBase, __doc__="One stage: blocks made by _make_layer's rules.",
                          block=(blocks | None, Field(None, description="Block type and params, merged over the "
-                                                                     "top-level block (required if there is none).")))
+                                                                     "top-level block (required if there is none).")),
+                         blocks=(list[blocks] | None, Field(None, max_length=100_000, description="Per-block "
+                                 "settings, one mapping per block merged over the stage's block (e.g. the widths "
+                                 "of a channel-pruned network); as many as depth.")))
     model = create_model(
         "ModelSpec", __base__=_SpecBase, __doc__="An archkit network: stem, stages of residual blocks, head.",
         norm=(norms, Field(default_factory=lambda: by_name["batchnorm"](type="batchnorm"),
@@ -284,7 +287,10 @@ def _used_types(data: Any) -> tuple[frozenset, frozenset, frozenset] | None:
         if key in data:
             ok = ok and layer_list([data[key]])
     stages = data.get("stages", [])
-    ok = ok and isinstance(stages, list) and all(isinstance(s, dict) and block(s.get("block")) for s in stages)
+    ok = ok and isinstance(stages, list) and all(
+        isinstance(s, dict) and block(s.get("block"))
+        and (s.get("blocks") is None or isinstance(s["blocks"], list) and all(block(b) for b in s["blocks"]))
+        for s in stages)
     if not ok or not blocks or not (blocks <= set(BLOCKS.names()) and layers <= set(LAYERS.names())
                                     and attention <= set(ATTENTION.names())):
         return None
@@ -381,26 +387,33 @@ def _check_blocks(spec: _SpecBase) -> list[Problem]:
 
     for i, stage in enumerate(spec.stages):
         path = ("stages", i, "block")
-        if stage.block is None:
+        if stage.block is None and not stage.blocks:
             add(path, "needs a block type (here or in a top-level 'block:' default)")
             continue
-        cls = BLOCKS.get(stage.block.type).obj
-        kind = stage.block.shortcut
-        if kind is not None and kind not in cls.shortcuts:
-            known = sorted(set(SHORTCUT_KINDS) | {k for e in BLOCKS for k in e.obj.shortcuts})
-            if kind not in known:
-                add((*path, "shortcut"), f"unknown shortcut kind {kind!r}" + suggest(kind, known))
-            else:
-                add((*path, "shortcut"), f"{stage.block.type} blocks accept shortcut kinds "
-                                         f"{', '.join(cls.shortcuts)}, not {kind!r}")
-        for j, attn in enumerate(stage.block.attn):
-            if attn.position not in cls.attn_positions:
-                where = (*path, "attn", j, "position")
-                if attn.position not in ATTN_POSITIONS:
-                    add(where, f"unknown attention position {attn.position!r}" + suggest(attn.position, list(ATTN_POSITIONS)))
+        if stage.blocks is not None and len(stage.blocks) != stage.depth:
+            add(("stages", i, "blocks"), f"lists {len(stage.blocks)} blocks for a stage of depth {stage.depth}")
+        if stage.blocks is not None and spec.depth_multiplier != 1.0:
+            add(("stages", i, "blocks"), "a stage that lists its blocks cannot be scaled by depth_multiplier")
+        listed = [(("stages", i, "blocks", j), b) for j, b in enumerate(stage.blocks or [])]
+        for where_block, block in [(path, stage.block)] * (stage.block is not None) + listed:
+            cls = BLOCKS.get(block.type).obj
+            kind = block.shortcut
+            if kind is not None and kind not in cls.shortcuts:
+                known = sorted(set(SHORTCUT_KINDS) | {k for e in BLOCKS for k in e.obj.shortcuts})
+                if kind not in known:
+                    add((*where_block, "shortcut"), f"unknown shortcut kind {kind!r}" + suggest(kind, known))
                 else:
-                    add(where, f"{stage.block.type} blocks offer attention positions "
-                               f"{', '.join(cls.attn_positions)}, not {attn.position!r}")
+                    add((*where_block, "shortcut"), f"{block.type} blocks accept shortcut kinds "
+                                                    f"{', '.join(cls.shortcuts)}, not {kind!r}")
+            for j, attn in enumerate(block.attn):
+                if attn.position not in cls.attn_positions:
+                    where = (*where_block, "attn", j, "position")
+                    if attn.position not in ATTN_POSITIONS:
+                        add(where, f"unknown attention position {attn.position!r}"
+                            + suggest(attn.position, list(ATTN_POSITIONS)))
+                    else:
+                        add(where, f"{block.type} blocks offer attention positions "
+                                   f"{', '.join(cls.attn_positions)}, not {attn.position!r}")
     return problems
 
 

@@ -17,7 +17,7 @@ from ..complexity import Cost, conv
 from ..context import Context
 from . import shortcuts as _shortcuts
 from .base import Block, BlockParams, conv1x1, conv3x3
-from .bottleneck import BottleneckParams, bottleneck_width
+from .bottleneck import GroupedParams, bottleneck_width
 
 
 class _PreAct(Block):
@@ -87,12 +87,12 @@ class PreActBottleneck(_PreAct):
     head needs one last norm and activation.
     """
 
-    Params = BottleneckParams
+    Params = GroupedParams
     expansion = 4
     attn_positions = ("mid", "pre_add", "post_add")
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, dilation: int = 1,
-                 downsample: nn.Module | None = None, params: BottleneckParams, ctx: Context):
+                 downsample: nn.Module | None = None, params: GroupedParams, ctx: Context):
         super().__init__()
         width = bottleneck_width(planes, params)
         out_channels = planes * self.expansion
