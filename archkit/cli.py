@@ -335,20 +335,29 @@ def cmd_list(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
     if not names:
         raise SpecError(f"no spec matches {args.pattern!r}" + _suggest(args.pattern, zoo.names()))
-    rows = []
+    groups: dict[str, list[tuple[str, ...]]] = {}
     for name in names:
         try:
             spec = load_spec(name)
             result = summary.measure(spec)
         except (SpecError, SummaryError) as exc:  # e.g. a family that needs --scale: listed, not fatal
-            rows.append((name, "-", "-", "-", f"({first_line(exc, 60)})"))
+            groups.setdefault("other", []).append((name, "-", "-", "-", f"({first_line(exc, 60)})"))
             continue
-        rows.append((name, f"{result.total_params:,}", f"{result.macs / 1e9:,.3f}",
-                     "x".join(map(str, spec.input.size)), ", ".join(spec.weights) or "-"))
+        groups.setdefault(spec.family or "other", []).append(
+            (name, f"{result.total_params:,}", f"{result.macs / 1e9:,.3f}", "x".join(map(str, spec.input.size)),
+             ", ".join(spec.weights) or "-"))
     header = ("NAME", "PARAMS", "GMACS", "INPUT", "WEIGHTS")
+    rows = [r for g in groups.values() for r in g]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    for row in (header, *rows):
-        print("  ".join(v.rjust(widths[i]) if i in (1, 2) else v.ljust(widths[i]) for i, v in enumerate(row)).rstrip())
+
+    def line(row: tuple[str, ...]) -> str:
+        return "  ".join(v.rjust(widths[i]) if i in (1, 2) else v.ljust(widths[i]) for i, v in enumerate(row)).rstrip()
+
+    print("  " + line(header))
+    for family in sorted(groups, key=lambda f: (f == "other", f.lower())):  # families A-Z, the unlabelled last
+        print(f"\n{family} ({len(groups[family])})")
+        for row in groups[family]:
+            print("  " + line(row))
     return EXIT_OK
 
 

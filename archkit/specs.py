@@ -93,6 +93,8 @@ class _StageBase(_Model):
 class _SpecBase(_Model):
     name: str = Field(min_length=1, max_length=200, description="Model name.")
     description: str = Field("", max_length=10_000, description="Free text: what this spec reproduces.")
+    family: str = Field("", max_length=100, description="The model family `archkit list` groups by "
+                        "(inherited through base:).")
     input: InputSpec = Field(default_factory=InputSpec, description="Input channels and size.")
     init: InitSpec = Field(default_factory=InitSpec, description="Weight initialization.")
     seed: int | None = Field(None, ge=0, le=_INT_MAX, description="Seed for reproducible initial weights.")
@@ -316,6 +318,9 @@ def json_schema() -> dict:
     stage = schema["$defs"]["Stage"]
     strict_stage = stage["properties"]["block"]
     stage["properties"]["block"] = {"type": ["object", "null"], "description": strict_stage.get("description", "")}
+    # per-block items merge over the stage's block, so each may give a few keys without a type
+    stage["properties"]["blocks"] = {"type": ["array", "null"], "items": {"type": "object"},
+                                     "description": stage["properties"]["blocks"].get("description", "")}
     # ``regnet:`` is expanded into stages before validation: a spec may give it instead of stages
     from .regnet import RegNetSpec
 

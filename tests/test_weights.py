@@ -239,9 +239,13 @@ def test_names_work_from_anywhere(tmp_path) -> None:
 
 def test_list_shows_names_parameters_and_weights(capsys) -> None:
     assert main(["list", "resnet5*"]) == 0
-    lines = capsys.readouterr().out.splitlines()
+    lines = [line.strip() for line in capsys.readouterr().out.splitlines()]
     row = next(line for line in lines if line.startswith("resnet50 "))
-    assert "25,557,032" in row and "4.089" in row and "IMAGENET1K_V2, IMAGENET1K_V1" in row
+    assert "25,557,032" in row and "4.089" in row and "IMAGENET1K_V2, IMAGENET1K_V1, a1_in1k" in row
+    # grouped by family: each group's header counts its rows
+    group = lines.index("ResNet-C, -D, -S, -T (deep stems) (4)")
+    assert {line.split()[0] for line in lines[group + 1:group + 5]} == {"resnet50c", "resnet50d", "resnet50s", "resnet50t"}
+    assert lines.index("ResNet (3)") < lines.index(row)
     assert main(["list", "nothing*"]) == 2
 
 

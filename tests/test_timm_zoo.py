@@ -1,0 +1,150 @@
+"""Every model of timm's ``resnet.py`` as a packaged spec, generated from timm's registry: the same
+state_dict keys and shapes in order, the same parameter count and MACs (meta device), and, with
+timm's randomly initialized weights loaded strictly, the same eval outputs. Models over 30 M
+parameters run their forward only under ``-m slow`` (``.ci/run`` runs them)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import archkit
+from archkit import loader, summary
+
+timm = pytest.importorskip("timm")
+
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+NAMES = timm.list_models(module="resnet")
+FORWARD_LIMIT = 30_000_000  # parameters; larger models' forwards are marked slow
+
+
+def _params(name: str) -> int:
+    return summary.measure(archkit.load_spec(name)).total_params
+
+
+def test_every_timm_resnet_is_a_packaged_spec() -> None:
+    assert len(NAMES) == 81  # timm 1.0.31; a newer timm adds models, which this list then names
+    missing = sorted(set(NAMES) - set(archkit.list_models()))
+    assert not missing, f"no archkit spec for {missing}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_structure_and_macs_equal_timm(name: str) -> None:
+    spec = archkit.load_spec(name)
+    ours = archkit.build_model(spec, device="meta")
+    theirs = timm.create_model(name, device="meta")
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
+        [(k, v.shape) for k, v in theirs.state_dict().items()]
+    counted = summary.measure(spec)
+    assert counted.total_params == sum(p.numel() for p in theirs.parameters())
+    with FlopCounterMode(display=False) as flops:
+        theirs(torch.empty(1, 3, *spec.input.size, device="meta"))
+    assert counted.macs == flops.get_total_flops() // 2
+
+
+def _forward_cases() -> list:
+    sizes = {name: _params(name) for name in NAMES}
+    return [pytest.param(name, marks=[pytest.mark.slow] if sizes[name] > FORWARD_LIMIT else [])
+            for name in NAMES]
+
+
+@pytest.mark.parametrize("name", _forward_cases())
+def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
+    torch.manual_seed(0)
+    theirs = timm.create_model(name).eval()
+    ours = archkit.create_model(name).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("variant,base,keys", [
+    ("resnetblur50", "resnet50", {"block.aa", "stem.3"}),
+    ("resnetaa50", "resnet50", {"block.aa", "stem.3"}),
+    ("resnetblur50d", "resnet50d", {"block.aa", "stem.3"}),
+    ("resnetaa50d", "resnet50d", {"block.aa", "stem.3"}),
+    ("resnet50d", "resnet50", {"block.shortcut", "stem.0"}),
+    ("seresnet50", "resnet50", {"block.attn"}),
+    ("ecaresnet50d", "resnet50d", {"block.attn"}),
+    ("resnext50_32x4d", "resnet50", {"block.type", "block.cardinality", "block.base_width"}),
+])
+def test_variants_differ_only_in_their_axis(variant: str, base: str, keys: set) -> None:
+    """Same architecture but one design axis: the merged specs differ only in that axis's keys."""
+    def leaves(node, prefix=""):
+        if isinstance(node, dict):
+            return {k: v for key, val in node.items() for k, v in leaves(val, f"{prefix}{key}.").items()}
+        if isinstance(node, list) and prefix.startswith("stem."):
+            return {f"{prefix}{i}": item for i, item in enumerate(node)}
+        return {prefix.rstrip("."): node}
+
+    ignore = ("name", "description", "weights", "input", "family")
+    a, b = (loader.flatten(loader.load(n))[0] for n in (variant, base))
+    a, b = ({k: v for k, v in t.items() if k not in ignore} for t in (a, b))
+    la, lb = leaves(a), leaves(b)
+    changed = {k for k in la.keys() | lb.keys() if la.get(k) != lb.get(k)}
+    assert {k.split(".")[0] + "." + k.split(".")[1] if "." in k else k for k in changed} <= keys, changed
+    assert changed
+
+
+def test_drop_block_matches_timm_in_training() -> None:
+    """drop_block_rate: the same DropBlock modules in stages 3-4, the same masks from the same seed."""
+    theirs = timm.create_model("resnet26", drop_block_rate=0.2).train()
+    with torch.no_grad():  # timm zero-initializes each block's last norm: the dropped branch would not show
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+    ours = archkit.create_model("resnet26", drop_block_rate=0.2).train()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert [n for n, m in ours.named_modules() if type(m).__name__ == "DropBlock2d"] == \
+        [n for n, m in theirs.named_modules() if type(m).__name__ == "DropBlock2d"]
+    x = torch.randn(4, 3, 128, 128)
+    torch.manual_seed(3)
+    a = theirs(x)
+    torch.manual_seed(3)
+    b = ours(x)
+    assert torch.equal(a, b)
+    torch.manual_seed(4)
+    c = theirs(x)
+    torch.manual_seed(4)
+    assert torch.equal(ours(x), c) and not torch.equal(c, b)  # another seed, other masks (models in lockstep)
+    with torch.no_grad():
+        assert torch.equal(ours.eval()(x), theirs.eval()(x))  # identity in eval mode
+
+
+def test_pruned_blocks_list_bad_counts_in_one_line(tmp_path, capsys) -> None:
+    from archkit.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("base: ecaresnet50d_pruned\nname: bad\nstages:\n  - planes: 64\n    depth: 2\n"
+                    "    block: {out_channels: 19}\n    blocks:\n      - {widths: [47, 18]}\n")
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.yaml:7:" in err and "lists 1 blocks for a stage of depth 2" in err
+
+
+def test_timm_weights_are_declared_with_their_location() -> None:
+    """Declared weights are timm's default pretrained config: the URL (hash prefix from its file name),
+    or the Hugging Face hub file, trusted on first download, where no hash is published."""
+    from timm.models import get_pretrained_cfg
+
+    checked = 0
+    for name in NAMES:
+        cfg = get_pretrained_cfg(name)
+        spec = archkit.load_spec(name)
+        if cfg.tag == "untrained":
+            continue
+        entry = spec.weights.get(cfg.tag)
+        if name in ("resnext101_32x8d", "wide_resnet101_2"):  # timm's default is torchvision's file
+            assert any(e.url == cfg.url for e in spec.weights.values())
+            continue
+        assert entry is not None, name
+        if cfg.url:
+            assert entry.url == cfg.url and cfg.url.rsplit("-", 1)[1].startswith(entry.sha256), name
+        else:
+            assert entry.url == f"https://huggingface.co/{cfg.hf_hub_id}/resolve/main/model.safetensors"
+            assert entry.sha256 is None
+        assert entry.meta.input_size == list(cfg.input_size[1:]) and entry.meta.mean == list(cfg.mean)
+        checked += 1
+    assert checked >= 60
