@@ -105,6 +105,7 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
     label = source.label if source.label == str(path) else f"{source.label} ({path.name})"
     result = transfer.make_plan(model, state, label, first_conv_key=transfer.first_conv(model, spec.input.channels),
                                 classifier_keys=transfer.classifier(model, head), allow_partial=allow_partial)
+    result.provenance = w.provenance(source, path)
     transfer.apply(model, result, state)
     return result
 

@@ -49,6 +49,7 @@ class TransferPlan:
 
     source: str
     items: list[Item]
+    provenance: str = ""  # how the file was checked: a declared hash, trust on first use, or none
 
     def of(self, action: str) -> list[Item]:
         """The items with ``action``."""
@@ -66,7 +67,7 @@ class TransferPlan:
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as plain data (``--json``'s ``transfer``)."""
-        return {"source": self.source, "params_total": self.params_total,
+        return {"source": self.source, "provenance": self.provenance, "params_total": self.params_total,
                 "params_transferred": self.params_transferred,
                 "counts": {a: len(self.of(a)) for a in ACTIONS},
                 "tensors": [{"key": i.key, "action": i.action, "shape": list(i.shape) if i.shape else None,
@@ -76,6 +77,8 @@ class TransferPlan:
     def render(self) -> str:
         """A short human summary: counts per action, the keys that were not copied, the share transferred."""
         out = [f"Transfer from {self.source}:"]
+        if self.provenance:
+            out.append(f"  file: {self.provenance}")
         for action in ACTIONS:
             items = self.of(action)
             if not items and action in ("adapted", "mismatch"):

@@ -115,6 +115,17 @@ def fetch(source: Source) -> Path:
     return target
 
 
+def provenance(source: Source, path: Path) -> str:
+    """How the file at ``path`` was checked, for the transfer plan."""
+    if source.sha256:
+        return f"SHA-256 {source.sha256.lower()}... verified"
+    recorded = _recorded(path) if source.url is not None else None
+    if recorded:
+        return (f"no hash declared: trusted on first download, SHA-256 {recorded[:16]}... recorded in "
+                f"{path.name}.sha256 and checked on every later use")
+    return "no hash declared: not verified"
+
+
 def _cache_name(url: str) -> str:
     name = Path(urllib.parse.urlparse(url).path).name or "weights"
     if re.search(r"-[0-9a-f]{8,64}\.[A-Za-z]+$", name):

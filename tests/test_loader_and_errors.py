@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 import archkit
@@ -176,5 +178,5 @@ def test_the_readme_variant_examples_are_valid(tmp_path) -> None:
     assert len(examples) >= 4
     for i, text in enumerate(examples):
         path = tmp_path / f"variant{i}.yaml"
-        path.write_text(text.replace("base: ", f"base: {SPECS}/"), encoding="utf-8")
+        path.write_text(re.sub(r"base: (\S+\.yaml)", rf"base: {SPECS}/\1", text), encoding="utf-8")  # names stay
         archkit.build_model(path, device="meta")

@@ -106,6 +106,34 @@ def test_declared_weights_download_verify_cache_and_load(tmp_path, server, cache
         archkit.create_model(spec, weights="test")
 
 
+def test_hub_weights_without_a_hash_are_trusted_on_first_use(tmp_path, server, cache, capsys) -> None:
+    """A timm hub file (safetensors, no published hash), as test_resnet declares one, served locally."""
+    import timm
+
+    torch.manual_seed(2)
+    theirs = timm.create_model("test_resnet").eval()
+    data = safetensors.torch.save(theirs.state_dict())
+    route = "/timm/test_resnet.r160_in1k/resolve/main/model.safetensors"
+    _Handler.files[route] = ("ok", data)
+    declared = archkit.load_spec("test_resnet").weights["r160_in1k"]
+    assert declared.sha256 is None and declared.url.endswith(route)  # the shipped declaration
+    spec = tmp_path / "hub.yaml"
+    spec.write_text(f"base: test_resnet\nname: hub\nweights:\n  r160_in1k:\n    url: {server}{route}\n"
+                    "    format: timm\n")
+    model = archkit.create_model(spec, pretrained=True).eval()
+    rendered = model.transfer_plan.render()
+    digest = hashlib.sha256(data).hexdigest()
+    assert f"trusted on first download, SHA-256 {digest[:16]}" in rendered
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(model(x), theirs(x))
+    (cached,) = [p for p in cache.iterdir() if not p.name.endswith(".sha256")]
+    assert (cache / (cached.name + ".sha256")).read_text().strip() == digest
+    cached.write_bytes(data[:-4] + b"\0\0\0\0")  # changed after the first use: refused
+    with pytest.raises(archkit.WeightsError, match="expected " + digest):
+        archkit.create_model(spec, pretrained=True)
+
+
 @pytest.mark.parametrize("path, sha, fragment", [
     ("/resnet50-test.pth", "0" * 64, "does not match the declared"),
     ("/truncated.pth", None, "connection closed after"),
