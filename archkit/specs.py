@@ -390,6 +390,7 @@ def _check_blocks(spec: _SpecBase) -> list[Problem]:
     def add(path: tuple, message: str) -> None:
         problems.append(Problem(message, spec.mark_of(path), format_path(path)))
 
+    lacking: set[str] = set()
     for i, stage in enumerate(spec.stages):
         path = ("stages", i, "block")
         if stage.block is None and not stage.blocks:
@@ -402,6 +403,12 @@ def _check_blocks(spec: _SpecBase) -> list[Problem]:
         listed = [(("stages", i, "blocks", j), b) for j, b in enumerate(stage.blocks or [])]
         for where_block, block in [(path, stage.block)] * (stage.block is not None) + listed:
             cls = BLOCKS.get(block.type).obj
+            if spec.drop_block_rate > 0 and i in (2, 3) and not getattr(cls, "has_drop_block", False) \
+                    and block.type not in lacking:
+                lacking.add(block.type)
+                takers = sorted({e.name.split(":")[-1] for e in BLOCKS if getattr(e.obj, "has_drop_block", False)})
+                add(("drop_block_rate",), f"{block.type} blocks have no DropBlock slot; drop_block_rate needs "
+                                          f"{', '.join(takers)} blocks in stages 3 and 4")
             kind = block.shortcut
             if kind is not None and kind not in cls.shortcuts:
                 known = sorted(set(SHORTCUT_KINDS) | {k for e in BLOCKS for k in e.obj.shortcuts})

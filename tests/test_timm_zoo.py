@@ -113,6 +113,32 @@ def test_drop_block_matches_timm_in_training() -> None:
         assert torch.equal(ours.eval()(x), theirs.eval()(x))  # identity in eval mode
 
 
+def test_every_block_with_the_slots_runs_anti_aliasing_and_drop_block() -> None:
+    """Each block type that takes aa / drop_block_rate (plugins included) builds and trains with them;
+    a block without a DropBlock slot is refused, not silently left without one."""
+    from archkit.registry import BLOCKS
+
+    takers = sorted({e.name.split(":")[-1] for e in BLOCKS if getattr(e.obj, "has_drop_block", False)})
+    assert {"basic", "bottleneck", "resnext", "wide_bottleneck", "se_bottleneck"} <= set(takers)
+    for name in takers:
+        for aa in ("blur", "avg"):
+            spec = archkit.as_spec({
+                "name": "t", "input": {"size": [64, 64]}, "drop_block_rate": 0.3,
+                "stem": [{"type": "conv", "channels": 8, "stride": 2}, {"type": "norm"}, {"type": "act"}],
+                "block": {"type": name, "aa": aa},
+                "stages": [{"planes": 16, "depth": 1}, {"planes": 16, "depth": 1, "stride": 2},
+                           {"planes": 16, "depth": 2, "stride": 2}, {"planes": 16, "depth": 1, "stride": 2}],
+                "head": [{"type": "adaptive_avgpool"}, {"type": "flatten"}]})
+            model = archkit.build_model(spec).train()
+            kinds = {n: type(m).__name__ for n, m in model.named_modules()}
+            assert kinds["layer3.0.drop_block"] == kinds["layer4.0.drop_block"] == "DropBlock2d", name
+            assert "layer2.0.drop_block" not in kinds and "layer2.0.aa" in kinds, name
+            out = model(torch.randn(2, 3, 64, 64))
+            assert out.shape == (2, summary.measure(spec).output_shape[-1]), name
+    with pytest.raises(archkit.SpecError, match="regnet blocks have no DropBlock slot"):
+        archkit.load_spec("regnet_x_400mf", ["drop_block_rate=0.1"])
+
+
 def test_pruned_blocks_list_bad_counts_in_one_line(tmp_path, capsys) -> None:
     from archkit.cli import main
 

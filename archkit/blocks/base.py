@@ -75,6 +75,8 @@ class Block(nn.Module):
     # torchvision adds in place (out += identity); a branch ending in an activation must not, since
     # the activation's backward reads its output
     inplace_add: ClassVar[bool] = True
+    # whether the block places ``ctx.drop_block()`` (the spec's drop_block_rate), as timm's ResNet blocks
+    has_drop_block: ClassVar[bool] = False
 
     @classmethod
     def out_channels(cls, planes: int, params: BlockParams) -> int:

@@ -65,6 +65,7 @@ class Bottleneck(Block):
     Params = BottleneckParams
     expansion = 4
     attn_positions = ("mid", "pre_add", "post_add")
+    has_drop_block = True
 
     def __init__(self, in_channels: int, planes: int, *, stride: int = 1, dilation: int = 1,
                  downsample: nn.Module | None = None, params: BottleneckParams, ctx: Context):

@@ -49,13 +49,18 @@ class SEBottleneck(Bottleneck):
 
     def __init__(self, in_channels: int, planes: int, *, params: SEParams, ctx: Context, **kwargs):
         super().__init__(in_channels, planes, params=params, ctx=ctx, **kwargs)
-        channels = planes * self.expansion
+        channels = self.out_channels(planes, params)
         self.excite = SEModule(channels, make_divisible(channels / params.reduction, params.divisor), ctx.act())
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.relu(self.bn2(self.conv2(out)))
+        out = self.bn2(self.conv2(out))
+        if self.drop_block is not None:  # the parent's slots: drop_block_rate and anti-aliasing (aa:)
+            out = self.drop_block(out)
+        out = self.relu(out)
+        if self.aa is not None:
+            out = self.aa(out)
         out = self.excite(self.bn3(self.conv3(out)))
         # add_residual: the spec's own attention (attn:), drop path, the add unless shortcut: none
         return self.after_add(self.relu(self.add_residual(out, identity)))
