@@ -88,6 +88,10 @@ def _block_key(bp: Any) -> tuple:
     return (bp.cls, id(bp.params), bp.in_channels, bp.planes, bp.stride, bp.dilation, bp.in_size, bp.shortcut)
 
 
+# block configurations whose constructor already ran on meta in this process
+_BUILT: set[tuple] = set()
+
+
 def _has_cost(cls: type) -> bool:
     """A block class's own ``cost`` (never one inherited by a subclass that may change the structure)."""
     return "cost" in vars(cls)
@@ -119,27 +123,40 @@ def _analytic(spec: ModelSpec, batch_size: int, depth: int, dtype: torch.dtype) 
                         cost.macs * batch_size))
         total, written = total + cost, written + cost.writes
 
+    layers_key = (spec.norm.model_dump_json(), spec.activation.model_dump_json())
+
+    def build(bp: Any, bctx: Any) -> nn.Module:
+        try:
+            with torch.device("meta"):
+                return make_block(bp, bctx)
+        except (ValueError, NotImplementedError, RuntimeError) as exc:
+            raise spec.error(("stages", bp.stage), f"{bp.type} block: {first_line(exc)}") from exc
+
     def block_cost(bp: Any) -> Cost:
-        bctx = block_context(ctx, bp)
         key = _block_key(bp)
-        if key not in cache:
-            # built once per distinct configuration on meta (microseconds): the constructor's own
-            # checks (a BasicBlock refusing dilation, say) hold here as in a real build
+        if key in cache:
+            return cache[key][0]
+        bctx = block_context(ctx, bp)
+        # each distinct configuration is built once on meta, in this process (validating a zoo repeats
+        # them): the constructor's own checks (a BasicBlock refusing dilation, say) hold as in a real build
+        built = (bp.cls, bp.params.model_dump_json(), bp.in_channels, bp.planes, bp.stride, bp.dilation,
+                 bp.shortcut, layers_key)
+        module = None
+        if built not in _BUILT:
+            module = build(bp, bctx)
+            if len(_BUILT) > 4096:
+                _BUILT.clear()
+            _BUILT.add(built)
+        cost = None
+        if _has_cost(bp.cls):
             try:
-                with torch.device("meta"):
-                    module = make_block(bp, bctx)
-            except (ValueError, NotImplementedError, RuntimeError) as exc:
-                raise spec.error(("stages", bp.stage), f"{bp.type} block: {first_line(exc)}") from exc
-            cost = None
-            if _has_cost(bp.cls):
-                try:
-                    cost = bp.cls.cost(bp, bctx)
-                except NotImplementedError:  # e.g. a plugin attention type or norm without a cost
-                    cost = None
-            if cost is None:
-                cost = _measured_cost(module, (bp.in_channels, *bp.in_size), dtype, bp.name)
-            cache[key] = (cost, bp.cls.__name__)
-        return cache[key][0]
+                cost = bp.cls.cost(bp, bctx)
+            except NotImplementedError:  # e.g. a plugin attention type or norm without a cost
+                cost = None
+        if cost is None:
+            cost = _measured_cost(module or build(bp, bctx), (bp.in_channels, *bp.in_size), dtype, bp.name)
+        cache[key] = (cost, bp.cls.__name__)
+        return cost
 
     def layer_rows(lp: Any) -> None:
         layer_row(lp)
