@@ -96,6 +96,11 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
     from .summary import estimate
 
     vary = vary or tuple(AXES[n] for n in DEFAULT_AXES)
+    explicit = [i + 1 for i, s in enumerate(spec.stages) if s.blocks is not None
+                or getattr(s.block, "widths", None) or getattr(s.block, "out_channels", None)]
+    if explicit and any(a.name in DEFAULT_AXES for a in vary):
+        raise SpecError(f"stage {explicit[0]} lists its blocks or sets explicit widths (a pruned network): its "
+                        "width and depth multipliers cannot scale it, so fit has nothing to vary", None, "--vary")
     current = {a.name: _current(spec, tree, a.name) for a in vary}
     primary = next((a for a in AXES.values() if a in vary and a.bounds is not None), None)
     others = [a for a in vary if a is not primary]

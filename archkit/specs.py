@@ -401,11 +401,18 @@ def _check_blocks(spec: _SpecBase) -> list[Problem]:
             continue
         if stage.blocks is not None and len(stage.blocks) != stage.depth:
             add(("stages", i, "blocks"), f"lists {len(stage.blocks)} blocks for a stage of depth {stage.depth}")
-        if stage.blocks is not None and spec.depth_multiplier != 1.0:
-            add(("stages", i, "blocks"), "a stage that lists its blocks cannot be scaled by depth_multiplier")
+        if stage.blocks is not None and spec.depth_multiplier != 1.0 and "depth" not in lacking:
+            lacking.add("depth")  # once per spec
+            add(("depth_multiplier",), f"stage {i + 1} lists its blocks one by one, which depth_multiplier "
+                                       "cannot scale")
         listed = [(("stages", i, "blocks", j), b) for j, b in enumerate(stage.blocks or [])]
         for where_block, block in [(path, stage.block)] * (stage.block is not None) + listed:
             cls = BLOCKS.get(block.type).obj
+            if spec.width_multiplier != 1.0 and (getattr(block, "widths", None) or getattr(block, "out_channels", None)) \
+                    and "widths" not in lacking:
+                lacking.add("widths")  # once per spec
+                add(("width_multiplier",), f"stage {i + 1} sets explicit widths (widths:, out_channels:), which "
+                                           "width_multiplier cannot scale")
             if spec.drop_block_rate > 0 and i in (2, 3) and not getattr(cls, "has_drop_block", False) \
                     and block.type not in lacking:
                 lacking.add(block.type)

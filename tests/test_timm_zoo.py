@@ -174,3 +174,16 @@ def test_timm_weights_are_declared_with_their_location() -> None:
         assert entry.meta.input_size == list(cfg.input_size[1:]) and entry.meta.mean == list(cfg.mean)
         checked += 1
     assert checked >= 60
+
+
+def test_explicit_widths_refuse_scaling_in_one_line(capsys) -> None:
+    """A pruned network's explicit widths cannot follow the multipliers: refused, never ignored."""
+    from archkit.cli import main
+
+    for override, fragment in (("width_multiplier=0.5", "width_multiplier cannot scale"),
+                               ("depth_multiplier=2", "depth_multiplier cannot scale")):
+        assert main(["validate", "ecaresnet50d_pruned", "--set", override]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err, err
+    assert main(["fit", "ecaresnet50d_pruned", "--macs", "1G"]) == 2
+    assert "fit has nothing to vary" in capsys.readouterr().err
