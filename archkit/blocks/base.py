@@ -121,6 +121,16 @@ class Block(nn.Module):
         self.add_in_place = type(self).inplace_add  # an instance attribute (another name), for TorchScript
         self.attn_out = ctx.attention("post_add", out_channels)
 
+    def drop_act_aa(self, out: Tensor) -> Tensor:
+        """timm's order after the strided conv's norm: DropBlock (``self.drop_block``), the activation
+        (``self.relu``), anti-aliased downsampling (``self.aa``); either may be None."""
+        if self.drop_block is not None:
+            out = self.drop_block(out)
+        out = self.relu(out)
+        if self.aa is not None:
+            out = self.aa(out)
+        return out
+
     def add_residual(self, out: Tensor, shortcut: Tensor) -> Tensor:
         """Attention before the add, drop path, then the add (none for ``shortcut: none``)."""
         if self.se is not None:

@@ -43,12 +43,7 @@ class BasicBlock(Block):
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.bn1(self.conv1(x))
-        if self.drop_block is not None:
-            out = self.drop_block(out)
-        out = self.relu(out)
-        if self.aa is not None:
-            out = self.aa(out)
+        out = self.drop_act_aa(self.bn1(self.conv1(x)))
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn2(self.conv2(out))

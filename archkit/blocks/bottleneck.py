@@ -92,12 +92,7 @@ class Bottleneck(Block):
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.drop_block is not None:
-            out = self.drop_block(out)
-        out = self.relu(out)
-        if self.aa is not None:
-            out = self.aa(out)
+        out = self.drop_act_aa(self.bn2(self.conv2(out)))
         if self.attn is not None:
             out = self.attn(out)
         out = self.bn3(self.conv3(out))

@@ -55,12 +55,7 @@ class SEBottleneck(Bottleneck):
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        if self.drop_block is not None:  # the parent's slots: drop_block_rate and anti-aliasing (aa:)
-            out = self.drop_block(out)
-        out = self.relu(out)
-        if self.aa is not None:
-            out = self.aa(out)
+        out = self.drop_act_aa(self.bn2(self.conv2(out)))  # the parent's DropBlock and anti-aliasing slots
         out = self.excite(self.bn3(self.conv3(out)))
         # add_residual: the spec's own attention (attn:), drop path, the add unless shortcut: none
         return self.after_add(self.relu(self.add_residual(out, identity)))
