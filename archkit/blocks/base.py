@@ -15,6 +15,9 @@ A block is an ``nn.Module`` class with:
   ``ctx.shortcut`` when a stage changes stride or channels; the block decides in ``forward`` how to
   use it (DarkNet runs it before the residual, pre-activation blocks after BN-ReLU);
 - optionally ``zero_init_last()``, called for ``init.zero_init_residual``;
+- optionally ``has_drop_block = True`` where it places ``ctx.drop_block()`` (the spec's
+  ``drop_block_rate`` is refused for blocks without one), and ``out_size(in_size, stride, params)``
+  where its output size is not a strided 3x3's;
 - optionally ``cost(bp, ctx)``, a classmethod giving parameters, MACs and written elements per sample
   for a block plan (``archkit.complexity``); it counts only where the class defines it itself (a
   subclass that changes the structure must not inherit its parent's), else the summary measures the
