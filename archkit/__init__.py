@@ -52,8 +52,8 @@ def as_spec(spec: Any, *, num_classes: int | None = None, in_chans: int | None =
 def build_model(spec: Any, device: Any = None, *, features_only: bool | None = None, out_indices: Any = None):
     """Build the ``nn.Sequential`` for a spec (ModelSpec, name, path or dict); ``device="meta"`` allocates nothing.
 
-    ``features_only=True`` returns a backbone giving the feature maps of ``out_indices`` (0 = stem,
-    i = stage i), with ``.feature_info`` (channels and reduction per output), as timm's.
+    ``features_only=True`` returns a backbone giving the feature maps of ``out_indices`` (0 = the stem
+    before its final pool, i = stage i), with ``.feature_info`` (channels and reduction per output), as timm's.
     """
     from . import builder
 

@@ -156,18 +156,21 @@ class FeatureExtractor(Freezable, nn.Sequential):
 
 def _assemble(spec: ModelSpec, p: Any, ctx: Context, features: bool, indices: list[int]) -> nn.Module:
     children: OrderedDict[str, nn.Module] = OrderedDict()
-    for lp in p.stem:
+    stem = p.stem
+    if features and max(indices) == 0:  # the stem's feature map only: nothing after it runs
+        stem = stem[: stem.index(p.stem_feature) + 1]
+    for lp in stem:
         children[lp.name] = _layer(spec, lp, ctx)
     for sp in p.stages[: max(indices) if features else None]:
         children[sp.name] = make_stage(spec, sp, ctx)
     if features:
         info = p.feature_info(indices)
-        return FeatureExtractor(children, [d["module"] for d in info], info, spec, [lp.name for lp in p.stem],
+        return FeatureExtractor(children, [d["module"] for d in info], info, spec, [lp.name for lp in stem],
                                 [sp.name for sp in p.stages[: max(indices)]])
     for lp in p.head:
         children[lp.name] = _layer(spec, lp, ctx)
     return ArchkitNet(children, spec, [lp.name for lp in p.stem], [sp.name for sp in p.stages],
-                      [lp.name for lp in p.head], p.feature_info(list(range(1, len(p.stages) + 1))))
+                      [lp.name for lp in p.head], p.feature_info(list(range(len(p.stages) + 1))))
 
 
 def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = None,
@@ -176,7 +179,8 @@ def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = N
 
     ``device="meta"`` builds the structure without allocating or initializing weights.
     ``features_only`` (or the spec's ``features_only:``) returns a FeatureExtractor of the stem and the
-    stages up to the last of ``out_indices`` (0 = stem output, i = stage i; default: every stage).
+    stages up to the last of ``out_indices`` (0 = the stem's feature map before its final downsampling,
+    as timm's; i = stage i; default: every stage).
 
     Each weight is initialized once: the model is built on the meta device, materialized with
     ``to_empty`` on ``device`` and initialized by ``init_weights`` (PyTorch's default init, which

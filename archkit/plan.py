@@ -98,13 +98,25 @@ class Plan:
         """The network's per-sample output shape."""
         return self.head[-1].out_shape if self.head else self.features_shape
 
+    @property
+    def stem_feature(self) -> LayerPlan:
+        """The stem's feature map (index 0), timm's: the last stem layer before the stem's final
+        downsampling (ResNet's activation before the max pool, at reduction 2), else its last layer."""
+        final = self.stem[-1].out_shape
+        if len(final) != 3:
+            return self.stem[-1]
+        larger = [lp for lp in self.stem if len(lp.out_shape) == 3
+                  and lp.out_shape[1] * lp.out_shape[2] > final[1] * final[2]]
+        return larger[-1] if larger else self.stem[-1]
+
     def feature_info(self, indices: list[int]) -> list[dict]:
-        """timm's ``feature_info`` for outputs ``indices`` (0 = stem output, i = stage i)."""
+        """timm's ``feature_info`` for outputs ``indices`` (0 = the stem's feature map, i = stage i)."""
         height = self.input_shape[1]
         info = []
         for i in indices:
             if i == 0:
-                name, shape = self.stem[-1].name, self.stem[-1].out_shape
+                stem = self.stem_feature
+                name, shape = stem.name, stem.out_shape
             else:
                 name, shape = self.stages[i - 1].name, self.stages[i - 1].out_shape
             info.append({"index": i, "module": name, "num_chs": shape[0], "reduction": round(height / shape[1])})
@@ -232,7 +244,7 @@ def out_indices(spec: ModelSpec, indices: Any) -> list[int]:
     low = 0 if spec.stem else 1
     for i in indices:
         if not low <= i <= stages:
-            raise error(f"{i} is out of range: 0 is the stem's output, 1..{stages} the stages"
+            raise error(f"{i} is out of range: 0 is the stem's feature map, 1..{stages} the stages"
                         + ("" if spec.stem else " (this spec has no stem, so no 0)"))
     if indices != sorted(set(indices)):
         raise error(f"must be increasing without repeats, got {indices}")

@@ -117,7 +117,7 @@ class _SpecBase(_Model):
     norm_eval: bool = Field(False, description="Keep every norm layer in eval mode while training (mmdetection).")
     features_only: bool = Field(False, description="Build a backbone returning feature maps (no head).")
     out_indices: list[Annotated[int, Field(ge=0, le=1000)]] | None = Field(
-        None, min_length=1, description="Feature outputs: 0 = stem output, i = stage i (default: every stage).")
+        None, min_length=1, description="Feature outputs: 0 = the stem before its final pool (timm), i = stage i (default: every stage).")
 
     _marks: dict = PrivateAttr(default_factory=dict)
 

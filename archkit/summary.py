@@ -227,7 +227,7 @@ def _feature_shapes(p: Any) -> list:
 
 
 def _size_of(p: Any, index: int) -> list:
-    shape = p.stem[-1].out_shape if index == 0 else p.stages[index - 1].out_shape
+    shape = p.stem_feature.out_shape if index == 0 else p.stages[index - 1].out_shape
     return list(shape[1:])
 
 

@@ -33,14 +33,16 @@ def test_torchvision_weights_load_and_features_equal_torchvision_extractor() -> 
     result = model.load_state_dict(reference.state_dict(), strict=False)
     assert result.missing_keys == [] and sorted(result.unexpected_keys) == ["fc.bias", "fc.weight"]
     model.eval()
-    extractor = create_feature_extractor(reference, {"maxpool": "0", "layer2": "2", "layer4": "4"})
+    extractor = create_feature_extractor(reference, {"relu": "0", "layer2": "2", "layer4": "4"})
     x = torch.randn(2, 3, 64, 64)
     with torch.inference_mode():
         ours, theirs = model(x), extractor(x)
-    assert [f["module"] for f in model.feature_info] == ["maxpool", "layer2", "layer4"]
+    assert [f["module"] for f in model.feature_info] == ["relu", "layer2", "layer4"]  # timm's: before the pool
     for a, key in zip(ours, ["0", "2", "4"]):
         assert torch.equal(a, theirs[key])
     assert "layer3" in dict(model.named_children()) and "fc" not in dict(model.named_children())
+    stem_only = archkit.build_model(SPECS / "resnet50.yaml", features_only=True, out_indices=[0])
+    assert list(dict(stem_only.named_children())) == ["conv1", "bn1", "relu"]  # nothing after the feature runs
 
 
 def test_features_only_as_a_spec_key() -> None:
@@ -51,7 +53,7 @@ def test_features_only_as_a_spec_key() -> None:
 
 
 @pytest.mark.parametrize("indices, fragment", [
-    ([5], "5 is out of range: 0 is the stem's output, 1..4 the stages"),
+    ([5], "5 is out of range: 0 is the stem's feature map, 1..4 the stages"),
     ([2, 1], "must be increasing without repeats"),
     ([], "must name at least one output"),
     (3, "must be a list of integers"),

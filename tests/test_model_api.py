@@ -30,9 +30,9 @@ def test_timm_model_api(pair) -> None:
     model, reference = pair
     x = torch.randn(2, 3, 64, 64)
     assert (model.num_classes, model.num_features) == (reference.num_classes, reference.num_features) == (1000, 2048)
-    # the stages' outputs (timm also lists its stem activation, before the max pool)
-    assert model.feature_info.channels() == [f["num_chs"] for f in reference.feature_info[1:]]
-    assert model.feature_info.reduction() == [f["reduction"] for f in reference.feature_info[1:]]
+    # the stem's activation before the max pool, then the stages, as timm lists them
+    assert model.feature_info.channels() == [f["num_chs"] for f in reference.feature_info]
+    assert model.feature_info.reduction() == [f["reduction"] for f in reference.feature_info]
     assert model.spec.name == "resnet50" and isinstance(model, torch.nn.Sequential)
     with torch.no_grad():
         features = model.forward_features(x)

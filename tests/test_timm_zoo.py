@@ -60,6 +60,20 @@ def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
         assert torch.equal(ours(x), theirs(x))
 
 
+@pytest.mark.parametrize("name", ["resnet50d", "resnetrs50", "resnetblur50", "resnetaa50d", "test_resnet"])
+def test_features_only_equals_timms(name: str) -> None:
+    """timm's features_only (stem activation before its pool at index 0, then each stage)."""
+    torch.manual_seed(0)
+    theirs = timm.create_model(name, features_only=True, out_indices=(0, 1, 2, 3, 4)).eval()
+    ours = archkit.create_model(name, features_only=True, out_indices=[0, 1, 2, 3, 4]).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert [(f["num_chs"], f["reduction"]) for f in ours.feature_info] == \
+        list(zip(theirs.feature_info.channels(), theirs.feature_info.reduction()))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs(x), strict=True))
+
+
 @pytest.mark.parametrize("variant,base,keys", [
     ("resnetblur50", "resnet50", {"block.aa", "stem.3"}),
     ("resnetaa50", "resnet50", {"block.aa", "stem.3"}),
