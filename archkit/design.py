@@ -78,9 +78,6 @@ class Candidate:
     params: int
     macs: int
 
-    def __getitem__(self, name: str) -> float:
-        return dict(self.values)[name]
-
     @property
     def text(self) -> str:
         return ", ".join(f"{AXES[n].label} {v!r}" for n, v in self.values)
@@ -315,7 +312,7 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
             sources.append((str(mark), node))
     for text in overrides:
         key, _, raw = text.partition("=")
-        if key.strip() == field or (parts[0] == "stages" and key.strip().startswith("regnet.")):
+        if key.strip() == field or (parts[0] == "stages" and key.strip().split(".")[0] == "regnet"):
             sources.append((str(Mark(f"--set {text}")), raw))
     lines = [f"{field} = {value!r}"]
     if not sources:
