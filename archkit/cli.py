@@ -476,10 +476,28 @@ def _field_rows(model: Any) -> list[tuple[str, str, str, str, str]]:
             for attr, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<")):
                 if getattr(meta, attr, None) is not None:
                     bounds.append(f"{op}{getattr(meta, attr)}")
-        tp = getattr(field.annotation, "__name__", None) or str(field.annotation).replace("typing.", "")
+        tp = _type_text(field.annotation)
         default = "required" if field.is_required() else repr(field.get_default(call_default_factory=True))
         rows.append((name, tp, default, " ".join(bounds), field.description or ""))
     return rows
+
+
+def _type_text(annotation: Any) -> str:
+    """A field's type as a user reads it: ``blur | avg | None``, ``list[int] | None``."""
+    import typing
+
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is typing.Literal:
+        return " | ".join(map(str, args))
+    if origin is typing.Annotated:
+        return _type_text(args[0])
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return " | ".join(_type_text(a) for a in args)
+    if origin is not None and args:
+        return f"{getattr(origin, '__name__', str(origin))}[{', '.join(_type_text(a) for a in args)}]"
+    if annotation is type(None):
+        return "None"
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
 def _find_type(name: str) -> Any:
