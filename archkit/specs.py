@@ -393,7 +393,7 @@ def _check_blocks(spec: _SpecBase) -> list[Problem]:
     def add(path: tuple, message: str) -> None:
         problems.append(Problem(message, spec.mark_of(path), format_path(path)))
 
-    lacking: set[str] = set()
+    once: set[tuple] = set()  # problems reported once per spec, however many stages have them
     for i, stage in enumerate(spec.stages):
         path = ("stages", i, "block")
         if stage.block is None and not stage.blocks:
@@ -401,21 +401,21 @@ def _check_blocks(spec: _SpecBase) -> list[Problem]:
             continue
         if stage.blocks is not None and len(stage.blocks) != stage.depth:
             add(("stages", i, "blocks"), f"lists {len(stage.blocks)} blocks for a stage of depth {stage.depth}")
-        if stage.blocks is not None and spec.depth_multiplier != 1.0 and "depth" not in lacking:
-            lacking.add("depth")  # once per spec
+        if stage.blocks is not None and spec.depth_multiplier != 1.0 and ("depth",) not in once:
+            once.add(("depth",))
             add(("depth_multiplier",), f"stage {i + 1} lists its blocks one by one, which depth_multiplier "
                                        "cannot scale")
         listed = [(("stages", i, "blocks", j), b) for j, b in enumerate(stage.blocks or [])]
         for where_block, block in [(path, stage.block)] * (stage.block is not None) + listed:
             cls = BLOCKS.get(block.type).obj
             if spec.width_multiplier != 1.0 and (getattr(block, "widths", None) or getattr(block, "out_channels", None)) \
-                    and "widths" not in lacking:
-                lacking.add("widths")  # once per spec
+                    and ("widths",) not in once:
+                once.add(("widths",))
                 add(("width_multiplier",), f"stage {i + 1} sets explicit widths (widths:, out_channels:), which "
                                            "width_multiplier cannot scale")
             if spec.drop_block_rate > 0 and i in (2, 3) and not getattr(cls, "has_drop_block", False) \
-                    and block.type not in lacking:
-                lacking.add(block.type)
+                    and ("drop_block", block.type) not in once:
+                once.add(("drop_block", block.type))
                 takers = sorted({e.name.split(":")[-1] for e in BLOCKS if getattr(e.obj, "has_drop_block", False)})
                 add(("drop_block_rate",), f"{block.type} blocks have no DropBlock slot; drop_block_rate needs "
                                           f"{', '.join(takers)} blocks in stages 3 and 4")
