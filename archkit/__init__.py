@@ -7,28 +7,34 @@ from typing import Any
 
 from .errors import CheckpointError, SpecError, WeightsError
 
-__version__ = "0.2.0"
-
 __all__ = ["load_spec", "build_model", "create_model", "list_models", "load_pretrained", "fuse", "param_groups",
            "register_block",
            "list_blocks", "SpecError", "CheckpointError", "WeightsError", "load_checkpoint", "save_checkpoint",
            "__version__"]
 
 
+def __getattr__(name: str) -> Any:
+    if name == "__version__":  # read from the package metadata on first use
+        from .version import __version__
+
+        return __version__
+    raise AttributeError(f"module 'archkit' has no attribute {name!r}")
+
+
 def load_spec(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] | None = None, *,
               num_classes: int | None = None, in_chans: int | None = None):
     """Load a spec by name (``"resnet50"``) or file, merge ``base:``, apply ``--set``-style overrides
     (``"stages.2.depth=23"``), timm's ``num_classes`` / ``in_chans``, and validate it."""
-    from . import loader, specs
+    from . import loader, specs, zoo
 
-    tree = loader.load(path, overrides or (), num_classes=num_classes, in_chans=in_chans)
+    tree = loader.load(path, overrides or (), num_classes=num_classes, in_chans=in_chans, resolve=zoo.resolve)
     return specs.validate(tree, str(path))
 
 
 def as_spec(spec: Any, *, num_classes: int | None = None, in_chans: int | None = None,
             values: dict[str, Any] | None = None):
     """A validated spec from a ModelSpec, a name, a file path or a plain dict, with changes applied."""
-    from . import loader, specs
+    from . import loader, specs, zoo
     from .errors import Mark
 
     changed = num_classes is not None or in_chans is not None or bool(values)
@@ -37,7 +43,7 @@ def as_spec(spec: Any, *, num_classes: int | None = None, in_chans: int | None =
     if isinstance(spec, specs.ModelSpec):
         source, tree = f"<{spec.name}>", loader.from_mapping(spec.model_dump(mode="json", exclude_defaults=True))
     elif isinstance(spec, (str, os.PathLike)):
-        source, tree = str(spec), loader.load(spec)
+        source, tree = str(spec), loader.load(spec, resolve=zoo.resolve)
     elif isinstance(spec, dict):
         source, tree = "<dict>", loader.from_mapping(spec)
     else:
@@ -55,9 +61,9 @@ def build_model(spec: Any, device: Any = None, *, features_only: bool | None = N
     ``features_only=True`` returns a backbone giving the feature maps of ``out_indices`` (0 = the stem
     before its final pool, i = stage i), with ``.feature_info`` (channels and reduction per output), as timm's.
     """
-    from . import builder
+    from . import build
 
-    return builder.build(as_spec(spec), device=device, features_only=features_only, out_indices=out_indices)
+    return build.build(as_spec(spec), device=device, features_only=features_only, out_indices=out_indices)
 
 
 def create_model(name_or_spec: Any, *, weights: str | os.PathLike | None = None, pretrained: bool = False,
@@ -73,14 +79,14 @@ def create_model(name_or_spec: Any, *, weights: str | os.PathLike | None = None,
     re-initializes a resized classifier and new modules, and refuses other shape changes unless
     ``allow_partial``.
     """
-    from . import builder
+    from . import build
 
     spec = as_spec(name_or_spec, num_classes=num_classes, in_chans=in_chans, values=overrides)
     if pretrained and weights is None:
         from .weights import default_name
 
         weights = default_name(spec)
-    model = builder.build(spec, device=device if weights is None else None)
+    model = build.build(spec, device=device if weights is None else None)
     if weights is not None:
         model.transfer_plan = load_pretrained(model, spec, weights, allow_partial=allow_partial)
         if device is not None:
@@ -131,16 +137,17 @@ def list_models(pattern: str = "*") -> list[str]:
     return zoo.names(pattern)
 
 
-def register_block(name: str, cls: Any, **kwargs: Any) -> Any:
-    """Register a block class under ``name`` (see ``archkit.blocks.base`` for the contract)."""
-    from .registry import register_block as _register
+def register_block(name: str, block: Any, **kwargs: Any) -> Any:
+    """Register a block type under ``name``: a description (``archkit.blocks.block``) or a module-form
+    class (see ``archkit.blocks.base`` for the contract)."""
+    from .catalog import register_block as _register
 
-    return _register(name, cls, **kwargs)
+    return _register(name, block, **kwargs)
 
 
 def list_blocks() -> list[str]:
     """Names of every registered block type."""
-    from .registry import BLOCKS
+    from .catalog import BLOCKS
 
     return BLOCKS.names()
 

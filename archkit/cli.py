@@ -1,4 +1,6 @@
-"""Command line: ``archkit build|validate|blocks|schema``; it only chains the library's steps."""
+"""Command line: ``archkit build|validate|list|blocks|schema|export|draw|fit|diff|explain``; it only
+chains the library's steps. The spec commands import no torch: only building weights, exporting and
+measuring a plugin type that declares no cost do."""
 
 from __future__ import annotations
 
@@ -13,7 +15,6 @@ import traceback
 import warnings
 from typing import Any, Callable, Sequence
 
-from . import __version__
 from .errors import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BadDestination, CheckpointError, ExportError, OutputError,
                      NothingToFuse, SpecError, SummaryError, WeightsError, first_line)
 from .files import write_text
@@ -45,6 +46,15 @@ class _Parser(argparse.ArgumentParser):
                 for parser in action.choices.values():
                     actions.extend(parser._actions)
         return actions
+
+
+class _Version(argparse.Action):
+    """``--version`` from the installed package's metadata (read only when asked)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        from .version import __version__
+
+        parser.exit(message=f"archkit {__version__}\n")
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -84,12 +94,13 @@ def _parser() -> argparse.ArgumentParser:
                         help="do not load plugin blocks and layers (also: ARCHKIT_NO_PLUGINS=1)")
     parser = _Parser(prog="archkit", description="Build ResNet-family PyTorch networks from YAML specs.",
                      parents=[common])
-    parser.add_argument("--version", action="version", version=f"archkit {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show archkit's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     b = sub.add_parser("build", parents=[common], help="build a spec; --summary, --json, --output",
-                       description="Build the model a spec describes. --summary and --json measure it on the meta "
-                                   "device (no weights allocated); --output materializes it and saves a checkpoint.")
+                       description="Build the model a spec describes. --summary and --json compute shapes, "
+                                   "parameters and MACs from the spec's description (no weights, no torch); --output "
+                                   "materializes it and saves a checkpoint.")
     b.add_argument("spec", metavar="SPEC", help="spec name (archkit list) or YAML file")
     b.add_argument("--summary", action="store_true", help="print per-layer shapes, params and MACs")
     b.add_argument("--depth", type=_positive, default=1, metavar="N",
@@ -107,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_build)
 
     v = sub.add_parser("validate", parents=[common], help="validate one or more specs",
-                       description="Validate specs (fields, then shapes on the meta device); exit 2 if any fails.")
+                       description="Validate specs (every field, then every shape and block); exit 2 if any fails.")
     v.add_argument("specs", metavar="SPEC", nargs="+", help="spec names or files")
     v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     v.set_defaults(func=cmd_validate)
@@ -230,20 +241,21 @@ def _max_params(args: argparse.Namespace) -> int:
 
 
 def _count_params(spec: Any) -> int:
-    """Parameters from the analytic summary, which also runs every block's own checks (on meta); a
-    plugin block that cannot run on meta is counted from a meta build instead."""
-    from .builder import build
+    """Parameters from the analytic summary (every block described, every shape checked); a plugin
+    block that cannot run on meta is counted from a meta build instead."""
     from .summary import measure
 
     try:
         return measure(spec).total_params
     except SummaryError:
+        from .build import build
+
         return sum(p.numel() for p in build(spec, device="meta").parameters())
 
 
 def _materialize(spec: Any, args: argparse.Namespace) -> tuple[Any, int]:
     """Build real weights, after checking the parameter count (on meta) against the size guard."""
-    from .builder import build
+    from .build import build
 
     count = _count_params(spec)
     limit = _max_params(args)
@@ -363,14 +375,14 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_fit(args: argparse.Namespace) -> int:
     """archkit fit."""
-    from . import design, loader
+    from . import design, loader, zoo
     from .files import check_destination
 
     _destination(args)
     if args.plot:
         check_destination(args.plot, [args.spec, args.output])
     spec = _load(args)
-    tree = loader.load(args.spec, _overrides(args)) if args.vary else None  # regnet: numbers, before expansion
+    tree = loader.load(args.spec, _overrides(args), resolve=zoo.resolve) if args.vary else None  # regnet: numbers
     vary = design.axes(args.vary, tree)
     best, seen = design.fit(spec, args.macs, args.params_max, vary, tree)
     unique = sorted({c.values: c for c in seen}.values(), key=lambda c: (-c.macs, c.values))
@@ -502,7 +514,8 @@ def _type_text(annotation: Any) -> str:
 
 def _find_type(name: str) -> Any:
     """The block, layer or attention entry named ``name``; unknown names get suggestions from all three."""
-    from .registry import REGISTRIES, UnknownName, suggest
+    from .catalog import REGISTRIES
+    from .registry import UnknownName, suggest
 
     for registry in REGISTRIES:
         if name in registry:
@@ -515,18 +528,26 @@ def _find_type(name: str) -> Any:
 
 
 def _describe(entry: Any) -> None:
-    from .specs import _block_fields
+    from .params import BlockSpec, LayerSpec, AttentionSpec
 
-    params = entry.obj.Params if entry.kind == "block" else entry.obj
+    params = entry.obj.params if entry.kind == "block" else entry.obj
     print(f"{entry.name} ({entry.kind}, {entry.origin}): {entry.description}")
+    shared: tuple[str, ...] = ("position",) if entry.kind == "attention" else ()
     if entry.kind == "block":
+        kinds = [k.value for k in entry.obj.shortcuts]
         print(f"expansion: {entry.expansion}")
-        print(f"shortcut kinds: {', '.join(entry.obj.shortcuts)} (default {entry.obj.shortcuts[0]})")
+        print(f"shortcut kinds: {', '.join(kinds)} (default {kinds[0]})")
         print(f"attention positions: {', '.join(entry.obj.attn_positions)}")
-    rows = _field_rows(params)
+        shared = ("shortcut", "attn")
+    envelope = {"block": BlockSpec, "attention": AttentionSpec}.get(entry.kind, LayerSpec)
+    rows = [r for r in _field_rows(params) if r[0] not in envelope.model_fields]
     if entry.kind == "block":
-        shared = {k: v[1].description for k, v in _block_fields(Any).items()}
-        rows += [(k, "shared", "", "", d) for k, d in shared.items()]
+        rows += [("shortcut", " | ".join(kinds), "", "", "Shortcut kind when a stage changes shape (first: the "
+                  "default; 'none': no shortcut)."),
+                 ("attn", "list", "", "", f"Attention modules, each {{type, position, <params>}}; positions here: "
+                  f"{', '.join(entry.obj.attn_positions)}.")]
+    elif shared:
+        rows += [(k, "shared", "", "", envelope.model_fields[k].description or "") for k in shared]
     if not rows:
         print("no parameters")
     for name, tp, default, bounds, desc in rows:
@@ -537,8 +558,8 @@ def _describe(entry: Any) -> None:
 
 def cmd_blocks(args: argparse.Namespace) -> int:
     """archkit blocks [NAME]."""
-    from .context import SHORTCUT_KINDS
-    from .registry import REGISTRIES
+    from .blocks.base import USER_SHORTCUTS
+    from .catalog import REGISTRIES
 
     if args.name:
         _describe(_find_type(args.name))
@@ -550,7 +571,7 @@ def cmd_blocks(args: argparse.Namespace) -> int:
     for row in (header, *rows):
         line = "  ".join(v.ljust(widths[i]) for i, v in enumerate(row[:4])) + "  " + row[4]
         print(line)
-    print(f"\nShortcut kinds (block key shortcut:): {', '.join(SHORTCUT_KINDS)}; "
+    print(f"\nShortcut kinds (block key shortcut:): {', '.join(USER_SHORTCUTS)}; "
           "attention (block key attn:) goes at position pre_add, mid or post_add. "
           "'archkit blocks NAME' shows what a type accepts.")
     conflicts = [c for reg in REGISTRIES for c in reg.conflicts]

@@ -12,7 +12,6 @@ from torch import nn
 
 from .errors import ExportError, OutputError, SpecError, first_line
 from .files import atomic_path
-from .registry import BLOCKS
 
 FORMATS = ("onnx", "torchscript", "exported-program")
 
@@ -38,12 +37,14 @@ def _export(model: nn.Module, fmt: str, example: torch.Tensor, dynamic_batch: bo
 
 def _culprit(model: nn.Module, fmt: str, example: torch.Tensor) -> str:
     """Name the first block type that fails to export on its own, for the error message."""
-    names = {entry.obj: (name, entry.origin) for name, entry in BLOCKS.listing()}
+    from .catalog import BLOCKS
+
+    names = {entry.obj.cls_name: (name, entry.origin) for name, entry in BLOCKS.listing()}
     x = example
     for child_name, child in model.named_children():
         blocks = list(child.children()) if isinstance(child, nn.Sequential) else [child]
         for block in blocks:
-            if type(block) in names:
+            if type(block).__name__ in names:
                 try:
                     with torch.no_grad():
                         if fmt == "torchscript":
@@ -51,7 +52,7 @@ def _culprit(model: nn.Module, fmt: str, example: torch.Tensor) -> str:
                         else:
                             torch.export.export(block, (x,))
                 except Exception as exc:  # noqa: BLE001 - looking for the block to blame
-                    name, origin = names[type(block)]
+                    name, origin = names[type(block).__name__]
                     first = first_line(exc, 200)
                     return f"block type {name!r} ({origin}) in {child_name} cannot be exported: {first}"
             with torch.no_grad():

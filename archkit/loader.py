@@ -1,15 +1,18 @@
-"""Safe YAML loading with positions kept: ``base:`` inheritance, ``--set`` overrides, hostile-input limits."""
+"""Safe YAML loading with positions kept: ``base:`` inheritance, ``--set`` overrides, hostile-input limits.
+
+The loader knows files, not names: what ``base: resnet50`` means is the caller's ``resolve``
+(``archkit.zoo.resolve`` finds packaged and plugin specs; the default takes every reference as a path).
+"""
 
 from __future__ import annotations
 
 import os
 import stat
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import yaml
 
-from . import zoo
 from .errors import Mark, SpecError, first_line, format_path
 
 MAX_FILE_BYTES = 1 << 20  # 1 MiB: a spec is a few dozen lines; anything bigger is a mistake or an attack
@@ -18,6 +21,15 @@ MAX_DEPTH = 64  # a spec nests at most ~5 levels deep
 MAX_CHAIN = 32  # base: files in one spec
 MAX_TOTAL_BYTES = 4 << 20  # the whole base: chain: limits are per spec, not per file
 _CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
+
+
+Resolver = Callable[[str, "Path | None"], Path]  # (reference, directory of the file naming it) -> spec file
+
+
+def paths_only(ref: str | os.PathLike, relative_to: Path | None = None) -> Path:
+    """Every reference is a file path (relative to the file that names it)."""
+    path = Path(ref)
+    return path if relative_to is None or path.is_absolute() else relative_to / path
 
 
 class Budget:
@@ -204,7 +216,8 @@ def read_text(path: Path, budget: Budget | None = None) -> str:
         raise SpecError(f"not UTF-8 text (bad byte at offset {exc.start})", Mark(source)) from None
 
 
-def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = (), budget: Budget | None = None) -> MDict:
+def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = (), budget: Budget | None = None,
+              resolve: Resolver = paths_only) -> MDict:
     """Load a spec file and everything it inherits through ``base:``, merged, with positions.
 
     The limits on values, bytes and files hold for the whole chain, not per file.
@@ -230,12 +243,12 @@ def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = (), budget: Bu
     if not isinstance(base, str) or not base:
         raise SpecError(f"must be a spec name or a file path (got {base!r})", base_mark, "base")
     try:
-        base_path = zoo.resolve(base, path.parent)
+        base_path = resolve(base, path.parent)
     except SpecError as exc:
         raise SpecError(exc.problems[0].message, base_mark, "base") from None
     if not base_path.exists():
         raise SpecError(f"base file {str(base_path)!r} does not exist", base_mark, "base")
-    parent = load_file(base_path, (*_chain, resolved), budget)
+    parent = load_file(base_path, (*_chain, resolved), budget, resolve)
     # declared weights belong to the base's architecture, not to what derives from it
     parent.pop("weights", None)
     return merge(parent, tree)
@@ -340,9 +353,10 @@ def _index(part: str, node: Any) -> Any:
 
 
 def load(path: str | os.PathLike, overrides: Iterable[str] = (), *, num_classes: int | None = None,
-         in_chans: int | None = None) -> MDict:
-    """Load a spec (a packaged name or a file), resolve ``base:``, apply ``--set`` overrides; positions kept."""
-    tree = load_file(zoo.resolve(path))
+         in_chans: int | None = None, resolve: Resolver = paths_only) -> MDict:
+    """Load a spec (a file, or what ``resolve`` makes of a name), resolve ``base:``, apply ``--set``
+    overrides; positions kept."""
+    tree = load_file(resolve(path, None), resolve=resolve)
     for text in overrides:
         apply_override(tree, text)
     set_classes_and_channels(tree, num_classes, in_chans)

@@ -179,6 +179,48 @@ class ArchkitNet(Freezable, nn.Sequential):
         stem = "|".join(re.escape(n) for n in self.stem_names) or "$^"
         return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
 
+class FeatureExtractor(Freezable, nn.Sequential):
+    """The stem and stages of a spec, returning the chosen stages' feature maps (timm's ``features_only``).
+
+    Children keep the full model's names, so a classifier's ``state_dict`` loads by the same keys
+    (its head entries are the only extras). ``feature_info`` gives each output's module, channels and
+    reduction (input size / feature size).
+    """
+
+    def __init__(self, children: OrderedDict[str, nn.Module], return_layers: list[str], feature_info: list[dict],
+                 spec: Any = None, stem: list[str] = (), stages: list[str] = ()):
+        super().__init__(children)
+        self.return_layers = tuple(return_layers)
+        self.feature_info = FeatureInfo(feature_info)
+        self.grad_checkpointing = False
+        self.spec = spec
+        self.stem_names, self.stage_names = list(stem), list(stages)
+        self.frozen_stages = min(getattr(spec, "frozen_stages", -1), len(self.stage_names))
+        self.norm_eval = getattr(spec, "norm_eval", False)
+        self._apply_freezing()
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
+        features = []
+        stages = set(self.stage_names)  # stage identity from the plan, never from a name's shape
+        for name, module in self.named_children():
+            if name in stages:
+                x = _run_stage(module, x, self.grad_checkpointing)
+            else:
+                x = module(x)
+            if name in self.return_layers:
+                features.append(x)
+        return features
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass (timm's name)."""
+        self.grad_checkpointing = enable
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A backbone has no classifier: refused in one line."""
+        raise ValueError("a features_only backbone has no classifier to reset (build the full model instead)")
+
+
+
 def _run_stage(stage: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
     if use_checkpoint and torch.is_grad_enabled() and not torch.jit.is_scripting():
         for block in stage:

@@ -1,10 +1,11 @@
-"""spec -> Plan: what the network looks like, computed without building a module.
+"""spec -> Plan: what the network looks like, computed without torch.
 
-``plan(spec)`` is the one place that knows every block's channels, stride, dilation, spatial size,
-shortcut kind, drop-path rate and attention attachments, and every stem and head layer's name and
-shapes. The builder, the summary, ``draw`` and ``feature_info`` read it instead of re-deriving.
-The rules are torchvision's ``ResNet._make_layer`` (stride and shortcut on a stage's first block,
-``replace_stride_with_dilation``) and timm's stochastic-depth schedule.
+``plan(spec)`` is the one place that knows every layer's and block's channels, stride, dilation,
+sizes, shortcut kind, drop rates and attention attachments, and each one's description (a
+``Graph``: children, dataflow, shapes, costs). The builder, the summary, ``draw``, ``fit`` and
+``feature_info`` read it instead of re-deriving. The stage rules are torchvision's
+``ResNet._make_layer`` (stride and shortcut on a stage's first block, ``replace_stride_with_dilation``)
+and timm's stochastic-depth and DropBlock schedules.
 """
 
 from __future__ import annotations
@@ -12,15 +13,20 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .errors import SpecError
-from .layers import Shape
-from .registry import BLOCKS
+from .blocks.base import BlockPlan, BlockType, Shortcut
+from .catalog import block_type
+from .complexity import Cost
+from .errors import SpecError, first_line
+from .graph import Custom, DescriptionError, Graph, Scope
+from .layers import describe as describe_layer
 from .specs import ModelSpec, scaled, stage_name
+
+Shape = tuple[int, ...]
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerPlan:
-    """A stem or head layer: its child name and per-sample shapes."""
+    """A stem or head layer: its child name, per-sample shapes and its description (an op or a graph)."""
 
     part: str  # "stem" or "head"
     index: int
@@ -28,49 +34,44 @@ class LayerPlan:
     layer: Any  # the validated layer params
     in_shape: Shape
     out_shape: Shape
-
-
-@dataclasses.dataclass(frozen=True)
-class BlockPlan:
-    """One residual block, as ``_make_layer`` makes it."""
-
-    stage: int  # 0-based
-    index: int  # within the stage
-    global_index: int  # over the whole network
-    type: str
-    cls: Any
-    params: Any
-    in_channels: int
-    planes: int
-    out_channels: int
-    stride: int
-    dilation: int
-    in_size: tuple[int, int]
-    out_size: tuple[int, int]
-    shortcut: str  # identity, none, or the kind of the shortcut module (projection, avg_down, ...)
-    drop_path_rate: float
-    attn: tuple
-
-    @property
-    def name(self) -> str:
-        """The block's module path: ``layer2.0``."""
-        return f"{stage_name(self.stage)}.{self.index}"
+    op: Any  # archkit.graph.Op or Graph
 
 
 @dataclasses.dataclass(frozen=True)
 class StagePlan:
-    """A stage: its child name and blocks."""
+    """A stage: its child name, its blocks and their descriptions."""
 
     index: int
     name: str
     blocks: tuple[BlockPlan, ...]
+    ops: tuple[Any, ...]  # each block's Graph (a Custom op for a module-form block)
     in_shape: Shape
     out_shape: Shape
+    out_shapes: tuple[Shape, ...] = ()  # each block's output shape
 
     @property
     def depth(self) -> int:
         """Number of blocks."""
         return len(self.blocks)
+
+    @property
+    def cost(self) -> Cost | None:
+        """The stage's parameters, MACs and writes per sample (None where a block must be measured)."""
+        total = Cost()
+        for op in self.ops:
+            try:
+                total = total + op.cost((), ())
+            except NotImplementedError:
+                return None
+        return total
+
+    def graph(self) -> Graph:
+        """The stage as one sequential graph of its blocks (``0``, ``1``, ...)."""
+        s = Scope("Sequential", sequential=True)
+        x = s.input(self.in_shape)
+        for j, op in enumerate(self.ops):
+            x = s.call(str(j), op, x)
+        return s.finish(x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,9 +100,12 @@ class Plan:
         return self.head[-1].out_shape if self.head else self.features_shape
 
     @property
-    def stem_feature(self) -> LayerPlan:
+    def stem_feature(self) -> LayerPlan | None:
         """The stem's feature map (index 0), timm's: the last stem layer before the stem's final
-        downsampling (ResNet's activation before the max pool, at reduction 2), else its last layer."""
+        downsampling (ResNet's activation before the max pool, at reduction 2), else its last layer;
+        None for a spec without a stem."""
+        if not self.stem:
+            return None
         final = self.stem[-1].out_shape
         if len(final) != 3:
             return self.stem[-1]
@@ -116,6 +120,8 @@ class Plan:
         for i in indices:
             if i == 0:
                 stem = self.stem_feature
+                if stem is None:
+                    raise SpecError("this spec has no stem, so no feature map 0", None, "out_indices")
                 name, shape = stem.name, stem.out_shape
             else:
                 name, shape = self.stages[i - 1].name, self.stages[i - 1].out_shape
@@ -147,13 +153,67 @@ def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[
     out = []
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
-            out_shape = layer.output_shape(shape)
-        except ValueError as exc:
-            raise spec.error((part, i), f"{layer.type}: {exc}") from None
-        out.append(LayerPlan(part, i, name, layer, shape, out_shape))
+            op, out_shape = _layer_op(layer, name, shape, spec.norm, spec.activation)
+        except (ValueError, NotImplementedError) as exc:
+            raise spec.error((part, i), f"{layer.type}: {first_line(exc)}") from None
+        out.append(LayerPlan(part, i, name, layer, shape, out_shape, op))
         taken.add(name)
         shape = out_shape
     return tuple(out), shape
+
+
+_LAYER_CACHE: dict[tuple, tuple[Any, Shape]] = {}
+_BLOCK_CACHE: dict[tuple, Graph] = {}
+_CACHE_MAX = 4096
+
+
+def _layer_op(layer: Any, name: str, shape: Shape, norm: Any, act: Any) -> tuple[Any, Shape]:
+    key = (layer, name, shape, norm, act)
+    found = _LAYER_CACHE.get(key)
+    if found is None:
+        found = describe_layer(layer, name, shape, norm, act)
+        if len(_LAYER_CACHE) > _CACHE_MAX:
+            _LAYER_CACHE.clear()
+        _LAYER_CACHE[key] = found
+    return found
+
+
+def describe_block(bp: BlockPlan) -> Graph:
+    """The block's description (cached: blocks of a stage, and of many specs, share one)."""
+    key = bp.key()
+    graph = _BLOCK_CACHE.get(key)
+    if graph is None:
+        s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act)
+        x = s.input((bp.in_channels, *bp.in_size))
+        graph = s.finish(bp.kind.describe(bp, s, x))
+        if len(_BLOCK_CACHE) > _CACHE_MAX:
+            _BLOCK_CACHE.clear()
+        _BLOCK_CACHE[key] = graph
+    return graph
+
+
+class ModuleBlock:
+    """Builds a module-form block from its plan (the builder calls it, with torch imported)."""
+
+    def __init__(self, bp: BlockPlan):
+        self.bp = bp
+
+    def __call__(self) -> Any:
+        return self.bp.kind.module(self.bp)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModuleBlock) and other.bp.key() == self.bp.key()
+
+    def __hash__(self) -> int:
+        return hash(self.bp.key())
+
+
+def _module_block(bp: BlockPlan, out_size: tuple[int, int]) -> Custom:
+    declared = None
+    if bp.kind.cost is not None:
+        declared = bp.kind.cost(bp)
+    return Custom(bp.kind.cls_name, ModuleBlock(bp), (), (bp.out_channels, *out_size), declared,
+                  declared.params if declared is not None else 0)
 
 
 def drop_path_rates(rate: float, blocks: int) -> list[float]:
@@ -161,19 +221,26 @@ def drop_path_rates(rate: float, blocks: int) -> list[float]:
     return [rate * i / (blocks - 1) if blocks > 1 else 0.0 for i in range(blocks)]
 
 
+def drop_block_of(rate: float, stage: int) -> tuple[float, int, float] | None:
+    """timm's ``drop_blocks``: block size 5 and gamma scale 0.25 in the third stage, 3 and 1.0 in the fourth."""
+    if rate <= 0 or stage not in (2, 3):
+        return None
+    return (rate, 5, 0.25) if stage == 2 else (rate, 3, 1.0)
+
+
 def plan(spec: ModelSpec, *, head: bool | None = None) -> Plan:
-    """Every layer's and block's shapes and settings, or a located SpecError.
+    """Every layer's and block's shapes, settings and description, or a located SpecError.
 
     ``head=False`` leaves out the head (a backbone); the default follows the spec's ``features_only``.
     """
     input_shape: Shape = (spec.input.channels, *spec.input.size)
     taken = {stage_name(i) for i in range(len(spec.stages))}
     stem, shape = _layers(spec, "stem", input_shape, taken)
-    depths = [scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier, spec.width_divisor)
-              for s in spec.stages]
-    rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in depths))
+    sizes = [scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier, spec.width_divisor)
+             for s in spec.stages]
+    rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes))
     stages, dilation, n = [], 1, 0
-    for i, (stage, (planes, depth)) in enumerate(zip(spec.stages, depths)):
+    for i, (stage, (planes, depth)) in enumerate(zip(spec.stages, sizes)):
         path = ("stages", i)
         if len(shape) != 3:
             raise spec.error(path, f"a stage needs a (channels, height, width) input, but gets {list(shape)}")
@@ -185,40 +252,56 @@ def plan(spec: ModelSpec, *, head: bool | None = None) -> Plan:
             dilation *= stride
             stride = 1
         in_shape = shape
-        in_channels, height, width = shape
-        blocks, out_channels = [], None
+        blocks, ops, shapes, out_channels = [], [], [], None
         for j in range(depth):
             block = listed[j] if listed is not None else stage.block
             where = (*path, "blocks", j) if listed is not None else (*path, "block")
-            cls = BLOCKS.get(block.type).obj
-            kind = block.shortcut or cls.shortcuts[0]
+            kind: BlockType = block_type(block.type)
             try:
-                out_j = cls.out_channels(planes, block)
+                out_j = kind.channels_out(planes, block)
             except (ValueError, NotImplementedError) as exc:
-                raise spec.error(path, f"{block.type} block: {exc}") from None
+                raise spec.error(path, f"{block.type} block: {first_line(exc)}") from None
             if out_channels is not None and out_j != out_channels:
                 raise spec.error(where, f"outputs {out_j} channels where the stage's first block outputs "
                                         f"{out_channels}; a stage's blocks share their output width")
             out_channels = out_j
             s = stride if j == 0 else 1
-            sizer = getattr(cls, "out_size", None)  # plugin blocks not derived from Block: a strided 3x3's size
-            try:
-                size = sizer(in_size=(height, width), stride=s, params=block) if sizer else \
-                    ((height - 1) // s + 1, (width - 1) // s + 1)
-            except ValueError as exc:
-                raise spec.error(path, f"{block.type} block: {exc}") from None
-            changes = s != 1 or in_channels != out_channels
-            shortcut = "none" if kind == "none" else kind if changes else "identity"
-            if shortcut == "zero_pad" and out_channels < in_channels:
-                raise spec.error((*where, "shortcut"), f"zero_pad cannot shrink {in_channels} channels to "
-                                                       f"{out_channels}; use projection or avg_down")
             # torchvision gives the first block the dilation in force before this stage, the rest the new one
-            blocks.append(BlockPlan(i, j, n, block.type, cls, block, in_channels, planes, out_channels, s,
-                                    first_dilation if j == 0 else dilation, (height, width), size, shortcut,
-                                    rates[n], tuple(block.attn)))
-            in_channels, (height, width), n = out_channels, size, n + 1
-        shape = (out_channels, height, width)
-        stages.append(StagePlan(i, stage_name(i), tuple(blocks), in_shape, shape))
+            block_dilation = first_dilation if j == 0 else dilation
+            if block_dilation > 1 and not kind.dilation:
+                raise spec.error(path, f"{block.type} blocks cannot dilate (stage {i + 1} needs dilation "
+                                       f"{block_dilation})")
+            asked = Shortcut(block.shortcut) if block.shortcut else kind.shortcuts[0]
+            changes = s != 1 or shape[0] != out_channels
+            shortcut = Shortcut.NONE if asked is Shortcut.NONE else asked if changes else Shortcut.IDENTITY
+            if shortcut is Shortcut.ZERO_PAD and out_channels < shape[0]:
+                raise spec.error((*where, "shortcut"), f"zero_pad cannot shrink {shape[0]} channels to "
+                                                       f"{out_channels}; use projection or avg_down")
+            bp = BlockPlan(i, j, n, kind, block, shape[0], planes, out_channels, s, block_dilation, dilation,
+                           (shape[1], shape[2]), shortcut, rates[n],
+                           drop_block_of(spec.drop_block_rate, i) if kind.drop_block else None,
+                           tuple(block.attn), spec.norm, spec.activation, f"{stage_name(i)}.{j}")
+            try:
+                if kind.describe is not None:
+                    op = describe_block(bp)
+                    out_shape = op.output.shape
+                else:
+                    out_size = ((shape[1] - 1) // s + 1, (shape[2] - 1) // s + 1)
+                    sizer = getattr(kind.module, "out_size", None)
+                    if sizer is not None:
+                        out_size = tuple(sizer(in_size=(shape[1], shape[2]), stride=s, params=block))
+                    op = _module_block(bp, out_size)
+                    out_shape = (out_channels, *out_size)
+            except (ValueError, NotImplementedError) as exc:  # DescriptionError is a ValueError
+                raise spec.error(path, f"{block.type} block: {first_line(exc)}") from None
+            if out_shape[0] != out_channels:
+                raise spec.error(path, f"{block.type} block: its description outputs {out_shape[0]} channels, its "
+                                       f"type says {out_channels}")
+            blocks.append(bp)
+            ops.append(op)
+            shapes.append(tuple(out_shape))
+            shape, n = tuple(out_shape), n + 1
+        stages.append(StagePlan(i, stage_name(i), tuple(blocks), tuple(ops), in_shape, shape, tuple(shapes)))
     with_head = not spec.features_only if head is None else head
     head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()
     return Plan(spec, input_shape, stem, tuple(stages), head_plan)
@@ -249,3 +332,7 @@ def out_indices(spec: ModelSpec, indices: Any) -> list[int]:
     if indices != sorted(set(indices)):
         raise error(f"must be increasing without repeats, got {indices}")
     return indices
+
+
+__all__ = ["LayerPlan", "StagePlan", "Plan", "BlockPlan", "plan", "describe_block", "out_indices", "drop_path_rates",
+           "DescriptionError"]

@@ -3,10 +3,13 @@
 A distribution adds a block with one line in its ``pyproject.toml``::
 
     [project.entry-points."archkit.blocks"]
-    se_bottleneck = "archkit_se:SEBottleneck"
+    se_bottleneck = "archkit_se:se_bottleneck"
 
-The entry point's name is the spec's ``type``; its object is the block class (``archkit.layers``
-group: a ``LayerParams`` subclass; ``archkit.attention``: an ``AttentionParams`` subclass). A plugin that fails to import, names nothing usable or breaks the
+The entry point's name is the spec's ``type``; its object is the block type (a description made
+with ``archkit.blocks.block``, or an ``nn.Module`` class; ``archkit.layers`` group: a ``LayerParams``
+subclass; ``archkit.attention``: an ``AttentionParams`` subclass; ``archkit.specs``: a directory of
+spec files). Discovery reads names from the installed metadata; a plugin's module is imported when
+one of its names is first used. A plugin that fails to import, names nothing usable or breaks the
 contract is recorded in ``registry.broken`` and never stops archkit. A plugin never replaces a
 built-in, and two plugins never silently replace each other: every plugin entry is also reachable as
 ``<distribution>:<name>``, and a bare name two plugins claim is an error listing both.
@@ -32,19 +35,21 @@ DISABLE_ENV = "ARCHKIT_NO_PLUGINS"
 _enabled: bool | None = None  # None: decided by $ARCHKIT_NO_PLUGINS
 
 
+_on_change: list[Callable[[], None]] = []  # what forgets plugin state (the catalog's registries, the zoo)
+
+
+def on_change(reset: Callable[[], None]) -> None:
+    """Call ``reset`` whenever plugins are turned on or off (the registries and the zoo register here)."""
+    _on_change.append(reset)
+
+
 def set_enabled(enabled: bool | None) -> None:
-    """Turn plugin discovery on or off (None: follow $ARCHKIT_NO_PLUGINS); resets the registries."""
-    global _enabled
-    from .registry import REGISTRIES
-
-    from . import zoo
-
-    global _ALL
+    """Turn plugin discovery on or off (None: follow $ARCHKIT_NO_PLUGINS); resets what depends on it."""
+    global _enabled, _ALL
     _ALL = None  # rescan: a test or a user may have installed something since
     _enabled = enabled
-    for registry in REGISTRIES:
-        registry.reset()
-    zoo.reset()
+    for reset in _on_change:
+        reset()
 
 
 def enabled() -> bool:
@@ -125,63 +130,76 @@ def load_isolated(ep: EntryPoint) -> Any:
             signal.signal(signal.SIGALRM, previous)
 
 
-def discover(registry: Any, group: str, check: Callable[[str, Any], None], kind: Callable[[Any], str]) -> None:
-    """Load every entry point of ``group`` into ``registry``; failures become ``registry.broken``."""
+def discover(registry: Any, group: str, check: Callable[[str, Any], Any], kind: Callable[[Any], str]) -> None:
+    """Make every entry point of ``group`` known to ``registry`` by name; each plugin's module is imported
+    (isolated) when one of its names is first used, and a failure becomes ``registry.broken``.
+
+    ``check(name, obj)`` validates a loaded object against the contract and returns what to register.
+    """
     if not enabled():
         return
     from .registry import BrokenPlugin
 
-    loaded: dict[str, list[tuple[str, str, Any]]] = defaultdict(list)
+    providers: dict[str, list[EntryPoint]] = defaultdict(list)
     try:
         eps = sorted(_entry_points(group), key=lambda e: (e.name, _distribution(e)))
     except Exception as exc:  # noqa: BLE001 - broken metadata on the path must not stop archkit
         registry.add_broken(BrokenPlugin(group, "*", "", "?", "?", f"cannot list entry points: {_one_line(exc)}"))
         return
+    seen: set[str] = set()
     for ep in eps:
         dist, version = _distribution(ep)
-        try:
-            if not ep.name.isidentifier():
-                raise ValueError(f"entry point name {ep.name!r} is not an identifier")
-            obj = load_isolated(ep)
-            check(ep.name, obj)
-            _check_schema(registry, ep.name, obj, kind(obj))
-        except KeyboardInterrupt:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - isolate each plugin (even sys.exit at import): record it
-            registry.add_broken(BrokenPlugin(group, ep.name, ep.value, dist, version, _one_line(exc)))
-            if ep.name not in registry:
-                registry.note(ep.name, f"{registry.what} type {ep.name!r} comes from plugin {dist} {version}, "
-                                       f"which failed to load: {_one_line(exc)}")
+        qualified = qualified_name(dist, ep.name)
+        if qualified in seen:  # one distribution seen twice on the path: keep the first
             continue
-        loaded[ep.name].append((dist, version, obj))
-    for name, providers in loaded.items():
-        for dist, version, obj in list(providers):
-            try:
-                registry.register(qualified_name(dist, name), obj, kind=kind(obj), origin=f"{dist} {version}",
-                                  qualified=qualified_name(dist, name))
-            except ValueError as exc:  # e.g. one distribution seen twice on the path: keep the first
-                registry.add_broken(BrokenPlugin(group, name, "", dist, version, _one_line(exc)))
-                providers.remove((dist, version, obj))
-        if not providers:
+        seen.add(qualified)
+        if not ep.name.isidentifier():
+            registry.add_broken(BrokenPlugin(group, ep.name, ep.value, dist, version,
+                                             f"ValueError: entry point name {ep.name!r} is not an identifier"))
             continue
-        if name in registry:  # a built-in (or an earlier registration) keeps the bare name
-            owner = registry.get(name).origin
-            for dist, version, _ in providers:
+        providers[ep.name].append(ep)
+    for name, eps_of_name in providers.items():
+        builtin = name in registry  # a built-in (or an earlier registration) keeps the bare name
+        bare = None if builtin or len(eps_of_name) > 1 else name
+        for ep in eps_of_name:
+            dist, version = _distribution(ep)
+            qualified = qualified_name(dist, name)
+            registry.pend(qualified, _loader(registry, group, ep, check, kind, bare))
+            if bare is not None:
+                registry.pend(bare, _loader(registry, group, ep, check, kind, bare))
+            if builtin:
+                owner = registry.get(name).origin
                 registry.add_conflict(f"plugin {dist} {version} also defines {registry.what} {name!r}, which "
-                                          f"stays {owner}'s; use {qualified_name(dist, name)} for the plugin's")
-            continue
-        if len(providers) == 1:
-            dist, version, obj = providers[0]
-            registry.register(name, obj, kind=kind(obj), origin=f"{dist} {version}", qualified=qualified_name(dist, name))
-        else:
-            both = ", ".join(f"{qualified_name(d, name)} ({d} {v})" for d, v, _ in providers)
+                                      f"stays {owner}'s; use {qualified} for the plugin's")
+        if len(eps_of_name) > 1 and not builtin:
+            both = ", ".join(f"{qualified_name(_distribution(e)[0], name)} ({' '.join(_distribution(e))})"
+                             for e in eps_of_name)
             registry.note(name, f"{registry.what} type {name!r} is provided by several plugins: {both}; "
                                 "use a qualified name")
 
 
-def _check_schema(registry: Any, name: str, obj: Any, kind: str) -> None:
-    """Fail at discovery, not at validation, if a plugin's params cannot join the spec's union."""
-    from .registry import Entry
-    from .specs import _tagged
+def _loader(registry: Any, group: str, ep: EntryPoint, check: Callable[[str, Any], Any], kind: Callable[[Any], str],
+            bare: str | None) -> Callable[[], None]:
+    """Load ``ep`` once and register it under its qualified (and, where it owns it, its bare) name."""
+    from .registry import BrokenPlugin
 
-    _tagged(Entry(name, obj, kind), registry.what.capitalize())  # compiles its schema: fails here, not later
+    def load() -> None:
+        dist, version = _distribution(ep)
+        qualified = qualified_name(dist, ep.name)
+        names = [qualified] + ([bare] if bare is not None else [])
+        for other in names:  # whichever name came first, load once
+            registry._pending.pop(other, None)
+        try:
+            obj = check(ep.name, load_isolated(ep))
+        except KeyboardInterrupt:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - isolate each plugin (even sys.exit at import): record it
+            registry.add_broken(BrokenPlugin(group, ep.name, ep.value, dist, version, _one_line(exc)))
+            for other in names:
+                registry.note(other, f"{registry.what} type {ep.name!r} comes from plugin {dist} {version}, "
+                                     f"which failed to load: {_one_line(exc)}")
+            return
+        for other in names:
+            registry.register(other, obj, kind=kind(obj), origin=f"{dist} {version}", qualified=qualified)
+
+    return load

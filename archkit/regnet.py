@@ -7,6 +7,7 @@ its adjustment of stage widths to the group width.
 from __future__ import annotations
 
 import math
+import struct
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -37,13 +38,27 @@ def _make_divisible(v: float, divisor: int) -> int:
     return new_v + divisor if new_v < 0.9 * v else new_v
 
 
+def _f32(x: float) -> float:
+    """``x`` rounded to float32, as each of torch's float32 operations rounds its result."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def block_widths(r: RegNetSpec) -> list[int]:
+    """Each block's width, computed as torchvision's ``BlockParams.from_init_params`` does in float32
+    tensors (step by step rounded to float32 here), so a width on a rounding edge lands where torchvision's does."""
+    w_a, w_0, log_w_m = _f32(r.w_a), _f32(r.w_0), _f32(math.log(r.w_m))
+    widths = []
+    for i in range(r.depth):
+        cont = _f32(_f32(_f32(i) * w_a) + w_0)  # torch.arange(depth) * w_a + w_0
+        capacity = round(_f32(_f32(math.log(_f32(cont / w_0))) / log_w_m))  # torch.round: half to even, as round()
+        power = _f32(_f32(r.w_m) ** capacity)  # torch.pow(w_m, capacity)
+        widths.append(int(round(_f32(_f32(w_0 * power) / QUANT)) * QUANT))
+    return widths
+
+
 def stages(r: RegNetSpec) -> list[dict]:
     """Per-stage width, depth and block settings, as torchvision's ``BlockParams.from_init_params``."""
-    import torch  # float32 as torchvision, so a width on a rounding edge lands where torchvision's does
-
-    widths_cont = torch.arange(r.depth, device="cpu") * r.w_a + r.w_0  # even under a meta device context
-    capacity = torch.round(torch.log(widths_cont / r.w_0) / math.log(r.w_m))
-    widths = (torch.round(torch.divide(r.w_0 * torch.pow(r.w_m, capacity), QUANT)) * QUANT).int().tolist()
+    widths = block_widths(r)
     splits = [w != wp for w, wp in zip([*widths, 0], [0, *widths])]
     stage_widths = [w for w, t in zip(widths, splits[:-1]) if t]
     starts = [d for d, t in enumerate(splits) if t]

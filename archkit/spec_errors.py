@@ -11,7 +11,7 @@ from typing import Annotated, Any, Union
 from pydantic import BaseModel
 
 from .errors import Mark, Problem, format_path
-from .registry import ATTENTION, BLOCKS, LAYERS, suggest
+from .registry import suggest
 
 
 def ordered(problems: list[Problem], source: str) -> list[Problem]:
@@ -41,6 +41,8 @@ def _clean_loc(loc: tuple, data: Any) -> tuple:
     """Drop the union-tag parts pydantic adds (``block.bottleneck.groups`` -> ``block.groups``)."""
     path, node = [], data
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a mapping key's own error: the path already names it
+            continue
         if isinstance(node, dict) and part not in node and node.get("type") == part:
             continue
         if isinstance(part, str) and not isinstance(node, dict) and path:
@@ -81,27 +83,20 @@ def _fields_at(cls: type[BaseModel], loc: tuple) -> list[str]:
     return sorted({f for m in models for f in m.model_fields})
 
 
-def problem(err: dict, data: Any, marks: dict, cls: type[BaseModel]) -> Problem:
+def problem(err: dict, data: Any, marks: dict, cls: type[BaseModel], prefix: tuple = ()) -> Problem:
+    """One pydantic error of validating ``data`` (found at ``prefix`` in the spec) against ``cls``."""
     loc = tuple(err["loc"])
-    path = _clean_loc(loc, data)
+    path = (*prefix, *_clean_loc(loc, data))
     kind, ctx, value = err["type"], err.get("ctx") or {}, err.get("input")
     got = f" (got {_short(value)})"
-    if kind == "missing":
+    if kind == "missing" and path and path[-1] == "type":
+        message = "needs a 'type'"
+        if "block" in path or "blocks" in path:
+            message += " (here or in a top-level 'block:' default)"
+    elif kind == "missing":
         message = "required field is missing"
     elif kind == "extra_forbidden":
         message = f"unknown field {path[-1]!r}" + suggest(str(path[-1]), _fields_at(cls, loc[:-1]), limit=16)
-    elif kind == "union_tag_invalid":
-        choices = re.findall(r"'([^']*)'", str(ctx.get("expected_tags", "")))
-        tag = str(ctx.get("tag"))
-        registry = ATTENTION if "attn" in path else BLOCKS if "block" in path else LAYERS
-        message = registry.explain(tag) or f"unknown {registry.what} type {tag!r}" + suggest(
-            tag, [c for c in choices if ":" not in c], limit=40)
-        if isinstance(value, dict) and "type" in value:
-            path = (*path, "type")
-    elif kind == "union_tag_not_found":
-        message = "needs a 'type'"
-        if path and path[-1] == "block":
-            message += " (here or in a top-level 'block:' default)"
     elif kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
         op, bound = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
                      "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}[kind]
@@ -132,12 +127,25 @@ def problem(err: dict, data: Any, marks: dict, cls: type[BaseModel]) -> Problem:
         message = f"must have at most {ctx.get('max_length')} item(s)" if isinstance(value, list) else \
             f"is too long (at most {ctx.get('max_length')} characters)"
     elif kind == "string_pattern_mismatch":
-        message = f"must be a Python identifier{got}"
+        message = _pattern_message(str(ctx.get("pattern", ""))) + got
     elif kind == "value_error":  # a validator's own message, without pydantic's "Value error, " prefix
         message = str(ctx.get("error") or err["msg"])
     else:
         message = err["msg"][:1].lower() + err["msg"][1:]
     return Problem(message, mark_for(path, marks), format_path(path))
+
+
+_PATTERNS = {
+    r"^[A-Za-z_][A-Za-z0-9_]*$": "must be a Python identifier (letters, digits, _; not starting with a digit)",
+    r"^[0-9a-fA-F]{8,64}$": "must be 8 to 64 hexadecimal digits (a SHA-256 or its first digits)",
+    r"^(https?|file)://": "must be an http://, https:// or file:// URL",
+    r"^[A-Za-z0-9_.\-]{1,100}$": "must be 1 to 100 letters, digits, '.', '_' or '-'",
+    r"^[A-Za-z0-9_\-]{1,40}$": "must be 1 to 40 letters, digits, '_' or '-'",
+}
+
+
+def _pattern_message(pattern: str) -> str:
+    return _PATTERNS.get(pattern, f"must match {pattern}")
 
 
 def _short(value: Any) -> str:

@@ -1,27 +1,38 @@
-"""Pydantic models of the spec format; the block, layer and attention unions are built from the registries."""
+"""The spec format: a static pydantic ``ModelSpec``, and ``validate``, which checks a loaded tree in two
+passes and reports every problem it finds at once, each as one located line.
+
+Pass one is pydantic over the static models: every field of every section, with blocks, layers and
+attention attachments as *envelopes* (a ``type`` tag and the keys all types share). Pass two checks
+each envelope against its registered type's params model (unknown keys, bounds, did-you-mean) and
+what the type offers (shortcut kinds, attention positions, DropBlock). Cross-field checks (names,
+sizes, stage counts) run beside both, so a spec with three independent mistakes gets three lines.
+"""
 
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, create_model, field_validator
+from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 
-from .context import ATTN_POSITIONS, SHORTCUT_KINDS
+from .blocks.base import ATTN_POSITIONS, USER_SHORTCUTS
+from .catalog import ATTENTION, BLOCKS, LAYERS
 from .errors import Mark, Problem, SpecError, format_path
+from .layers import BatchNorm, ReLU
 from .loader import flatten, resolve_stage_blocks
-from .registry import ATTENTION, BLOCKS, LAYERS, Entry, suggest
+from .params import AttentionSpec, BlockSpec, LayerSpec, SpecModel
+from .registry import UnknownName, suggest
 from .spec_errors import mark_for, ordered, problem
 
 _INT_MAX = 2**63 - 1
+MAX_PROBLEMS = 20  # reported per spec: more is one mistake repeated, or not a spec at all
+# words people reach for, and the position they mean (spelling alone would offer pre_add for after_add)
+POSITION_SYNONYMS = {"after_add": "post_add", "after": "post_add", "post": "post_add", "end": "post_add",
+                     "output": "post_add", "postadd": "post_add", "before_add": "pre_add", "before": "pre_add",
+                     "pre": "pre_add", "preadd": "pre_add", "middle": "mid", "inside": "mid", "center": "mid"}
 
 
-class _Model(BaseModel):
-    # strict: YAML already types its scalars, so "3" (a string) or true (a bool) for an int is a mistake.
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
-
-
-class InputSpec(_Model):
+class InputSpec(SpecModel):
     """The input the model is designed for; used for shape checks and summaries."""
 
     channels: int = Field(3, ge=1, le=65536, description="Input channels (3 for RGB).")
@@ -29,17 +40,17 @@ class InputSpec(_Model):
         default_factory=lambda: [224, 224], min_length=2, max_length=2, description="Spatial size [height, width].")
 
 
-class InitSpec(_Model):
+class InitSpec(SpecModel):
     """Weight initialization, as torchvision's ResNet by default."""
 
     conv: Literal["kaiming_fan_out", "kaiming_fan_in", "pytorch_default"] = Field(
         "kaiming_fan_out", description="Conv weights: torchvision's kaiming_normal_(mode='fan_out', "
                                        "nonlinearity='relu'), fan_in, or PyTorch's own default.")
     zero_init_residual: bool = Field(False, description="Zero each block's last norm scale so blocks start as "
-                                                        "identity (Goyal et al. 2017); blocks opt in via zero_init_last().")
+                                                        "identity (Goyal et al. 2017).")
 
 
-class WeightsMeta(_Model):
+class WeightsMeta(SpecModel):
     """What a user needs to use declared weights: preprocessing, classes, published accuracy."""
 
     num_classes: int | None = Field(None, ge=1, le=1 << 24, description="Classes of the classifier.")
@@ -55,13 +66,14 @@ class WeightsMeta(_Model):
     license: str | None = Field(None, max_length=200, description="The weights' license.")
 
 
-class WeightsEntry(_Model):
+class WeightsEntry(SpecModel):
     """One set of declared weights: where it is, its hash, its key layout, how to use it."""
 
     url: str | None = Field(None, pattern=r"^(https?|file)://", max_length=2000, description="Download URL.")
     file: str | None = Field(None, min_length=1, max_length=4096, description="Local file (relative to the spec).")
     sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{8,64}$", description="SHA-256 of the file, whole or "
                                "its first hex digits (torchvision and timm publish 8 in the file name).")
+
     @field_validator("sha256", mode="before")
     @classmethod
     def _quoted(cls, value: Any) -> Any:
@@ -74,7 +86,7 @@ class WeightsEntry(_Model):
     meta: WeightsMeta = Field(default_factory=WeightsMeta, description="Preprocessing, classes, accuracy.")
 
 
-class ScaleSpec(_Model):
+class ScaleSpec(SpecModel):
     """One named scale of a family (ultralytics' n/s/m/l/x habit), chosen with --scale / scale=."""
 
     width: float = Field(1.0, gt=0, le=64, description="Width multiplier (channels kept multiples of 8).")
@@ -82,15 +94,25 @@ class ScaleSpec(_Model):
     resolution: int | None = Field(None, ge=1, le=65536, description="Input size (square), if the scale sets one.")
 
 
-class _StageBase(_Model):
+class StageSpec(SpecModel):
+    """One stage: blocks made by ``_make_layer``'s rules."""
+
     planes: int = Field(ge=1, le=1 << 20, description="Block planes; output channels are planes x block expansion.")
     depth: int = Field(ge=1, le=100_000, description="Number of blocks.")
     stride: int = Field(1, ge=1, le=64, description="Stride of the first block (the stage's downsampling).")
     dilate: bool = Field(False, description="Replace the stride with dilation (torchvision's "
                                             "replace_stride_with_dilation), keeping the resolution.")
+    block: SerializeAsAny[BlockSpec] | None = Field(None, description="Block type and params, merged over the "
+                                                    "top-level block (required if there is none).")
+    blocks: list[SerializeAsAny[BlockSpec]] | None = Field(None, max_length=100_000, description="Per-block "
+                                                           "settings, one mapping per block merged over the stage's "
+                                                           "block (e.g. the widths of a channel-pruned network); as "
+                                                           "many as depth.")
 
 
-class _SpecBase(_Model):
+class ModelSpec(SpecModel):
+    """An archkit network: stem, stages of residual blocks, head."""
+
     name: str = Field(min_length=1, max_length=200, description="Model name.")
     description: str = Field("", max_length=10_000, description="Free text: what this spec reproduces.")
     family: str = Field("", max_length=100, description="The model family `archkit list` groups by "
@@ -117,253 +139,258 @@ class _SpecBase(_Model):
     norm_eval: bool = Field(False, description="Keep every norm layer in eval mode while training (mmdetection).")
     features_only: bool = Field(False, description="Build a backbone returning feature maps (no head).")
     out_indices: list[Annotated[int, Field(ge=0, le=1000)]] | None = Field(
-        None, min_length=1, description="Feature outputs: 0 = the stem before its final pool (timm), i = stage i (default: every stage).")
+        None, min_length=1, description="Feature outputs: 0 = the stem before its final pool (timm), i = stage i "
+                                        "(default: every stage).")
+    norm: SerializeAsAny[LayerSpec] = Field(default_factory=lambda: BatchNorm(type="batchnorm"),
+                                            description="Norm layer used in blocks and by 'norm' layers.")
+    activation: SerializeAsAny[LayerSpec] = Field(default_factory=lambda: ReLU(type="relu"),
+                                                  description="Activation used in blocks and by 'act' layers.")
+    block: SerializeAsAny[BlockSpec] | None = Field(None, description="Block defaults for all stages (a stage may "
+                                                    "override).")
+    stem: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000,
+                                                  description="Layers before the stages.")
+    stages: list[StageSpec] = Field(min_length=1, max_length=1000, description="Stages, named layer1..layerN.")
+    head: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000,
+                                                  description="Layers after the stages.")
 
     _marks: dict = PrivateAttr(default_factory=dict)
 
     def mark_of(self, path: tuple) -> Mark | None:
         """The YAML position of a field path, or of its nearest enclosing field."""
-        return mark_for(path, self._marks)
+        return mark_for(path, self.__pydantic_private__["_marks"])
 
     def error(self, path: tuple, message: str) -> SpecError:
         """A SpecError located at ``path`` in the spec's source."""
         return SpecError(message, self.mark_of(path), format_path(path))
 
 
-def _tagged(entry: Entry, prefix: str, **fields: Any) -> type[BaseModel]:
-    base = entry.obj.Params if entry.kind == "block" else entry.obj
-    return create_model(f"{prefix}_{entry.name.replace(':', '__')}", __base__=base, __doc__=entry.description or base.__doc__,
-                        type=(Literal[entry.name], Field(description=f"{prefix} type: {entry.name}.")), **fields)
+# --- validation ------------------------------------------------------------------------------------
 
 
-def _union(models: list[type[BaseModel]]) -> Any:
-    if not models:
-        raise RuntimeError("no types registered")
-    if len(models) == 1:  # a discriminated union of one member collapses; the Literal still checks the tag
-        return models[0]
-    return Annotated[Union[tuple(models)], Field(discriminator="type")]
+class _Pass:
+    """One spec's second pass: every block, layer and attention envelope typed against its registry."""
 
+    def __init__(self, data: dict, marks: dict):
+        self.data, self.marks = data, marks
+        self.problems: list[Problem] = []
+        self._once: set[tuple] = set()
 
-_cache: dict[tuple, type] = {}
-NARROWED_MAX = 6  # narrowed spec models built per process before the full one is cheaper
+    def add(self, path: tuple, message: str, key: tuple | None = None) -> None:
+        if key is not None:
+            if key in self._once:
+                return
+            self._once.add(key)
+        self.problems.append(Problem(message, mark_for(path, self.marks), format_path(path)))
 
+    def typed(self, registry: Any, value: Any, path: tuple, what: str, validate: Any = None) -> Any:
+        """``value`` as its registered type's params model (the raw value when pass one will say why not)."""
+        if not isinstance(value, dict) or not isinstance(value.get("type"), str):
+            return value  # not a mapping, or no type: pass one locates it
+        name = value["type"]
+        try:
+            entry = registry.get(name)
+        except UnknownName as exc:
+            self.add((*path, "type"), str(exc.problems[0].message))
+            return value
+        cls = entry.obj.params if what == "block" else entry.obj
+        if validate is not None:
+            value = validate(entry, value)
+        try:
+            return cls.model_validate(value)
+        except ValidationError as exc:
+            for err in exc.errors():
+                self.problems.append(problem(err, value, self.marks, cls, prefix=path))
+            return FAILED
 
-def _block_fields(attention: Any) -> dict[str, Any]:
-    """The keys every block type shares, whatever its own params."""
-    return {
-        "shortcut": (str | None, Field(None, description="Shortcut kind when a stage changes shape: " + ", ".join(
-            SHORTCUT_KINDS) + " (default: the block's first accepted kind; see `archkit blocks NAME`).")),
-        "attn": (list[attention], Field(default_factory=list, max_length=16, description="Attention modules to "
-                                        "attach, each {type, position, <params>}; see `archkit blocks`.")),
-    }
+    def layer(self, value: Any, path: tuple, role: str | None = None) -> Any:
+        def nested(entry: Any, raw: dict) -> dict:
+            if role is not None and entry.kind != role:
+                choices = LAYERS.names(role)
+                self.add((*path, "type"), f"{raw['type']!r} is a {entry.kind} type, not a {role}"
+                         + suggest(raw["type"], choices))
+            if getattr(entry.obj, "nested", False) and isinstance(raw.get("layers"), list):
+                raw = {**raw, "layers": [self.layer(v, (*path, "layers", i)) for i, v in enumerate(raw["layers"])]}
+            return raw
 
+        return self.typed(LAYERS, value, path, "layer", nested)
 
-def spec_model(used: tuple[frozenset, frozenset, frozenset] | None = None) -> type[_SpecBase]:
-    """The ModelSpec class for the blocks, layers and attention types registered now (cached per state).
+    def block(self, value: Any, path: tuple, stage: int | None, drop_block: bool) -> Any:
+        def nested(entry: Any, raw: dict) -> dict:
+            kind = entry.obj
+            self._block_offers(kind, raw, path, stage, drop_block)
+            if isinstance(raw.get("attn"), list):
+                raw = {**raw, "attn": [self.typed(ATTENTION, v, (*path, "attn", i), "attention")
+                                       for i, v in enumerate(raw["attn"])]}
+            return raw
 
-    ``used`` (block, layer and attention type names) narrows the unions to what one spec uses:
-    building every type's pydantic model costs most of a command's start-up, and a spec that names
-    only registered types validates the same either way.
-    """
-    for registry in (BLOCKS, LAYERS, ATTENTION):
-        registry.names()  # populate first: populating bumps the generations
-    key = (BLOCKS.generation, LAYERS.generation, ATTENTION.generation, used)
-    if key in _cache:
-        return _cache[key]
-    if used is not None and sum(k[:3] == key[:3] and k[3] is not None for k in _cache) >= NARROWED_MAX:
-        return spec_model(None)  # many specs in one process (validate a zoo): one full model serves them all
+        return self.typed(BLOCKS, value, path, "block", nested)
 
-    tagged = _tagged_models(key[:3])
-
-    def pick(kind: str, registry: Any, names: frozenset | None) -> list[type[BaseModel]]:
-        return [tagged.get(kind, e) for e in registry if names is None or e.name in names]
-
-    blocks_used, layers_used, _ = used or (None, None, None)
-    if layers_used is not None:  # every norm and activation: 'norm:' and 'activation:' choose among them
-        layers_used = layers_used | set(LAYERS.names("norm")) | set(LAYERS.names("activation"))
-    blocks = _union(pick("block", BLOCKS, blocks_used))
-    layer_union = _union(pick("layer", LAYERS, layers_used))
-    by_name = {e.name: tagged.get("layer", e) for e in LAYERS
-               if e.name in LAYERS.names("norm") + LAYERS.names("activation")}
-    norms = _union([by_name[n] for n in LAYERS.names("norm")])
-    acts = _union([by_name[n] for n in LAYERS.names("activation")])
-    stage = create_model("Stage", __base__=_StageBase, __doc__="One stage: blocks made by _make_layer's rules.",
-                         block=(blocks | None, Field(None, description="Block type and params, merged over the "
-                                                                     "top-level block (required if there is none).")),
-                         blocks=(list[blocks] | None, Field(None, max_length=100_000, description="Per-block "
-                                 "settings, one mapping per block merged over the stage's block (e.g. the widths "
-                                 "of a channel-pruned network); as many as depth.")))
-    model = create_model(
-        "ModelSpec", __base__=_SpecBase, __doc__="An archkit network: stem, stages of residual blocks, head.",
-        norm=(norms, Field(default_factory=lambda: by_name["batchnorm"](type="batchnorm"),
-                           description="Norm layer used in blocks and by 'norm' layers.")),
-        activation=(acts, Field(default_factory=lambda: by_name["relu"](type="relu"),
-                                description="Activation used in blocks and by 'act' layers.")),
-        block=(blocks | None, Field(None, description="Block defaults for all stages (a stage may override).")),
-        stem=(list[layer_union], Field(default_factory=list, max_length=1000, description="Layers before the stages.")),
-        stages=(list[stage], Field(min_length=1, max_length=1000, description="Stages, named layer1..layerN.")),
-        head=(list[layer_union], Field(default_factory=list, max_length=1000, description="Layers after the stages.")),
-    )
-    if len(_cache) > 64:
-        _cache.clear()
-    _cache[key] = model
-    return model
-
-
-class _Tagged:
-    """Every registered type's tagged model, built on first use and kept per registry state: building
-    pydantic models is most of a command's start-up, and a spec uses a few of the types.
-
-    Blocks carry the full attention union and nested layer groups the full layer union, so each model
-    serves every narrowed ModelSpec.
-    """
-
-    def __init__(self) -> None:
-        self.models: dict[tuple[str, str], type[BaseModel]] = {}
-        self.attention_union: Any = None
-        self.layer_union: Any = None
-
-    def get(self, kind: str, entry: Entry) -> type[BaseModel]:
-        key = (kind, entry.name)
-        if key not in self.models:
-            if kind == "attention":
-                self.models[key] = _tagged(entry, "Attention")
-            elif kind == "block":
-                if self.attention_union is None:
-                    self.attention_union = _union([self.get("attention", e) for e in ATTENTION])
-                self.models[key] = _tagged(entry, "Block", **_block_fields(self.attention_union))
-            elif getattr(entry.obj, "nested", False):
-                nested = {"layers": (list["LayerUnion"], Field(min_length=1, max_length=1000, description="The "
-                                     "layers, in order; children are named 0, 1, ... unless named."))}
-                model = self.models[key] = _tagged(entry, "Layer", **nested)
-                if self.layer_union is None:
-                    self.layer_union = _union([self.get("layer", e) for e in LAYERS])
-                model.model_rebuild(_types_namespace={"LayerUnion": self.layer_union})
+    def _block_offers(self, kind: Any, raw: dict, path: tuple, stage: int | None, drop_block: bool) -> None:
+        """Shortcut kinds, attention positions and DropBlock: what this block type offers."""
+        short = raw.get("shortcut")
+        offered = [k.value for k in kind.shortcuts]
+        if isinstance(short, str) and short not in offered:
+            if short not in USER_SHORTCUTS and short not in offered:
+                self.add((*path, "shortcut"), f"unknown shortcut kind {short!r}"
+                         + suggest(short, sorted(set(USER_SHORTCUTS) | set(offered))))
             else:
-                self.models[key] = _tagged(entry, "Layer")
-        return self.models[key]
+                self.add((*path, "shortcut"), f"{kind.name} blocks accept shortcut kinds {', '.join(offered)}, "
+                                              f"not {short!r}")
+        for j, attn in enumerate(raw.get("attn") or []):
+            position = attn.get("position", "pre_add") if isinstance(attn, dict) else None
+            if isinstance(position, str) and position not in kind.attn_positions:
+                where = (*path, "attn", j, "position")
+                if position not in ATTN_POSITIONS:
+                    self.add(where, f"unknown attention position {position!r}"
+                             + suggest(position, list(ATTN_POSITIONS), synonyms=POSITION_SYNONYMS))
+                else:
+                    self.add(where, f"{kind.name} blocks offer attention positions "
+                                    f"{', '.join(kind.attn_positions)}, not {position!r}")
+        if drop_block and stage in (2, 3) and not kind.drop_block:
+            takers = sorted({e.name.split(":")[-1] for e in BLOCKS if e.obj.drop_block})
+            self.add(("drop_block_rate",), f"{kind.name} blocks have no DropBlock slot; drop_block_rate needs "
+                                           f"{', '.join(takers)} blocks in stages 3 and 4", ("drop_block", kind.name))
+
+    def run(self) -> dict:
+        """The data with every envelope replaced by its typed instance where it validates."""
+        data = dict(self.data)
+        drop_block = _number(data.get("drop_block_rate")) > 0
+        for key, role in (("norm", "norm"), ("activation", "activation")):
+            if key in data:
+                data[key] = self.layer(data[key], (key,), role)
+        for part in ("stem", "head"):
+            if isinstance(data.get(part), list):
+                data[part] = [self.layer(v, (part, i)) for i, v in enumerate(data[part])]
+        if "block" in data:  # first: its problems are reported as block.*, not once per stage
+            data["block"] = self.block(data["block"], ("block",), None, False)
+        if isinstance(data.get("stages"), list):
+            stages = []
+            for i, stage in enumerate(data["stages"]):
+                if isinstance(stage, dict):
+                    stage = dict(stage)
+                    if "block" in stage:
+                        stage["block"] = self.block(stage["block"], ("stages", i, "block"), i, drop_block)
+                    if isinstance(stage.get("blocks"), list):
+                        stage["blocks"] = [self.block(b, ("stages", i, "blocks", j), i, drop_block)
+                                           for j, b in enumerate(stage["blocks"])]
+                stages.append(stage)
+            data["stages"] = stages
+        return data
 
 
-_tagged_cache: dict[tuple, _Tagged] = {}
+class _Failed:
+    """Where pass two reported an envelope's problems (pass one must not report it again)."""
+
+    def __repr__(self) -> str:
+        return "<reported>"
 
 
-def _tagged_models(generations: tuple) -> _Tagged:
-    if generations not in _tagged_cache:
-        _tagged_cache.clear()
-        _tagged_cache[generations] = _Tagged()
-    return _tagged_cache[generations]
+FAILED = _Failed()
 
 
-def _used_types(data: Any) -> tuple[frozenset, frozenset, frozenset] | None:
-    """The block, layer and attention type names a raw spec names, or None if any is not a registered
-    name (then the full model validates, so the error lists every choice)."""
-    blocks, layers, attention = set(), set(), set()
-
-    def block(b: Any) -> bool:
-        if b is None:
-            return True
-        if not isinstance(b, dict) or not isinstance(b.get("type"), str):
-            return False
-        blocks.add(b["type"])
-        attn = b.get("attn", [])
-        if not isinstance(attn, list):
-            return False
-        for a in attn:
-            if not isinstance(a, dict) or not isinstance(a.get("type"), str):
-                return False
-            attention.add(a["type"])
-        return True
-
-    def layer_list(items: Any) -> bool:
-        if not isinstance(items, list):
-            return False
-        for item in items:
-            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
-                return False
-            layers.add(item["type"])
-            if "layers" in item and not layer_list(item["layers"]):
-                return False
-        return True
-
-    if not isinstance(data, dict):
-        return None
-    ok = block(data.get("block")) and layer_list(data.get("stem", [])) and layer_list(data.get("head", []))
-    for key in ("norm", "activation"):
-        if key in data:
-            ok = ok and layer_list([data[key]])
-    stages = data.get("stages", [])
-    ok = ok and isinstance(stages, list) and all(
-        isinstance(s, dict) and block(s.get("block"))
-        and (s.get("blocks") is None or isinstance(s["blocks"], list) and all(block(b) for b in s["blocks"]))
-        for s in stages)
-    if not ok or not blocks or not (blocks <= set(BLOCKS.names()) and layers <= set(LAYERS.names())
-                                    and attention <= set(ATTENTION.names())):
-        return None
-    return frozenset(blocks), frozenset(layers), frozenset(attention)
+def _number(value: Any) -> float:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
 
 
-ModelSpec = _SpecBase  # for type hints: every validated spec is an instance of a spec_model() class
-
-
-def json_schema() -> dict:
-    """JSON Schema of the spec format with every registered block's and layer's parameters."""
-    schema = spec_model().model_json_schema()
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "archkit spec"
-    # ``base:`` is resolved by the loader before validation; editors must still accept it.
-    schema["properties"]["base"] = {"type": "string", "description": "Spec file this one inherits from (deep merge)."}
-    # A spec with base: may leave required fields to its base, and may set a block's keys without its
-    # type (they merge over the base's block), so both checks apply only without one.
-    required = schema.pop("required", [])
-    props = schema["properties"]
-    strict = {"block": props["block"]}
-    props["block"] = {"type": ["object", "null"], "description": props["block"].get("description", "")}
-    stage = schema["$defs"]["Stage"]
-    strict_stage = stage["properties"]["block"]
-    stage["properties"]["block"] = {"type": ["object", "null"], "description": strict_stage.get("description", "")}
-    # per-block items merge over the stage's block, so each may give a few keys without a type
-    stage["properties"]["blocks"] = {"type": ["array", "null"], "items": {"type": "object"},
-                                     "description": stage["properties"]["blocks"].get("description", "")}
-    # ``regnet:`` is expanded into stages before validation: a spec may give it instead of stages
-    from .regnet import RegNetSpec
-
-    regnet = RegNetSpec.model_json_schema()
-    props["regnet"] = {k: v for k, v in regnet.items() if k != "title"}
-    schema["if"] = {"required": ["base"]}
-    schema["else"] = {"anyOf": [{"required": required}, {"required": [r for r in required if r != "stages"] + ["regnet"]}],
-                      "properties": {**strict, "stages": {"type": "array", "items": {"properties": {"block": strict_stage}}}}}
-    return schema
-
-
-def validate(tree: Any, source: str = "<spec>") -> _SpecBase:
-    """Validate a loaded spec tree (see ``archkit.loader``) into a ModelSpec, or raise SpecError."""
+def validate(tree: Any, source: str = "<spec>") -> ModelSpec:
+    """Validate a loaded spec tree (see ``archkit.loader``) into a ModelSpec, or raise SpecError listing
+    every problem found (at most ``MAX_PROBLEMS``), each located."""
     if not isinstance(tree, dict):
-        raise SpecError(f"a spec must be a mapping, not {type(tree).__name__}", Mark(source))
+        raise SpecError(f"a spec must be a mapping, not {_kind(tree)}", Mark(source))
     if "regnet" in tree:  # a RegNet's four numbers become its stages
         from . import regnet
 
         tree = regnet.expand(tree, *flatten(tree))
     tree = resolve_stage_blocks(tree)
     data, marks = flatten(tree)
-    cls = spec_model(_used_types(data))
+    second = _Pass(data, marks)
+    typed = second.run()
+    problems = list(second.problems)
+    spec = None
     try:
-        spec = cls.model_validate(data)
+        spec = ModelSpec.model_validate(typed)
     except ValidationError as exc:
-        problems = [problem(err, data, marks, cls) for err in exc.errors()]
-        raise SpecError(ordered(problems, source)) from None
-    spec._marks = marks
-    spec = _apply_scale(spec)
-    problems = _check_names(spec) + _check_size(spec) + _check_blocks(spec)
-    if spec.frozen_stages > len(spec.stages):
-        problems.append(Problem(f"{spec.frozen_stages} is beyond the {len(spec.stages)} stages (0 freezes the stem, "
-                                f"{len(spec.stages)} everything but the head)", spec.mark_of(("frozen_stages",)),
-                                "frozen_stages"))
+        for err in exc.errors():
+            if _typed_part_failed(err, typed):
+                continue  # an envelope pass two already reported
+            problems.append(problem(err, typed, marks, ModelSpec))
+    problems += _cross_checks(typed, marks)
     if problems:
-        raise SpecError(ordered(problems, source))
-    return spec
+        raise SpecError(_capped(ordered(problems, source)))
+    assert spec is not None
+    spec.__pydantic_private__["_marks"] = marks
+    return _apply_scale(spec)
 
 
-def _apply_scale(spec: _SpecBase) -> _SpecBase:
+def _typed_part_failed(err: dict, typed: dict) -> bool:
+    """Whether a pass-one error lies inside an envelope that pass two left untyped (None: reported)."""
+    node: Any = typed
+    for part in err["loc"]:
+        if node is FAILED:
+            return True
+        if isinstance(node, dict):
+            node = node.get(part)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        else:
+            return False
+    return node is FAILED
+
+
+def _capped(problems: list[Problem]) -> list[Problem]:
+    if len(problems) <= MAX_PROBLEMS:
+        return problems
+    return problems[:MAX_PROBLEMS] + [Problem(f"... and {len(problems) - MAX_PROBLEMS} more problems")]
+
+
+def _kind(value: Any) -> str:
+    for kind, text in ((list, "a list"), (str, "a string"), (bool, "a boolean"), ((int, float), "a number")):
+        if isinstance(value, kind):
+            return text
+    return type(value).__name__
+
+
+def _cross_checks(data: dict, marks: dict) -> list[Problem]:
+    """What needs several fields at once; each check runs where its fields are well-typed."""
+    problems: list[Problem] = []
+
+    def add(path: tuple, message: str) -> None:
+        problems.append(Problem(message, mark_for(path, marks), format_path(path)))
+
+    stages = data.get("stages") if isinstance(data.get("stages"), list) else []
+    width = _number(data.get("width_multiplier", 1.0)) or 1.0
+    depth_mult = _number(data.get("depth_multiplier", 1.0)) or 1.0
+    flagged: set[str] = set()
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            continue
+        if stage.get("block") is None and not stage.get("blocks"):
+            add(("stages", i, "block"), "needs a block type (here or in a top-level 'block:' default)")
+        listed = stage.get("blocks")
+        if isinstance(listed, list):
+            depth = stage.get("depth")
+            if isinstance(depth, int) and not isinstance(depth, bool) and len(listed) != depth:
+                add(("stages", i, "blocks"), f"lists {len(listed)} blocks for a stage of depth {depth}")
+            if depth_mult != 1.0 and "depth" not in flagged:
+                flagged.add("depth")
+                add(("depth_multiplier",), f"stage {i + 1} lists its blocks one by one, which depth_multiplier "
+                                           "cannot scale")
+        explicit = [b for b in [stage.get("block"), *(listed if isinstance(listed, list) else [])]
+                    if getattr(b, "widths", None) or getattr(b, "out_channels", None)]
+        if explicit and width != 1.0 and "widths" not in flagged:
+            flagged.add("widths")
+            add(("width_multiplier",), f"stage {i + 1} sets explicit widths (widths:, out_channels:), which "
+                                       "width_multiplier cannot scale")
+    frozen = data.get("frozen_stages")
+    if isinstance(frozen, int) and not isinstance(frozen, bool) and stages and frozen > len(stages):
+        add(("frozen_stages",), f"{frozen} is beyond the {len(stages)} stages (0 freezes the stem, "
+                                f"{len(stages)} everything but the head)")
+    problems += _check_size(stages, width, depth_mult, _number(data.get("width_divisor", 1)) or 1, marks)
+    problems += _check_names(data, len(stages), marks)
+    return problems
+
+
+def _apply_scale(spec: ModelSpec) -> ModelSpec:
     """The chosen named scale folded into the multipliers and the input size; never a silent default."""
     if not spec.scales and spec.scale is None:
         return spec
@@ -382,61 +409,8 @@ def _apply_scale(spec: _SpecBase) -> _SpecBase:
     if chosen.resolution is not None:
         update["input"] = spec.input.model_copy(update={"size": [chosen.resolution, chosen.resolution]})
     scaled_spec = spec.model_copy(update=update)
-    scaled_spec._marks = spec._marks
+    scaled_spec.__pydantic_private__["_marks"] = spec.__pydantic_private__["_marks"]
     return scaled_spec
-
-
-def _check_blocks(spec: _SpecBase) -> list[Problem]:
-    """Every stage has a block; its shortcut kind and attention positions are ones the block offers."""
-    problems = []
-
-    def add(path: tuple, message: str) -> None:
-        problems.append(Problem(message, spec.mark_of(path), format_path(path)))
-
-    once: set[tuple] = set()  # problems reported once per spec, however many stages have them
-    for i, stage in enumerate(spec.stages):
-        path = ("stages", i, "block")
-        if stage.block is None and not stage.blocks:
-            add(path, "needs a block type (here or in a top-level 'block:' default)")
-            continue
-        if stage.blocks is not None and len(stage.blocks) != stage.depth:
-            add(("stages", i, "blocks"), f"lists {len(stage.blocks)} blocks for a stage of depth {stage.depth}")
-        if stage.blocks is not None and spec.depth_multiplier != 1.0 and ("depth",) not in once:
-            once.add(("depth",))
-            add(("depth_multiplier",), f"stage {i + 1} lists its blocks one by one, which depth_multiplier "
-                                       "cannot scale")
-        listed = [(("stages", i, "blocks", j), b) for j, b in enumerate(stage.blocks or [])]
-        for where_block, block in [(path, stage.block)] * (stage.block is not None) + listed:
-            cls = BLOCKS.get(block.type).obj
-            if spec.width_multiplier != 1.0 and (getattr(block, "widths", None) or getattr(block, "out_channels", None)) \
-                    and ("widths",) not in once:
-                once.add(("widths",))
-                add(("width_multiplier",), f"stage {i + 1} sets explicit widths (widths:, out_channels:), which "
-                                           "width_multiplier cannot scale")
-            if spec.drop_block_rate > 0 and i in (2, 3) and not getattr(cls, "has_drop_block", False) \
-                    and ("drop_block", block.type) not in once:
-                once.add(("drop_block", block.type))
-                takers = sorted({e.name.split(":")[-1] for e in BLOCKS if getattr(e.obj, "has_drop_block", False)})
-                add(("drop_block_rate",), f"{block.type} blocks have no DropBlock slot; drop_block_rate needs "
-                                          f"{', '.join(takers)} blocks in stages 3 and 4")
-            kind = block.shortcut
-            if kind is not None and kind not in cls.shortcuts:
-                known = sorted(set(SHORTCUT_KINDS) | {k for e in BLOCKS for k in e.obj.shortcuts})
-                if kind not in known:
-                    add((*where_block, "shortcut"), f"unknown shortcut kind {kind!r}" + suggest(kind, known))
-                else:
-                    add((*where_block, "shortcut"), f"{block.type} blocks accept shortcut kinds "
-                                                    f"{', '.join(cls.shortcuts)}, not {kind!r}")
-            for j, attn in enumerate(block.attn):
-                if attn.position not in cls.attn_positions:
-                    where = (*where_block, "attn", j, "position")
-                    if attn.position not in ATTN_POSITIONS:
-                        add(where, f"unknown attention position {attn.position!r}"
-                            + suggest(attn.position, list(ATTN_POSITIONS)))
-                    else:
-                        add(where, f"{block.type} blocks offer attention positions "
-                                   f"{', '.join(cls.attn_positions)}, not {attn.position!r}")
-    return problems
 
 
 MAX_BLOCKS = 10_000  # ResNet-1001 has 333; more is a typo or a hostile spec that would take minutes to build
@@ -450,13 +424,15 @@ def scaled(planes: int, depth: int, width_multiplier: float, depth_multiplier: f
     return max(1, width), max(1, math.ceil(depth * depth_multiplier - 1e-9))
 
 
-def _check_size(spec: _SpecBase) -> list[Problem]:
-    total = sum(scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier, spec.width_divisor)[1]
-                for s in spec.stages)
+def _check_size(stages: list, width: float, depth_mult: float, divisor: float, marks: dict) -> list[Problem]:
+    total = 0
+    for s in stages:
+        if isinstance(s, dict) and isinstance(s.get("depth"), int) and isinstance(s.get("planes"), int):
+            total += scaled(s["planes"], s["depth"], width, depth_mult, int(divisor))[1]
     if total <= MAX_BLOCKS:
         return []
     return [Problem(f"{total:,} blocks in all (after depth_multiplier); at most {MAX_BLOCKS:,} are supported",
-                    spec.mark_of(("stages",)), "stages")]
+                    mark_for(("stages",), marks), "stages")]
 
 
 def stage_name(index: int) -> str:
@@ -464,26 +440,37 @@ def stage_name(index: int) -> str:
     return f"layer{index + 1}"
 
 
-def _reserved() -> set[str]:
-    from torch import nn
+# attributes of torch.nn.Sequential (torch 2.x) and of archkit's model API: a child of that name
+# would replace them; names starting with "_" are torch's own
+RESERVED = frozenset("""T_destination add_module append apply bfloat16 buffers call_super_init children compile cpu
+cuda double dump_patches eval extend extra_repr float forward get_buffer get_extra_state get_parameter get_submodule
+half insert ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters
+pop register_backward_hook register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
+register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+set_submodule share_memory state_dict to to_empty train training type xpu zero_grad spec stem_names stage_names
+head_names feature_info grad_checkpointing frozen_stages norm_eval num_classes num_features forward_features
+forward_head get_classifier reset_classifier set_grad_checkpointing group_matcher freeze frozen_modules
+transfer_plan pretrained_cfg default_cfg return_layers""".split())
 
-    return set(dir(nn.Sequential()))  # forward, training, eval, ...: a child of that name breaks the module
 
-
-def _check_names(spec: _SpecBase) -> list[Problem]:
+def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
     problems = []
-    stages = {stage_name(i) for i in range(len(spec.stages))}
-    reserved = _reserved()
+    stages = {stage_name(i) for i in range(stage_count)}
     seen: dict[str, tuple] = {}
 
-    def check(layers: list, path: tuple, taken: dict[str, tuple], top: bool) -> None:
+    def check(layers: Any, path: tuple, taken: dict[str, tuple], top: bool) -> None:
+        if not isinstance(layers, list):
+            return
         for i, layer in enumerate(layers):
-            if getattr(layer, "layers", None) is not None:
+            if not isinstance(layer, LayerSpec):
+                continue
+            if isinstance(getattr(layer, "layers", None), list):
                 check(layer.layers, (*path, i, "layers"), {}, False)
             if layer.name is None:
                 continue
             where = (*path, i, "name")
-            if layer.name in reserved:
+            if layer.name in RESERVED or layer.name.startswith("_"):
                 message = f"{layer.name!r} is an attribute of torch.nn.Module; choose another name"
             elif top and layer.name in stages:
                 message = f"{layer.name!r} is the name of a stage; choose another"
@@ -492,8 +479,19 @@ def _check_names(spec: _SpecBase) -> list[Problem]:
             else:
                 taken[layer.name] = where
                 continue
-            problems.append(Problem(message, spec.mark_of(where), format_path(where)))
+            problems.append(Problem(message, mark_for(where, marks), format_path(where)))
 
     for part in ("stem", "head"):
-        check(getattr(spec, part), (part,), seen, True)
+        check(data.get(part), (part,), seen, True)
     return problems
+
+
+def json_schema() -> dict:
+    """JSON Schema of the spec format with every registered block's, layer's and attention type's keys."""
+    from .schema import json_schema as build
+
+    return build()
+
+
+__all__ = ["ModelSpec", "StageSpec", "BlockSpec", "LayerSpec", "AttentionSpec", "validate", "json_schema",
+           "scaled", "stage_name"]

@@ -1,20 +1,28 @@
-"""Per-layer output shapes, parameters and MACs: analytic from the plan (archkit.complexity), or measured
-on the meta device (no weights allocated) where a type declares no cost or a deeper table is asked for."""
+"""Per-layer output shapes, parameters and MACs, computed from the plan's descriptions: no torch, no
+forward pass, no weights, so a model of any size summarises in the same time and memory.
+
+Every primitive knows its cost (``archkit.graph``); a described module's cost is the sum of its
+calls. Only a plugin type that declares no cost is measured, on the meta device with torch's
+``FlopCounterMode`` (``archkit.oracle``), which is also the reference the property tests hold the
+analytic figures to.
+
+MACs are multiply-accumulates (FLOPs / 2) as ``FlopCounterMode`` counts them: convolutions, linear
+layers and matrix products. Activation memory is the elements each op writes in an eval-mode
+forward (in-place ops and views write none), times the batch and the element size: an estimate of
+what a forward pass allocates for activations.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any
 
-import torch
-from torch import nn
-
-from . import builder
 from .complexity import Cost
-from .errors import SummaryError, first_line
+from .graph import Graph
 from .specs import ModelSpec
 
 SCHEMA_VERSION = 1
+ELEMENT_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 
 
 @dataclasses.dataclass
@@ -46,19 +54,10 @@ class Summary:
     rows: list[Row]
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON document: keys are documented in README and stable within ``schema_version``."""
+        """The JSON document: keys are documented in docs/cli.md and stable within ``schema_version``."""
         data = dataclasses.asdict(self)
         data["layers"] = data.pop("rows")
         return {"schema_version": SCHEMA_VERSION, **data}
-
-
-def _shape(out: Any) -> list:
-    """A tensor's shape, or the shapes of a list of tensors (a features_only model's outputs)."""
-    if isinstance(out, torch.Tensor):
-        return list(out.shape)
-    if isinstance(out, (list, tuple)):
-        return [_shape(o) for o in out]
-    return []
 
 
 def _dims(shape: list) -> str:
@@ -67,126 +66,70 @@ def _dims(shape: list) -> str:
     return "x".join(map(str, shape))
 
 
-def _type_name(module: nn.Module) -> str:
-    """The class name; a stage shows its block type and depth instead of 'Sequential'."""
-    kinds = {type(m).__name__ for m in module.children()}
-    if isinstance(module, nn.Sequential) and len(kinds) == 1:
-        return f"{kinds.pop()} x{len(module)}"
-    return type(module).__name__
+def cost_of(op: Any, in_shapes: tuple, out_shape: tuple, where: str = "") -> Cost:
+    """An op's cost per sample and call: declared, else measured on the meta device (imports torch)."""
+    try:
+        return op.cost(in_shapes, out_shape)
+    except NotImplementedError:
+        from .oracle import measure_op
+
+        return measure_op(op, in_shapes, where)
 
 
-def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: torch.dtype = torch.float32) -> Summary:
-    """The summary of ``spec``: analytic (no forward pass, nothing allocated) to ``depth`` 2, with
-    plugin types that declare no cost measured on the meta device; deeper tables are measured whole."""
-    if depth <= 2:
-        return _analytic(spec, batch_size, depth, dtype)
-    return measure_meta(spec, batch_size, depth, dtype)
+def _params(op: Any, in_shapes: tuple, where: str) -> int:
+    try:
+        return op.params
+    except NotImplementedError:
+        return cost_of(op, in_shapes, op.out_shape(*in_shapes), where).params
 
 
-def _block_key(bp: Any) -> tuple:
-    """What a block's cost depends on: blocks of a stage after the first share one (computed once)."""
-    return (bp.cls, id(bp.params), bp.in_channels, bp.planes, bp.stride, bp.dilation, bp.in_size, bp.shortcut)
+def _type(op: Any) -> str:
+    """The torch class name; a stage (a Sequential of blocks of one type) shows ``Bottleneck x3``."""
+    if isinstance(op, Graph) and op.type_name == "Sequential" and op.children:
+        kinds = {c.type_name for c in op.children.values()}
+        if len(kinds) == 1:
+            return f"{kinds.pop()} x{len(op.children)}"
+    return op.type_name
 
 
-# block configurations whose constructor already ran on meta in this process
-_BUILT: set[tuple] = set()
+def _child_rows(graph: Graph, prefix: str, level: int, depth: int, batch: int, rows: list[Row]) -> None:
+    """Rows for ``graph``'s children (registration order), to ``depth``."""
+    for name, op in graph.children.items():
+        calls = graph.calls(name)
+        if not calls:
+            continue
+        where = f"{prefix}.{name}"
+        macs = sum(cost_of(op, n.in_shapes, n.out_shape, where).macs for n in calls)
+        rows.append(Row(where, _type(op), level, [batch, *calls[-1].out_shape], _params(op, calls[0].in_shapes, where),
+                        macs * batch))
+        if level < depth and isinstance(op, Graph):
+            _child_rows(op, where, level + 1, depth, batch, rows)
 
 
-def _has_cost(cls: type) -> bool:
-    """A block class's own ``cost`` (never one inherited by a subclass that may change the structure)."""
-    return "cost" in vars(cls)
-
-
-def _analytic(spec: ModelSpec, batch_size: int, depth: int, dtype: torch.dtype) -> Summary:
-    from .builder import block_context, make_block, make_context
-    from .plan import plan
+def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "float32") -> Summary:
+    """The summary of ``spec`` with rows to ``depth`` (1: stem, stages, head; 2: blocks; 3: inside blocks)."""
+    from .plan import out_indices, plan
 
     p = plan(spec)
-    ctx = make_context(spec)
-    size = torch.empty((), dtype=dtype).element_size()
+    dtype = str(dtype).replace("torch.", "")
+    size = ELEMENT_BYTES.get(dtype, 4)
     rows: list[Row] = []
-    total, written = Cost(), 0
-    cache: dict[tuple, tuple[Cost, str]] = {}
-
-    def layer_row(lp: Any) -> None:
-        nonlocal total, written
-        try:
-            with torch.device("meta"):
-                module = lp.layer.build(lp.in_shape, ctx)
-        except (ValueError, NotImplementedError, RuntimeError) as exc:
-            raise spec.error((lp.part, lp.index), f"{lp.layer.type}: {first_line(exc)}") from exc
-        try:
-            cost = lp.layer.cost(lp.in_shape, ctx)
-        except NotImplementedError:  # a plugin layer: measured on meta
-            cost = _measured_cost(module, lp.in_shape, dtype, lp.name)
-        rows.append(Row(lp.name, _type_name(module), 1, [batch_size, *lp.out_shape], cost.params,
-                        cost.macs * batch_size))
-        total, written = total + cost, written + cost.writes
-
-    layers_key = (spec.norm.model_dump_json(), spec.activation.model_dump_json())
-
-    def build(bp: Any, bctx: Any) -> nn.Module:
-        try:
-            with torch.device("meta"):
-                return make_block(bp, bctx)
-        except (ValueError, NotImplementedError, RuntimeError) as exc:
-            raise spec.error(("stages", bp.stage), f"{bp.type} block: {first_line(exc)}") from exc
-
-    def block_cost(bp: Any) -> Cost:
-        key = _block_key(bp)
-        if key in cache:
-            return cache[key][0]
-        bctx = block_context(ctx, bp)
-        # each distinct configuration is built once on meta, in this process (validating a zoo repeats
-        # them): the constructor's own checks (a BasicBlock refusing dilation, say) hold as in a real build
-        built = (bp.cls, bp.params.model_dump_json(), bp.in_channels, bp.planes, bp.stride, bp.dilation,
-                 bp.shortcut, layers_key)
-        module = None
-        if built not in _BUILT:
-            module = build(bp, bctx)
-            if len(_BUILT) > 4096:
-                _BUILT.clear()
-            _BUILT.add(built)
-        cost = None
-        if _has_cost(bp.cls):
-            try:
-                cost = bp.cls.cost(bp, bctx)
-            except NotImplementedError:  # e.g. a plugin attention type or norm without a cost
-                cost = None
-        if cost is None:
-            cost = _measured_cost(module or build(bp, bctx), (bp.in_channels, *bp.in_size), dtype, bp.name)
-        cache[key] = (cost, bp.cls.__name__)
-        return cost
-
-    def layer_rows(lp: Any) -> None:
-        layer_row(lp)
-        if depth >= 2 and getattr(lp.layer, "layers", None) is not None:  # a sequential's children
-            shape = lp.in_shape
-            for child_name, layer in zip(lp.layer.child_names(), lp.layer.layers):
-                with torch.device("meta"):
-                    module = layer.build(shape, ctx)
-                cost, out = layer.cost(shape, ctx), layer.output_shape(shape)
-                rows.append(Row(f"{lp.name}.{child_name}", _type_name(module), 2, [batch_size, *out], cost.params,
-                                cost.macs * batch_size))
-                shape = out
-
-    for lp in p.stem:
-        layer_rows(lp)
-    for sp in p.stages:
-        costs = [block_cost(bp) for bp in sp.blocks]
-        stage = sum(costs, Cost())
-        kinds = {bp.cls.__name__ for bp in sp.blocks}
-        kind = f"{kinds.pop()} x{sp.depth}" if len(kinds) == 1 else "Sequential"
-        rows.append(Row(sp.name, kind, 1, [batch_size, *sp.out_shape], stage.params, stage.macs * batch_size))
-        if depth >= 2:
-            for bp, cost in zip(sp.blocks, costs):
-                rows.append(Row(bp.name, bp.cls.__name__, 2, [batch_size, bp.out_channels, *bp.out_size],
-                                cost.params, cost.macs * batch_size))
-        total = total + stage
-    for lp in p.head:
-        layer_rows(lp)
+    total, frozen = Cost(), 0
+    stem_and_frozen = {lp.name for lp in p.stem} | {sp.name for sp in p.stages[: max(spec.frozen_stages, 0)]}
+    top: list[tuple[str, Any, tuple, tuple]] = [(lp.name, lp.op, lp.in_shape, lp.out_shape) for lp in p.stem]
+    top += [(sp.name, sp.graph(), sp.in_shape, sp.out_shape) for sp in p.stages]
+    top += [(lp.name, lp.op, lp.in_shape, lp.out_shape) for lp in p.head]
+    for name, op, in_shape, out_shape in top:
+        cost = cost_of(op, (in_shape,), out_shape, name)
+        rows.append(Row(name, _type(op), 1, [batch_size, *out_shape], cost.params, cost.macs * batch_size))
+        if depth >= 2 and isinstance(op, Graph):
+            _child_rows(op, name, 2, depth, batch_size, rows)
+        total = total + cost
+        if spec.frozen_stages >= 0 and name in stem_and_frozen:
+            frozen += cost.params
     if spec.features_only:
-        output: list = [[batch_size, *i] for i in _feature_shapes(p)]
+        info = p.feature_info(out_indices(spec, None))
+        output: list = [[batch_size, d["num_chs"], *_size_of(p, d["index"])] for d in info]
     else:
         output = [batch_size, *p.output_shape]
     return Summary(
@@ -195,35 +138,13 @@ def _analytic(spec: ModelSpec, batch_size: int, depth: int, dtype: torch.dtype) 
         output_shape=output,
         batch_size=batch_size,
         total_params=total.params,
-        trainable_params=total.params - _frozen_params(spec, rows),
+        trainable_params=total.params - frozen,
         macs=total.macs * batch_size,
         param_bytes=total.params * size,
         activation_bytes=total.writes * batch_size * size,
-        dtype=str(dtype).replace("torch.", ""),
+        dtype=dtype,
         rows=rows,
     )
-
-
-def _frozen_params(spec: ModelSpec, rows: list[Row]) -> int:
-    """Parameters of the stem and the first ``frozen_stages`` stages (depth-1 rows)."""
-    if spec.frozen_stages < 0:
-        return 0
-    frozen, stages = 0, 0
-    for row in rows:
-        if row.depth != 1:
-            continue
-        if row.name.startswith("layer") and row.name[5:].isdigit():
-            stages += 1
-            if stages > spec.frozen_stages:
-                break
-        frozen += row.params
-    return frozen
-
-
-def _feature_shapes(p: Any) -> list:
-    from .plan import out_indices
-
-    return [[d["num_chs"], *_size_of(p, d["index"])] for d in p.feature_info(out_indices(p.spec, None))]
 
 
 def _size_of(p: Any, index: int) -> list:
@@ -231,88 +152,19 @@ def _size_of(p: Any, index: int) -> list:
     return list(shape[1:])
 
 
-def _measured_cost(module: nn.Module, in_shape: tuple, dtype: torch.dtype, where: str) -> Cost:
-    """One module measured on the meta device with torch's FlopCounterMode (the fallback and the oracle)."""
-    from torch.utils.flop_counter import FlopCounterMode
+def estimate(spec: ModelSpec) -> Cost:
+    """Per-sample parameters, MACs and writes of ``spec`` from the plan alone: what design-space tools
+    loop over (``archkit fit``). Types without a declared cost raise NotImplementedError here."""
+    from .plan import plan
 
-    module = module.to(dtype).eval()
-    x = torch.empty(1, *in_shape, device="meta", dtype=dtype)
-    counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            out = module(x)
-    except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
-        raise SummaryError(f"{where} ({type(module).__name__}) cannot run on the meta device: "
-                           f"{first_line(exc, 200)}") from exc
-    params = sum(p.numel() for p in module.parameters())
-    return Cost(params, counter.get_total_flops() // 2, out.numel() if isinstance(out, torch.Tensor) else 0)
-
-
-def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
-                 dtype: torch.dtype = torch.float32) -> Summary:
-    """Build ``spec`` on the meta device and run one forward pass under FlopCounterMode, with a row
-    per module to ``depth``; the oracle the analytic path is tested against."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model = builder.build(spec, device="meta").to(dtype).eval()
-    x = torch.empty(batch_size, spec.input.channels, *spec.input.size, device="meta", dtype=dtype)
-    counter = FlopCounterMode(display=False)
-    rows: list[Row] = []
-    hooks = []
-    entered: list[str] = []  # modules whose forward started, innermost last
-    written = [0]
-
-    def attach(module: nn.Module, name: str, level: int) -> None:
-        row = Row(name, _type_name(module), level, [], sum(p.numel() for p in module.parameters()), 0)
-        rows.append(row)
-        start = [0]
-
-        def pre(_m: nn.Module, _args: Any) -> None:
-            start[0] = counter.get_total_flops()
-            entered.append(f"{name} ({type(_m).__name__})")
-
-        def post(_m: nn.Module, _args: Any, out: Any) -> None:
-            row.macs = (counter.get_total_flops() - start[0]) // 2
-            row.output_shape = _shape(out)
-            entered.pop()
-
-        hooks.append(module.register_forward_pre_hook(pre))
-        hooks.append(module.register_forward_hook(post))
-        if level < depth:
-            for child_name, child in module.named_children():
-                attach(child, f"{name}.{child_name}", level + 1)
-
-    def count_written(_m: nn.Module, _args: Any, out: Any) -> None:
-        if isinstance(out, torch.Tensor) and not getattr(_m, "inplace", False) and not isinstance(
-                _m, (nn.Identity, nn.Flatten, nn.Dropout)):
-            written[0] += out.numel()
-
-    for name, child in model.named_children():
-        attach(child, name, 1)
-    hooks += [m.register_forward_hook(count_written) for m in model.modules() if not list(m.children())]
-    try:
-        with torch.no_grad(), counter:
-            out = model(x)
-    except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
-        where = entered[-1] if entered else spec.name
-        raise SummaryError(f"{where} cannot run on the meta device: {first_line(exc, 200)}") from exc
-    finally:
-        for h in hooks:
-            h.remove()
-    params = list(model.parameters())
-    return Summary(
-        name=spec.name,
-        input_shape=list(x.shape),
-        output_shape=_shape(out),
-        batch_size=batch_size,
-        total_params=sum(p.numel() for p in params),
-        trainable_params=sum(p.numel() for p in params if p.requires_grad),
-        macs=counter.get_total_flops() // 2,
-        param_bytes=sum(p.numel() * p.element_size() for p in params),
-        activation_bytes=written[0] * x.element_size(),
-        dtype=str(dtype).replace("torch.", ""),
-        rows=rows,
-    )
+    p = plan(spec)
+    total = Cost()
+    for lp in (*p.stem, *p.head):
+        total = total + lp.op.cost((lp.in_shape,), lp.out_shape)
+    for sp in p.stages:
+        for op in sp.ops:
+            total = total + op.cost((), ())
+    return total
 
 
 def _scaled(n: float, base: int, prefixes: tuple[str, ...]) -> tuple[float, str]:
@@ -370,28 +222,3 @@ def render(summary: Summary, width: int = 80) -> str:
     ]
     out += [f"{k + ':':<22}{v}" for k, v in totals]
     return "\n".join(out)
-
-
-def estimate(spec: ModelSpec) -> Cost:
-    """Per-sample parameters, MACs and writes of ``spec`` from the plan alone: no module is built.
-
-    What design-space tools loop over (``archkit fit``); types without a declared cost raise
-    NotImplementedError here (the summary measures those instead).
-    """
-    from .builder import block_context, make_context
-    from .plan import plan
-
-    p = plan(spec)
-    ctx = make_context(spec)
-    total = Cost()
-    for lp in (*p.stem, *p.head):
-        total = total + lp.layer.cost(lp.in_shape, ctx)
-    cache: dict[tuple, Cost] = {}
-    for bp in p.blocks:
-        key = _block_key(bp)
-        if key not in cache:
-            if not _has_cost(bp.cls):
-                raise NotImplementedError(f"block type {bp.type!r} declares no cost")
-            cache[key] = bp.cls.cost(bp, block_context(ctx, bp))
-        total = total + cache[key]
-    return total

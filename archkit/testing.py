@@ -1,84 +1,83 @@
-"""Helpers for block authors: ``check_block(cls)`` exercises a block the way the builder uses it."""
+"""Helpers for block authors: ``check_block(block)`` exercises a block type the way archkit uses it."""
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from typing import Any
-
-import torch
-from torch import nn
-
-from .context import Context
 
 __all__ = ["check_block"]
 
 
-def check_block(cls: Any, params: dict | None = None, *, planes: int = 16, size: int = 9,
+def check_block(block: Any, params: dict | None = None, *, planes: int = 16, size: int = 9,
                 dilations: tuple[int, ...] = (1, 2)) -> None:
-    """Build ``cls`` as a stage's first and later blocks across strides, dilations, channel changes and
-    every shortcut kind it accepts, plus once with drop path and an SE module at each attention
-    position it offers; run forward and backward; check output shapes, that every parameter gets a
-    gradient, that the block builds on the meta device and that ``zero_init_last`` (if any) zeroes
-    something.
+    """Build a block type (a registered name, a description or a module-form class) as a stage's first
+    and later blocks across strides, dilations, channel changes and every shortcut kind it accepts,
+    plus once with drop path and an SE module at each attention position it offers; run forward and
+    backward; check output shapes against the plan, that every parameter gets a gradient, that the
+    model builds on the meta device, that ``init.zero_init_residual`` zeroes something where the block
+    marks a norm, and that the analytic summary equals a meta-device forward under FlopCounterMode.
 
-    Raises AssertionError naming the case that failed. A block that refuses a dilation with
-    ValueError or NotImplementedError (as torchvision's BasicBlock) is skipped for that dilation.
+    Raises AssertionError naming the case that failed. A block that refuses a dilation with a located
+    error (blocks that cannot dilate) is skipped for that dilation.
     """
-    from .attention.se import SEModule, SqueezeExcite
-    from .registry import check_block as check_contract
+    import torch
 
-    check_contract(cls.__name__, cls)
-    p = cls.Params(**(params or {}))
-    out_channels = cls.out_channels(planes, p)
-    assert isinstance(out_channels, int) and out_channels > 0, f"out_channels({planes}) = {out_channels!r}"
-    cases = [(stride, dilation, in_channels, kind, Context(shortcut=kind))
-             for stride, dilation, in_channels, kind in itertools.product((1, 2), dilations, (out_channels, 8),
-                                                                          cls.shortcuts)]
-    for position in cls.attn_positions:
-        attn = (SqueezeExcite(position=position, rd_divisor=1),)
-        cases.append((2, 1, 8, cls.shortcuts[0], Context(shortcut=cls.shortcuts[0], attn=attn, drop_path_rate=0.5)))
-    for stride, dilation, in_channels, kind, ctx in cases:
-        changes = stride != 1 or in_channels != out_channels
-        if kind == "zero_pad" and in_channels > out_channels:
-            continue  # the plan refuses this before any block is built
-        ctx = ctx if kind == "none" or changes else dataclasses.replace(ctx, shortcut="identity")
-        case = (f"{cls.__name__}(in={in_channels}, planes={planes}, stride={stride}, dilation={dilation}, "
-                f"shortcut={ctx.shortcut}, attn={[a.position for a in ctx.attn]})")
+    import archkit
+    from archkit import catalog, summary
+    from archkit.errors import SpecError
+    from archkit.oracle import measure_meta
 
-        def make() -> nn.Module:
-            downsample = None
-            if ctx.shortcut not in ("identity", "none"):
-                downsample = cls.make_shortcut(in_channels, out_channels, stride, dilation, p, ctx)
-            return cls(in_channels, planes, stride=stride, dilation=dilation, downsample=downsample,
-                       params=p, ctx=ctx)
+    name, registered = block, False
+    if not isinstance(block, str):
+        name = f"check_block_{id(block):x}"
+        catalog.register_block(name, block)
+        registered = True
+    try:
+        kind = catalog.block_type(name)
+        shortcuts = [k.value for k in kind.shortcuts]
+        cases = [(stride, dilation, in_channels, short, [])
+                 for stride, dilation, in_channels, short in itertools.product((1, 2), dilations, (None, 8), shortcuts)]
+        cases += [(2, 1, 8, shortcuts[0], [{"type": "se", "position": p, "rd_divisor": 1}]) for p in kind.attn_positions]
+        for stride, dilation, in_channels, short, attn in cases:
+            block_spec = {"type": name, **(params or {}), "attn": attn}
+            if short in ("projection", "avg_down", "zero_pad", "none"):
+                block_spec["shortcut"] = short
+            first = {"planes": planes, "depth": 2, "stride": stride}
+            stages = [first] if dilation == 1 else [{"planes": planes, "depth": 1, "stride": 2},
+                                                     {**first, "stride": 2, "dilate": True}]
+            spec = {"name": "check", "input": {"channels": 3, "size": [size, size]},
+                    "stem": [{"type": "conv", "channels": in_channels or kind.channels_out(planes, _params(kind, params)),
+                              "kernel_size": 1}],
+                    "block": block_spec, "stages": stages, "drop_path_rate": 0.5 if attn else 0.0,
+                    "init": {"zero_init_residual": True}}
+            case = f"{kind.cls_name}(stride={stride}, dilation={dilation}, in={in_channels}, shortcut={short}, " \
+                   f"attn={[a['position'] for a in attn]})"
+            try:
+                model = archkit.build_model(spec)
+            except SpecError as exc:
+                if dilation > 1 and "cannot dilate" in str(exc) or short == "zero_pad" and "shrink" in str(exc):
+                    continue
+                raise AssertionError(f"{case}: {exc}") from None
+            archkit.build_model(spec, device="meta")
+            expected = summary.measure(archkit.as_spec(spec)).output_shape
+            model.train()
+            x = torch.randn(2, 3, size, size, requires_grad=True)
+            out = model(x)
+            assert list(out.shape) == [2, *expected[1:]], f"{case}: output {tuple(out.shape)}, planned {expected}"
+            out.float().pow(2).mean().backward()
+            missing = [n for n, q in model.named_parameters() if q.grad is None]
+            assert not missing, f"{case}: parameters unused in forward: {missing}"
+            assert torch.isfinite(x.grad).all(), f"{case}: no finite gradient to the input"
+            if kind.describe is not None:
+                ours = summary.measure(archkit.as_spec(spec), depth=2)
+                oracle = measure_meta(archkit.as_spec(spec), depth=2)
+                assert [(r.name, r.output_shape, r.params, r.macs) for r in ours.rows] == \
+                    [(r.name, r.output_shape, r.params, r.macs) for r in oracle.rows], \
+                    f"{case}: the described cost differs from a meta-device forward"
+    finally:
+        if registered:
+            catalog.BLOCKS.unregister(name)
 
-        try:
-            block = make()
-        except (ValueError, NotImplementedError):
-            if dilation == 1:
-                raise
-            continue
-        with torch.device("meta"):
-            make()
-        if ctx.attn:
-            found = [n for n, m in block.named_modules() if isinstance(m, SEModule)]
-            assert found, f"{case}: the attention module was not attached"
-        params_list = list(block.parameters())
-        assert params_list, f"{case}: no parameters registered (modules kept in a plain list?)"
-        block.train()
-        x = torch.randn(2, in_channels, size, size, requires_grad=True)
-        torch.manual_seed(0)
-        out = block(x)
-        expected = (2, out_channels, (size - 1) // stride + 1, (size - 1) // stride + 1)
-        assert tuple(out.shape) == expected, f"{case}: output {tuple(out.shape)}, expected {expected}"
-        out.float().pow(2).mean().backward()
-        missing = [n for n, q in block.named_parameters() if q.grad is None]
-        assert not missing, f"{case}: parameters unused in forward: {missing}"
-        assert x.grad is not None and torch.isfinite(x.grad).all(), f"{case}: no finite gradient to the input"
-        zero = getattr(block, "zero_init_last", None)
-        if callable(zero):
-            before = {n: q.detach().clone() for n, q in block.named_parameters()}
-            zero()
-            changed = [n for n, q in block.named_parameters() if not torch.equal(q, before[n])]
-            assert changed, f"{case}: zero_init_last() changed nothing"
+
+def _params(kind: Any, params: dict | None) -> Any:
+    return kind.params.model_validate({"type": kind.name, **(params or {})})

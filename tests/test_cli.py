@@ -14,7 +14,7 @@ import yaml
 
 import archkit
 from archkit.cli import main
-from archkit.registry import ATTENTION, BLOCKS, LAYERS
+from archkit.catalog import ATTENTION, BLOCKS, LAYERS
 from conftest import SHIPPED, SPECS
 
 

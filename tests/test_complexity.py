@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 import archkit
 from archkit import summary
 from archkit.errors import SpecError
-from archkit.registry import ATTENTION, BLOCKS
+from archkit.catalog import ATTENTION, BLOCKS
 
 EXAMPLES = int(os.environ.get("ARCHKIT_COMPLEXITY_EXAMPLES", "60"))
 SMALL = {"groups": [1, 2, 4], "cardinality": [1, 2, 4], "base_width": [4, 16, 64], "bottle_ratio": [0.25, 0.5, 1.0],

@@ -10,7 +10,7 @@ import torch
 import archkit
 from archkit.blocks import BasicBlock
 from archkit.cli import main
-from archkit.registry import BLOCKS
+from archkit.catalog import BLOCKS
 from conftest import SPECS
 
 SMALL = ["input.size=[64, 64]"]

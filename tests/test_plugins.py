@@ -17,7 +17,7 @@ from archkit.blocks import BasicBlock
 from archkit.cli import main
 from archkit.errors import SpecError
 from archkit.attention import AttentionParams
-from archkit.registry import ATTENTION, BLOCKS
+from archkit.catalog import ATTENTION, BLOCKS
 from conftest import SPECS
 
 

@@ -130,7 +130,7 @@ def test_drop_block_matches_timm_in_training() -> None:
 def test_every_block_with_the_slots_runs_anti_aliasing_and_drop_block() -> None:
     """Each block type that takes aa / drop_block_rate (plugins included) builds and trains with them;
     a block without a DropBlock slot is refused, not silently left without one."""
-    from archkit.registry import BLOCKS
+    from archkit.catalog import BLOCKS
 
     takers = sorted({e.name.split(":")[-1] for e in BLOCKS if getattr(e.obj, "has_drop_block", False)})
     assert {"basic", "bottleneck", "resnext", "wide_bottleneck", "se_bottleneck"} <= set(takers)

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 import torchvision
 
 import archkit
-from archkit.blocks.shortcuts import ZeroPadShortcut
-from archkit.context import DropPath
+from archkit.nn.layers import ZeroPadShortcut
+from archkit.nn.layers import DropPath
 from archkit.plan import plan
 from conftest import SPECS
 
@@ -36,7 +36,7 @@ def test_cifar_resnets_have_the_papers_parameter_counts(name: str, expected: int
 
 def test_zero_pad_shortcut_is_a_strided_identity_with_zero_channels() -> None:
     x = torch.randn(2, 16, 9, 9)
-    out = ZeroPadShortcut(16, 32, 2)(x)
+    out = ZeroPadShortcut(2, 16)(x)
     assert out.shape == (2, 32, 5, 5)
     assert torch.equal(out[:, :16], x[:, :, ::2, ::2]) and not out[:, 16:].any()
 
@@ -153,7 +153,7 @@ def test_plan_labels_shortcuts_as_built() -> None:
     p = plan(archkit.load_spec(SPECS / "resnet50.yaml"))
     assert [b.shortcut for b in p.stages[0].blocks] == ["projection", "identity", "identity"]
     assert p.stages[1].blocks[0].stride == 2 and p.stages[1].blocks[0].in_size == (56, 56)
-    assert p.stages[1].blocks[0].out_size == (28, 28) and p.output_shape == (1000,)
+    assert p.stages[1].out_shapes[0] == (512, 28, 28) and p.output_shape == (1000,)
     darknet = plan(archkit.load_spec(SPECS / "darknet53.yaml"))
     assert [b.shortcut for b in darknet.stages[2].blocks] == ["stage_conv"] + ["identity"] * 7
     dilated = plan(archkit.load_spec(SPECS / "resnet50_dilated.yaml"))

@@ -1,7 +1,7 @@
 """Attention modules a spec attaches to blocks (``attn:``), one file per type; timm's semantics and names.
 
-Each type is a pydantic params model (``AttentionParams``) that builds its module for a channel
-count. A block places each attachment at its ``position``:
+Each type is a params model (``archkit.params.AttentionParams``) that records its module on a
+block's scope (``emit``). A block places each attachment at its ``position``:
 
 - ``pre_add`` (default): after the block's last norm, before the shortcut is added; the module is
   the block's ``se`` child, timm ResNet's ``attn_layer`` slot, so timm's weights load by key;
@@ -14,36 +14,17 @@ Blocks say which positions they offer (``attn_positions``). Plugins add types th
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
-
-from ..complexity import Cost
+from ..params import AttentionParams
 
 
-def make_divisible(value: float, divisor: int) -> int:
-    """``value`` rounded to the nearest multiple of ``divisor``, at least ``divisor`` (timm, round_limit=0)."""
-    return max(divisor, int(value + divisor / 2) // divisor * divisor)
-
-
-class AttentionParams(BaseModel):
-    """Base of every attention type: where it goes, then the type's own parameters."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
-    role: ClassVar[str] = "attention"
-
-    position: str = Field("pre_add", description="Where in the block: pre_add (before the shortcut add), "
-                                                 "mid (after the middle conv) or post_add (after the add).")
-
-    def build(self, channels: int) -> nn.Module:
-        """The module for a feature map of ``channels`` channels."""
-        raise NotImplementedError
-
-    def cost(self, channels: int, hw: tuple[int, int]) -> Cost:
-        """Parameters, MACs and writes per sample on a (channels, *hw) map (see archkit.complexity);
-        types that do not declare it are measured on the meta device."""
-        raise NotImplementedError
+def make_divisible(value: float, divisor: int, min_value: int | None = None, round_limit: float = 0.0) -> int:
+    """timm's ``make_divisible``: ``value`` rounded to the nearest multiple of ``divisor`` (at least
+    ``min_value``, default ``divisor``), one more multiple if rounding lost over ``1 - round_limit``."""
+    floor = divisor if min_value is None else min_value
+    new = max(floor, int(value + divisor / 2) // divisor * divisor)
+    return new + divisor if new < round_limit * value else new
 
 
 class _Reduced(AttentionParams):

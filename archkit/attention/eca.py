@@ -5,23 +5,10 @@ from __future__ import annotations
 import math
 
 from pydantic import Field
-from torch import Tensor, nn
 
 from ..complexity import Cost
+from ..graph import Custom, Scope, Value
 from . import AttentionParams
-
-
-class EcaModule(nn.Module):
-    """Global average -> 1-D conv across channels -> sigmoid gate."""
-
-    def __init__(self, kernel_size: int):
-        super().__init__()
-        self.conv = nn.Conv1d(1, 1, kernel_size, padding=(kernel_size - 1) // 2, bias=False)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: Tensor) -> Tensor:
-        y = self.conv(x.mean((2, 3)).view(x.shape[0], 1, -1))
-        return x * self.gate(y).view(x.shape[0], -1, 1, 1)
 
 
 class Eca(AttentionParams):
@@ -41,9 +28,9 @@ class Eca(AttentionParams):
         t = int(abs(math.log(channels, 2) + self.beta) / self.gamma)
         return max(t if t % 2 else t + 1, 3)
 
-    def build(self, channels: int) -> nn.Module:
-        return EcaModule(self.kernel(channels))
-
-    def cost(self, channels: int, hw: tuple[int, int]) -> Cost:
-        k = self.kernel(channels)
-        return Cost(k, k * channels, 3 * channels + channels * hw[0] * hw[1])  # mean, conv, gate; the product
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        c, h, w = x.shape
+        k = self.kernel(c)
+        cost = Cost(k, k * c, 3 * c + c * h * w)  # mean, conv, gate; the product
+        return s.call(name, Custom("EcaModule", "archkit.nn.attention:EcaModule", (("kernel_size", k),), x.shape,
+                                   cost, k), x)

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from torch import Tensor, nn
+from typing import Any
 
-from ..complexity import Cost
+from pydantic import Field
+
+from ..graph import Activation, MeanHW, Mul, Passthrough, Scope, Value
 from . import _Reduced
 
 
-class SEModule(nn.Module):
-    """Global average -> 1x1 conv reduce -> ReLU -> 1x1 conv expand -> sigmoid gate (timm's keys)."""
+def squeeze_excite(s: Scope, name: str, x: Value, reduced: int, *, act: Any = None, bn: str | None = "identity",
+                   type_name: str = "SEModule") -> Value:
+    """Global average -> 1x1 conv reduce (``fc1``) -> [``bn``] -> activation -> 1x1 conv expand (``fc2``)
+    -> sigmoid ``gate`` -> scale ``x``, as child ``name`` (timm's keys; torchvision's RegNet SE shares them).
 
-    def __init__(self, channels: int, reduced: int):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, reduced, 1)
-        self.bn = nn.Identity()  # timm's slot for an optional norm
-        self.act = nn.ReLU(inplace=True)
-        self.fc2 = nn.Conv2d(reduced, channels, 1)
-        self.gate = nn.Sigmoid()
+    ``act`` is an activation layer (default: an in-place ReLU, timm's); ``bn`` is timm's norm slot: an
+    Identity (``"identity"``, timm's default), the spec's norm (``"norm"``) or no child at all (None).
+    """
+    inner, (y,) = s.enter(name, type_name, x)
+    c = x.shape[0]
+    squeezed = inner.conv("fc1", inner.apply(MeanHW(), y), reduced, 1, bias=True)
+    if bn == "norm":
+        squeezed = inner.norm("bn", squeezed)
+    elif bn == "identity":
+        squeezed = inner.call("bn", Passthrough("identity"), squeezed)
+    squeezed = act.emit(inner, "act", squeezed) if act is not None else inner.call("act", _RELU, squeezed)
+    gate = inner.call("gate", _SIGMOID, inner.conv("fc2", squeezed, c, 1, bias=True))
+    return inner.exit(inner.mul(y, gate))
 
-    def forward(self, x: Tensor) -> Tensor:
-        scale = self.fc2(self.act(self.bn(self.fc1(x.mean((2, 3), keepdim=True)))))
-        return x * self.gate(scale)
+
+_RELU = Activation("relu", inplace=True)
+_SIGMOID = Activation("sigmoid")
 
 
 class SqueezeExcite(_Reduced):
@@ -30,10 +39,5 @@ class SqueezeExcite(_Reduced):
 
     rd_ratio: float = Field(1 / 16, gt=0, le=1, description="Hidden width relative to the channels (1/r).")
 
-    def build(self, channels: int) -> nn.Module:
-        return SEModule(channels, self.reduced(channels))
-
-    def cost(self, channels: int, hw: tuple[int, int]) -> Cost:
-        r = self.reduced(channels)
-        squeeze = channels + r + channels + channels  # mean, fc1 (act in place), fc2, gate
-        return Cost(2 * channels * r + r + channels, 2 * channels * r, squeeze + channels * hw[0] * hw[1])
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        return squeeze_excite(s, name, x, self.reduced(x.shape[0]))

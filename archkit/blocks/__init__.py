@@ -1,22 +1,18 @@
-"""Built-in residual blocks, one file per family; registered by name in ``BUILTIN_BLOCKS``."""
+"""Built-in block types, one file per family, each a description (see ``archkit.blocks.base``)."""
 
-from .base import Block, BlockParams, conv1x1, conv3x3
-from .basic import BasicBlock
-from .bottleneck import Bottleneck, ResNeXtBottleneck, WideBottleneck
-from .darknet import DarkNetBlock
-from .preact import PreActBottleneck, WideBasic
-from .regnet import RegNetBlock
+from .base import (ATTN_POSITIONS, BlockParams, BlockPlan, BlockType, ResNetParams, Shortcut, anti_alias, attend, block,
+                   drop_act_aa, drop_block, drop_path, residual, shortcut)
+from .basic import basic
+from .bottleneck import (BottleneckParams, GroupedParams, ResNeXtParams, WideParams, bottleneck, bottleneck_main,
+                         bottleneck_width, first_width, resnext, wide_bottleneck)
+from .darknet import DarkNetParams, conv_norm_act, darknet
+from .preact import WideBasicParams, preact_bottleneck, wide_basic
+from .regnet import RegNetParams, regnet
 
-BUILTIN_BLOCKS = {
-    "basic": BasicBlock,
-    "bottleneck": Bottleneck,
-    "resnext": ResNeXtBottleneck,
-    "wide_bottleneck": WideBottleneck,
-    "wide_basic": WideBasic,
-    "preact_bottleneck": PreActBottleneck,
-    "darknet": DarkNetBlock,
-    "regnet": RegNetBlock,
-}
+BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
+    basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet)}
 
-__all__ = ["Block", "BlockParams", "conv1x1", "conv3x3", "BUILTIN_BLOCKS", "BasicBlock", "Bottleneck",
-           "ResNeXtBottleneck", "WideBottleneck", "WideBasic", "PreActBottleneck", "DarkNetBlock", "RegNetBlock"]
+__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "BlockParams", "BlockPlan", "BlockType", "BottleneckParams",
+           "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetParams", "Shortcut",
+           "WideBasicParams", "WideParams", "anti_alias", "attend", "block", "bottleneck_main", "bottleneck_width",
+           "conv_norm_act", "drop_act_aa", "drop_block", "drop_path", "first_width", "residual", "shortcut"]

@@ -1,48 +1,76 @@
-"""The block contract every built-in and plugin block follows.
+"""The block contract: a block type is a *description* (a function recording its layers and dataflow
+on a ``Scope``, see ``archkit.graph``) or, for plugins that need it, an ``nn.Module`` class.
 
-A block is an ``nn.Module`` class with:
+Both receive one ``BlockPlan``: the plan's view of the block (channels, stride, dilation, sizes,
+shortcut kind, attention attachments, drop rates, the spec's norm and activation, its position).
+From a description archkit derives the module (children named as recorded: the ``state_dict``
+keys), the shapes and the costs; the builder never branches on block type.
 
-- ``Params``: a pydantic model of what a spec may set (defaults, bounds, a description per field);
-  archkit adds the ``type`` tag and the keys every block shares (``shortcut``, ``attn``);
-- ``expansion``: output channels per ``planes`` (``out_channels`` may override for other rules);
-- ``__init__(in_channels, planes, *, stride, dilation, downsample, params, ctx)`` where ``ctx`` is an
-  ``archkit.context.Context``: norm and activation factories, the block's attention attachments
-  (``ctx.attention(position, channels)``), its shortcut kind (``ctx.residual`` is False for
-  ``shortcut: none``), its drop-path module (``ctx.drop_path()``) and its position in the network;
-- ``shortcuts``: the shortcut kinds it accepts, its default first; ``attn_positions``: where it
-  places attention attachments;
-- ``make_shortcut(in_channels, out_channels, stride, dilation, params, ctx)``: the module built for
-  ``ctx.shortcut`` when a stage changes stride or channels; the block decides in ``forward`` how to
-  use it (DarkNet runs it before the residual, pre-activation blocks after BN-ReLU);
-- optionally ``zero_init_last()``, called for ``init.zero_init_residual``;
-- optionally ``has_drop_block = True`` where it places ``ctx.drop_block()`` (the spec's
-  ``drop_block_rate`` is refused for blocks without one), and ``out_size(in_size, stride, params)``
-  where its output size is not a strided 3x3's;
-- optionally ``cost(bp, ctx)``, a classmethod giving parameters, MACs and written elements per sample
-  for a block plan (``archkit.complexity``); it counts only where the class defines it itself (a
-  subclass that changes the structure must not inherit its parent's), else the summary measures the
-  block on the meta device.
+A description, whole (the ResNet bottleneck)::
 
-Subclassing ``Block`` is a convenience, not a requirement: the builder only uses the names above.
+    @block("bottleneck", BottleneckParams, cls_name="Bottleneck", expansion=4, drop_block=True,
+           attn_positions=("mid", "pre_add", "post_add"))
+    def bottleneck(b: BlockPlan, s: Scope, x: Value) -> Value:
+        width, first = bottleneck_width(b.planes, b.params), first_width(b.planes, b.params)
+        out = s.act("relu", s.norm("bn1", s.conv("conv1", x, first, 1)))
+        out = s.norm("bn2", s.conv("conv2", out, width, 3, stride=b.conv_stride, dilation=b.dilation,
+                                   groups=b.params.groups))
+        out = attend(b, s, "mid", drop_act_aa(b, s, out), "attn")
+        out = s.norm("bn3", s.conv("conv3", out, b.out_channels, 1), zero_init=True)
+        return attend(b, s, "post_add", s.act("relu", residual(b, s, out, x)), "attn_out")
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import dataclasses
+import enum
+from typing import Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from torch import Tensor, nn
+from pydantic import Field
 
-from ..complexity import Cost
-from ..context import Context
-from . import antialias as _antialias
-from . import shortcuts as _shortcuts
+from ..graph import AvgPoolSame, BlurPool2d, Conv2d, Passthrough, Pool2d, Scope, Value, ZeroPadShortcut
+from ..params import AttentionParams, BlockParams, LayerParams
+
+ATTN_POSITIONS = ("mid", "pre_add", "post_add")
 
 
-class BlockParams(BaseModel):
-    """Parameters of a block type; subclasses add fields with defaults, bounds and descriptions."""
+class Shortcut(str, enum.Enum):
+    """How a block's input reaches its output add.
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    ``IDENTITY``: the input itself (the block keeps stride and channels); ``NONE``: no shortcut at all
+    (a plain network); ``PROJECTION`` (1x1 conv with the stride, then norm: torchvision's ``_make_layer``,
+    the paper's option B), ``AVG_DOWN`` (2x2 average pool, 1x1 conv, norm: ResNet-D) and ``ZERO_PAD``
+    (strided identity plus zero channels: the paper's option A) are modules used where a stage changes
+    shape; ``STAGE_CONV`` is DarkNet-53's stage-opening strided 3x3 conv, run before the block.
+    """
+
+    IDENTITY = "identity"
+    NONE = "none"
+    PROJECTION = "projection"
+    AVG_DOWN = "avg_down"
+    ZERO_PAD = "zero_pad"
+    STAGE_CONV = "stage_conv"
+
+    @property
+    def builds_module(self) -> bool:
+        """Whether the kind is a module of its own (``downsample``)."""
+        return self not in (Shortcut.IDENTITY, Shortcut.NONE)
+
+    @property
+    def adds(self) -> bool:
+        """Whether the block adds a shortcut at all."""
+        return self is not Shortcut.NONE
+
+    @property
+    def needs_norm(self) -> bool:
+        """Whether the module carries the spec's norm (learned shortcuts do; option A has no weights)."""
+        return self in (Shortcut.PROJECTION, Shortcut.AVG_DOWN, Shortcut.STAGE_CONV)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+USER_SHORTCUTS = ("projection", "avg_down", "zero_pad", "none")  # what a spec's `shortcut:` may name
 
 
 class ResNetParams(BlockParams):
@@ -57,98 +85,211 @@ class ResNetParams(BlockParams):
                                       "(timm's down_kernel_size; 1x1 where the stage keeps its resolution).")
 
 
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, dilation: int = 1) -> nn.Conv2d:
-    """3x3 convolution with padding that keeps the size at stride 1, as torchvision's."""
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=dilation,
-                     groups=groups, bias=False, dilation=dilation)
+@dataclasses.dataclass(frozen=True)
+class BlockPlan:
+    """One block as the plan makes it: everything its description (or module) and its cost need."""
+
+    stage: int  # 0-based stage index
+    index: int  # within the stage
+    global_index: int  # over the whole network
+    kind: "BlockType"
+    params: Any  # the validated BlockParams of the block's type
+    in_channels: int
+    planes: int
+    out_channels: int
+    stride: int
+    dilation: int  # of the strided position: the dilation in force before the stage, for a stage's first block
+    stage_dilation: int  # the stage's own dilation (timm dilates a BasicBlock's second conv with it)
+    in_size: tuple[int, int]
+    shortcut: Shortcut
+    drop_path_rate: float
+    drop_block: tuple[float, int, float] | None  # (rate, block size, gamma scale), timm's drop_blocks
+    attn: tuple[AttentionParams, ...]
+    norm: LayerParams
+    act: LayerParams
+    name: str = ""  # its module path, e.g. layer2.0
+
+    @property
+    def type(self) -> str:
+        """The block type's registered name."""
+        return self.kind.name
+
+    @property
+    def aa(self) -> str | None:
+        """Anti-aliased downsampling (blur, avg) where the block strides, else None."""
+        aa = getattr(self.params, "aa", None)
+        return aa if self.stride > 1 else None
+
+    @property
+    def conv_stride(self) -> int:
+        """The strided conv's stride: 1 where anti-aliasing downsamples after it (timm's aa_layer)."""
+        return 1 if self.aa is not None else self.stride
+
+    def key(self) -> tuple:
+        """What the block's structure depends on (its position does not): blocks of a stage share it."""
+        return (self.kind, self.params, self.in_channels, self.planes, self.out_channels, self.stride, self.dilation,
+                self.stage_dilation, self.in_size, self.shortcut, self.drop_path_rate, self.drop_block, self.attn, self.norm, self.act)
 
 
-def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    """1x1 convolution without bias, as torchvision's."""
-    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
+Describe = Callable[[BlockPlan, Scope, Value], Value]
 
 
-class Block(nn.Module):
-    """Convenience base class: expansion, shortcut kinds, attention slots and the residual tail."""
+def _default_out_channels(expansion: int) -> Callable[[int, Any], int]:
+    return lambda planes, params: planes * expansion
 
-    Params: ClassVar[type[BlockParams]] = BlockParams
-    expansion: ClassVar[int] = 1
-    shortcuts: ClassVar[tuple[str, ...]] = ("projection", "avg_down", "zero_pad", "none")
-    attn_positions: ClassVar[tuple[str, ...]] = ("pre_add", "post_add")
-    # torchvision adds in place (out += identity); a branch ending in an activation must not, since
-    # the activation's backward reads its output
-    inplace_add: ClassVar[bool] = True
-    # whether the block places ``ctx.drop_block()`` (the spec's drop_block_rate), as timm's ResNet blocks
-    has_drop_block: ClassVar[bool] = False
 
-    @classmethod
-    def out_channels(cls, planes: int, params: BlockParams) -> int:
-        """Channels this block outputs for ``planes``."""
-        return planes * cls.expansion
+@dataclasses.dataclass(frozen=True, eq=False)
+class BlockType:
+    """A registered block type: its params, its description (or module class) and what it offers."""
 
-    @classmethod
-    def out_size(cls, in_size: tuple[int, int], stride: int, params: BlockParams) -> tuple[int, int]:
-        """The output size for an input of ``in_size`` at ``stride`` (a strided 3x3 conv's by default)."""
-        return _antialias.out_size(getattr(params, "aa", None), in_size, stride)
+    name: str
+    params: type[BlockParams]
+    cls_name: str  # the class name of the built module (tables, drawings)
+    describe: Describe | None = None
+    module: Any = None  # module form: an nn.Module class constructed as module(plan)
+    cost: Callable[[BlockPlan], Any] | None = None  # module form: optional declared cost of a plan
+    expansion: int = 1
+    shortcuts: tuple[Shortcut, ...] = (Shortcut.PROJECTION, Shortcut.AVG_DOWN, Shortcut.ZERO_PAD, Shortcut.NONE)
+    attn_positions: tuple[str, ...] = ("pre_add", "post_add")
+    drop_block: bool = False  # places DropBlock (the spec's drop_block_rate)
+    dilation: bool = True  # accepts dilation > 1
+    out_channels: Callable[[int, Any], int] | None = None  # planes, params -> channels (default planes x expansion)
+    doc: str = ""
 
-    @classmethod
-    def make_shortcut(cls, in_channels: int, out_channels: int, stride: int, dilation: int,
-                      params: BlockParams, ctx: Context) -> nn.Module:
-        """The module for ``ctx.shortcut`` (see ``archkit.blocks.shortcuts``), with the spec's norm."""
-        return _shortcuts.build(ctx.shortcut, in_channels, out_channels, stride, dilation, ctx.norm,
-                                getattr(params, "shortcut_kernel_size", 1))
+    def channels_out(self, planes: int, params: Any) -> int:
+        """The channels this block outputs for ``planes``."""
+        rule = self.out_channels or _default_out_channels(self.expansion)
+        return rule(planes, params)
 
-    @classmethod
-    def shortcut_cost(cls, bp: Any, ctx: Context) -> Cost:
-        """The cost of the module ``make_shortcut`` builds for block plan ``bp`` (none for identity)."""
-        if bp.shortcut in ("identity", "none"):
-            return Cost()
-        return _shortcuts.cost(bp.shortcut, bp.in_channels, bp.out_channels, bp.stride, bp.dilation, bp.in_size,
-                               ctx.norm_cost, getattr(bp.params, "shortcut_kernel_size", 1))
+    def renamed(self, name: str) -> "BlockType":
+        """The same type under another registry name (plugins are also reachable as ``dist:name``)."""
+        return dataclasses.replace(self, name=name)
 
-    @classmethod
-    def tail_cost(cls, bp: Any, ctx: Context) -> Cost:
-        """What ``init_tail`` adds: pre-add attention, the add, post-add attention, and the shortcut."""
-        hw, c = bp.out_size, bp.out_channels
-        add = Cost(0, 0, 0 if cls.inplace_add or bp.shortcut == "none" else c * hw[0] * hw[1])
-        return (ctx.attention_cost("pre_add", c, hw) + add + ctx.attention_cost("post_add", c, hw)
-                + cls.shortcut_cost(bp, ctx))
 
-    def init_tail(self, out_channels: int, downsample: nn.Module | None, ctx: Context) -> None:
-        """Attach what every residual block ends with: ``se`` (attention before the add; timm's name,
-        so its weights load), drop path, the shortcut, and ``attn_out`` (attention after the add)."""
-        self.se = ctx.attention("pre_add", out_channels)
-        self.drop_path = ctx.drop_path()
-        self.downsample = downsample
-        self.residual = ctx.residual
-        self.add_in_place = type(self).inplace_add  # an instance attribute (another name), for TorchScript
-        self.attn_out = ctx.attention("post_add", out_channels)
+def block(name: str, params: type[BlockParams], *, cls_name: str, expansion: int = 1,
+          shortcuts: tuple[str, ...] = USER_SHORTCUTS, attn_positions: tuple[str, ...] = ("pre_add", "post_add"),
+          drop_block: bool = False, dilation: bool = True,
+          out_channels: Callable[[int, Any], int] | None = None) -> Callable[[Describe], BlockType]:
+    """Decorate a description function into a ``BlockType`` (register it with ``archkit.register_block``
+    or through the ``archkit.blocks`` entry-point group)."""
 
-    def drop_act_aa(self, out: Tensor) -> Tensor:
-        """timm's order after the strided conv's norm: DropBlock (``self.drop_block``), the activation
-        (``self.relu``), anti-aliased downsampling (``self.aa``); either may be None."""
-        if self.drop_block is not None:
-            out = self.drop_block(out)
-        out = self.relu(out)
-        if self.aa is not None:
-            out = self.aa(out)
+    def wrap(fn: Describe) -> BlockType:
+        doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
+        return BlockType(name, params, cls_name, fn, None, None, expansion, tuple(Shortcut(k) for k in shortcuts),
+                         tuple(attn_positions), drop_block, dilation, out_channels, doc)
+
+    return wrap
+
+
+# --- helpers descriptions share ----------------------------------------------------------------------
+
+
+def attend(b: BlockPlan, s: Scope, position: str, x: Value, name: str) -> Value:
+    """The block's attention attachments at ``position`` as child ``name`` (several: a Sequential)."""
+    chosen = [a for a in b.attn if a.position == position]
+    if not chosen:
+        s.empty(name)
+        return x
+    if len(chosen) == 1:
+        return chosen[0].emit(s, name, x)
+    inner, (y,) = s.enter(name, "Sequential", x, sequential=True)
+    for i, a in enumerate(chosen):
+        y = a.emit(inner, str(i), y)
+    return inner.exit(y)
+
+
+def drop_block(b: BlockPlan, s: Scope, x: Value) -> Value:
+    """timm's DropBlock where the plan places one (``drop_block`` child; identity in eval mode)."""
+    if b.drop_block is None:
+        s.empty("drop_block")
+        return x
+    rate, size, gamma = b.drop_block
+    return s.call("drop_block", Passthrough("drop_block", rate, size, gamma), x)
+
+
+def anti_alias(b: BlockPlan, s: Scope, x: Value, name: str = "aa") -> Value:
+    """Anti-aliased downsampling after a strided position (blur: timm's BlurPool2d; avg: a pool)."""
+    if b.aa is None:
+        s.empty(name)
+        return x
+    if b.aa == "blur":
+        return s.call(name, BlurPool2d(x.shape[0], 3, b.stride), x)
+    _, h, w = x.shape
+    if h % b.stride or w % b.stride:  # the shortcut's strided output would be one larger
+        raise ValueError(f"aa: avg needs a size divisible by the stride {b.stride}, gets {h}x{w}")
+    return s.call(name, Pool2d("avg", b.stride, b.stride), x)
+
+
+def drop_act_aa(b: BlockPlan, s: Scope, x: Value, act: str = "relu") -> Value:
+    """timm's order after the strided conv's norm: DropBlock, the activation, anti-aliasing."""
+    return anti_alias(b, s, s.act(act, drop_block(b, s, x)))
+
+
+def drop_path(b: BlockPlan, s: Scope, x: Value) -> Value:
+    """Stochastic depth on the residual branch (timm's ``drop_path`` child; none at rate 0)."""
+    if b.drop_path_rate <= 0:
+        s.empty("drop_path")
+        return x
+    return s.call("drop_path", Passthrough("drop_path", b.drop_path_rate), x)
+
+
+def shortcut(b: BlockPlan, s: Scope, x: Value, *, norm: bool = True, kernel_size: int = 1,
+             name: str = "downsample") -> Value | None:
+    """The shortcut of the plan's kind on ``x``: ``x`` itself, None (no shortcut), or the ``downsample``
+    module (a Sequential of pool, conv and norm as torchvision and timm name them; ``norm=False``: a
+    bare conv, as pre-activation blocks have)."""
+    kind = b.shortcut
+    if kind is Shortcut.IDENTITY:
+        s.empty(name)
+        return x
+    if kind is Shortcut.NONE:
+        s.empty(name)
+        return None
+    c_in, c_out = x.shape[0], b.out_channels
+    if kind is Shortcut.ZERO_PAD:
+        if c_out < c_in:
+            raise ValueError(f"a zero_pad shortcut cannot shrink {c_in} channels to {c_out}")
+        return s.call(name, ZeroPadShortcut(b.stride, c_out - c_in), x)
+    if kind not in (Shortcut.PROJECTION, Shortcut.AVG_DOWN):
+        raise ValueError(f"{b.kind.name} blocks build no {kind.value} shortcut")
+    stride, dilation = b.stride, b.dilation
+    layers: list[Any] = []
+    conv_stride = stride
+    if kind is Shortcut.AVG_DOWN:
+        # timm keeps the pool slot (Identity at stride 1) so conv and norm stay at indices 1 and 2
+        if stride == 1 and dilation == 1:
+            layers.append(Passthrough("identity"))
+        elif stride == 1:
+            layers.append(AvgPoolSame())
+        else:  # ceil_mode and count_include_pad=False keep odd sizes right, as timm's
+            layers.append(Pool2d("avg", 2, stride, 0, True, False))
+        conv_stride = 1
+    # timm's downsample_conv: the projection's kernel is 1x1 where the stage keeps its resolution
+    k = 1 if kind is not Shortcut.PROJECTION or (stride == 1 and dilation == 1) else kernel_size
+    if k == 1:
+        layers.append(Conv2d(c_in, c_out, 1, conv_stride))
+    else:
+        layers.append(Conv2d(c_in, c_out, k, conv_stride, ((stride - 1) + dilation * (k - 1)) // 2, dilation))
+    if not norm and len(layers) == 1:
+        return s.call(name, layers[0], x)
+    inner, (y,) = s.enter(name, "Sequential", x, sequential=True)
+    for i, op in enumerate(layers):
+        y = inner.call(str(i), op, y)
+    if norm:
+        y = inner.norm(str(len(layers)), y)
+    return inner.exit(y)
+
+
+def residual(b: BlockPlan, s: Scope, out: Value, x: Value, *, shortcut_input: Value | None = None,
+             inplace: bool = True, norm: bool = True) -> Value:
+    """What a residual block ends with: attention before the add (child ``se``, timm's slot, so its
+    weights load), stochastic depth, the shortcut (``downsample``) and the add (in place, as
+    torchvision's ``out += identity``; ``inplace=False`` where the branch ends in an activation, whose
+    backward reads its output). ``shortcut_input`` feeds a shortcut module (pre-activation blocks pass
+    the normalized input); the identity always adds ``x``."""
+    out = drop_path(b, s, attend(b, s, "pre_add", out, "se"))
+    module_input = shortcut_input if shortcut_input is not None and b.shortcut.builds_module else x
+    sc = shortcut(b, s, module_input, norm=norm, kernel_size=getattr(b.params, "shortcut_kernel_size", 1))
+    if sc is None:
         return out
-
-    def add_residual(self, out: Tensor, shortcut: Tensor) -> Tensor:
-        """Attention before the add, drop path, then the add (none for ``shortcut: none``)."""
-        if self.se is not None:
-            out = self.se(out)
-        if self.drop_path is not None:
-            out = self.drop_path(out)
-        if self.residual:
-            if self.add_in_place:
-                out += shortcut
-            else:
-                out = out + shortcut
-        return out
-
-    def after_add(self, out: Tensor) -> Tensor:
-        """Attention after the add (``position: post_add``), if any."""
-        if self.attn_out is not None:
-            out = self.attn_out(out)
-        return out
+    return s.add(out, sc, inplace=inplace)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .. import plugins
+
 HERE = Path(__file__).resolve().parent
 SPEC_GROUP = "archkit.specs"
 _dirs: list[tuple[str, Path]] | None = None
@@ -27,8 +29,6 @@ def is_path(ref: str | os.PathLike) -> bool:
 
 
 def _plugin_dirs() -> list[tuple[str, Path]]:
-    from .. import plugins
-
     found = []
     if not plugins.enabled():
         return found
@@ -73,6 +73,9 @@ def reset() -> None:
     """Forget the plugin directories (after plugins are turned on or off)."""
     global _dirs
     _dirs = None
+
+
+plugins.on_change(reset)
 
 
 def names(pattern: str = "*") -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import archkit
-from archkit.registry import BLOCKS
+from archkit.catalog import BLOCKS
 from archkit.testing import check_block
 
 SPEC = "se_resnet50"  # shipped by the plugin through the archkit.specs entry point

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import archkit
-from archkit.registry import ATTENTION
+from archkit.catalog import ATTENTION
 from archkit.testing import check_block
 from archkit.blocks import Bottleneck
 

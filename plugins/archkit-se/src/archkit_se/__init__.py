@@ -1,34 +1,23 @@
-"""SE-ResNet's squeeze-and-excitation bottleneck (Hu et al., CVPR 2018), as timm's ``seresnet``."""
+"""SE-ResNet's squeeze-and-excitation bottleneck (Hu et al., CVPR 2018), as timm's ``seresnet``.
+
+A description-form plugin: the block is written once, as data flow over archkit's primitives, and
+archkit derives its module, shapes, parameters and MACs from it; no torch is imported here.
+"""
 
 from __future__ import annotations
 
 from pydantic import Field
-from torch import Tensor, nn
 
-from archkit.blocks.bottleneck import Bottleneck, BottleneckParams
-from archkit.context import Context
+from archkit.attention.se import squeeze_excite
+from archkit.blocks import BottleneckParams, attend, block, bottleneck_main, residual
+from archkit.blocks.bottleneck import bottleneck
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def make_divisible(value: float, divisor: int) -> int:
     """Round ``value`` down to a multiple of ``divisor`` (at least one divisor), as timm's SE width."""
     return max(divisor, int(value) // divisor * divisor)
-
-
-class SEModule(nn.Module):
-    """Squeeze (global average) -> 1x1 conv reduce -> ReLU -> 1x1 conv expand -> sigmoid gate."""
-
-    def __init__(self, channels: int, reduced: int, act: nn.Module):
-        super().__init__()
-        self.fc1 = nn.Conv2d(channels, reduced, 1)
-        self.act = act
-        self.fc2 = nn.Conv2d(reduced, channels, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: Tensor) -> Tensor:
-        scale = x.mean((2, 3), keepdim=True)
-        return x * self.gate(self.fc2(self.act(self.fc1(scale))))
 
 
 class SEParams(BottleneckParams):
@@ -38,24 +27,13 @@ class SEParams(BottleneckParams):
     divisor: int = Field(8, ge=1, le=256, description="Round the SE width to a multiple of this.")
 
 
-class SEBottleneck(Bottleneck):
-    """Bottleneck with squeeze-and-excitation (SE-ResNet).
-
-    The residual is recalibrated by the SE module before the add.
-    """
-
-    Params = SEParams
-    attn_positions = ("pre_add", "post_add")  # its forward has no slot for a spec's mid attention
-
-    def __init__(self, in_channels: int, planes: int, *, params: SEParams, ctx: Context, **kwargs):
-        super().__init__(in_channels, planes, params=params, ctx=ctx, **kwargs)
-        channels = self.out_channels(planes, params)
-        self.excite = SEModule(channels, make_divisible(channels / params.reduction, params.divisor), ctx.act())
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.drop_act_aa(self.bn2(self.conv2(out)))  # the parent's DropBlock and anti-aliasing slots
-        out = self.excite(self.bn3(self.conv3(out)))
-        # add_residual: the spec's own attention (attn:), drop path, the add unless shortcut: none
-        return self.after_add(self.relu(self.add_residual(out, identity)))
+@block("se_bottleneck", SEParams, cls_name="SEBottleneck", expansion=4, drop_block=True,
+       attn_positions=("mid", "pre_add", "post_add"), out_channels=bottleneck.out_channels)
+def se_bottleneck(b, s, x):
+    """Bottleneck with squeeze-and-excitation (SE-ResNet)."""
+    out = bottleneck_main(b, s, x)  # the bottleneck's 1x1-3x3-1x1, its DropBlock and anti-aliasing slots
+    reduced = make_divisible(out.shape[0] / b.params.reduction, b.params.divisor)
+    # the residual is recalibrated before the add; the SE module uses the spec's activation
+    out = squeeze_excite(s, "excite", out, reduced, act=b.act, bn=None)
+    # residual: the spec's own attention (attn:), drop path, the shortcut, the add unless shortcut: none
+    return attend(b, s, "post_add", s.act("relu", residual(b, s, out, x)), "attn_out")

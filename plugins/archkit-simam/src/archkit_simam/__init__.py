@@ -3,33 +3,19 @@
 This plugin extends a different registry than archkit-se: not blocks but attention types. One
 entry point in ``archkit.attention`` naming an ``AttentionParams`` subclass; every block that offers
 an attention position can then carry it from a spec: ``block: {attn: [{type: simam}]}``.
+
+It is a *module-form* plugin: it builds an ``nn.Module`` (in ``archkit_simam.module``, imported only
+when a model is built) and declares its cost, so the spec tools never import torch for it.
 """
 
 from __future__ import annotations
 
 from pydantic import Field
-from torch import Tensor, nn
 
 from archkit.attention import AttentionParams
+from archkit.complexity import Cost
 
-__version__ = "0.1.0"
-
-
-class SimAMModule(nn.Module):
-    """Weights each activation by an energy function of its distance from its channel's mean."""
-
-    def __init__(self, e_lambda: float):
-        super().__init__()
-        self.e_lambda = e_lambda
-
-    def forward(self, x: Tensor) -> Tensor:
-        n = x.shape[2] * x.shape[3] - 1
-        d = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2)
-        energy = d / (4 * (d.sum(dim=(2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
-        return x * energy.sigmoid()
-
-    def extra_repr(self) -> str:
-        return f"e_lambda={self.e_lambda}"
+__version__ = "0.2.0"
 
 
 class SimAM(AttentionParams):
@@ -37,5 +23,14 @@ class SimAM(AttentionParams):
 
     e_lambda: float = Field(1e-4, gt=0, le=1, description="Regularizer of the energy function (lambda).")
 
-    def build(self, channels: int) -> nn.Module:
+    def build(self, channels: int):
+        from .module import SimAMModule
+
         return SimAMModule(self.e_lambda)
+
+    def cost(self, channels: int, hw: tuple[int, ...]) -> Cost:
+        """No parameters and nothing FlopCounterMode counts as a MAC; elementwise, it writes six maps
+        (the difference, its square, the energy's quotient and sum, the gate, the product) and six
+        per-channel vectors."""
+        area = hw[0] * hw[1]
+        return Cost(0, 0, 6 * channels * area + 6 * channels)

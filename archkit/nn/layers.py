@@ -1,0 +1,123 @@
+"""Torch modules for the primitives that are not plain ``torch.nn`` layers: stochastic depth, DropBlock,
+blur pooling, the option-A shortcut, 'same' average pooling and LayerNorm over channels (timm's
+semantics and state_dict keys: none for all but LayerNorm2d)."""
+
+from __future__ import annotations
+
+from math import comb
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class DropBlock2d(nn.Module):
+    """DropBlock (Ghiasi et al. 2018), as timm's ``DropBlock2d`` with its defaults: one spatial mask
+    shared by all channels, blocks of ``block_size``, kept activations rescaled. Identity in eval mode.
+
+    Draws the same random numbers in the same order as timm's, so seeded runs match it.
+    """
+
+    def __init__(self, drop_prob: float = 0.1, block_size: int = 7, gamma_scale: float = 1.0):
+        super().__init__()
+        self.drop_prob, self.block_size, self.gamma_scale = drop_prob, block_size, gamma_scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or not self.drop_prob:
+            return x
+        b, _, h, w = x.shape
+        kh, kw = min(self.block_size, h), min(self.block_size, w)
+        gamma = self.gamma_scale * self.drop_prob * h * w / (kh * kw) / ((h - kh + 1) * (w - kw + 1))
+        with torch.no_grad():
+            seeds = torch.empty((b, 1, h, w), dtype=x.dtype, device=x.device).bernoulli_(gamma)
+            block_mask = F.max_pool2d(seeds, kernel_size=(kh, kw), stride=1, padding=(kh // 2, kw // 2))
+            if kh % 2 == 0 or kw % 2 == 0:  # an even block: max_pool2d's output is one larger
+                block_mask = block_mask[..., (kh + 1) % 2:, (kw + 1) % 2:]
+            keep = 1.0 - block_mask
+            keep.mul_((keep.numel() / keep.to(torch.float32).sum().add(1e-7)).to(x.dtype))
+        return x * keep
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob}, block_size={self.block_size}, gamma_scale={self.gamma_scale}"
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): drop a sample's residual branch with probability ``drop_prob``.
+
+    Same semantics and attribute name as timm's ``DropPath`` (kept samples are scaled by 1/keep).
+    """
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.drop_prob
+        mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"drop_prob={self.drop_prob:.3f}"
+
+
+class BlurPool2d(nn.Module):
+    """Reflect padding, then a depthwise ``filt_size`` binomial blur with ``stride`` (timm's keys: none)."""
+
+    def __init__(self, channels: int, filt_size: int = 3, stride: int = 2):
+        super().__init__()
+        if filt_size < 2:
+            raise ValueError(f"a blur filter needs at least 2 taps, got {filt_size}")
+        self.channels, self.filt_size, self.stride = channels, filt_size, stride
+        self.padding = [((stride - 1) + (filt_size - 1)) // 2] * 4
+        self.register_buffer("filt", torch.empty(channels, 1, filt_size, filt_size), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Write the binomial filter (C(n, k) / 2^n, outer product), e.g. after ``to_empty``."""
+        if self.filt.is_meta:
+            return
+        taps = torch.tensor([comb(self.filt_size - 1, k) for k in range(self.filt_size)], dtype=torch.float32)
+        taps = taps / 2 ** (self.filt_size - 1)
+        with torch.no_grad():
+            self.filt.copy_((taps[:, None] * taps[None, :]).expand(self.channels, 1, -1, -1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(F.pad(x, self.padding, mode="reflect"), self.filt, stride=self.stride, groups=self.channels)
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, filt_size={self.filt_size}, stride={self.stride}"
+
+
+class ZeroPadShortcut(nn.Module):
+    """Option A: keep every ``stride``-th pixel and append ``pad`` zero channels."""
+
+    def __init__(self, stride: int, pad: int):
+        super().__init__()
+        self.stride = stride
+        self.pad = pad
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.stride > 1:
+            x = x[:, :, :: self.stride, :: self.stride]
+        return F.pad(x, (0, 0, 0, 0, 0, self.pad)) if self.pad else x
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, pad={self.pad}"
+
+
+class AvgPoolSame(nn.Module):
+    """2x2 average at stride 1 with 'same' padding (bottom/right), timm's ``AvgPool2dSame(2, 1)``:
+    what ``avg_down`` does in a stage whose stride became dilation."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """LayerNorm over the channels of an NCHW map (timm's ``LayerNorm2d``)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)

@@ -1,0 +1,186 @@
+"""The typed parts of a spec that name a registered type: blocks, layers (stem, head, norm, activation)
+and attention attachments.
+
+Each comes in two forms. The *envelope* (``BlockSpec``, ``LayerSpec``, ``AttentionSpec``) is what the
+static ``ModelSpec`` declares: a ``type`` tag, the keys every type shares, and room for the type's
+own keys. The *typed* form is the registered type's params model (``BlockParams``,
+``LayerParams``, ``AttentionParams`` subclasses), which forbids unknown keys; validation's second
+pass turns every envelope into the typed form of its registered type (``archkit.specs``). A typed
+instance is an envelope too, so ``ModelSpec.stages[i].block`` is always a ``BlockSpec`` to type checkers.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: unknown keys refused, YAML's scalar types taken as they are (``"3"`` is
+    not an integer), no NaN or infinity, immutable."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    _frozen: Any = PrivateAttr(default=None)
+
+    def __hash__(self) -> int:
+        # by value, lists included, computed once (specs key the caches of descriptions and costs)
+        private = self.__pydantic_private__  # (not self._frozen: pydantic's private-attribute lookup is slow)
+        if private["_frozen"] is None:
+            private["_frozen"] = hash(_freeze(self))
+        return private["_frozen"]
+
+    def __eq__(self, other: object) -> bool:  # by value; the cached hash key is no part of it
+        return type(self) is type(other) and self.__dict__ == other.__dict__ and \
+            self.__pydantic_extra__ == other.__pydantic_extra__  # type: ignore[union-attr]
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return (type(value), *((k, _freeze(v)) for k, v in value.__dict__.items()),
+                *((k, _freeze(v)) for k, v in (value.__pydantic_extra__ or {}).items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, _freeze(v)) for k, v in value.items())
+    return value
+
+
+class _Envelope(SpecModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class AttentionSpec(_Envelope):
+    """An attention attachment: its type, where the block places it, and the type's own keys."""
+
+    type: str = Field(max_length=200, description="Attention type (`archkit blocks` lists them).")
+    position: str = Field("pre_add", max_length=40, description="Where in the block: pre_add (before the shortcut "
+                          "add), mid (after the middle conv) or post_add (after the add).")
+
+
+class BlockSpec(_Envelope):
+    """A block: its type, the keys every block shares, and the type's own keys."""
+
+    type: str = Field(max_length=200, description="Block type (`archkit blocks` lists them).")
+    shortcut: str | None = Field(None, max_length=40, description="Shortcut kind when a stage changes shape: "
+                                 "projection, avg_down, zero_pad or none (default: the block's first accepted kind; "
+                                 "see `archkit blocks NAME`).")
+    attn: list[SerializeAsAny[AttentionSpec]] = Field(default_factory=list, max_length=16, description=(
+        "Attention modules to attach, each {type, position, <params>}; see `archkit blocks`."))
+
+
+class LayerSpec(_Envelope):
+    """A stem, head, norm or activation layer: its type, optional child name, and the type's own keys."""
+
+    type: str = Field(max_length=200, description="Layer type (`archkit blocks` lists them).")
+    name: str | None = Field(None, pattern=NAME_PATTERN, max_length=64,
+                             description="Child module name, the state_dict prefix; defaults to the type name.")
+
+
+class BlockParams(BlockSpec):
+    """Base of a block type's params: subclasses add fields with defaults, bounds and descriptions."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class AttentionParams(AttentionSpec):
+    """Base of an attention type's params. A type either describes itself (``emit``, costs for free)
+    or builds a module (``build(channels)``, with an optional ``cost``; measured on meta otherwise)."""
+
+    model_config = ConfigDict(extra="forbid")
+    role: ClassVar[str] = "attention"
+
+    def emit(self, s: Any, name: str, x: Any) -> Any:
+        """Record this attachment as child ``name`` of scope ``s`` on value ``x`` (see ``archkit.graph``)."""
+        from .graph import Custom
+
+        declared = None
+        if type(self).cost is not AttentionParams.cost:
+            declared = self.cost(x.shape[0], x.shape[1:])
+        return s.call(name, Custom(type(self).__name__, _AttentionFactory(self, x.shape[0]), (), x.shape,
+                                   declared, declared.params if declared else 0), x)
+
+    def build(self, channels: int) -> Any:
+        """A module-form type's ``nn.Module`` for ``channels`` (imports torch itself)."""
+        raise NotImplementedError(f"attention type {self.type!r} neither describes itself nor builds a module")
+
+    def cost(self, channels: int, hw: tuple[int, ...]) -> Any:
+        """A module-form type's parameters, MACs and writes per sample (``archkit.complexity.Cost``)."""
+        raise NotImplementedError
+
+
+class _AttentionFactory:
+    """Builds a module-form attention type's module (called by the builder, which has torch)."""
+
+    def __init__(self, params: AttentionParams, channels: int):
+        self.params, self.channels = params, channels
+
+    def __call__(self) -> Any:
+        return self.params.build(self.channels)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _AttentionFactory) and (other.params, other.channels) == (self.params, self.channels)
+
+    def __hash__(self) -> int:
+        return hash((type(self.params), self.channels))
+
+
+class LayerParams(LayerSpec):
+    """Base of a layer type's params. ``role`` is "layer", "norm" (takes channels) or "activation".
+
+    A type describes itself with ``emit(s, name, x)``; a module-form (plugin) type implements
+    ``build(shape, ctx)`` (``ctx.norm(channels)``, ``ctx.act()``: the spec's), ``output_shape`` and
+    optionally ``cost``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    role: ClassVar[str] = "layer"
+
+    def emit(self, s: Any, name: str, x: Any) -> Any:
+        """Record this layer as child ``name`` of scope ``s`` on value ``x`` (see ``archkit.graph``)."""
+        from .graph import Custom
+
+        shape = x.shape
+        declared = None
+        if type(self).cost is not LayerParams.cost:
+            declared = self.cost(shape, None)
+        out = self.output_shape(shape)
+        return s.call(name, Custom(type(self).__name__, _LayerFactory(self, shape, s.norm_layer, s.act_layer), (),
+                                   out, declared, declared.params if declared else 0), x)
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """A module-form type's per-sample output shape (ValueError if impossible)."""
+        return shape
+
+    def build(self, shape: tuple[int, ...], ctx: Any) -> Any:
+        """A module-form type's ``nn.Module`` for an input of ``shape``."""
+        raise NotImplementedError(f"layer type {self.type!r} neither describes itself nor builds a module")
+
+    def cost(self, shape: tuple[int, ...], ctx: Any) -> Any:
+        """A module-form type's parameters, MACs and writes per sample."""
+        raise NotImplementedError
+
+
+class _LayerFactory:
+    """Builds a module-form layer with a torch context of the spec's norm and activation."""
+
+    def __init__(self, layer: LayerParams, shape: tuple[int, ...], norm: Any, act: Any):
+        self.layer, self.shape, self.norm, self.act = layer, shape, norm, act
+
+    def __call__(self) -> Any:
+        from .build import TorchContext
+
+        return self.layer.build(self.shape, TorchContext(self.norm, self.act))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _LayerFactory) and (other.layer, other.shape) == (self.layer, self.shape)
+
+    def __hash__(self) -> int:
+        return hash((type(self.layer), self.shape))
+
+
+def shared_block_keys() -> dict[str, Any]:
+    """The keys every block type accepts beside its own (for ``archkit blocks NAME``)."""
+    return {name: field for name, field in BlockSpec.model_fields.items() if name != "type"}
