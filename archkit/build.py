@@ -99,19 +99,23 @@ def module_of(op: Any) -> nn.Module:
 
 class Generated(nn.Module):
     """Base of the module classes generated from descriptions: picklable (the class is rebuilt from its
-    source), with ``zero_init_last`` zeroing the norms the description marked."""
+    source)."""
 
     _archkit_source: tuple = ()  # (type name, forward source, zero-init paths, sequential)
 
-    def zero_init_last(self) -> None:
-        """Zero the marked norms' scales so the block starts as identity (Goyal et al., 2017)."""
-        for path in self._archkit_source[2]:
-            norm = self.get_submodule(path)
-            if getattr(norm, "weight", None) is not None:
-                nn.init.zeros_(norm.weight)
-
     def __reduce_ex__(self, protocol: int) -> Any:
         return _restore, (self._archkit_source,), self.__dict__.copy()
+
+
+class ZeroInit:
+    """``zero_init_last`` for a generated module whose description marks norms to zero."""
+
+    def zero_init_last(self) -> None:
+        """Zero the marked norms' scales so the block starts as identity (Goyal et al., 2017)."""
+        for path in self._archkit_source[2]:  # type: ignore[attr-defined]
+            norm = self.get_submodule(path)  # type: ignore[attr-defined]
+            if getattr(norm, "weight", None) is not None:
+                nn.init.zeros_(norm.weight)
 
 
 class GeneratedSequential(Generated, nn.Sequential):
@@ -131,15 +135,16 @@ def _class_for(type_name: str, code: str, zero_init: tuple, sequential: bool) ->
     cls = _CLASSES.get(key)
     if cls is None:
         namespace: dict[str, Any] = {"__archkit_source__": key}
+        bases: tuple = (ZeroInit,) if zero_init else ()
         if sequential:
-            cls = type(type_name, (GeneratedSequential,), {"_archkit_source": key})
+            cls = type(type_name, (*bases, GeneratedSequential), {"_archkit_source": key})
         else:
             filename = f"<archkit-generated {type_name} {len(_CLASSES)}>"
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
             scope = {"torch": torch}
             exec(compile(code, filename, "exec"), scope)  # our own generated source: names are identifiers
             namespace.update({"forward": scope["forward"], "_archkit_source": key})
-            cls = type(type_name, (Generated,), namespace)
+            cls = type(type_name, (*bases, Generated), namespace)
         cls.__module__ = __name__
         _CLASSES[key] = cls
     return cls

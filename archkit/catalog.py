@@ -53,7 +53,12 @@ def _module_block(name: str, cls: type) -> BlockType:
     return BlockType(name, params, cls.__name__, None, cls, getattr(cls, "cost", None), getattr(cls, "expansion", 1),
                      shortcuts, tuple(getattr(cls, "attn_positions", ("pre_add", "post_add"))),
                      bool(getattr(cls, "has_drop_block", False)), bool(getattr(cls, "dilation", True)),
-                     getattr(cls, "out_channels", None), (cls.__doc__ or "").strip().split("\n")[0])
+                     _out_rule(cls), (cls.__doc__ or "").strip().split("\n")[0])
+
+
+def _out_rule(cls: type) -> Any:
+    rule = getattr(cls, "out_channels", None)
+    return rule if callable(rule) else None
 
 
 def check_layer(name: str, cls: Any) -> Any:

@@ -15,7 +15,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from . import __version__, builder, loader, specs
+from . import build as builder, loader, specs
+from .version import __version__
 from .errors import CheckpointError, OutputError, SpecError, WeightsError
 from .files import atomic_path
 

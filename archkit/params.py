@@ -32,6 +32,11 @@ class SpecModel(BaseModel):
             private["_frozen"] = hash(_freeze(self))
         return private["_frozen"]
 
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> Any:
+        copy = super().model_copy(update=update, deep=deep)
+        copy.__pydantic_private__["_frozen"] = None  # the values may differ: hash them anew
+        return copy
+
     def __eq__(self, other: object) -> bool:  # by value; the cached hash key is no part of it
         return type(self) is type(other) and self.__dict__ == other.__dict__ and \
             self.__pydantic_extra__ == other.__pydantic_extra__  # type: ignore[union-attr]

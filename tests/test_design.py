@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import archkit
+from archkit.oracle import measure_meta
 from archkit import summary
 from archkit.cli import main
 
@@ -19,7 +20,7 @@ def test_fit_reaches_the_budget_deterministically(tmp_path, capsys) -> None:
         outputs.append(out.read_text())
     assert outputs[0] == outputs[1]  # the same command gives the same spec
     fitted = archkit.load_spec(tmp_path / "fit0.yaml")
-    macs = summary.measure_meta(fitted).macs  # the result checked on the meta-device oracle
+    macs = measure_meta(fitted).macs  # the result checked on the meta-device oracle
     assert 0.97 * 2e9 <= macs <= 2e9
     assert "base: resnet50" in outputs[0] and len(outputs[0].splitlines()) <= 6
 
@@ -49,9 +50,9 @@ def test_fit_varies_regnet_numbers_and_torchvision_agrees(tmp_path, capsys) -> N
     assert outputs[0] == outputs[1]
     assert "regnet:\n  w_0: " in outputs[0] and "width_multiplier" not in outputs[0]
     fitted = archkit.load_spec(tmp_path / "regnet0.yaml")
-    oracle = summary.measure_meta(fitted)
+    oracle = measure_meta(fitted)
     assert 0.97 * 800e6 <= oracle.macs <= 800e6 and oracle.total_params <= 8e6
-    numbers = archkit.loader.load(tmp_path / "regnet0.yaml")["regnet"]
+    numbers = archkit.loader.load(tmp_path / "regnet0.yaml", resolve=archkit.zoo.resolve)["regnet"]
     assert (numbers["w_0"], numbers["w_a"]) != (24, 24.48)  # the numbers moved, not a multiplier
     reference = RegNet(BlockParams.from_init_params(**numbers))  # torchvision generates the same network
     assert oracle.total_params == sum(p.numel() for p in reference.parameters())
@@ -114,7 +115,7 @@ def test_named_scales_are_chosen_explicitly(tmp_path, capsys) -> None:
     assert all(b.planes % 8 == 0 for b in p.blocks)  # widths kept multiples of 8
     assert [s.depth for s in p.stages] == [2, 2, 3, 2]
     model = archkit.build_model(n)  # grouped widths stay valid (cardinality 32 divides every width)
-    assert summary.measure_meta(n).total_params == sum(q.numel() for q in model.parameters())
+    assert measure_meta(n).total_params == sum(q.numel() for q in model.parameters())
     again = archkit.as_spec(n, num_classes=10)  # revalidating a resolved spec must not scale it twice
     assert [b.planes for b in plan(again).blocks] == [b.planes for b in p.blocks]
     m = archkit.create_model(path, scale="m", device="meta")

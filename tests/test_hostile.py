@@ -229,11 +229,11 @@ def test_a_plugin_calling_sys_exit_cannot_end_the_run(tmp_path, monkeypatch, cap
     out = tmp_path / "m.pt"
     code, _, err = run(capsys, "build", "resnet18", "--output", str(out))
     assert code == 0 and out.exists()
-    assert archkit.registry.BLOCKS.broken[0].error.startswith("SystemExit")
+    assert archkit.catalog.BLOCKS.broken[0].error.startswith("SystemExit")
 
 
 def test_a_printing_plugin_keeps_json_clean(monkeypatch, capsys) -> None:
-    from archkit.blocks import BasicBlock
+    from archkit.nn.blocks import BasicBlock
 
     class Chatty(BasicBlock):
         """Prints when imported."""
@@ -255,11 +255,11 @@ def test_a_plugin_that_hangs_at_import_is_cut_off(monkeypatch, capsys) -> None:
     _install_ep(monkeypatch, "hang", "hostile_plugin:Block")
     code, _, _ = run(capsys, "validate", "resnet18")
     assert code == 0
-    assert "took longer than 0.5 s" in archkit.registry.BLOCKS.broken[0].error
+    assert "took longer than 0.5 s" in archkit.catalog.BLOCKS.broken[0].error
 
 
 def test_traceback_shows_the_plugins_own_frame(capsys) -> None:
-    from archkit.blocks import BasicBlock
+    from archkit.nn.blocks import BasicBlock
 
     class Fragile(BasicBlock):
         """Fails when built."""
@@ -273,7 +273,7 @@ def test_traceback_shows_the_plugins_own_frame(capsys) -> None:
                            "--traceback")
         assert code == 2 and "fragile_plugin_frame_marker" in err and "in __init__" in err
     finally:
-        archkit.registry.BLOCKS.unregister("fragile_test")
+        archkit.catalog.BLOCKS.unregister("fragile_test")
 
 
 # --- odd input -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import torch
 from timm.optim import create_optimizer_v2
 
 import archkit
+from archkit.oracle import measure_meta
 from archkit.cli import main
 from archkit.errors import NothingToFuse
 from conftest import ROOT
@@ -75,7 +76,7 @@ def test_frozen_stages_as_mmdetection() -> None:
 
     table = summary.measure(model.spec)  # the analytic summary counts what the model really trains
     assert table.trainable_params == sum(p.numel() for p in model.parameters() if p.requires_grad)
-    assert table.trainable_params == summary.measure_meta(model.spec).trainable_params
+    assert table.trainable_params == measure_meta(model.spec).trainable_params
 
 
 def test_norm_eval_keeps_every_running_stat() -> None:

@@ -13,7 +13,7 @@ import torch
 
 import archkit
 from archkit import plugins
-from archkit.blocks import BasicBlock
+from archkit.nn.blocks import BasicBlock
 from archkit.cli import main
 from archkit.errors import SpecError
 from archkit.attention import AttentionParams
@@ -44,7 +44,7 @@ class NotABlock:
 
 
 class OldStyleBlock(BasicBlock):
-    """Written for archkit 0.1: norm= and act= instead of ctx=."""
+    """Written for archkit 0.1: (in_channels, planes, ..., norm=, act=) instead of the block's plan."""
 
     def __init__(self, in_channels, planes, *, stride=1, dilation=1, downsample=None, params, norm, act):  # noqa
         super().__init__(in_channels, planes, stride=stride, dilation=dilation, downsample=downsample, params=params,
@@ -199,8 +199,9 @@ def test_one_distribution_seen_twice_is_reported_not_fatal(fake_plugins) -> None
 def test_old_style_plugin_gets_one_line_saying_what_changed(fake_plugins) -> None:
     fake_plugins(_ep("old", "fake_archkit_plugin:OldStyleBlock", "old-dist", "0.1"))
     (broken,) = BLOCKS.broken
-    assert broken.error.startswith("TypeError") and "takes norm=/act=" in broken.error and "ctx=" in broken.error
-    with pytest.raises(SpecError, match="old-dist 0.1, which failed to load: TypeError: .*now take ctx="):
+    assert broken.error.startswith("TypeError") and "takes (in_channels, planes" in broken.error
+    assert "now takes the block's plan" in broken.error
+    with pytest.raises(SpecError, match="old-dist 0.1, which failed to load: TypeError: .*now takes the block's plan"):
         archkit.build_model(_spec("old"))
 
 
@@ -220,7 +221,7 @@ def test_attention_plugins_join_specs_and_are_isolated(fake_plugins) -> None:
 def test_a_block_asking_torch_compiler_summarises_through_the_cli(tmp_path) -> None:
     """No stubs of torch internals: a plugin forward calling torch.compiler/torch._dynamo works."""
     env = _installed(tmp_path, "compiling-example", "1.0", "compiling_block", "compiling_example_mod",
-                     "import torch\nimport torch._dynamo\nfrom archkit.blocks import BasicBlock\n\n"
+                     "import torch\nimport torch._dynamo\nfrom archkit.nn.blocks import BasicBlock\n\n"
                      "class Block(BasicBlock):\n    \"\"\"Asks whether it is being compiled.\"\"\"\n\n"
                      "    def forward(self, x):\n"
                      "        assert not torch.compiler.is_compiling() and not torch._dynamo.is_compiling()\n"

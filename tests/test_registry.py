@@ -7,7 +7,8 @@ import torch
 from pydantic import BaseModel
 
 import archkit
-from archkit.registry import BLOCKS, LAYERS, Registry
+from archkit.catalog import BLOCKS, LAYERS
+from archkit.registry import Registry
 from archkit.errors import SpecError
 
 
@@ -94,7 +95,7 @@ def test_duplicate_registration_names_both_owners() -> None:
 
 
 def test_register_block_joins_the_spec_union() -> None:
-    from archkit.blocks import BasicBlock
+    from archkit.nn.blocks import BasicBlock
 
     class Doubled(BasicBlock):
         """A BasicBlock under another name."""
@@ -132,7 +133,7 @@ def test_groupnorm_and_silu_flow_to_blocks() -> None:
 
 
 def test_plugin_state_set_in_a_constructor_survives_the_build() -> None:
-    from archkit.blocks import BasicBlock
+    from archkit.nn.blocks import BasicBlock
 
     class Filtered(BasicBlock):
         """Holds a fixed filter, as an anti-aliasing block would."""
