@@ -532,7 +532,6 @@ def _describe(entry: Any) -> None:
 
     params = entry.obj.params if entry.kind == "block" else entry.obj
     print(f"{entry.name} ({entry.kind}, {entry.origin}): {entry.description}")
-    shared: tuple[str, ...] = ("position",) if entry.kind == "attention" else ()
     if entry.kind == "block":
         kinds = [k.value for k in entry.obj.shortcuts]
         print(f"expansion: {entry.expansion}")
@@ -546,8 +545,9 @@ def _describe(entry: Any) -> None:
                   "default; 'none': no shortcut)."),
                  ("attn", "list", "", "", f"Attention modules, each {{type, position, <params>}}; positions here: "
                   f"{', '.join(entry.obj.attn_positions)}.")]
-    elif shared:
-        rows += [(k, "shared", "", "", envelope.model_fields[k].description or "") for k in shared]
+    elif entry.kind == "attention":
+        rows += [("position", "mid | pre_add | post_add", "'pre_add'", "",
+                  AttentionSpec.model_fields["position"].description or "")]
     if not rows:
         print("no parameters")
     for name, tp, default, bounds, desc in rows:
@@ -602,12 +602,18 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 def _report(exc: SpecError, spec: str | None = None) -> None:
     """One line per problem; a problem found in a base file also names the user's file that inherits it."""
+    path = spec
+    if spec:
+        with contextlib.suppress(SpecError, OSError, TypeError):
+            from . import zoo
+
+            path = str(zoo.resolve(spec))  # a packaged name: its own file is no base of anything
     for problem in exc.problems:
         line = str(problem)
         source = problem.mark.source if problem.mark else None
-        if spec and source and not source.startswith("--set") and source != spec and not source.endswith(")"):
+        if spec and source and not source.startswith("--set") and source != path and not source.endswith(")"):
             with contextlib.suppress(OSError):
-                if not os.path.exists(spec) or not os.path.samefile(source, spec):
+                if not os.path.exists(path) or not os.path.samefile(source, path):
                     line += f" (inherited by {spec})"
         print(line, file=sys.stderr)
 

@@ -281,7 +281,7 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
     spec = load_spec(ref, overrides)
     parts = field.split(".")
     if parts[0] == "regnet":  # expanded into stages on validation: its numbers are read from the merged file
-        value = _lookup(loader.flatten(loader.load(ref, overrides))[0], parts, field)
+        value = _lookup(loader.flatten(loader.load(ref, overrides, resolve=zoo.resolve))[0], parts, field)
     else:
         value = _lookup(spec.model_dump(mode="json"), parts, field)
     chain, path = [], zoo.resolve(ref)

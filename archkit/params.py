@@ -88,6 +88,7 @@ class BlockParams(BlockSpec):
     """Base of a block type's params: subclasses add fields with defaults, bounds and descriptions."""
 
     model_config = ConfigDict(extra="forbid")
+    type: str = Field("", max_length=200, description="Block type (`archkit blocks` lists them).")
 
 
 class AttentionParams(AttentionSpec):
@@ -96,6 +97,7 @@ class AttentionParams(AttentionSpec):
 
     model_config = ConfigDict(extra="forbid")
     role: ClassVar[str] = "attention"
+    type: str = Field("", max_length=200, description="Attention type (`archkit blocks` lists them).")
 
     def emit(self, s: Any, name: str, x: Any) -> Any:
         """Record this attachment as child ``name`` of scope ``s`` on value ``x`` (see ``archkit.graph``)."""
@@ -142,6 +144,7 @@ class LayerParams(LayerSpec):
 
     model_config = ConfigDict(extra="forbid")
     role: ClassVar[str] = "layer"
+    type: str = Field("", max_length=200, description="Layer type (`archkit blocks` lists them).")
 
     def emit(self, s: Any, name: str, x: Any) -> Any:
         """Record this layer as child ``name`` of scope ``s`` on value ``x`` (see ``archkit.graph``)."""

@@ -151,6 +151,10 @@ def discover(registry: Any, group: str, check: Callable[[str, Any], Any], kind: 
         dist, version = _distribution(ep)
         qualified = qualified_name(dist, ep.name)
         if qualified in seen:  # one distribution seen twice on the path: keep the first
+            registry.add_broken(BrokenPlugin(group, ep.name, ep.value, dist, version,
+                                             f"ValueError: {registry.what} {qualified!r} is already registered by "
+                                             f"{dist} {version} (the distribution is on the path twice); the first "
+                                             "is kept"))
             continue
         seen.add(qualified)
         if not ep.name.isidentifier():

@@ -206,7 +206,8 @@ class _Pass:
         def nested(entry: Any, raw: dict) -> dict:
             if role is not None and entry.kind != role:
                 choices = LAYERS.names(role)
-                self.add((*path, "type"), f"{raw['type']!r} is a {entry.kind} type, not a {role}"
+                article = "an" if role[0] in "aeiou" else "a"
+                self.add((*path, "type"), f"{raw['type']!r} is a {entry.kind} type, not {article} {role}"
                          + suggest(raw["type"], choices))
             if getattr(entry.obj, "nested", False) and isinstance(raw.get("layers"), list):
                 raw = {**raw, "layers": [self.layer(v, (*path, "layers", i)) for i, v in enumerate(raw["layers"])]}
@@ -289,7 +290,10 @@ FAILED = _Failed()
 
 
 def _number(value: Any) -> float:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0.0
+    """A well-typed finite number, else 0 (pass one reports what is wrong with it)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return 0.0
 
 
 def validate(tree: Any, source: str = "<spec>") -> ModelSpec:

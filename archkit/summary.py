@@ -18,6 +18,7 @@ import dataclasses
 from typing import Any
 
 from .complexity import Cost
+from .errors import SummaryError, first_line
 from .graph import Graph
 from .specs import ModelSpec
 
@@ -137,11 +138,18 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "
     rows: list[Row] = []
     total, frozen = Cost(), 0
     stem_and_frozen = {lp.name for lp in p.stem} | {sp.name for sp in p.stages[: max(spec.frozen_stages, 0)]}
-    top: list[tuple[str, Any, tuple, tuple]] = [(lp.name, lp.op, lp.in_shape, lp.out_shape) for lp in p.stem]
-    top += [(sp.name, sp.graph(), sp.in_shape, sp.out_shape) for sp in p.stages]
-    top += [(lp.name, lp.op, lp.in_shape, lp.out_shape) for lp in p.head]
-    for name, op, in_shape, out_shape in top:
-        cost = cost_of(op, (in_shape,), out_shape, name)
+    top: list[tuple[str, Any, tuple, tuple, tuple, str]] = [
+        (lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type) for lp in p.stem]
+    top += [(sp.name, sp.graph(), sp.in_shape, sp.out_shape, ("stages", sp.index), f"{sp.blocks[0].type} block")
+            for sp in p.stages]
+    top += [(lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type) for lp in p.head]
+    for name, op, in_shape, out_shape, path, what in top:
+        try:
+            cost = cost_of(op, (in_shape,), out_shape, name)
+        except SummaryError:
+            raise
+        except (ValueError, TypeError, NotImplementedError, RuntimeError) as exc:  # a plugin's module refuses
+            raise spec.error(path, f"{what}: {first_line(exc)}") from exc
         rows.append(Row(name, _type(op), 1, [batch_size, *out_shape], cost.params, cost.macs * batch_size))
         if depth >= 2 and isinstance(op, Graph):
             _child_rows(op, name, 2, depth, batch_size, rows)

@@ -83,7 +83,7 @@ def test_blocks_lists_every_type_and_describes_one(capsys) -> None:
     code, out, _ = run(capsys, "blocks", "darknet")
     assert "shortcut kinds: stage_conv" in out and "attention positions: mid, pre_add, post_add" in out
     code, out, _ = run(capsys, "blocks", "eca")
-    assert code == 0 and "gamma: float = 2.0" in out and "position: str = 'pre_add'" in out
+    assert code == 0 and "gamma: float = 2.0" in out and "position: mid | pre_add | post_add = 'pre_add'" in out
     code, _, err = run(capsys, "blocks", "resnxt")
     assert code == 2 and "did you mean 'resnext'" in err
 

@@ -240,7 +240,7 @@ def test_a_printing_plugin_keeps_json_clean(monkeypatch, capsys) -> None:
 
     monkeypatch.setattr(EntryPoint, "load", lambda self: (print("hello from a plugin"), Chatty)[1])
     _install_ep(monkeypatch, "chatty", "hostile_plugin:Chatty")
-    code, out, err = run(capsys, "build", "resnet18", "--json")
+    code, out, err = run(capsys, "build", "resnet18", "--set", "block.type=chatty", "--json")  # loaded when used
     assert code == 0 and json.loads(out)["total_params"] == 11_689_512
     assert "hello from a plugin" in err
 

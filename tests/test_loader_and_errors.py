@@ -86,8 +86,8 @@ def test_unknown_block_type_suggests(write) -> None:
 
 
 def test_block_constraints_fail_with_the_blocks_reason() -> None:
-    (problem,) = _problems(SPECS / "resnet18.yaml", ["stages.3.dilate=true"])
-    assert "stages[3]" in problem and "dilation > 1 is not supported in BasicBlock" in problem
+    (problem,) = _problems(SPECS / "resnet50.yaml", ["block.groups=2", "block.widths=[64, 65]"])
+    assert "stages[0]" in problem and "groups 2 must divide the widths 64 and 65" in problem
     (problem,) = _problems(SPECS / "resnet50.yaml", ["stem.0.groups=5"])
     assert "stem[0]" in problem and "groups 5 does not divide 3 channels" in problem
 

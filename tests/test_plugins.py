@@ -191,8 +191,8 @@ def test_plugin_blocks_appear_in_the_schema(fake_plugins, capsys) -> None:
 def test_one_distribution_seen_twice_is_reported_not_fatal(fake_plugins) -> None:
     fake_plugins(_ep("good", "fake_archkit_plugin:GoodBlock", "same-dist"),
                  _ep("good", "fake_archkit_plugin:OtherGoodBlock", "same-dist"))
-    assert BLOCKS.get("same_dist:good").obj is GoodBlock
-    assert BLOCKS.get("good").obj is GoodBlock
+    assert BLOCKS.get("same_dist:good").obj.module is GoodBlock
+    assert BLOCKS.get("good").obj.module is GoodBlock
     assert "already registered" in BLOCKS.broken[0].error
 
 

@@ -13,7 +13,7 @@ SPEC = "se_resnet50"  # shipped by the plugin through the archkit.specs entry po
 
 def test_discovered_through_the_entry_point() -> None:
     entry = BLOCKS.get("se_bottleneck")
-    assert entry.origin == "archkit-se 0.1.0" and entry.qualified == "archkit_se:se_bottleneck"
+    assert entry.origin == "archkit-se 0.2.0" and entry.qualified == "archkit_se:se_bottleneck"
     assert BLOCKS.get("archkit_se:se_bottleneck").obj is entry.obj
 
 

@@ -14,7 +14,7 @@ SPEC = "simam_resnet50"  # shipped by the plugin through the archkit.specs entry
 
 def test_discovered_through_the_entry_point() -> None:
     entry = ATTENTION.get("simam")
-    assert entry.origin == "archkit-simam 0.1.0" and entry.qualified == "archkit_simam:simam"
+    assert entry.origin == "archkit-simam 0.2.0" and entry.qualified == "archkit_simam:simam"
 
 
 def test_simam_matches_the_papers_formula() -> None:
