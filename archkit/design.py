@@ -6,9 +6,11 @@ is built, so ``fit`` evaluates thousands of candidates a second, deterministical
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import itertools
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from .errors import SpecError
 from .registry import suggest
@@ -115,7 +117,7 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
             return None
         multipliers = {n: v for n, v in values.items() if not n.startswith("regnet.")}
         try:
-            cost = estimate(base.model_copy(update=multipliers) if multipliers else base)
+            cost = estimate(base, **multipliers)
         except (ValueError, ZeroDivisionError):  # e.g. a width that leaves a group empty
             return None
         c = Candidate(tuple((a.name, _number(a.name, values[a.name])) for a in vary), cost.params, cost.macs)
@@ -133,6 +135,24 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
             best = c
         return True
 
+    with _collector_paused():  # thousands of short-lived descriptions: no cycles to collect, only time lost
+        _search(grids, others, primary, current, evaluate, consider)
+    return best, seen
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _search(grids: list, others: list, primary: Any, current: dict, evaluate: Callable, consider: Callable) -> None:
+    """Bisect the primary axis (or walk the grid) for every combination of the others' values."""
     for combo in itertools.product(*grids):
         fixed = {a.name: _number(a.name, v) for a, v in zip(others, combo)}
         if primary is None:
@@ -152,7 +172,6 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
                 hi = mid
             if hi - lo <= (1 if primary.quantum else 10.0 ** -(primary.digits - 1)):
                 break
-    return best, seen
 
 
 _INTEGERS = ("regnet.depth", "regnet.w_0", "regnet.group_width")

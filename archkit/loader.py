@@ -231,7 +231,7 @@ def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = (), budget: Bu
     budget.files -= 1
     if budget.files < 0:
         raise SpecError(f"more than {MAX_CHAIN} files in the base: chain", Mark(str(path)))
-    tree = parse(read_text(path, budget), str(path), budget=budget)
+    tree = _parsed(path, budget)
     if tree is None:
         raise SpecError("empty spec file", Mark(str(path)))
     if not isinstance(tree, MDict):
@@ -252,6 +252,52 @@ def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = (), budget: Bu
     # declared weights belong to the base's architecture, not to what derives from it
     parent.pop("weights", None)
     return merge(parent, tree)
+
+
+_PARSED: dict[tuple, tuple[Any, int, int]] = {}  # (path, mtime, size, inode) -> tree, values, bytes
+
+
+def _parsed(path: Path, budget: Budget) -> Any:
+    """``parse(read_text(path))``, kept per process for unchanged regular files (a zoo's base chains
+    share their files); a copy each time, so callers may change it; the budget is charged as if parsed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode):
+        return parse(read_text(path, budget), str(path), budget=budget)
+    key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+    found = _PARSED.get(key)
+    if found is None:
+        before_nodes, before_bytes = budget.nodes, budget.bytes
+        tree = parse(read_text(path, budget), str(path), budget=budget)
+        if len(_PARSED) > 512:
+            _PARSED.clear()
+        _PARSED[key] = found = (tree, before_nodes - budget.nodes, before_bytes - budget.bytes)
+        return _copy(tree)
+    tree, nodes, size = found
+    budget.nodes -= nodes
+    budget.bytes -= size
+    if budget.nodes < 0:
+        raise SpecError(f"spec expands to more than {MAX_NODES:,} values (alias bomb?)", Mark(str(path)))
+    if budget.bytes < 0:
+        raise SpecError(f"the spec and its base: files exceed {MAX_TOTAL_BYTES:,} bytes together", Mark(str(path)))
+    return _copy(tree)
+
+
+def _copy(node: Any) -> Any:
+    """A deep copy of a marked tree (marks are immutable and shared)."""
+    if isinstance(node, MDict):
+        out = MDict(mark=node.mark)
+        for key, value in node.items():
+            out[key] = _copy(value)
+        out.marks = dict(node.marks)
+        return out
+    if isinstance(node, MList):
+        out_list = MList([_copy(v) for v in node], mark=node.mark)
+        out_list.marks = list(node.marks)
+        return out_list
+    return node
 
 
 def _kind(value: Any) -> str:

@@ -22,7 +22,8 @@ class SpecModel(BaseModel):
     """Base of every spec model: unknown keys refused, YAML's scalar types taken as they are (``"3"`` is
     not an integer), no NaN or infinity, immutable."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
+    # defer_build: a model's validator is built when first used; a command uses a few of the types
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True, defer_build=True)
     _frozen: Any = PrivateAttr(default=None)
 
     def __hash__(self) -> int:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from .blocks.base import BlockPlan, BlockType, Shortcut
-from .catalog import block_type
+from .blocks.base import BlockPlan
 from .complexity import Cost
 from .errors import SpecError, first_line
-from .graph import Custom, DescriptionError, Graph, Scope
+from .graph import DescriptionError, Graph, Scope
 from .layers import describe as describe_layer
 from .specs import ModelSpec, scaled, stage_name
+from .stages import StageInput, StageProblem, StageResult, plan_resnet_stage
+from .stages.resnet import describe_block
 
 Shape = tuple[int, ...]
 
@@ -36,6 +37,15 @@ class LayerPlan:
     out_shape: Shape
     op: Any  # archkit.graph.Op or Graph
 
+    @property
+    def cost(self) -> Cost:
+        """Parameters, MACs and writes per sample (NotImplementedError for a type that declares none)."""
+        cached = self.__dict__.get("_cost")
+        if cached is None:
+            cached = self.op.cost((self.in_shape,), self.out_shape)
+            object.__setattr__(self, "_cost", cached)
+        return cached
+
 
 @dataclasses.dataclass(frozen=True)
 class StagePlan:
@@ -48,6 +58,7 @@ class StagePlan:
     in_shape: Shape
     out_shape: Shape
     out_shapes: tuple[Shape, ...] = ()  # each block's output shape
+    result: StageResult | None = None  # what the stage type planned (cached across plans)
 
     @property
     def depth(self) -> int:
@@ -57,13 +68,7 @@ class StagePlan:
     @property
     def cost(self) -> Cost | None:
         """The stage's parameters, MACs and writes per sample (None where a block must be measured)."""
-        total = Cost()
-        for op in self.ops:
-            try:
-                total = total + op.cost((), ())
-            except NotImplementedError:
-                return None
-        return total
+        return self.result.cost if self.result is not None else StageResult(self.blocks, self.ops, (), 0).cost
 
     def graph(self) -> Graph:
         """The stage as one sequential graph of its blocks (``0``, ``1``, ...)."""
@@ -150,6 +155,18 @@ def layer_names(layers: list, taken: set[str]) -> list[str]:
 
 def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[tuple[LayerPlan, ...], Shape]:
     layers = getattr(spec, part)
+    key = (part, tuple(layers), shape, frozenset(taken), spec.norm, spec.activation)
+    found = _PART_CACHE.get(key)
+    if found is None:  # a stem or head is described once per configuration (fit repeats them)
+        found = _describe_layers(spec, part, layers, shape, taken)
+        if len(_PART_CACHE) > _CACHE_MAX:
+            _PART_CACHE.clear()
+        _PART_CACHE[key] = found
+    return found
+
+
+def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
+                     taken: set[str]) -> tuple[tuple[LayerPlan, ...], Shape]:
     out = []
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
@@ -163,7 +180,8 @@ def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[
 
 
 _LAYER_CACHE: dict[tuple, tuple[Any, Shape]] = {}
-_BLOCK_CACHE: dict[tuple, Graph] = {}
+_PART_CACHE: dict[tuple, tuple[tuple[LayerPlan, ...], Shape]] = {}
+_STAGE_CACHE: dict[StageInput, StageResult] = {}
 _CACHE_MAX = 4096
 
 
@@ -178,133 +196,69 @@ def _layer_op(layer: Any, name: str, shape: Shape, norm: Any, act: Any) -> tuple
     return found
 
 
-def describe_block(bp: BlockPlan) -> Graph:
-    """The block's description (cached: blocks of a stage, and of many specs, share one)."""
-    key = bp.key()
-    graph = _BLOCK_CACHE.get(key)
-    if graph is None:
-        s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act)
-        x = s.input((bp.in_channels, *bp.in_size))
-        graph = s.finish(bp.kind.describe(bp, s, x))
-        if len(_BLOCK_CACHE) > _CACHE_MAX:
-            _BLOCK_CACHE.clear()
-        _BLOCK_CACHE[key] = graph
-    return graph
-
-
-class ModuleBlock:
-    """Builds a module-form block from its plan (the builder calls it, with torch imported)."""
-
-    def __init__(self, bp: BlockPlan):
-        self.bp = bp
-
-    def __call__(self) -> Any:
-        return self.bp.kind.module(self.bp)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ModuleBlock) and other.bp.key() == self.bp.key()
-
-    def __hash__(self) -> int:
-        return hash(self.bp.key())
-
-
-def _module_block(bp: BlockPlan, out_size: tuple[int, int]) -> Custom:
-    declared = None
-    if bp.kind.cost is not None:
-        declared = bp.kind.cost(bp)
-    return Custom(bp.kind.cls_name, ModuleBlock(bp), (), (bp.out_channels, *out_size), declared,
-                  declared.params if declared is not None else 0)
-
-
 def drop_path_rates(rate: float, blocks: int) -> list[float]:
     """timm's linear rule: block i of N gets rate * i / (N - 1); the first block never drops."""
     return [rate * i / (blocks - 1) if blocks > 1 else 0.0 for i in range(blocks)]
 
 
-def drop_block_of(rate: float, stage: int) -> tuple[float, int, float] | None:
-    """timm's ``drop_blocks``: block size 5 and gamma scale 0.25 in the third stage, 3 and 1.0 in the fourth."""
-    if rate <= 0 or stage not in (2, 3):
-        return None
-    return (rate, 5, 0.25) if stage == 2 else (rate, 3, 1.0)
+def _stage(si: StageInput) -> StageResult:
+    found = _STAGE_CACHE.get(si)
+    if found is None:  # a stage is planned once per configuration (fit and list repeat them)
+        found = plan_resnet_stage(si)
+        if len(_STAGE_CACHE) > _CACHE_MAX:
+            _STAGE_CACHE.clear()
+        _STAGE_CACHE[si] = found
+    return found
 
 
-def plan(spec: ModelSpec, *, head: bool | None = None) -> Plan:
+_PLAN_CACHE: dict[tuple, tuple] = {}
+
+
+def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float | None = None,
+         depth_multiplier: float | None = None) -> Plan:
     """Every layer's and block's shapes, settings and description, or a located SpecError.
 
     ``head=False`` leaves out the head (a backbone); the default follows the spec's ``features_only``.
+    ``width_multiplier`` / ``depth_multiplier`` replace the spec's (design-space searches vary them).
+    Plans are kept per configuration: a search that revisits one pays a dictionary lookup.
     """
+    width = spec.width_multiplier if width_multiplier is None else width_multiplier
+    depth = spec.depth_multiplier if depth_multiplier is None else depth_multiplier
+    with_head = not spec.features_only if head is None else head
+    key = (spec.input.channels, tuple(spec.input.size), tuple(spec.stem), tuple(spec.stages), tuple(spec.head),
+           spec.norm, spec.activation, width, depth, spec.width_divisor, spec.drop_path_rate, spec.drop_block_rate,
+           with_head)
+    found = _PLAN_CACHE.get(key)
+    if found is None:
+        found = _plan(spec, with_head, width, depth)
+        if len(_PLAN_CACHE) > _CACHE_MAX:
+            _PLAN_CACHE.clear()
+        _PLAN_CACHE[key] = found
+    return Plan(spec, *found)
+
+
+def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: float) -> tuple:
     input_shape: Shape = (spec.input.channels, *spec.input.size)
     taken = {stage_name(i) for i in range(len(spec.stages))}
     stem, shape = _layers(spec, "stem", input_shape, taken)
-    sizes = [scaled(s.planes, s.depth, spec.width_multiplier, spec.depth_multiplier, spec.width_divisor)
-             for s in spec.stages]
+    sizes = [scaled(s.planes, s.depth, width, depth_multiplier, spec.width_divisor) for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes))
     stages, dilation, n = [], 1, 0
     for i, (stage, (planes, depth)) in enumerate(zip(spec.stages, sizes)):
         path = ("stages", i)
         if len(shape) != 3:
             raise spec.error(path, f"a stage needs a (channels, height, width) input, but gets {list(shape)}")
-        listed = stage.blocks  # per-block settings (a pruned network's widths), else the stage's block for all
-        if listed is not None and len(listed) != depth:
-            raise spec.error((*path, "blocks"), f"lists {len(listed)} blocks for a stage of depth {depth}")
-        stride, first_dilation = stage.stride, dilation
-        if stage.dilate:  # replace_stride_with_dilation: later blocks dilate instead of striding
-            dilation *= stride
-            stride = 1
-        in_shape = shape
-        blocks, ops, shapes, out_channels = [], [], [], None
-        for j in range(depth):
-            block = listed[j] if listed is not None else stage.block
-            where = (*path, "blocks", j) if listed is not None else (*path, "block")
-            kind: BlockType = block_type(block.type)
-            try:
-                out_j = kind.channels_out(planes, block)
-            except (ValueError, NotImplementedError) as exc:
-                raise spec.error(path, f"{block.type} block: {first_line(exc)}") from None
-            if out_channels is not None and out_j != out_channels:
-                raise spec.error(where, f"outputs {out_j} channels where the stage's first block outputs "
-                                        f"{out_channels}; a stage's blocks share their output width")
-            out_channels = out_j
-            s = stride if j == 0 else 1
-            # torchvision gives the first block the dilation in force before this stage, the rest the new one
-            block_dilation = first_dilation if j == 0 else dilation
-            if block_dilation > 1 and not kind.dilation:
-                raise spec.error(path, f"{block.type} blocks cannot dilate (stage {i + 1} needs dilation "
-                                       f"{block_dilation})")
-            asked = Shortcut(block.shortcut) if block.shortcut else kind.shortcuts[0]
-            changes = s != 1 or shape[0] != out_channels
-            shortcut = Shortcut.NONE if asked is Shortcut.NONE else asked if changes else Shortcut.IDENTITY
-            if shortcut is Shortcut.ZERO_PAD and out_channels < shape[0]:
-                raise spec.error((*where, "shortcut"), f"zero_pad cannot shrink {shape[0]} channels to "
-                                                       f"{out_channels}; use projection or avg_down")
-            bp = BlockPlan(i, j, n, kind, block, shape[0], planes, out_channels, s, block_dilation, dilation,
-                           (shape[1], shape[2]), shortcut, rates[n],
-                           drop_block_of(spec.drop_block_rate, i) if kind.drop_block else None,
-                           tuple(block.attn), spec.norm, spec.activation, f"{stage_name(i)}.{j}")
-            try:
-                if kind.describe is not None:
-                    op = describe_block(bp)
-                    out_shape = op.output.shape
-                else:
-                    out_size = ((shape[1] - 1) // s + 1, (shape[2] - 1) // s + 1)
-                    sizer = getattr(kind.module, "out_size", None)
-                    if sizer is not None:
-                        out_size = tuple(sizer(in_size=(shape[1], shape[2]), stride=s, params=block))
-                    op = _module_block(bp, out_size)
-                    out_shape = (out_channels, *out_size)
-            except (ValueError, NotImplementedError) as exc:  # DescriptionError is a ValueError
-                raise spec.error(path, f"{block.type} block: {first_line(exc)}") from None
-            if out_shape[0] != out_channels:
-                raise spec.error(path, f"{block.type} block: its description outputs {out_shape[0]} channels, its "
-                                       f"type says {out_channels}")
-            blocks.append(bp)
-            ops.append(op)
-            shapes.append(tuple(out_shape))
-            shape, n = tuple(out_shape), n + 1
-        stages.append(StagePlan(i, stage_name(i), tuple(blocks), tuple(ops), in_shape, shape, tuple(shapes)))
-    with_head = not spec.features_only if head is None else head
+        si = StageInput(i, stage_name(i), stage, planes, depth, shape, dilation, n, tuple(rates[n:n + depth]),
+                        spec.norm, spec.activation, spec.drop_block_rate)
+        try:
+            result = _stage(si)
+        except StageProblem as exc:
+            raise spec.error((*path, *exc.where), str(exc)) from None
+        out = result.shapes[-1]
+        stages.append(StagePlan(i, si.name, result.blocks, result.ops, shape, out, result.shapes, result))
+        shape, dilation, n = out, result.dilation, n + depth
     head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()
-    return Plan(spec, input_shape, stem, tuple(stages), head_plan)
+    return input_shape, stem, tuple(stages), head_plan
 
 
 def out_indices(spec: ModelSpec, indices: Any) -> list[int]:

@@ -105,6 +105,22 @@ def _params(op: Any, in_shapes: tuple, where: str) -> int:
         return cost_of(op, in_shapes, op.out_shape(*in_shapes), where).params
 
 
+class _Stage:
+    """A stage's blocks summed without recording the stage's own graph (tables of depth 1: ``list``)."""
+
+    def __init__(self, sp: Any):
+        self.sp = sp
+        kinds = {getattr(op, "type_name", "") for op in sp.ops}
+        self.type_name = f"{kinds.pop()} x{len(sp.ops)}" if len(kinds) == 1 else "Sequential"
+
+    def cost(self, shapes: tuple, out: tuple) -> Cost:
+        total, shape = Cost(), self.sp.in_shape
+        for j, (op, out_shape) in enumerate(zip(self.sp.ops, self.sp.out_shapes)):
+            total = total + cost_of(op, (shape,), out_shape, f"{self.sp.name}.{j}")
+            shape = out_shape
+        return total
+
+
 def _type(op: Any) -> str:
     """The torch class name; a stage (a Sequential of blocks of one type) shows ``Bottleneck x3``."""
     if isinstance(op, Graph) and op.type_name == "Sequential" and op.children:
@@ -140,8 +156,8 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "
     stem_and_frozen = {lp.name for lp in p.stem} | {sp.name for sp in p.stages[: max(spec.frozen_stages, 0)]}
     top: list[tuple[str, Any, tuple, tuple, tuple, str]] = [
         (lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type) for lp in p.stem]
-    top += [(sp.name, sp.graph(), sp.in_shape, sp.out_shape, ("stages", sp.index), f"{sp.blocks[0].type} block")
-            for sp in p.stages]
+    top += [(sp.name, sp.graph() if depth >= 2 else _Stage(sp), sp.in_shape, sp.out_shape, ("stages", sp.index),
+             f"{sp.blocks[0].type} block") for sp in p.stages]
     top += [(lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type) for lp in p.head]
     for name, op, in_shape, out_shape, path, what in top:
         try:
@@ -181,19 +197,24 @@ def _size_of(p: Any, index: int) -> list:
     return list(shape[1:])
 
 
-def estimate(spec: ModelSpec) -> Cost:
-    """Per-sample parameters, MACs and writes of ``spec`` from the plan alone: what design-space tools
-    loop over (``archkit fit``). Types without a declared cost raise NotImplementedError here."""
+def estimate(spec: ModelSpec, *, width_multiplier: float | None = None,
+             depth_multiplier: float | None = None) -> Cost:
+    """Per-sample parameters, MACs and writes of ``spec`` (with other multipliers, if given) from the plan
+    alone: what design-space tools loop over (``archkit fit``). Types without a declared cost raise
+    NotImplementedError here."""
     from .plan import plan
 
-    p = plan(spec)
-    total = Cost()
+    p = plan(spec, width_multiplier=width_multiplier, depth_multiplier=depth_multiplier)
+    params = macs = writes = 0
     for lp in (*p.stem, *p.head):
-        total = total + lp.op.cost((lp.in_shape,), lp.out_shape)
+        cost = lp.cost
+        params, macs, writes = params + cost[0], macs + cost[1], writes + cost[2]
     for sp in p.stages:
-        for op in sp.ops:
-            total = total + op.cost((), ())
-    return total
+        cost = sp.cost
+        if cost is None:
+            raise NotImplementedError(f"a block of {sp.name} declares no cost")
+        params, macs, writes = params + cost[0], macs + cost[1], writes + cost[2]
+    return Cost(params, macs, writes)
 
 
 def _scaled(n: float, base: int, prefixes: tuple[str, ...]) -> tuple[float, str]:
