@@ -63,8 +63,8 @@ def _custom(op: g.Custom) -> nn.Module:
     factory = op.factory
     if isinstance(factory, str):
         module_name, _, attr = factory.partition(":")
-        factory = getattr(importlib.import_module(module_name), attr)
-    return factory(**dict(op.kwargs))
+        return getattr(importlib.import_module(module_name), attr)(**dict(op.kwargs))
+    return factory(TorchContext)
 
 
 _PRIMITIVES: dict[type, Any] = {

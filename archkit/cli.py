@@ -208,7 +208,7 @@ def _variant_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, overrides: list[str] | None = None) -> Any:
-    from . import load_spec
+    from .specs import load as load_spec
 
     overrides = _overrides(args) if overrides is None else list(overrides)
     if getattr(args, "scale", None):
@@ -281,7 +281,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     transfer = None
     model = None
     if args.weights:
-        from . import load_pretrained
+        from .api import load_pretrained
 
         model, count = _materialize(spec, args)
         transfer = load_pretrained(model, spec, args.weights, allow_partial=args.allow_partial)
@@ -321,7 +321,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     spec = _load(args)
     model, _ = _materialize(spec, args)
     if args.weights:
-        from . import load_pretrained
+        from .api import load_pretrained
 
         load_pretrained(model, spec, args.weights, allow_partial=args.allow_partial)
     if args.fuse:
@@ -342,7 +342,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """archkit list [PATTERN]."""
-    from . import list_models, load_spec, summary, zoo
+    from . import summary, zoo
+    from .api import list_models
+    from .specs import load as load_spec
 
     names = list_models(args.pattern)
     if not names:
@@ -424,7 +426,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     """archkit diff A B: exit 0 when equal, 1 when different."""
-    from . import design, load_spec
+    from . import design
+    from .specs import load as load_spec
 
     result = design.diff(load_spec(args.a), load_spec(args.b))
     print(json.dumps(result, indent=2) if args.json else design.render_diff(result))
@@ -459,7 +462,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """archkit validate: every file is checked, whatever the earlier ones did."""
-    from . import load_spec
+    from .specs import load as load_spec
 
     status = EXIT_OK
     for path in args.specs:
@@ -537,7 +540,6 @@ def _describe(entry: Any) -> None:
         print(f"expansion: {entry.expansion}")
         print(f"shortcut kinds: {', '.join(kinds)} (default {kinds[0]})")
         print(f"attention positions: {', '.join(entry.obj.attn_positions)}")
-        shared = ("shortcut", "attn")
     envelope = {"block": BlockSpec, "attention": AttentionSpec}.get(entry.kind, LayerSpec)
     rows = [r for r in _field_rows(params) if r[0] not in envelope.model_fields]
     if entry.kind == "block":
@@ -589,7 +591,7 @@ def cmd_blocks(args: argparse.Namespace) -> int:
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """archkit schema."""
-    from .specs import json_schema
+    from .schema import json_schema
 
     _destination(args)
     text = json.dumps(json_schema(), indent=2) + "\n"

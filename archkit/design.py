@@ -294,7 +294,8 @@ def render_diff(d: dict) -> str:
 
 def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
     """Where ``field`` got its value: each file of the base: chain (and --set) that sets it, last wins."""
-    from . import load_spec, loader, zoo
+    from . import loader, zoo
+    from .specs import load as load_spec
     from .errors import Mark
 
     spec = load_spec(ref, overrides)

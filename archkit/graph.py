@@ -362,8 +362,9 @@ class AvgPoolSame(Op):
 
 @_frozen
 class Custom(Op):
-    """A layer the builder makes by calling ``factory`` (an nn.Module class, or a callable that imports
-    torch itself) with ``kwargs``: attention modules and plugin layers. ``declared`` is its cost per
+    """A layer the builder makes from ``factory``: ``"package.module:Class"`` (imported, then called with
+    ``kwargs``) or a callable given the builder's context class (``archkit.build.TorchContext``):
+    attention modules, module-form plugin layers and blocks. ``declared`` is its cost per
     call where known; None makes the summary measure it on the meta device."""
 
     name: str  # the torch class name, for tables (the factory's, when it is a class)

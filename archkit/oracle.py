@@ -1,5 +1,5 @@
-"""Measurements on the meta device with torch's ``FlopCounterMode``: the fallback for plugin types that
-declare no cost, and the reference the analytic summary is tested against. Nothing is allocated."""
+"""The reference the analytic summary is tested against: the whole model built on the meta device and run
+once under torch's ``FlopCounterMode``, a row per module. Nothing is allocated."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .complexity import Cost
 from .errors import SummaryError, first_line
 from .specs import ModelSpec
 from .summary import Row, Summary
@@ -29,27 +28,6 @@ def _type_name(module: nn.Module) -> str:
     if type(module) is nn.Sequential and len(kinds) == 1 and len(module):
         return f"{kinds.pop()} x{len(module)}"
     return type(module).__name__
-
-
-def measure_op(op: Any, in_shapes: tuple, where: str = "") -> Cost:
-    """One op or described graph, built on meta and run once under FlopCounterMode (per sample)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from .build import module_of
-
-    with torch.device("meta"):
-        module = module_of(op)
-    module = module.eval()
-    xs = [torch.empty(1, *shape, device="meta") for shape in in_shapes]
-    counter = FlopCounterMode(display=False)
-    try:
-        with torch.no_grad(), counter:
-            out = module(*xs)
-    except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
-        raise SummaryError(f"{where} ({type(module).__name__}) cannot run on the meta device: "
-                           f"{first_line(exc, 200)}") from exc
-    params = sum(p.numel() for p in module.parameters())
-    return Cost(params, counter.get_total_flops() // 2, out.numel() if isinstance(out, torch.Tensor) else 0)
 
 
 def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,

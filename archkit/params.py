@@ -125,7 +125,7 @@ class _AttentionFactory:
     def __init__(self, params: AttentionParams, channels: int):
         self.params, self.channels = params, channels
 
-    def __call__(self) -> Any:
+    def __call__(self, context: Any) -> Any:
         return self.params.build(self.channels)
 
     def __eq__(self, other: object) -> bool:
@@ -178,10 +178,8 @@ class _LayerFactory:
     def __init__(self, layer: LayerParams, shape: tuple[int, ...], norm: Any, act: Any):
         self.layer, self.shape, self.norm, self.act = layer, shape, norm, act
 
-    def __call__(self) -> Any:
-        from .build import TorchContext
-
-        return self.layer.build(self.shape, TorchContext(self.norm, self.act))
+    def __call__(self, context: Any) -> Any:
+        return self.layer.build(self.shape, context(self.norm, self.act))
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, _LayerFactory) and (other.layer, other.shape) == (self.layer, self.shape)

@@ -162,6 +162,7 @@ def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[
         if len(_PART_CACHE) > _CACHE_MAX:
             _PART_CACHE.clear()
         _PART_CACHE[key] = found
+    taken.update(lp.name for lp in found[0])  # later parts' default names avoid these (cached or not)
     return found
 
 

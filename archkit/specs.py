@@ -326,6 +326,15 @@ def validate(tree: Any, source: str = "<spec>") -> ModelSpec:
     return _apply_scale(spec)
 
 
+def load(ref: Any, overrides: Any = (), *, num_classes: int | None = None, in_chans: int | None = None) -> ModelSpec:
+    """A spec by name (``"resnet50"``: packaged or a plugin's) or file, ``base:`` merged, ``--set``-style
+    overrides (``"stages.2.depth=23"``) and timm's ``num_classes`` / ``in_chans`` applied, validated."""
+    from . import loader, zoo
+
+    tree = loader.load(ref, overrides or (), num_classes=num_classes, in_chans=in_chans, resolve=zoo.resolve)
+    return validate(tree, str(ref))
+
+
 def _typed_part_failed(err: dict, typed: dict) -> bool:
     """Whether a pass-one error lies inside an envelope that pass two left untyped (None: reported)."""
     node: Any = typed
@@ -490,12 +499,5 @@ def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
     return problems
 
 
-def json_schema() -> dict:
-    """JSON Schema of the spec format with every registered block's, layer's and attention type's keys."""
-    from .schema import json_schema as build
-
-    return build()
-
-
-__all__ = ["ModelSpec", "StageSpec", "BlockSpec", "LayerSpec", "AttentionSpec", "validate", "json_schema",
+__all__ = ["ModelSpec", "StageSpec", "BlockSpec", "LayerSpec", "AttentionSpec", "validate",
            "scaled", "stage_name"]

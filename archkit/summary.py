@@ -90,7 +90,7 @@ def cost_of(op: Any, in_shapes: tuple, out_shape: tuple, where: str = "") -> Cos
         return total
     key = (op, in_shapes)
     if key not in _MEASURED:
-        from .oracle import measure_op
+        from .measure import measure_op
 
         if len(_MEASURED) > 1024:
             _MEASURED.clear()

@@ -22,10 +22,10 @@ def check_block(block: Any, params: dict | None = None, *, planes: int = 16, siz
     """
     import torch
 
-    import archkit
-    from archkit import catalog, summary
-    from archkit.errors import SpecError
-    from archkit.oracle import measure_meta
+    from . import catalog, summary
+    from .api import as_spec, build_model
+    from .errors import SpecError
+    from .oracle import measure_meta
 
     name, registered = block, False
     if not isinstance(block, str):
@@ -53,13 +53,13 @@ def check_block(block: Any, params: dict | None = None, *, planes: int = 16, siz
             case = f"{kind.cls_name}(stride={stride}, dilation={dilation}, in={in_channels}, shortcut={short}, " \
                    f"attn={[a['position'] for a in attn]})"
             try:
-                model = archkit.build_model(spec)
+                model = build_model(spec)
             except SpecError as exc:
                 if dilation > 1 and "cannot dilate" in str(exc) or short == "zero_pad" and "shrink" in str(exc):
                     continue
                 raise AssertionError(f"{case}: {exc}") from None
-            archkit.build_model(spec, device="meta")
-            expected = summary.measure(archkit.as_spec(spec)).output_shape
+            build_model(spec, device="meta")
+            expected = summary.measure(as_spec(spec)).output_shape
             model.train()
             x = torch.randn(2, 3, size, size, requires_grad=True)
             out = model(x)
@@ -69,8 +69,8 @@ def check_block(block: Any, params: dict | None = None, *, planes: int = 16, siz
             assert not missing, f"{case}: parameters unused in forward: {missing}"
             assert torch.isfinite(x.grad).all(), f"{case}: no finite gradient to the input"
             if kind.describe is not None:
-                ours = summary.measure(archkit.as_spec(spec), depth=2)
-                oracle = measure_meta(archkit.as_spec(spec), depth=2)
+                ours = summary.measure(as_spec(spec), depth=2)
+                oracle = measure_meta(as_spec(spec), depth=2)
                 assert [(r.name, r.output_shape, r.params, r.macs) for r in ours.rows] == \
                     [(r.name, r.output_shape, r.params, r.macs) for r in oracle.rows], \
                     f"{case}: the described cost differs from a meta-device forward"

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from timm.models import register_model
 
-import archkit
+from .api import create_model, list_models
 
 PREFIX = "archkit_"
 _IGNORED = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")  # timm's own loading keywords
@@ -26,7 +26,7 @@ def _factory(name: str) -> Callable[..., Any]:
             kwargs.pop(key, None)
         if kwargs.get("drop_path_rate") is None:
             kwargs.pop("drop_path_rate", None)
-        return archkit.create_model(name, pretrained=pretrained, **kwargs)
+        return create_model(name, pretrained=pretrained, **kwargs)
 
     build.__name__ = build.__qualname__ = f"{PREFIX}{name}"
     build.__module__ = __name__
@@ -39,7 +39,7 @@ def register_all() -> list[str]:
     import timm
 
     added = []
-    for name in archkit.list_models():
+    for name in list_models():
         timm_name = f"{PREFIX}{name}"
         if timm.is_model(timm_name):
             continue

@@ -54,7 +54,8 @@ def cache_dir() -> Path:
 
 def resolve(ref: str | os.PathLike, spec: Any) -> Source:
     """A weights reference: a name ``spec`` declares, ``SPEC:NAME`` (another spec's), a URL, or a file."""
-    from . import load_spec, zoo
+    from . import zoo
+    from .specs import load as load_spec
     from .registry import suggest
 
     text = os.fspath(ref)

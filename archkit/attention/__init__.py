@@ -14,35 +14,12 @@ Blocks say which positions they offer (``attn_positions``). Plugins add types th
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from ..params import AttentionParams
-
-
-def make_divisible(value: float, divisor: int, min_value: int | None = None, round_limit: float = 0.0) -> int:
-    """timm's ``make_divisible``: ``value`` rounded to the nearest multiple of ``divisor`` (at least
-    ``min_value``, default ``divisor``), one more multiple if rounding lost over ``1 - round_limit``."""
-    floor = divisor if min_value is None else min_value
-    new = max(floor, int(value + divisor / 2) // divisor * divisor)
-    return new + divisor if new < round_limit * value else new
-
-
-class _Reduced(AttentionParams):
-    """Attention with a reduced hidden width, timm's ``rd_*`` parameters."""
-
-    rd_ratio: float = Field(1 / 16, gt=0, le=1, description="Hidden width relative to the channels.")
-    rd_channels: int | None = Field(None, ge=1, le=1 << 20, description="Hidden width; overrides rd_ratio.")
-    rd_divisor: int = Field(8, ge=1, le=256, description="Round the hidden width to a multiple of this.")
-
-    def reduced(self, channels: int) -> int:
-        """The hidden width for ``channels``, as timm computes it."""
-        return self.rd_channels or make_divisible(channels * self.rd_ratio, self.rd_divisor)
-
-
-from .cbam import Cbam  # noqa: E402
-from .eca import Eca  # noqa: E402
-from .gc import GlobalContextParams  # noqa: E402
-from .se import SqueezeExcite  # noqa: E402
+from .base import _Reduced, make_divisible
+from .cbam import Cbam
+from .eca import Eca
+from .gc import GlobalContextParams
+from .se import SqueezeExcite
 
 BUILTIN_ATTENTION: dict[str, type[AttentionParams]] = {
     "se": SqueezeExcite,
@@ -51,4 +28,4 @@ BUILTIN_ATTENTION: dict[str, type[AttentionParams]] = {
     "gc": GlobalContextParams,
 }
 
-__all__ = ["AttentionParams", "BUILTIN_ATTENTION", "make_divisible"]
+__all__ = ["AttentionParams", "BUILTIN_ATTENTION", "make_divisible", "_Reduced"]

@@ -6,7 +6,7 @@ from pydantic import Field
 
 from ..complexity import Cost
 from ..graph import Custom, Scope, Value
-from . import _Reduced
+from .base import _Reduced
 
 
 class Cbam(_Reduced):

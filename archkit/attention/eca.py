@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ..complexity import Cost
 from ..graph import Custom, Scope, Value
-from . import AttentionParams
+from ..params import AttentionParams
 
 
 class Eca(AttentionParams):

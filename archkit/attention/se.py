@@ -6,8 +6,8 @@ from typing import Any
 
 from pydantic import Field
 
-from ..graph import Activation, MeanHW, Mul, Passthrough, Scope, Value
-from . import _Reduced
+from ..graph import Activation, MeanHW, Passthrough, Scope, Value
+from .base import _Reduced
 
 
 def squeeze_excite(s: Scope, name: str, x: Value, reduced: int, *, act: Any = None, bn: str | None = "identity",

@@ -125,13 +125,6 @@ class BlockPlan:
         """The strided conv's stride: 1 where anti-aliasing downsamples after it (timm's aa_layer)."""
         return 1 if self.aa is not None else self.stride
 
-    def torch(self) -> Any:
-        """For module-form blocks: the spec's norm and activation, this block's attention, stochastic
-        depth, DropBlock and shortcut, as modules (``archkit.build.TorchContext``; imports torch)."""
-        from ..build import TorchContext
-
-        return TorchContext(self.norm, self.act, self)
-
     def key(self) -> tuple:
         """What the block's structure depends on (its position does not): blocks of a stage share it."""
         return (self.kind, self.params, self.in_channels, self.planes, self.out_channels, self.stride, self.dilation,

@@ -40,7 +40,7 @@ class StageResult:
         if cached is False:
             from ..complexity import Cost
 
-            cached, shape = Cost(), None
+            cached = Cost()
             try:
                 for op in self.ops:
                     cached = cached + op.cost((), ())

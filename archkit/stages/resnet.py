@@ -33,7 +33,7 @@ class ModuleBlock:
     def __init__(self, bp: BlockPlan):
         self.bp = bp
 
-    def __call__(self) -> Any:
+    def __call__(self, context: Any) -> Any:
         return self.bp.kind.module(self.bp)
 
     def __eq__(self, other: object) -> bool:

@@ -1,0 +1,150 @@
+"""archkit's public functions (``archkit/__init__.py`` re-exports them; modules inside the package import
+them from here, never from the package facade)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+def load_spec(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] | None = None, *,
+              num_classes: int | None = None, in_chans: int | None = None):
+    """Load a spec by name (``"resnet50"``) or file, merge ``base:``, apply ``--set``-style overrides
+    (``"stages.2.depth=23"``), timm's ``num_classes`` / ``in_chans``, and validate it."""
+    from . import specs
+
+    return specs.load(path, overrides, num_classes=num_classes, in_chans=in_chans)
+
+
+def as_spec(spec: Any, *, num_classes: int | None = None, in_chans: int | None = None,
+            values: dict[str, Any] | None = None):
+    """A validated spec from a ModelSpec, a name, a file path or a plain dict, with changes applied."""
+    from . import loader, specs, zoo
+    from .errors import Mark
+
+    changed = num_classes is not None or in_chans is not None or bool(values)
+    if isinstance(spec, specs.ModelSpec) and not changed:
+        return spec
+    if isinstance(spec, specs.ModelSpec):
+        source, tree = f"<{spec.name}>", loader.from_mapping(spec.model_dump(mode="json", exclude_defaults=True))
+    elif isinstance(spec, (str, os.PathLike)):
+        source, tree = str(spec), loader.load(spec, resolve=zoo.resolve)
+    elif isinstance(spec, dict):
+        source, tree = "<dict>", loader.from_mapping(spec)
+    else:
+        raise TypeError(f"expected a ModelSpec, a spec name or path, or a dict, got {type(spec).__name__}")
+    for key, value in (values or {}).items():
+        wrapped = loader.from_mapping({"v": value})["v"]
+        loader.set_value(tree, key, wrapped, Mark(f"{key}={value!r}"))
+    loader.set_classes_and_channels(tree, num_classes, in_chans)
+    return specs.validate(tree, source)
+
+
+def build_model(spec: Any, device: Any = None, *, features_only: bool | None = None, out_indices: Any = None):
+    """Build the ``nn.Sequential`` for a spec (ModelSpec, name, path or dict); ``device="meta"`` allocates nothing.
+
+    ``features_only=True`` returns a backbone giving the feature maps of ``out_indices`` (0 = the stem
+    before its final pool, i = stage i), with ``.feature_info`` (channels and reduction per output), as timm's.
+    """
+    from . import build
+
+    return build.build(as_spec(spec), device=device, features_only=features_only, out_indices=out_indices)
+
+
+def create_model(name_or_spec: Any, *, weights: str | os.PathLike | None = None, pretrained: bool = False,
+                 num_classes: int | None = None, in_chans: int | None = None, allow_partial: bool = False,
+                 device: Any = None, **overrides: Any):
+    """timm's habit: a model by name, resized and changed by keyword, optionally from pretrained weights.
+
+    ``num_classes`` resizes the head's classifier (0 removes it), ``in_chans`` the first conv; other
+    keywords are spec fields, dotted for nested ones (``create_model("resnet50", drop_path_rate=0.1,
+    **{"stages.2.depth": 23})``). ``weights`` is a declared name, ``SPEC:NAME``, a file or a URL
+    (``pretrained=True``: the spec's first declared weights); they load through a transfer plan
+    (``model.transfer_plan``) that copies what fits, adapts the first conv to ``in_chans``,
+    re-initializes a resized classifier and new modules, and refuses other shape changes unless
+    ``allow_partial``.
+    """
+    from . import build
+
+    spec = as_spec(name_or_spec, num_classes=num_classes, in_chans=in_chans, values=overrides)
+    if pretrained and weights is None:
+        from .weights import default_name
+
+        weights = default_name(spec)
+    model = build.build(spec, device=device if weights is None else None)
+    if weights is not None:
+        model.transfer_plan = load_pretrained(model, spec, weights, allow_partial=allow_partial)
+        if device is not None:
+            model.to(device)
+    return model
+
+
+def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_partial: bool = False):
+    """Load ``weights`` (declared name, ``SPEC:NAME``, file or URL) into ``model`` built from ``spec``;
+    returns the transfer plan (raises WeightsError, loading nothing, when the plan refuses)."""
+    from . import transfer
+    from . import weights as w
+    from .plan import plan
+
+    spec = as_spec(spec)
+    source = w.resolve(weights, spec)
+    path = w.fetch(source)
+    state, stored = w.read_state(path, source.label)
+    if stored is not None:
+        transfer.check_same_function(stored, spec, source.label, allow_partial)
+    head = [lp.name for lp in plan(spec).head] if not spec.features_only else []
+    label = source.label if source.label == str(path) else f"{source.label} ({path.name})"
+    result = transfer.make_plan(model, state, label, first_conv_key=transfer.first_conv(model, spec.input.channels),
+                                classifier_keys=transfer.classifier(model, head), allow_partial=allow_partial)
+    result.provenance = w.provenance(source, path)
+    transfer.apply(model, result, state)
+    return result
+
+
+def fuse(model: Any):
+    """An eval-mode copy of ``model`` with every BatchNorm that follows a conv folded into it (torch.fx)."""
+    from .fusion import fuse as _fuse
+
+    return _fuse(model)
+
+
+def param_groups(model: Any, lr: float, layer_decay: float = 1.0, weight_decay: float = 0.0) -> list[dict]:
+    """Optimizer groups with layer-wise learning-rate decay and no weight decay on norms and biases."""
+    from .optim import param_groups as _groups
+
+    return _groups(model, lr, layer_decay, weight_decay)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Names of the packaged (and plugin) specs matching a shell-style ``pattern``, as ``timm.list_models``."""
+    from . import zoo
+
+    return zoo.names(pattern)
+
+
+def register_block(name: str, block: Any, **kwargs: Any) -> Any:
+    """Register a block type under ``name``: a description (``archkit.blocks.block``) or a module-form
+    class (see ``archkit.blocks.base`` for the contract)."""
+    from .catalog import register_block as _register
+
+    return _register(name, block, **kwargs)
+
+
+def list_blocks() -> list[str]:
+    """Names of every registered block type."""
+    from .catalog import BLOCKS
+
+    return BLOCKS.names()
+
+
+def save_checkpoint(model: Any, spec: Any, path: str | os.PathLike) -> None:
+    """Save weights plus the fully resolved spec atomically; ``.safetensors`` paths write safetensors."""
+    from .checkpoint import save
+
+    save(model, as_spec(spec), path)
+
+
+def load_checkpoint(path: str | os.PathLike, device: Any = None):
+    """Rebuild a model from a checkpoint's stored spec and load its weights (never running code)."""
+    from .checkpoint import load
+
+    return load(path, device=device)
