@@ -141,3 +141,17 @@ def test_summary_of_a_value_reading_block_names_it(capsys, write) -> None:
         assert "layer1.0 (DataDependent) cannot run on the meta device" in err
     finally:
         BLOCKS.unregister("data_dependent_summary")
+
+
+def test_described_modules_pickle_and_script(resnet18) -> None:
+    """A generated block class is rebuilt from its source when unpickled; TorchScript reads that source."""
+    import inspect
+    import pickle
+
+    _, model = resnet18
+    assert "self.downsample(x)" in inspect.getsource(type(model.layer2[0]).forward)
+    again = pickle.loads(pickle.dumps(model)).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(again(x), model(x))
+        assert torch.equal(torch.jit.script(model)(x), model(x))

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import archkit
+import archkit.summary
 from archkit import plugins
 from archkit.nn.blocks import BasicBlock
 from archkit.cli import main
@@ -232,3 +233,44 @@ def test_a_block_asking_torch_compiler_summarises_through_the_cli(tmp_path) -> N
                             text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "11,689,512" in result.stdout and "Block x2" in result.stdout
+
+
+class OneConvBlock(torch.nn.Module):
+    """docs/plugins.md's module-form block, as written there."""
+
+    from archkit.blocks import ResNetParams as Params
+    expansion = 1
+    shortcuts = ("projection", "avg_down", "zero_pad")
+    attn_positions = ("pre_add",)
+
+    def __init__(self, b):  # noqa: ANN001
+        super().__init__()
+        from archkit.build import TorchContext
+
+        t = TorchContext(b.norm, b.act, b)
+        self.conv1 = torch.nn.Conv2d(b.in_channels, b.planes, 3, b.stride, 1, bias=False)
+        self.bn1, self.relu = t.norm(b.planes), t.act()
+        self.se = t.attention("pre_add", b.planes)
+        self.downsample = t.shortcut()
+
+    def forward(self, x):  # noqa: ANN001, ANN201
+        out = self.bn1(self.conv1(x))
+        if self.se is not None:
+            out = self.se(out)
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+def test_the_documented_module_form_block_passes_the_contract_check() -> None:
+    from archkit.testing import check_block
+
+    check_block(OneConvBlock)
+    archkit.register_block("one_conv_test", OneConvBlock)
+    try:
+        spec = archkit.load_spec("resnet18", ["block.type=one_conv_test", "block.attn=[{type: se}]",
+                                               "input.size=[64, 64]"])
+        model = archkit.build_model(spec)
+        table = archkit.summary.measure(spec)  # measured on meta: the class declares no cost
+        assert table.total_params == sum(p.numel() for p in model.parameters())
+        assert type(model.layer2[0].se).__name__ == "SEModule" and model.layer2[1].downsample is None
+    finally:
+        BLOCKS.unregister("one_conv_test")

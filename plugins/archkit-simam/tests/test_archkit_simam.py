@@ -36,4 +36,18 @@ def test_blocks_carry_it_at_every_position() -> None:
     model = archkit.build_model(SPEC).eval()
     with torch.inference_mode():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
-    check_block(Bottleneck)  # the contract check itself attaches attention at each position
+    attn = [{"type": "simam", "position": p} for p in ("mid", "pre_add", "post_add")]
+    model = archkit.create_model("resnet50", **{"block.attn": attn, "input.size": [64, 64]}).eval()
+    block = model.layer2[0]
+    assert [type(getattr(block, slot)).__name__ for slot in ("attn", "se", "attn_out")] == ["SimAMModule"] * 3
+    with torch.inference_mode():
+        assert torch.isfinite(model(torch.randn(1, 3, 64, 64))).all()
+
+
+def test_its_declared_cost_is_what_a_meta_forward_counts() -> None:
+    from archkit import summary
+    from archkit.oracle import measure_meta
+
+    spec = archkit.load_spec(SPEC, ["input.size=[64, 64]"])
+    ours, oracle = summary.measure(spec, depth=2), measure_meta(spec, depth=2)
+    assert [(r.name, r.params, r.macs) for r in ours.rows] == [(r.name, r.params, r.macs) for r in oracle.rows]
