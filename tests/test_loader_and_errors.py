@@ -180,3 +180,17 @@ def test_the_readme_variant_examples_are_valid(tmp_path) -> None:
         path = tmp_path / f"variant{i}.yaml"
         path.write_text(re.sub(r"base: (\S+\.yaml)", rf"base: {SPECS}/\1", text), encoding="utf-8")  # names stay
         archkit.build_model(path, device="meta")
+
+
+def test_independent_mistakes_are_reported_together(write) -> None:
+    """Field errors, a block's own keys and cross-field checks in one run: five lines, not five runs."""
+    path = write(f"base: {SPECS / 'resnet50.yaml'}\nname: five\nframes: 1\nfrozen_stages: 9\n"
+                 "block: {type: bottleneck, grops: 2}\n"
+                 "stages:\n  - {planes: 64, depth: -1}\n  - {planes: 128, depth: 4, stride: 2}\n"
+                 "  - {planes: 256, depth: 6, stride: 2, block: {type: bottleneck, attn: [{type: se, position: "
+                 "after_add}]}}\n  - {planes: 512, depth: 3, stride: 2}\n")
+    problems = _problems(path)
+    assert [p.split(": ")[1] for p in problems] == ["frames", "frozen_stages", "block.grops", "stages[0].depth",
+                                                    "stages[2].block.attn[0].position"]
+    assert "did you mean 'groups'?" in problems[2] and "did you mean 'post_add'?" in problems[4]
+    assert all(p.startswith(f"{path}:") for p in problems)
