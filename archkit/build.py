@@ -22,7 +22,7 @@ from torch import nn
 from . import graph as g
 from .errors import first_line
 from .model import ArchkitNet, FeatureExtractor, Freezable
-from .nn.layers import AvgPoolSame, BlurPool2d, DropBlock2d, DropPath, LayerNorm2d, ZeroPadShortcut
+from .nn.layers import AvgPoolSame, BatchNormAct2d, BlurPool2d, DropBlock2d, DropPath, LayerNorm2d, ZeroPadShortcut
 from .plan import Plan, out_indices as _indices, plan
 from .specs import ModelSpec
 
@@ -73,6 +73,8 @@ _PRIMITIVES: dict[type, Any] = {
     g.Conv1d: lambda op: nn.Conv1d(op.in_channels, op.out_channels, op.kernel_size, padding=op.padding, bias=op.bias),
     g.BatchNorm: lambda op: (nn.BatchNorm1d if op.flat else nn.BatchNorm2d)(op.channels, op.eps, op.momentum),
     g.GroupNorm: lambda op: nn.GroupNorm(op.groups, op.channels, op.eps),
+    g.BatchNormAct: lambda op: BatchNormAct2d(op.channels, op.eps, op.momentum,
+                                              _activation(op.act) if op.act is not None else None),
     g.LayerNorm2d: lambda op: LayerNorm2d(op.channels, eps=op.eps),
     g.Activation: _activation,
     g.Pool2d: _pool,
@@ -315,23 +317,33 @@ def _child(spec: ModelSpec, path: tuple, what: str, op: Any) -> nn.Module:
         raise spec.error(path, f"{what}: {first_line(exc)}") from exc
 
 
+def _stage_module(spec: ModelSpec, sp: Any) -> nn.Module:
+    if sp.result is not None and sp.result.graph is not None:  # a stage type's own module (a CSP stage)
+        return _child(spec, ("stages", sp.index), f"{sp.type} stage", sp.result.graph)
+    return nn.Sequential(*(_child(spec, ("stages", sp.index), f"{bp.type} block", op)
+                           for bp, op in zip(sp.blocks, sp.ops)))
+
+
 def _assemble(spec: ModelSpec, p: Plan, features: bool, indices: list[int]) -> nn.Module:
-    children: OrderedDict[str, nn.Module] = OrderedDict()
     stem = p.stem
     if features and max(indices) == 0:  # the stem's feature map only: nothing after it runs
         stem = stem[: stem.index(p.stem_feature) + 1]
-    for lp in stem:
-        children[lp.name] = _child(spec, (lp.part, lp.index), lp.layer.type, lp.op)
     stages = p.stages[: max(indices)] if features else p.stages
-    for sp in stages:
-        children[sp.name] = nn.Sequential(*(_child(spec, ("stages", sp.index), f"{bp.type} block", op)
-                                            for bp, op in zip(sp.blocks, sp.ops)))
+    head = () if features else p.head
+    parts = {"stem": OrderedDict((lp.name.rpartition(".")[2], _child(spec, (lp.part, lp.index), lp.layer.type, lp.op))
+                                 for lp in stem),
+             "stages": OrderedDict((sp.name.rpartition(".")[2], _stage_module(spec, sp)) for sp in stages),
+             "head": OrderedDict((lp.name.rpartition(".")[2], _child(spec, (lp.part, lp.index), lp.layer.type, lp.op))
+                                 for lp in head)}
+    if p.layout == "timm":  # stem.*, stages.N.*, head.*
+        children = OrderedDict((part, nn.Sequential(modules)) for part, modules in parts.items()
+                               if modules or part != "head")
+    else:  # conv1, ..., layer1..N, ..., fc
+        children = OrderedDict((name, module) for modules in parts.values() for name, module in modules.items())
     if features:
         info = p.feature_info(indices)
         return FeatureExtractor(children, [d["module"] for d in info], info, spec, [lp.name for lp in stem],
                                 [sp.name for sp in stages])
-    for lp in p.head:
-        children[lp.name] = _child(spec, (lp.part, lp.index), lp.layer.type, lp.op)
     return ArchkitNet(children, spec, [lp.name for lp in p.stem], [sp.name for sp in p.stages],
                       [lp.name for lp in p.head], p.feature_info(list(range(0 if p.stem else 1, len(p.stages) + 1))))
 

@@ -10,6 +10,8 @@ from . import plugins
 from .blocks import BUILTIN_BLOCKS
 from .blocks.base import ATTN_POSITIONS, BlockType, Shortcut, USER_SHORTCUTS
 from .attention import BUILTIN_ATTENTION
+from .stages import BUILTIN_STAGES
+from .stages.base import StageType
 from .layers import BUILTIN_LAYERS
 from .params import AttentionParams, BlockParams, LayerParams
 from .registry import Registry
@@ -79,6 +81,17 @@ def check_attention(name: str, cls: Any) -> Any:
     return cls
 
 
+def check_stage(name: str, obj: Any) -> StageType:
+    """A stage type must be a ``StageType`` (``archkit.stages.stage_type``) whose params subclass StageParams."""
+    from .params import StageParams
+
+    if not isinstance(obj, StageType):
+        raise TypeError(f"stage {name!r} must be a stage type (archkit.stages.stage_type), got {obj!r}")
+    if not (isinstance(obj.params, type) and issubclass(obj.params, StageParams)):
+        raise TypeError(f"stage {name!r}: its params must subclass archkit.params.StageParams")
+    return obj.renamed(name)
+
+
 def _fill_blocks(registry: Registry) -> None:
     for name, kind in BUILTIN_BLOCKS.items():
         registry.register(name, kind, kind="block")
@@ -97,10 +110,17 @@ def _fill_attention(registry: Registry) -> None:
     plugins.discover(registry, plugins.ATTENTION_GROUP, check_attention, lambda cls: "attention")
 
 
+def _fill_stages(registry: Registry) -> None:
+    for name, kind in BUILTIN_STAGES.items():
+        registry.register(name, kind, kind="stage")
+    plugins.discover(registry, plugins.STAGE_GROUP, check_stage, lambda obj: "stage")
+
+
 BLOCKS = Registry("block", _fill_blocks)
 LAYERS = Registry("layer", _fill_layers)
 ATTENTION = Registry("attention", _fill_attention)
-REGISTRIES = (BLOCKS, LAYERS, ATTENTION)
+STAGES = Registry("stage", _fill_stages)
+REGISTRIES = (BLOCKS, LAYERS, ATTENTION, STAGES)
 
 
 def _reset() -> None:
@@ -121,4 +141,9 @@ def register_block(name: str, obj: Any, *, origin: str = "built-in", description
 def block_type(name: str) -> BlockType:
     """The registered block type ``name`` (UnknownName with suggestions otherwise)."""
     return BLOCKS.get(name).obj
+
+
+def stage_kind(name: str) -> StageType:
+    """The registered stage type ``name`` (UnknownName with suggestions otherwise)."""
+    return STAGES.get(name).obj
 

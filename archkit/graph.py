@@ -167,6 +167,26 @@ class BatchNorm(Op):
 
 
 @_frozen
+class BatchNormAct(Op):
+    """timm's ``BatchNormAct2d``: a BatchNorm2d with its activation inside (children ``drop``, ``act``;
+    the keys are the norm's), as timm's ``ConvNormAct`` names it ``bn``."""
+
+    channels: int
+    eps: float = 1e-5
+    momentum: float = 0.1
+    act: "Activation | None" = None  # None: an Identity (timm's apply_act=False)
+    type_name: ClassVar[str] = "BatchNormAct2d"
+
+    @property
+    def params(self) -> int:
+        return 2 * self.channels
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        acted = self.act is not None and not self.act.inplace and self.act.kind != "identity"
+        return Cost(self.params, 0, numel(out) * (2 if acted else 1))
+
+
+@_frozen
 class GroupNorm(Op):
     """``nn.GroupNorm``."""
 

@@ -45,6 +45,10 @@ class BatchNorm(LayerParams):
     def emit(self, s: Scope, name: str, x: Value) -> Value:
         return s.call(name, g.BatchNorm(x.shape[0], self.eps, self.momentum, len(x.shape) == 1), x)
 
+    def emit_act(self, s: Scope, name: str, x: Value, act: g.Activation | None) -> Value:
+        """The norm with ``act`` inside (timm's ``BatchNormAct2d``; None: no activation)."""
+        return s.call(name, g.BatchNormAct(x.shape[0], self.eps, self.momentum, act), x)
+
 
 class GroupNorm(LayerParams):
     """Group normalization (Wu & He 2018)."""
@@ -77,8 +81,11 @@ class ReLU(LayerParams):
     role: ClassVar[str] = "activation"
     inplace: bool = Field(True, description="Overwrite the input (saves memory, as torchvision).")
 
+    def op(self) -> g.Activation:
+        return g.Activation("relu", self.inplace)
+
     def emit(self, s: Scope, name: str, x: Value) -> Value:
-        return s.call(name, g.Activation("relu", self.inplace), x)
+        return s.call(name, self.op(), x)
 
 
 class LeakyReLU(LayerParams):
@@ -88,8 +95,11 @@ class LeakyReLU(LayerParams):
     negative_slope: float = Field(0.01, ge=0, le=1, description="Slope for negative inputs.")
     inplace: bool = Field(True, description="Overwrite the input.")
 
+    def op(self) -> g.Activation:
+        return g.Activation("leaky_relu", self.inplace, self.negative_slope)
+
     def emit(self, s: Scope, name: str, x: Value) -> Value:
-        return s.call(name, g.Activation("leaky_relu", self.inplace, self.negative_slope), x)
+        return s.call(name, self.op(), x)
 
 
 class SiLU(LayerParams):
@@ -98,8 +108,55 @@ class SiLU(LayerParams):
     role: ClassVar[str] = "activation"
     inplace: bool = Field(True, description="Overwrite the input.")
 
+    def op(self) -> g.Activation:
+        return g.Activation("silu", self.inplace)
+
     def emit(self, s: Scope, name: str, x: Value) -> Value:
-        return s.call(name, g.Activation("silu", self.inplace), x)
+        return s.call(name, self.op(), x)
+
+
+def timm_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
+    """timm's ``get_padding``: 'same'-like symmetric padding for a square kernel."""
+    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+
+
+def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1, *, stride: int = 1,
+                  dilation: int = 1, groups: int = 1, padding: int | None = None, apply_act: bool = True,
+                  zero_init: bool = False) -> Value:
+    """timm's ``ConvNormAct`` as child ``name``: ``conv`` (no bias, timm's padding), then ``bn``, the
+    spec's norm with the spec's activation inside it (``apply_act=False``: none)."""
+    inner, (y,) = s.enter(name, "ConvNormAct", x)
+    pad = timm_padding(kernel_size, stride, dilation) if padding is None else padding
+    y = inner.call("conv", g.Conv2d(x.shape[0], out, kernel_size, stride, pad, dilation, groups), y)
+    norm, act = s.norm_layer, s.act_layer
+    if not callable(getattr(norm, "emit_act", None)):
+        raise ValueError(f"a conv-norm-act unit puts the activation inside the norm: the {norm.type} norm "
+                         "cannot hold one (use batchnorm)")
+    if apply_act and not callable(getattr(act, "op", None)):
+        raise ValueError(f"a conv-norm-act unit puts the activation inside the norm: the {act.type} activation "
+                         "cannot sit there (use relu, leaky_relu or silu)")
+    y = norm.emit_act(inner, "bn", y, act.op() if apply_act else None)
+    if zero_init:
+        s.mark_zero_init(f"{name}.bn")
+    return inner.exit(y)
+
+
+class ConvNormAct(LayerParams):
+    """timm's ConvNormAct: conv, then the spec's norm with its activation inside (keys conv.*, bn.*)."""
+
+    channels: int = Field(ge=1, le=1 << 20, description="Output channels.")
+    kernel_size: int = Field(3, ge=1, le=63, description="Square kernel size.")
+    stride: int = Field(1, ge=1, le=64, description="Stride.")
+    padding: int | None = Field(None, ge=0, le=1024, description="Zero padding; default timm's "
+                                "((stride - 1) + dilation * (kernel_size - 1)) // 2.")
+    dilation: int = Field(1, ge=1, le=64, description="Dilation.")
+    groups: int = Field(1, ge=1, le=1 << 20, description="Groups; must divide input and output channels.")
+    apply_act: bool = Field(True, description="Put the spec's activation inside the norm (timm's apply_act).")
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        spatial(x.shape, "conv_norm_act")
+        return conv_norm_act(s, name, x, self.channels, self.kernel_size, stride=self.stride, dilation=self.dilation,
+                             groups=self.groups, padding=self.padding, apply_act=self.apply_act)
 
 
 class _Pool(LayerParams):
@@ -200,6 +257,7 @@ class Sequential(LayerParams):
 
 BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "conv": Conv,
+    "conv_norm_act": ConvNormAct,
     "batchnorm": BatchNorm,
     "groupnorm": GroupNorm,
     "norm": Norm,

@@ -455,8 +455,9 @@ def flatten(tree: Any) -> tuple[Any, dict[tuple, Mark]]:
 
 
 def resolve_stage_blocks(tree: MDict) -> MDict:
-    """Merge the top-level ``block`` defaults under each stage's own ``block``, and each stage's
-    ``blocks:`` items over that (returns a new tree)."""
+    """Merge the top-level ``stage`` defaults under each stage, the top-level ``block`` defaults under
+    each stage's own ``block``, and each stage's ``blocks:`` items over that (returns a new tree)."""
+    tree = _resolve_stage_defaults(tree)
     default = tree.get("block")
     stages = tree.get("stages")
     if not isinstance(stages, list) or not (isinstance(default, dict) or any(
@@ -478,6 +479,21 @@ def resolve_stage_blocks(tree: MDict) -> MDict:
             stage = new
         new_stages.append(_resolve_listed_blocks(stage))
     out["stages"] = new_stages
+    return out
+
+
+def _resolve_stage_defaults(tree: MDict) -> MDict:
+    """Each stage merged over the top-level ``stage`` mapping (keys every stage shares: a stage type and
+    its settings, as timm's CspStagesCfg broadcasts them)."""
+    default, stages = tree.get("stage"), tree.get("stages")
+    if not isinstance(default, dict) or not isinstance(stages, list):
+        return tree
+    out = MDict(tree, mark=tree.mark)
+    out.marks = dict(tree.marks)
+    merged = MList([merge(default, stage) if isinstance(stage, dict) else stage for stage in stages],
+                   mark=getattr(stages, "mark", None))
+    merged.marks = list(getattr(stages, "marks", [None] * len(stages)))
+    out["stages"] = merged
     return out
 
 

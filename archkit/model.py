@@ -45,8 +45,8 @@ class Freezable:
     """mmdetection's ResNet freezing for ``ArchkitNet`` and feature backbones: ``frozen_stages`` (the stem
     and the first N stages: no gradients, eval mode) and ``norm_eval``, both surviving ``train()``.
 
-    The class using it sets ``stem_names``, ``stage_names``, ``frozen_stages`` and ``norm_eval`` (no
-    class-level annotations: TorchScript would try to type them).
+    The class using it sets ``stem_names``, ``stage_names`` (module paths, from the plan),
+    ``frozen_stages`` and ``norm_eval`` (no class-level annotations: TorchScript would try to type them).
     """
 
     def frozen_modules(self) -> Iterator[nn.Module]:
@@ -54,9 +54,9 @@ class Freezable:
         if self.frozen_stages < 0:
             return
         for name in self.stem_names:
-            yield getattr(self, name)
+            yield self.get_submodule(name)
         for name in self.stage_names[: self.frozen_stages]:
-            yield getattr(self, name)
+            yield self.get_submodule(name)
 
     def freeze(self, frozen_stages: int | None = None, norm_eval: bool | None = None) -> "ArchkitNet":
         """Set ``frozen_stages`` / ``norm_eval`` (as the spec keys do) and apply them now."""
@@ -87,7 +87,9 @@ class Freezable:
 
 
 class ArchkitNet(Freezable, nn.Sequential):
-    """An archkit network: ``nn.Sequential`` of stem layers, ``layer1``..``layerN`` and head layers."""
+    """An archkit network: ``nn.Sequential`` of stem layers, ``layer1``..``layerN`` and head layers
+    (torchvision's layout), or of ``stem``, ``stages`` and ``head`` (timm's); ``stem_names``,
+    ``stage_names`` and ``head_names`` are the module paths of each part's layers, from the plan."""
 
     __jit_unused_properties__ = ["num_classes", "num_features"]  # Python-side API: TorchScript skips them
 
@@ -112,7 +114,7 @@ class ArchkitNet(Freezable, nn.Sequential):
 
     def _classifier_name(self) -> str | None:
         for name in reversed(self.head_names):
-            if isinstance(getattr(self, name), nn.Linear):
+            if isinstance(self.get_submodule(name), nn.Linear):
                 return name
         return None
 
@@ -120,7 +122,7 @@ class ArchkitNet(Freezable, nn.Sequential):
     def num_classes(self) -> int:
         """Outputs of the classifier (0 without one)."""
         name = self._classifier_name()
-        return getattr(self, name).out_features if name else 0
+        return self.get_submodule(name).out_features if name else 0
 
     @property
     def num_features(self) -> int:
@@ -130,26 +132,27 @@ class ArchkitNet(Freezable, nn.Sequential):
     def get_classifier(self) -> nn.Module:
         """The head's last linear layer (an ``nn.Identity`` when there is none)."""
         name = self._classifier_name()
-        return getattr(self, name) if name else nn.Identity()
+        return self.get_submodule(name) if name else nn.Identity()
 
     def reset_classifier(self, num_classes: int) -> None:
         """A fresh classifier for ``num_classes`` (0: none, pooled features out), initialized as PyTorch's."""
         name = self._classifier_name()
         if name is None:
             raise ValueError(f"{self.spec.name} has no linear classifier in its head to reset")
-        old = getattr(self, name)
+        old = self.get_submodule(name)
         new = nn.Linear(old.in_features, num_classes, old.bias is not None, device=old.weight.device,
                         dtype=old.weight.dtype) if num_classes > 0 else nn.Identity()
-        setattr(self, name, new)
+        parent, _, child = name.rpartition(".")
+        setattr(self.get_submodule(parent) if parent else self, child, new)
 
     # --- forward in two halves ---------------------------------------------------------------------
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Stem and stages: the last feature map."""
         for name in self.stem_names:
-            x = getattr(self, name)(x)
+            x = self.get_submodule(name)(x)
         for name in self.stage_names:
-            x = _run_stage(getattr(self, name), x, self.grad_checkpointing)
+            x = _run_stage(self.get_submodule(name), x, self.grad_checkpointing)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -158,7 +161,7 @@ class ArchkitNet(Freezable, nn.Sequential):
         for name in self.head_names:
             if name == stop:
                 break
-            x = getattr(self, name)(x)
+            x = self.get_submodule(name)(x)
         return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
@@ -175,8 +178,11 @@ class ArchkitNet(Freezable, nn.Sequential):
     # --- layer-wise learning-rate decay ------------------------------------------------------------
 
     def group_matcher(self, coarse: bool = False) -> dict[str, str]:
-        """timm's ResNet ``group_matcher``: the stem, then each block (``coarse``: each stage)."""
+        """timm's ``group_matcher``: the stem, then each block (``coarse``: each stage); a stage of timm's
+        layout whose modules are not all in blocks (a CSP stage's transitions) is one group."""
         stem = "|".join(re.escape(n) for n in self.stem_names) or "$^"
+        if self.stage_names and self.stage_names[0].startswith("stages."):
+            return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^stages\.(\d+)"}
         return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
 
 class FeatureExtractor(Freezable, nn.Sequential):
@@ -190,7 +196,7 @@ class FeatureExtractor(Freezable, nn.Sequential):
     def __init__(self, children: OrderedDict[str, nn.Module], return_layers: list[str], feature_info: list[dict],
                  spec: Any = None, stem: list[str] = (), stages: list[str] = ()):
         super().__init__(children)
-        self.return_layers = tuple(return_layers)
+        self.return_layers = tuple(return_layers)  # module paths whose outputs are the features
         self.feature_info = FeatureInfo(feature_info)
         self.grad_checkpointing = False
         self.spec = spec
@@ -202,11 +208,9 @@ class FeatureExtractor(Freezable, nn.Sequential):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         features = []
         stages = set(self.stage_names)  # stage identity from the plan, never from a name's shape
-        for name, module in self.named_children():
-            if name in stages:
-                x = _run_stage(module, x, self.grad_checkpointing)
-            else:
-                x = module(x)
+        for name in (*self.stem_names, *self.stage_names):
+            module = self.get_submodule(name)
+            x = _run_stage(module, x, self.grad_checkpointing) if name in stages else module(x)
             if name in self.return_layers:
                 features.append(x)
         return features
@@ -222,7 +226,11 @@ class FeatureExtractor(Freezable, nn.Sequential):
 
 
 def _run_stage(stage: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:
+    """A stage, each block recomputed in the backward pass under checkpointing (a stage module that is not
+    a sequence of blocks, a CSP stage, is recomputed whole)."""
     if use_checkpoint and torch.is_grad_enabled() and not torch.jit.is_scripting():
+        if type(stage) is not nn.Sequential:
+            return checkpoint(stage, x, use_reentrant=False)
         for block in stage:
             x = checkpoint(block, x, use_reentrant=False)
         return x

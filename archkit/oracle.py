@@ -71,8 +71,9 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
                 _m, (nn.Identity, nn.Flatten, nn.Dropout)):
             written[0] += out.numel()
 
-    for name, child in model.named_children():
-        attach(child, name, 1)
+    # the rows of depth 1 are the plan's parts (stem layers, stages, head layers) whatever the layout
+    for name in (*model.stem_names, *model.stage_names, *getattr(model, "head_names", ())):
+        attach(model.get_submodule(name), name, 1)
     hooks += [m.register_forward_hook(count_written) for m in model.modules() if not list(m.children())]
     try:
         with torch.no_grad(), counter:

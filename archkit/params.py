@@ -77,6 +77,32 @@ class BlockSpec(_Envelope):
         "Attention modules to attach, each {type, position, <params>}; see `archkit blocks`."))
 
 
+class StageSpec(_Envelope):
+    """One stage: its type (``resnet``: torchvision's ``_make_layer``, the default), the keys every stage
+    type shares, and the type's own keys."""
+
+    type: str = Field("resnet", max_length=200, description="Stage type (`archkit blocks` lists them): resnet "
+                      "(torchvision's _make_layer), dark, csp, cs3 (timm's CSPNet stages).")
+    planes: int = Field(ge=1, le=1 << 20, description="Block planes (resnet stages: output channels are planes x "
+                        "block expansion); the stage's output channels for dark, csp and cs3 stages.")
+    depth: int = Field(ge=1, le=100_000, description="Number of blocks.")
+    stride: int = Field(1, ge=1, le=64, description="Stride of the first block (the stage's downsampling).")
+    dilate: bool = Field(False, description="Replace the stride with dilation (torchvision's "
+                                            "replace_stride_with_dilation), keeping the resolution.")
+    block: SerializeAsAny[BlockSpec] | None = Field(None, description="Block type and params, merged over the "
+                                                    "top-level block (required if there is none).")
+    blocks: list[SerializeAsAny[BlockSpec]] | None = Field(None, max_length=100_000, description="Per-block "
+                                                           "settings, one mapping per block merged over the stage's "
+                                                           "block (e.g. the widths of a channel-pruned network); as "
+                                                           "many as depth.")
+
+
+class StageParams(StageSpec):
+    """Base of a stage type's params: subclasses add the type's own keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 class LayerSpec(_Envelope):
     """A stem, head, norm or activation layer: its type, optional child name, and the type's own keys."""
 

@@ -19,8 +19,8 @@ from .errors import SpecError, first_line
 from .graph import DescriptionError, Graph, Scope
 from .layers import describe as describe_layer
 from .specs import ModelSpec, scaled, stage_name
-from .stages import StageInput, StageProblem, StageResult, plan_resnet_stage
-from .stages.resnet import describe_block
+from .catalog import block_type, stage_kind
+from .stages import StageInput, StageProblem, StageResult, describe_block
 
 Shape = tuple[int, ...]
 
@@ -31,7 +31,7 @@ class LayerPlan:
 
     part: str  # "stem" or "head"
     index: int
-    name: str
+    name: str  # its module path: conv1 (torchvision's layout), stem.conv1 (timm's)
     layer: Any  # the validated layer params
     in_shape: Shape
     out_shape: Shape
@@ -49,10 +49,10 @@ class LayerPlan:
 
 @dataclasses.dataclass(frozen=True)
 class StagePlan:
-    """A stage: its child name, its blocks and their descriptions."""
+    """A stage: its module path, its blocks and their descriptions, and the stage module's."""
 
     index: int
-    name: str
+    name: str  # its module path: layer2 (torchvision's layout), stages.1 (timm's)
     blocks: tuple[BlockPlan, ...]
     ops: tuple[Any, ...]  # each block's Graph (a Custom op for a module-form block)
     in_shape: Shape
@@ -70,8 +70,15 @@ class StagePlan:
         """The stage's parameters, MACs and writes per sample (None where a block must be measured)."""
         return self.result.cost if self.result is not None else StageResult(self.blocks, self.ops, (), 0).cost
 
+    @property
+    def type(self) -> str:
+        """The stage type's name."""
+        return self.result.type if self.result is not None else "resnet"
+
     def graph(self) -> Graph:
-        """The stage as one sequential graph of its blocks (``0``, ``1``, ...)."""
+        """The stage module's description: the stage type's, else a sequential graph of its blocks."""
+        if self.result is not None and self.result.graph is not None:
+            return self.result.graph
         s = Scope("Sequential", sequential=True)
         x = s.input(self.in_shape)
         for j, op in enumerate(self.ops):
@@ -88,6 +95,11 @@ class Plan:
     stem: tuple[LayerPlan, ...]
     stages: tuple[StagePlan, ...]
     head: tuple[LayerPlan, ...]
+
+    @property
+    def layout(self) -> str:
+        """The module layout: torchvision (conv1, layer1.0, fc) or timm (stem.*, stages.0.*, head.*)."""
+        return self.spec.layout
 
     @property
     def blocks(self) -> list[BlockPlan]:
@@ -155,26 +167,27 @@ def layer_names(layers: list, taken: set[str]) -> list[str]:
 
 def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[tuple[LayerPlan, ...], Shape]:
     layers = getattr(spec, part)
-    key = (part, tuple(layers), shape, frozenset(taken), spec.norm, spec.activation)
+    key = (part, tuple(layers), shape, frozenset(taken), spec.norm, spec.activation, spec.layout)
     found = _PART_CACHE.get(key)
     if found is None:  # a stem or head is described once per configuration (fit repeats them)
         found = _describe_layers(spec, part, layers, shape, taken)
         if len(_PART_CACHE) > _CACHE_MAX:
             _PART_CACHE.clear()
         _PART_CACHE[key] = found
-    taken.update(lp.name for lp in found[0])  # later parts' default names avoid these (cached or not)
+    taken.update(lp.name.rpartition(".")[2] for lp in found[0])  # later parts' default names avoid these
     return found
 
 
 def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
                      taken: set[str]) -> tuple[tuple[LayerPlan, ...], Shape]:
+    prefix = f"{part}." if spec.layout == "timm" else ""
     out = []
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
             op, out_shape = _layer_op(layer, name, shape, spec.norm, spec.activation)
         except (ValueError, NotImplementedError) as exc:
             raise spec.error((part, i), f"{layer.type}: {first_line(exc)}") from None
-        out.append(LayerPlan(part, i, name, layer, shape, out_shape, op))
+        out.append(LayerPlan(part, i, prefix + name, layer, shape, out_shape, op))
         taken.add(name)
         shape = out_shape
     return tuple(out), shape
@@ -205,7 +218,9 @@ def drop_path_rates(rate: float, blocks: int) -> list[float]:
 def _stage(si: StageInput) -> StageResult:
     found = _STAGE_CACHE.get(si)
     if found is None:  # a stage is planned once per configuration (fit and list repeat them)
-        found = plan_resnet_stage(si)
+        kind = stage_kind(si.stage.type)
+        found = kind.plan(si)
+        object.__setattr__(found, "type", kind.name)
         if len(_STAGE_CACHE) > _CACHE_MAX:
             _STAGE_CACHE.clear()
         _STAGE_CACHE[si] = found
@@ -228,7 +243,7 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
     with_head = not spec.features_only if head is None else head
     key = (spec.input.channels, tuple(spec.input.size), tuple(spec.stem), tuple(spec.stages), tuple(spec.head),
            spec.norm, spec.activation, width, depth, spec.width_divisor, spec.drop_path_rate, spec.drop_block_rate,
-           with_head)
+           with_head, spec.layout)
     found = _PLAN_CACHE.get(key)
     if found is None:
         found = _plan(spec, with_head, width, depth)
@@ -249,13 +264,14 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         path = ("stages", i)
         if len(shape) != 3:
             raise spec.error(path, f"a stage needs a (channels, height, width) input, but gets {list(shape)}")
-        si = StageInput(i, stage_name(i), stage, planes, depth, shape, dilation, n, tuple(rates[n:n + depth]),
-                        spec.norm, spec.activation, spec.drop_block_rate)
+        si = StageInput(i, stage_name(i) if spec.layout == "torchvision" else f"stages.{i}", stage, planes, depth,
+                        shape, dilation, n, tuple(rates[n:n + depth]), spec.norm, spec.activation,
+                        spec.drop_block_rate, spec.layout, block_type)
         try:
             result = _stage(si)
         except StageProblem as exc:
             raise spec.error((*path, *exc.where), str(exc)) from None
-        out = result.shapes[-1]
+        out = result.out_shape
         stages.append(StagePlan(i, si.name, result.blocks, result.ops, shape, out, result.shapes, result))
         shape, dilation, n = out, result.dilation, n + depth
     head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()

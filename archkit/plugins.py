@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable
 BLOCK_GROUP = "archkit.blocks"
 LAYER_GROUP = "archkit.layers"
 ATTENTION_GROUP = "archkit.attention"
+STAGE_GROUP = "archkit.stages"
 DISABLE_ENV = "ARCHKIT_NO_PLUGINS"
 
 _enabled: bool | None = None  # None: decided by $ARCHKIT_NO_PLUGINS

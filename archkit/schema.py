@@ -8,7 +8,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, Field, create_model
 
 from .catalog import ATTENTION, BLOCKS, LAYERS
-from .specs import ModelSpec, StageSpec
+from .params import StageSpec
+from .specs import ModelSpec
 
 
 def _tagged(name: str, base: type[BaseModel], prefix: str, **fields: Any) -> type[BaseModel]:

@@ -16,11 +16,11 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
 
 from .blocks.base import ATTN_POSITIONS, USER_SHORTCUTS
-from .catalog import ATTENTION, BLOCKS, LAYERS
+from .catalog import ATTENTION, BLOCKS, LAYERS, STAGES
 from .errors import Mark, Problem, SpecError, format_path
 from .layers import BatchNorm, ReLU
 from .loader import flatten, resolve_stage_blocks
-from .params import AttentionSpec, BlockSpec, LayerSpec, SpecModel
+from .params import AttentionSpec, BlockSpec, LayerSpec, SpecModel, StageSpec
 from .registry import UnknownName, suggest
 from .spec_errors import mark_for, ordered, problem
 
@@ -94,22 +94,6 @@ class ScaleSpec(SpecModel):
     resolution: int | None = Field(None, ge=1, le=65536, description="Input size (square), if the scale sets one.")
 
 
-class StageSpec(SpecModel):
-    """One stage: blocks made by ``_make_layer``'s rules."""
-
-    planes: int = Field(ge=1, le=1 << 20, description="Block planes; output channels are planes x block expansion.")
-    depth: int = Field(ge=1, le=100_000, description="Number of blocks.")
-    stride: int = Field(1, ge=1, le=64, description="Stride of the first block (the stage's downsampling).")
-    dilate: bool = Field(False, description="Replace the stride with dilation (torchvision's "
-                                            "replace_stride_with_dilation), keeping the resolution.")
-    block: SerializeAsAny[BlockSpec] | None = Field(None, description="Block type and params, merged over the "
-                                                    "top-level block (required if there is none).")
-    blocks: list[SerializeAsAny[BlockSpec]] | None = Field(None, max_length=100_000, description="Per-block "
-                                                           "settings, one mapping per block merged over the stage's "
-                                                           "block (e.g. the widths of a channel-pruned network); as "
-                                                           "many as depth.")
-
-
 class ModelSpec(SpecModel):
     """An archkit network: stem, stages of residual blocks, head."""
 
@@ -147,9 +131,15 @@ class ModelSpec(SpecModel):
                                                   description="Activation used in blocks and by 'act' layers.")
     block: SerializeAsAny[BlockSpec] | None = Field(None, description="Block defaults for all stages (a stage may "
                                                     "override).")
+    stage: dict[str, Any] | None = Field(None, description="Stage defaults for all stages, merged under each (a "
+                                         "stage type and its keys, as timm's CspStagesCfg broadcasts them).")
     stem: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000,
                                                   description="Layers before the stages.")
-    stages: list[StageSpec] = Field(min_length=1, max_length=1000, description="Stages, named layer1..layerN.")
+    stages: list[SerializeAsAny[StageSpec]] = Field(min_length=1, max_length=1000, description="Stages, named "
+                                                    "layer1..layerN (layout torchvision) or stages.0.. (timm).")
+    layout: Literal["torchvision", "timm"] = Field("torchvision", description="Module names: torchvision's (conv1, "
+                                                   "layer1.0, fc) or timm's newer models' (stem.*, stages.0.*, "
+                                                   "head.*). A spec's keys are its contract: it keeps its layout.")
     head: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000,
                                                   description="Layers after the stages.")
 
@@ -192,7 +182,7 @@ class _Pass:
         except UnknownName as exc:
             self.add((*path, "type"), str(exc.problems[0].message))
             return value
-        cls = entry.obj.params if what == "block" else entry.obj
+        cls = entry.obj.params if what in ("block", "stage") else entry.obj
         if validate is not None:
             value = validate(entry, value)
         try:
@@ -225,6 +215,14 @@ class _Pass:
             return raw
 
         return self.typed(BLOCKS, value, path, "block", nested)
+
+    def stage(self, value: dict, path: tuple) -> Any:
+        """A stage as its stage type's params (``resnet`` unless it names another)."""
+        if "type" not in value:
+            value = {**value, "type": "resnet"}
+        if any(v is FAILED for v in [value.get("block"), *(value.get("blocks") or [])]):
+            return value  # its block's problems are reported; pass one checks the rest
+        return self.typed(STAGES, value, path, "stage")
 
     def _block_offers(self, kind: Any, raw: dict, path: tuple, stage: int | None, drop_block: bool) -> None:
         """Shortcut kinds, attention positions and DropBlock: what this block type offers."""
@@ -274,6 +272,7 @@ class _Pass:
                     if isinstance(stage.get("blocks"), list):
                         stage["blocks"] = [self.block(b, ("stages", i, "blocks", j), i, drop_block)
                                            for j, b in enumerate(stage["blocks"])]
+                    stage = self.stage(stage, ("stages", i))
                 stages.append(stage)
             data["stages"] = stages
         return data

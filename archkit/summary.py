@@ -106,14 +106,21 @@ def _params(op: Any, in_shapes: tuple, where: str) -> int:
 
 
 class _Stage:
-    """A stage's blocks summed without recording the stage's own graph (tables of depth 1: ``list``)."""
+    """A stage's cost without recording a graph of its blocks (tables of depth 1: ``list``)."""
 
     def __init__(self, sp: Any):
         self.sp = sp
-        kinds = {getattr(op, "type_name", "") for op in sp.ops}
-        self.type_name = f"{kinds.pop()} x{len(sp.ops)}" if len(kinds) == 1 else "Sequential"
+        if sp.result is not None and sp.result.graph is not None:
+            self.type_name = sp.result.graph.type_name
+        else:
+            kinds = {getattr(op, "type_name", "") for op in sp.ops}
+            self.type_name = f"{kinds.pop()} x{len(sp.ops)}" if len(kinds) == 1 else "Sequential"
 
     def cost(self, shapes: tuple, out: tuple) -> Cost:
+        if self.sp.cost is not None:
+            return self.sp.cost
+        if self.sp.result is not None and self.sp.result.graph is not None:
+            return cost_of(self.sp.result.graph, (self.sp.in_shape,), self.sp.out_shape, self.sp.name)
         total, shape = Cost(), self.sp.in_shape
         for j, (op, out_shape) in enumerate(zip(self.sp.ops, self.sp.out_shapes)):
             total = total + cost_of(op, (shape,), out_shape, f"{self.sp.name}.{j}")

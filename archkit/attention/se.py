@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -38,6 +38,9 @@ class SqueezeExcite(_Reduced):
     """Squeeze-and-excitation channel gate (SE-ResNet)."""
 
     rd_ratio: float = Field(1 / 16, gt=0, le=1, description="Hidden width relative to the channels (1/r).")
+    act: Literal["relu", "spec"] = Field("relu", description="The activation between its convs: ReLU (timm's "
+                                         "SEModule default) or the spec's activation (timm's CSPNet and BYOB "
+                                         "models pass theirs).")
 
     def emit(self, s: Scope, name: str, x: Value) -> Value:
-        return squeeze_excite(s, name, x, self.reduced(x.shape[0]))
+        return squeeze_excite(s, name, x, self.reduced(x.shape[0]), act=s.act_layer if self.act == "spec" else None)

@@ -3,6 +3,7 @@
 from .base import (ATTN_POSITIONS, BlockParams, BlockPlan, BlockType, ResNetParams, Shortcut, anti_alias, attend, block,
                    drop_act_aa, drop_block, drop_path, residual, shortcut)
 from .basic import basic
+from .csp import CspBlockParams, csp_bottle, csp_dark, csp_edge
 from .bottleneck import (BottleneckParams, GroupedParams, ResNeXtParams, WideParams, bottleneck, bottleneck_main,
                          bottleneck_width, first_width, resnext, wide_bottleneck)
 from .darknet import DarkNetParams, conv_norm_act, darknet
@@ -10,7 +11,8 @@ from .preact import WideBasicParams, preact_bottleneck, wide_basic
 from .regnet import RegNetParams, regnet
 
 BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
-    basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet)}
+    basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet, csp_bottle, csp_dark,
+    csp_edge)}
 
 __all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "BlockParams", "BlockPlan", "BlockType", "BottleneckParams",
            "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetParams", "Shortcut",

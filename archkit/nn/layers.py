@@ -115,6 +115,19 @@ class AvgPoolSame(nn.Module):
         return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1)
 
 
+class BatchNormAct2d(nn.BatchNorm2d):
+    """BatchNorm2d with its activation inside, as timm's ``BatchNormAct2d`` (same keys: the norm's;
+    children ``drop`` and ``act``), so conv-norm-act units load timm's weights by name."""
+
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1, act: nn.Module | None = None):
+        super().__init__(channels, eps, momentum)
+        self.drop = nn.Identity()
+        self.act = act if act is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.drop(super().forward(x)))
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map (timm's ``LayerNorm2d``)."""
 

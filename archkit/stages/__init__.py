@@ -1,8 +1,11 @@
-"""Stage types: how a stage spec becomes block plans and descriptions. ``resnet`` is torchvision's
-``ResNet._make_layer``: N blocks, the first with the stage's stride and, where shape changes, a
-shortcut module."""
+"""Stage types: how a stage spec becomes block plans and a stage module. ``resnet`` is torchvision's
+``ResNet._make_layer``; ``dark``, ``csp`` and ``cs3`` are timm's DarkNet and cross-stage-partial stages."""
 
-from .base import StageInput, StageProblem, StageResult
-from .resnet import plan_resnet_stage
+from .base import StageInput, StageProblem, StageResult, StageType, call_blocks, describe_block, plan_blocks, stage_type
+from .csp import cs3, csp, dark
+from .resnet import resnet
 
-__all__ = ["StageInput", "StageProblem", "StageResult", "plan_resnet_stage"]
+BUILTIN_STAGES: dict[str, StageType] = {t.name: t for t in (resnet, dark, csp, cs3)}
+
+__all__ = ["BUILTIN_STAGES", "StageInput", "StageProblem", "StageResult", "StageType", "call_blocks",
+           "describe_block", "plan_blocks", "stage_type"]

@@ -1,7 +1,13 @@
-"""What a stage type gets from the plan and gives back."""
+"""The stage contract: what a stage type gets from the plan, what it gives back, and the helpers stage
+types share (block plans by torchvision's rules, a described stage module)."""
 
 import dataclasses
-from typing import Any
+from typing import Any, Callable
+
+from ..blocks.base import BlockPlan, BlockType, Shortcut
+from ..errors import first_line
+from ..graph import Custom, Graph, Scope, Value
+from ..params import StageParams
 
 Shape = tuple[int, ...]
 
@@ -11,8 +17,8 @@ class StageInput:
     """One stage as the plan hands it to its stage type (hashable: stage plans are cached by it)."""
 
     index: int  # 0-based
-    name: str  # its child name (layer2)
-    stage: Any  # the validated StageSpec
+    name: str  # its module path (layer2, stages.1)
+    stage: Any  # the validated stage params (a StageParams subclass of its type)
     planes: int  # after the width multiplier
     depth: int  # after the depth multiplier
     in_shape: Shape
@@ -22,28 +28,41 @@ class StageInput:
     norm: Any
     act: Any
     drop_block_rate: float
+    layout: str = "torchvision"
+    block_type: Callable[[str], BlockType] | None = None  # the block registry's lookup (the plan passes it)
 
 
 @dataclasses.dataclass(frozen=True)
 class StageResult:
-    """A planned stage: its blocks, their descriptions and output shapes, and the dilation after it."""
+    """A planned stage: its blocks, their descriptions and output shapes, the stage module's own
+    description (None: an ``nn.Sequential`` of its blocks), its output shape and the dilation after it."""
 
     blocks: tuple
     ops: tuple
     shapes: tuple[Shape, ...]
     dilation: int
+    graph: Graph | None = None
+    type: str = ""  # the stage type that planned it (the plan fills it in)
+
+    @property
+    def out_shape(self) -> Shape:
+        """The stage's per-sample output shape."""
+        return self.graph.output.shape if self.graph is not None else self.shapes[-1]
 
     @property
     def cost(self) -> Any:
-        """The blocks' parameters, MACs and writes summed (per sample); None where one must be measured."""
+        """Parameters, MACs and writes per sample; None where a block must be measured."""
         cached = self.__dict__.get("_cost", False)
         if cached is False:
             from ..complexity import Cost
 
-            cached = Cost()
             try:
-                for op in self.ops:
-                    cached = cached + op.cost((), ())
+                if self.graph is not None:
+                    cached = self.graph.cost((), ())
+                else:
+                    cached = Cost()
+                    for op in self.ops:
+                        cached = cached + op.cost((), ())
             except NotImplementedError:
                 cached = None
             object.__setattr__(self, "_cost", cached)
@@ -56,3 +75,146 @@ class StageProblem(ValueError):
     def __init__(self, where: tuple, message: str):
         super().__init__(message)
         self.where = where
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StageType:
+    """A registered stage type: its params model and the function that plans a stage of it."""
+
+    name: str
+    params: type[StageParams]
+    plan: Callable[[StageInput], StageResult]
+    cls_name: str = "Sequential"  # the stage module's class name (tables, drawings)
+    doc: str = ""
+
+    def renamed(self, name: str) -> "StageType":
+        """The same type under another registry name (plugins are also reachable as ``dist:name``)."""
+        return dataclasses.replace(self, name=name)
+
+
+def stage_type(name: str, params: type[StageParams], *, cls_name: str = "Sequential",
+               doc: str = "") -> Callable[[Callable[[StageInput], StageResult]], StageType]:
+    """Decorate a planning function into a ``StageType`` (register it through the ``archkit.stages``
+    entry-point group or ``archkit.catalog.STAGES``)."""
+
+    def wrap(fn: Callable[[StageInput], StageResult]) -> StageType:
+        text = doc or ((fn.__doc__ or "").strip().splitlines() or [""])[0]
+        return StageType(name, params, fn, cls_name, text)
+
+    return wrap
+
+
+# --- blocks ------------------------------------------------------------------------------------------
+
+_BLOCK_CACHE: dict[tuple, Graph] = {}
+_CACHE_MAX = 4096
+
+
+def describe_block(bp: BlockPlan) -> Graph:
+    """The block's description (cached: blocks of a stage, and of many specs, share one)."""
+    key = bp.key()
+    graph = _BLOCK_CACHE.get(key)
+    if graph is None:
+        s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act)
+        x = s.input((bp.in_channels, *bp.in_size))
+        graph = s.finish(bp.kind.describe(bp, s, x))
+        if len(_BLOCK_CACHE) > _CACHE_MAX:
+            _BLOCK_CACHE.clear()
+        _BLOCK_CACHE[key] = graph
+    return graph
+
+
+class ModuleBlock:
+    """Builds a module-form block from its plan (the builder calls it, with torch imported)."""
+
+    def __init__(self, bp: BlockPlan):
+        self.bp = bp
+
+    def __call__(self, context: Any) -> Any:
+        return self.bp.kind.module(self.bp)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ModuleBlock) and other.bp.key() == self.bp.key()
+
+    def __hash__(self) -> int:
+        return hash(self.bp.key())
+
+
+def _module_block(bp: BlockPlan, out_size: tuple[int, ...]) -> Custom:
+    declared = bp.kind.cost(bp) if bp.kind.cost is not None else None
+    return Custom(bp.kind.cls_name, ModuleBlock(bp), (), (bp.out_channels, *out_size), declared,
+                  declared.params if declared is not None else 0)
+
+
+def drop_block_of(rate: float, stage: int) -> tuple[float, int, float] | None:
+    """timm's ``drop_blocks``: block size 5 and gamma scale 0.25 in the third stage, 3 and 1.0 in the fourth."""
+    if rate <= 0 or stage not in (2, 3):
+        return None
+    return (rate, 5, 0.25) if stage == 2 else (rate, 3, 1.0)
+
+
+def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, first_dilation: int,
+                dilation: int, name: str) -> tuple[list[BlockPlan], list[Any], list[Shape]]:
+    """The stage's ``depth`` blocks, the first with ``stride`` and ``first_dilation``, the rest at stride 1
+    with ``dilation``; a block gets a shortcut module where it changes stride or channels (torchvision's
+    ``_make_layer``). ``name`` is the path the blocks live under."""
+    stage, shape, i = si.stage, in_shape, si.index
+    listed = stage.blocks  # per-block settings (a pruned network's widths), else the stage's block for all
+    if listed is not None and len(listed) != si.depth:
+        raise StageProblem(("blocks",), f"lists {len(listed)} blocks for a stage of depth {si.depth}")
+    blocks, ops, shapes, out_channels = [], [], [], None
+    for j in range(si.depth):
+        block = listed[j] if listed is not None else stage.block
+        where = ("blocks", j) if listed is not None else ("block",)
+        kind: BlockType = si.block_type(block.type)
+        try:
+            out_j = kind.channels_out(planes, block)
+        except (ValueError, NotImplementedError) as exc:
+            raise StageProblem((), f"{block.type} block: {first_line(exc)}") from None
+        if out_channels is not None and out_j != out_channels:
+            raise StageProblem(where, f"outputs {out_j} channels where the stage's first block outputs "
+                                      f"{out_channels}; a stage's blocks share their output width")
+        out_channels = out_j
+        s = stride if j == 0 else 1
+        block_dilation = first_dilation if j == 0 else dilation
+        if block_dilation > 1 and not kind.dilation:
+            raise StageProblem((), f"{block.type} blocks cannot dilate (stage {i + 1} needs dilation {block_dilation})")
+        asked = Shortcut(block.shortcut) if block.shortcut else kind.shortcuts[0]
+        changes = s != 1 or shape[0] != out_channels
+        shortcut = Shortcut.NONE if asked is Shortcut.NONE else asked if changes else Shortcut.IDENTITY
+        if shortcut is Shortcut.ZERO_PAD and out_channels < shape[0]:
+            raise StageProblem((*where, "shortcut"), f"zero_pad cannot shrink {shape[0]} channels to {out_channels}; "
+                                                     "use projection or avg_down")
+        bp = BlockPlan(i, j, si.first_block + j, kind, block, shape[0], planes, out_channels, s, block_dilation,
+                       dilation, (shape[1], shape[2]), shortcut, si.rates[j],
+                       drop_block_of(si.drop_block_rate, i) if kind.drop_block else None,
+                       tuple(block.attn), si.norm, si.act, f"{name}.{j}")
+        try:
+            if kind.describe is not None:
+                op = describe_block(bp)
+                out_shape = op.output.shape
+            else:
+                out_size = ((shape[1] - 1) // s + 1, (shape[2] - 1) // s + 1)
+                sizer = getattr(kind.module, "out_size", None)
+                if sizer is not None:
+                    out_size = tuple(sizer(in_size=(shape[1], shape[2]), stride=s, params=block))
+                op = _module_block(bp, out_size)
+                out_shape = (out_channels, *out_size)
+        except (ValueError, NotImplementedError) as exc:  # DescriptionError is a ValueError
+            raise StageProblem((), f"{block.type} block: {first_line(exc)}") from None
+        if out_shape[0] != out_channels:
+            raise StageProblem((), f"{block.type} block: its description outputs {out_shape[0]} channels, its type "
+                                   f"says {out_channels}")
+        blocks.append(bp)
+        ops.append(op)
+        shapes.append(tuple(out_shape))
+        shape = tuple(out_shape)
+    return blocks, ops, shapes
+
+
+def call_blocks(s: Scope, name: str, x: Value, ops: list[Any]) -> Value:
+    """The planned blocks as a sequential child ``name`` of ``s`` (``blocks.0``, ``blocks.1``, ...)."""
+    inner, (y,) = s.enter(name, "Sequential", x, sequential=True)
+    for j, op in enumerate(ops):
+        y = inner.call(str(j), op, y)
+    return inner.exit(y)
