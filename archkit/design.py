@@ -238,7 +238,8 @@ def diff(a: Any, b: Any) -> dict[str, Any]:
         def side(s: Any, rows: dict) -> dict | None:
             if s is None:
                 return None
-            return {"block": _block_text(s.blocks[0].params), "depth": s.depth, "channels": s.out_shape[0],
+            return {"stage": _stage_text(s), "block": _block_text(s.blocks[0].params), "depth": s.depth,
+                    "channels": s.out_shape[0],
                     "output_shape": list(s.out_shape), "params": rows[s.name].params, "macs": rows[s.name].macs}
 
         stages.append({"stage": name, "a": side(sa, ra), "b": side(sb, rb)})
@@ -260,6 +261,20 @@ def diff(a: Any, b: Any) -> dict[str, Any]:
             "layers": layers, "total": total}
 
 
+def _stage_text(sp: Any) -> str:
+    """``csp(expand_ratio=2.0, down_growth=True)``: the stage type and its own keys that differ from their
+    defaults."""
+    from .params import StageSpec
+
+    stage = sp.stage
+    if stage is None:
+        return sp.type
+    fields = type(stage).model_fields
+    own = [f"{k}={getattr(stage, k)}" for k in fields if k not in StageSpec.model_fields
+           and getattr(stage, k) != fields[k].default]
+    return f"{sp.type}({', '.join(own)})" if own else sp.type
+
+
 def render_diff(d: dict) -> str:
     """The diff as a table: a line per differing figure, with the change."""
     out = [f"{d['a']}  ->  {d['b']}"]
@@ -276,7 +291,7 @@ def render_diff(d: dict) -> str:
             out.append(f"  {s['stage']}: {'only in ' + (d['b'] if a is None else d['a'])}")
             continue
         out.append(f"  {s['stage']}:")
-        for key in ("block", "depth", "channels", "output_shape"):
+        for key in ("stage", "block", "depth", "channels", "output_shape"):
             if a[key] != b[key]:
                 out.append(f"    {key}: {a[key]} -> {b[key]}")
         for key in ("params", "macs"):

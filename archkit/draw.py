@@ -36,6 +36,24 @@ def _shortcuts(stage: StagePlan) -> str:
     return " + ".join(f"{n} {kind}" for kind, n in counts.items()) + (" shortcuts" if stage.depth > 1 else " shortcut")
 
 
+def _flow(sp: StagePlan, blocks: str) -> str:
+    """A stage module's data flow from its description: ``conv_down → conv_exp → split → blocks → ...``."""
+    graph = sp.result.graph if sp.result is not None else None
+    if graph is None:
+        return ""
+    steps: list[str] = []
+    for node in graph.nodes:
+        if node.target is not None:
+            label = f"[{blocks}]" if node.target == "blocks" else node.target
+            if not (getattr(node.op, "type_name", "") == "Identity"):
+                steps.append(label)
+        else:
+            label = {"Narrow": "split", "Concat": "concat"}.get(type(node.op).__name__)
+            if label and (not steps or steps[-1] != label):
+                steps.append(label)
+    return " \u2192 ".join(steps)
+
+
 def _norm_act(spec: ModelSpec) -> str:
     return f"norm {_layer_text(spec.norm)} \u00b7 act {_layer_text(spec.activation)}"
 
@@ -53,7 +71,9 @@ def render(spec: ModelSpec) -> str:
         first, stage = sp.blocks[0], spec.stages[sp.index]
         stride = f"dilated \u00d7{stage.stride}" if stage.dilate and stage.stride > 1 else f"stride {stage.stride}"
         attn = "+".join(a.type for a in first.attn)
-        detail = (f"{first.type}{' + ' + attn if attn else ''} \u00d7{sp.depth}  \u00b7  {sp.in_shape[0]}\u2192"
+        blocks = f"{first.type}{' + ' + attn if attn else ''} \u00d7{sp.depth}"
+        flow = _flow(sp, blocks)
+        detail = (f"{sp.type + ': ' if sp.type != 'resnet' else ''}{flow or blocks}  \u00b7  {sp.in_shape[0]}\u2192"
                   f"{sp.out_shape[0]} ch  \u00b7  {stride}  \u00b7  out {_dims(sp.out_shape)}  \u00b7  "
                   f"{rows[sp.name].params:,} params")
         items.append(("stage", sp.name, detail, _shortcuts(sp)))

@@ -1,7 +1,8 @@
 """Conv-BN fusion for inference, following the data flow (torch.fx), shortcuts included.
 
 A BatchNorm whose only input is a convolution whose only user is that BatchNorm is folded into the
-convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and removed from the graph. Working on the
+convolution (``torch.nn.utils.fusion.fuse_conv_bn_eval``) and removed from the graph; a norm with its
+activation inside (timm's ``BatchNormAct2d``) leaves its activation in its place. Working on the
 traced graph, not on child order, finds the pairs wherever a block (or a plugin's) puts them, and
 never folds a norm that reads something else (a pre-activation block's norm reads the sum).
 """
@@ -14,12 +15,20 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .errors import NothingToFuse
+from .nn.layers import BatchNormAct2d
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping a norm with its activation inside as one call (it is fused as a norm)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, BatchNormAct2d) or super().is_leaf_module(m, qualname)
 
 
 def fuse(model: nn.Module) -> fx.GraphModule:
     """An eval-mode copy of ``model`` with every conv -> BatchNorm pair folded into the conv."""
     model = copy.deepcopy(model).eval()
-    graph_module = fx.symbolic_trace(model)
+    graph_module = fx.GraphModule(model, _Tracer().trace(model))
     modules = dict(graph_module.named_modules())
     folded = 0
     for node in list(graph_module.graph.nodes):
@@ -34,8 +43,11 @@ def fuse(model: nn.Module) -> fx.GraphModule:
             continue
         fused = fuse_conv_bn_eval(modules[source.target], bn)
         _set(graph_module, source.target, fused)
-        node.replace_all_uses_with(source)
-        graph_module.graph.erase_node(node)
+        if isinstance(bn, BatchNormAct2d):  # the activation stays where the norm was
+            _set(graph_module, node.target, nn.Sequential(bn.drop, bn.act))
+        else:
+            node.replace_all_uses_with(source)
+            graph_module.graph.erase_node(node)
         folded += 1
     if not folded:
         norms = sorted({type(m).__name__ for m in model.modules()

@@ -62,7 +62,7 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
 
         hooks.append(module.register_forward_pre_hook(pre))
         hooks.append(module.register_forward_hook(post))
-        if level < depth:
+        if level < depth and not getattr(module, "archkit_primitive", False):
             for child_name, child in module.named_children():
                 attach(child, f"{name}.{child_name}", level + 1)
 

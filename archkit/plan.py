@@ -59,6 +59,7 @@ class StagePlan:
     out_shape: Shape
     out_shapes: tuple[Shape, ...] = ()  # each block's output shape
     result: StageResult | None = None  # what the stage type planned (cached across plans)
+    stage: Any = None  # the validated stage params
 
     @property
     def depth(self) -> int:
@@ -73,7 +74,7 @@ class StagePlan:
     @property
     def type(self) -> str:
         """The stage type's name."""
-        return self.result.type if self.result is not None else "resnet"
+        return self.result.type if self.result is not None and self.result.type else "resnet"
 
     def graph(self) -> Graph:
         """The stage module's description: the stage type's, else a sequential graph of its blocks."""
@@ -272,7 +273,7 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         except StageProblem as exc:
             raise spec.error((*path, *exc.where), str(exc)) from None
         out = result.out_shape
-        stages.append(StagePlan(i, si.name, result.blocks, result.ops, shape, out, result.shapes, result))
+        stages.append(StagePlan(i, si.name, result.blocks, result.ops, shape, out, result.shapes, result, stage))
         shape, dilation, n = out, result.dilation, n + depth
     head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()
     return input_shape, stem, tuple(stages), head_plan

@@ -119,6 +119,8 @@ class BatchNormAct2d(nn.BatchNorm2d):
     """BatchNorm2d with its activation inside, as timm's ``BatchNormAct2d`` (same keys: the norm's;
     children ``drop`` and ``act``), so conv-norm-act units load timm's weights by name."""
 
+    archkit_primitive = True  # one op of archkit.graph: tables do not list its children
+
     def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1, act: nn.Module | None = None):
         super().__init__(channels, eps, momentum)
         self.drop = nn.Identity()
