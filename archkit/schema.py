@@ -74,7 +74,11 @@ def json_schema() -> dict:
     regnet = RegNetSpec.model_json_schema()
     props["regnet"] = {k: v for k, v in regnet.items() if k != "title"}
     schema["if"] = {"required": ["base"]}
+    # a stage's block merges over the top-level block: complete only where there is none
     schema["else"] = {"anyOf": [{"required": required},
                                 {"required": [r for r in required if r != "stages"] + ["regnet"]}],
-                      "properties": {**strict, "stages": {"type": "array", "items": {"properties": {"block": strict_stage}}}}}
+                      "properties": strict,
+                      "if": {"not": {"required": ["block"]}},
+                      "then": {"properties": {"stages": {"type": "array",
+                                                         "items": {"properties": {"block": strict_stage}}}}}}
     return schema

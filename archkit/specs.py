@@ -369,7 +369,7 @@ def _cross_checks(data: dict, marks: dict) -> list[Problem]:
     def add(path: tuple, message: str) -> None:
         problems.append(Problem(message, mark_for(path, marks), format_path(path)))
 
-    stages = data.get("stages") if isinstance(data.get("stages"), list) else []
+    stages = [_fields(s) for s in data["stages"]] if isinstance(data.get("stages"), list) else []
     width = _number(data.get("width_multiplier", 1.0)) or 1.0
     depth_mult = _number(data.get("depth_multiplier", 1.0)) or 1.0
     flagged: set[str] = set()
@@ -400,6 +400,11 @@ def _cross_checks(data: dict, marks: dict) -> list[Problem]:
     problems += _check_size(stages, width, depth_mult, _number(data.get("width_divisor", 1)) or 1, marks)
     problems += _check_names(data, len(stages), marks)
     return problems
+
+
+def _fields(value: Any) -> Any:
+    """A stage as a mapping, whether pass two typed it (a model) or left it raw."""
+    return dict(value) if isinstance(value, SpecModel) else value
 
 
 def _apply_scale(spec: ModelSpec) -> ModelSpec:

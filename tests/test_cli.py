@@ -14,7 +14,7 @@ import yaml
 
 import archkit
 from archkit.cli import main
-from archkit.catalog import ATTENTION, BLOCKS, LAYERS
+from archkit.catalog import ATTENTION, BLOCKS, LAYERS, STAGES
 from conftest import SHIPPED, SPECS
 
 
@@ -72,7 +72,7 @@ def test_blocks_lists_every_type_and_describes_one(capsys) -> None:
     assert code == 0
     table = out.split("\n\n")[0]
     names = {line.split()[0] for line in table.splitlines()[1:]}
-    assert {n for reg in (BLOCKS, LAYERS, ATTENTION) for n, _ in reg.listing()} == names
+    assert {n for reg in (BLOCKS, LAYERS, ATTENTION, STAGES) for n, _ in reg.listing()} == names
     assert set(BLOCKS.names()) >= {"basic", "bottleneck", "resnext", "wide_bottleneck", "wide_basic", "darknet",
                                    "preact_bottleneck"}
     assert {"se", "eca", "cbam", "gc"} <= set(ATTENTION.names())
@@ -110,7 +110,7 @@ def test_bad_spec_gives_one_line_and_exit_2(capsys, write) -> None:
     code, out, err = run(capsys, "build", str(SPECS / "resnet50.yaml"), "--set", "stages.1.deptth=2")
     assert code == 2 and out == ""
     assert err.strip() == ("--set stages.1.deptth=2: stages[1].deptth: unknown field 'deptth'; did you mean "
-                           "'depth'? (choose from: block, blocks, depth, dilate, planes, stride)")
+                           "'depth'? (choose from: block, blocks, depth, dilate, planes, stride, type)")
     code, _, err = run(capsys, "build", str(SPECS / "resnet50.yaml"), "--set", "nokey")
     assert code == 2 and "expects KEY=VALUE" in err and "Traceback" not in err
     code, _, err = run(capsys, "build", "does-not-exist.yaml")
@@ -238,7 +238,7 @@ def test_draw_writes_an_svg_naming_every_stage(capsys, tmp_path, name: str) -> N
     texts = [t.text or "" for t in root.iter("{http://www.w3.org/2000/svg}text")]
     spec = archkit.load_spec(SPECS / f"{name}.yaml")
     for i, stage in enumerate(spec.stages):
-        assert f"layer{i + 1}" in texts
+        assert (f"layer{i + 1}" if spec.layout == "torchvision" else f"stages.{i}") in texts
         assert any(f"{stage.block.type} \u00d7{stage.depth}" in t for t in texts)
     assert any(f"{sum(p.numel() for p in archkit.build_model(spec, device='meta').parameters()):,} parameters" in t
                for t in texts)

@@ -154,8 +154,8 @@ def test_plan_labels_shortcuts_as_built() -> None:
     assert [b.shortcut for b in p.stages[0].blocks] == ["projection", "identity", "identity"]
     assert p.stages[1].blocks[0].stride == 2 and p.stages[1].blocks[0].in_size == (56, 56)
     assert p.stages[1].out_shapes[0] == (512, 28, 28) and p.output_shape == (1000,)
-    darknet = plan(archkit.load_spec(SPECS / "darknet53.yaml"))
-    assert [b.shortcut for b in darknet.stages[2].blocks] == ["stage_conv"] + ["identity"] * 7
+    darknet = plan(archkit.load_spec(SPECS / "resnet34.yaml", ["block.type=darknet"]))  # the torchvision-layout block
+    assert [b.shortcut for b in darknet.stages[2].blocks] == ["stage_conv"] + ["identity"] * 5
     dilated = plan(archkit.load_spec(SPECS / "resnet50_dilated.yaml"))
     assert [b.dilation for b in dilated.stages[3].blocks] == [2, 4, 4]  # torchvision's rule
     model = archkit.build_model(SPECS / "resnet50.yaml", device="meta")
@@ -186,8 +186,9 @@ def test_draw_labels_shortcuts_from_the_plan() -> None:
     from archkit import draw
 
     assert "no shortcuts (plain)" in draw.render(archkit.load_spec(SPECS / "plain34.yaml"))
-    darknet = draw.render(archkit.load_spec(SPECS / "darknet53.yaml"))
-    assert "1 stage_conv + 7 identity shortcuts" in darknet and "projection" not in darknet
+    darknet = draw.render(archkit.load_spec(SPECS / "resnet34.yaml", ["block.type=darknet", "activation={type: "
+                                                                      "leaky_relu, negative_slope: 0.1}"]))
+    assert "1 stage_conv + 5 identity shortcuts" in darknet and "projection" not in darknet
     assert "leaky_relu(negative_slope=0.1)" in darknet  # norm and activation are shown
     backbone = draw.render(archkit.load_spec(SPECS / "resnet50.yaml", ["features_only=true"]))
     assert "layer4" in backbone and "fc" not in backbone.split("layer4")[1]
