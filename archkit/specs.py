@@ -185,6 +185,8 @@ class _Pass:
         cls = entry.obj.params if what in ("block", "stage") else entry.obj
         if validate is not None:
             value = validate(entry, value)
+            if any(v is FAILED or isinstance(v, list) and any(x is FAILED for x in v) for v in value.values()):
+                return FAILED  # a nested part's problems are reported: the rest waits for it
         try:
             return cls.model_validate(value)
         except ValidationError as exc:
@@ -216,13 +218,22 @@ class _Pass:
 
         return self.typed(BLOCKS, value, path, "block", nested)
 
-    def stage(self, value: dict, path: tuple) -> Any:
-        """A stage as its stage type's params (``resnet`` unless it names another)."""
+    def stage(self, value: dict, path: tuple, index: int, drop_block: bool) -> Any:
+        """A stage as its stage type's params (``resnet`` unless it names another); a stage type's own
+        block-valued keys (``alternate: {type: ...}``) are typed like ``block``."""
         if "type" not in value:
             value = {**value, "type": "resnet"}
-        if any(v is FAILED for v in [value.get("block"), *(value.get("blocks") or [])]):
-            return value  # its block's problems are reported; pass one checks the rest
-        return self.typed(STAGES, value, path, "stage")
+
+        def nested(entry: Any, raw: dict) -> dict:
+            for key, field in entry.obj.params.model_fields.items():
+                if key not in ("block", "blocks") and "BlockSpec" in str(field.annotation) and raw.get(key) is not None:
+                    raw = {**raw, key: self.block(raw[key], (*path, key), index, drop_block)}
+            return raw
+
+        typed = self.typed(STAGES, value, path, "stage", nested)
+        if typed is FAILED or not isinstance(typed, SpecModel):
+            return value if typed is not FAILED else FAILED
+        return typed
 
     def _block_offers(self, kind: Any, raw: dict, path: tuple, stage: int | None, drop_block: bool) -> None:
         """Shortcut kinds, attention positions and DropBlock: what this block type offers."""
@@ -272,7 +283,8 @@ class _Pass:
                     if isinstance(stage.get("blocks"), list):
                         stage["blocks"] = [self.block(b, ("stages", i, "blocks", j), i, drop_block)
                                            for j, b in enumerate(stage["blocks"])]
-                    stage = self.stage(stage, ("stages", i))
+                    if not any(v is FAILED for v in [stage.get("block"), *(stage.get("blocks") or [])]):
+                        stage = self.stage(stage, ("stages", i), i, drop_block)  # else its blocks' problems stand
                 stages.append(stage)
             data["stages"] = stages
         return data
