@@ -6,7 +6,8 @@
 - ``csp_edge``: 3x3, [attention], 1x1, add (EdgeResidual / Fused-MBConv-like).
 
 The width of the inner convolutions is ``round(planes * bottle_ratio)``; a CSP stage gives each block
-its own ``planes`` (the stage's width times its ``block_ratio``).
+its own ``planes`` (the stage's width times its ``block_ratio``). In timm's stages these blocks never
+stride (the stage's ``conv_down`` does); in a ``resnet`` stage the 3x3 takes the stride.
 """
 
 from pydantic import Field
@@ -43,7 +44,7 @@ def csp_bottle(b: BlockPlan, s: Scope, x: Value) -> Value:
     """1x1, 3x3, 1x1 and an activation after the add (timm's CSPNet BottleneckBlock)."""
     mid, groups = _mid(b), b.params.groups
     out = conv_norm_act(s, "conv1", x, mid, 1)
-    out = conv_norm_act(s, "conv2", out, mid, 3, dilation=b.dilation, groups=groups)
+    out = conv_norm_act(s, "conv2", out, mid, 3, stride=b.stride, dilation=b.dilation, groups=groups)
     out = attend(b, s, "mid", out, "attn2")
     out = conv_norm_act(s, "conv3", out, b.out_channels, 1, apply_act=False, zero_init=True)
     out = attend(b, s, "pre_add", out, "attn3")  # timm's attn_last
@@ -54,14 +55,14 @@ def csp_bottle(b: BlockPlan, s: Scope, x: Value) -> Value:
 def csp_dark(b: BlockPlan, s: Scope, x: Value) -> Value:
     """1x1 down, 3x3 back, the add (timm's DarkBlock)."""
     out = attend(b, s, "mid", conv_norm_act(s, "conv1", x, _mid(b), 1), "attn")
-    out = conv_norm_act(s, "conv2", out, b.out_channels, 3, dilation=b.dilation, groups=b.params.groups,
-                        zero_init=True)
+    out = conv_norm_act(s, "conv2", out, b.out_channels, 3, stride=b.stride, dilation=b.dilation,
+                        groups=b.params.groups, zero_init=True)
     return _add(b, s, out, x)
 
 
 @block("csp_edge", CspBlockParams, cls_name="EdgeBlock", attn_positions=("mid",))
 def csp_edge(b: BlockPlan, s: Scope, x: Value) -> Value:
     """3x3 up, 1x1 back, the add (timm's EdgeBlock)."""
-    out = conv_norm_act(s, "conv1", x, _mid(b), 3, dilation=b.dilation, groups=b.params.groups)
+    out = conv_norm_act(s, "conv1", x, _mid(b), 3, stride=b.stride, dilation=b.dilation, groups=b.params.groups)
     out = conv_norm_act(s, "conv2", attend(b, s, "mid", out, "attn"), b.out_channels, 1, zero_init=True)
     return _add(b, s, out, x)

@@ -127,7 +127,16 @@ class BatchNormAct2d(nn.BatchNorm2d):
         self.act = act if act is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.act(self.drop(super().forward(x)))
+        # nn.BatchNorm2d's forward without its input-dimension check, as timm's: torch.fx traces it
+        factor = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.track_running_stats and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+            factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+        bn_training = self.training or (self.running_mean is None and self.running_var is None)
+        stats = not self.training or self.track_running_stats
+        x = F.batch_norm(x, self.running_mean if stats else None, self.running_var if stats else None, self.weight,
+                         self.bias, bn_training, factor, self.eps)
+        return self.act(self.drop(x))
 
 
 class LayerNorm2d(nn.LayerNorm):
