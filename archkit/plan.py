@@ -244,7 +244,7 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
     with_head = not spec.features_only if head is None else head
     key = (spec.input.channels, tuple(spec.input.size), tuple(spec.stem), tuple(spec.stages), tuple(spec.head),
            spec.norm, spec.activation, width, depth, spec.width_divisor, spec.drop_path_rate, spec.drop_block_rate,
-           with_head, spec.layout)
+           with_head, spec.layout, spec.output_stride)
     found = _PLAN_CACHE.get(key)
     if found is None:
         found = _plan(spec, with_head, width, depth)
@@ -261,13 +261,18 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
     sizes = [scaled(s.planes, s.depth, width, depth_multiplier, spec.width_divisor) for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes))
     stages, dilation, n = [], 1, 0
+    # timm's output_stride: once the network's stride reaches it, later strides become dilation
+    net_stride = max(1, round(input_shape[1] / shape[1])) if len(shape) == 3 else 1
     for i, (stage, (planes, depth)) in enumerate(zip(spec.stages, sizes)):
         path = ("stages", i)
         if len(shape) != 3:
             raise spec.error(path, f"a stage needs a (channels, height, width) input, but gets {list(shape)}")
+        dilate = stage.dilate or (net_stride >= spec.output_stride and stage.stride > 1)
+        if not dilate:
+            net_stride *= stage.stride
         si = StageInput(i, stage_name(i) if spec.layout == "torchvision" else f"stages.{i}", stage, planes, depth,
                         shape, dilation, n, tuple(rates[n:n + depth]), spec.norm, spec.activation,
-                        spec.drop_block_rate, spec.layout, block_type)
+                        spec.drop_block_rate, spec.layout, block_type, dilate)
         try:
             result = _stage(si)
         except StageProblem as exc:

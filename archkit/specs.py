@@ -118,6 +118,9 @@ class ModelSpec(SpecModel):
     weights: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")], WeightsEntry] = Field(
         default_factory=dict, description="Declared pretrained weights by name; the first is the default. "
                                           "Not inherited through base: (they belong to one architecture).")
+    output_stride: Literal[8, 16, 32, 64] = Field(32, description="The network's stride at most this: once the "
+                                                  "stages reach it, later strides become dilation (timm's "
+                                                  "output_stride; 8 and 16 for dense prediction).")
     frozen_stages: int = Field(-1, ge=-1, le=1000, description="Freeze the stem and the first N stages (no "
                                "gradients, norms in eval mode), as mmdetection's ResNet; -1 freezes nothing.")
     norm_eval: bool = Field(False, description="Keep every norm layer in eval mode while training (mmdetection).")

@@ -112,3 +112,19 @@ def test_a_csp_variant_no_library_ships_is_a_few_lines(write) -> None:
     model = archkit.build_model(spec)
     model(torch.randn(2, 3, 64, 64)).sum().backward()
     assert type(model.stages[1]).__name__ == "CrossStage3" and type(model.stages[1].blocks[0].attn2).__name__ == "SEModule"
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in NAMES])
+def test_features_at_output_stride_8_and_16_equal_timms(name: str) -> None:
+    for output_stride in (16, 8):
+        torch.manual_seed(0)
+        full = timm.create_model(name, output_stride=output_stride).eval()
+        taps = list(range(len(full.feature_info)))
+        torch.manual_seed(0)
+        theirs = timm.create_model(name, features_only=True, output_stride=output_stride, out_indices=tuple(taps))
+        ours = archkit.create_model(name, features_only=True, output_stride=output_stride, out_indices=taps).eval()
+        ours.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith("head.")}, strict=True)
+        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
+        x = torch.randn(1, 3, 48, 48)
+        with torch.no_grad():
+            assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs.eval()(x), strict=True)), output_stride

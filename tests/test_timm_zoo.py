@@ -213,3 +213,19 @@ def test_explicit_widths_refuse_scaling_in_one_line(capsys) -> None:
         assert len(err.splitlines()) == 1 and fragment in err, err
     assert main(["fit", "ecaresnet50d_pruned", "--macs", "1G"]) == 2
     assert "fit has nothing to vary" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", _forward_cases())
+def test_features_at_output_stride_8_and_16_equal_timms(name: str) -> None:
+    """Dense-prediction backbones: timm's features_only at output_stride 16 and 8 (strides turned into
+    dilation, dilated shortcuts and anti-aliasing as timm builds them), every feature map equal."""
+    for output_stride in (16, 8):
+        torch.manual_seed(0)
+        theirs = timm.create_model(name, features_only=True, output_stride=output_stride).eval()
+        ours = archkit.create_model(name, features_only=True, output_stride=output_stride,
+                                    out_indices=list(range(len(theirs.feature_info)))).eval()
+        ours.load_state_dict(theirs.state_dict(), strict=True)
+        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
+        x = torch.randn(1, 3, 48, 48)
+        with torch.no_grad():
+            assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs(x), strict=True)), output_stride

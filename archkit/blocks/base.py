@@ -116,9 +116,10 @@ class BlockPlan:
 
     @property
     def aa(self) -> str | None:
-        """Anti-aliased downsampling (blur, avg) where the block strides, else None."""
+        """Anti-aliased downsampling (blur, avg) where the block strides, or (timm's rule) opens a stage
+        whose stride became dilation; else None."""
         aa = getattr(self.params, "aa", None)
-        return aa if self.stride > 1 else None
+        return aa if self.stride > 1 or self.dilation != self.stage_dilation else None
 
     @property
     def conv_stride(self) -> int:
@@ -212,7 +213,7 @@ def anti_alias(b: BlockPlan, s: Scope, x: Value, name: str = "aa") -> Value:
     if b.aa is None:
         s.empty(name)
         return x
-    if b.aa == "blur":
+    if b.aa == "blur":  # at stride 1 (a dilated stage's first block) it still blurs, as timm's
         return s.call(name, BlurPool2d(x.shape[0], 3, b.stride), x)
     _, h, w = x.shape
     if h % b.stride or w % b.stride:  # the shortcut's strided output would be one larger
@@ -252,24 +253,25 @@ def shortcut(b: BlockPlan, s: Scope, x: Value, *, norm: bool = True, kernel_size
         return s.call(name, ZeroPadShortcut(b.stride, c_out - c_in), x)
     if kind not in (Shortcut.PROJECTION, Shortcut.AVG_DOWN):
         raise ValueError(f"{b.kind.name} blocks build no {kind.value} shortcut")
-    stride, dilation = b.stride, b.dilation
+    # timm's downsample_conv / downsample_avg: decided by the stage's dilation, the conv dilated by the
+    # dilation in force before the stage (torchvision's 1x1 projections are the same either way)
+    stride, dilation, first = b.stride, b.stage_dilation, b.dilation
     layers: list[Any] = []
     conv_stride = stride
     if kind is Shortcut.AVG_DOWN:
         # timm keeps the pool slot (Identity at stride 1) so conv and norm stay at indices 1 and 2
         if stride == 1 and dilation == 1:
             layers.append(Passthrough("identity"))
-        elif stride == 1:
+        elif dilation > 1:  # a stage whose stride became dilation: a 'same' 2x2 average at stride 1
             layers.append(AvgPoolSame())
         else:  # ceil_mode and count_include_pad=False keep odd sizes right, as timm's
             layers.append(Pool2d("avg", 2, stride, 0, True, False))
         conv_stride = 1
-    # timm's downsample_conv: the projection's kernel is 1x1 where the stage keeps its resolution
     k = 1 if kind is not Shortcut.PROJECTION or (stride == 1 and dilation == 1) else kernel_size
     if k == 1:
         layers.append(Conv2d(c_in, c_out, 1, conv_stride))
     else:
-        layers.append(Conv2d(c_in, c_out, k, conv_stride, ((stride - 1) + dilation * (k - 1)) // 2, dilation))
+        layers.append(Conv2d(c_in, c_out, k, conv_stride, ((stride - 1) + first * (k - 1)) // 2, first))
     if not norm and len(layers) == 1:
         return s.call(name, layers[0], x)
     inner, (y,) = s.enter(name, "Sequential", x, sequential=True)

@@ -30,6 +30,7 @@ class StageInput:
     drop_block_rate: float
     layout: str = "torchvision"
     block_type: Callable[[str], BlockType] | None = None  # the block registry's lookup (the plan passes it)
+    dilate: bool = False  # turn this stage's stride into dilation (its dilate: key, or the spec's output_stride)
 
 
 @dataclasses.dataclass(frozen=True)

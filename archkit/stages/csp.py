@@ -37,7 +37,7 @@ def _strides(si: StageInput) -> tuple[int, int, int]:
     """(stride, first dilation, dilation) by timm's create_csp_stages: a dilated stage turns its stride into
     dilation, and its downsampling conv dilates by 1 (dilation 1 or 2) or 2."""
     stride, dilation = si.stage.stride, si.dilation
-    if si.stage.dilate and stride > 1:
+    if si.dilate and stride > 1:
         dilation *= stride
         stride = 1
     return stride, 1 if dilation in (1, 2) else 2, dilation

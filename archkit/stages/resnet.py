@@ -14,7 +14,7 @@ class ResNetStage(StageParams):
 def resnet(si: StageInput) -> StageResult:
     """N blocks, the first strided (torchvision's _make_layer)."""
     stride, dilation = si.stage.stride, si.dilation
-    if si.stage.dilate:  # replace_stride_with_dilation: later blocks dilate instead of striding
+    if si.dilate:  # replace_stride_with_dilation (or output_stride): later blocks dilate instead of striding
         dilation *= stride
         stride = 1
     # torchvision gives the first block the dilation in force before this stage, the rest the new one
