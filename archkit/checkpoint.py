@@ -67,9 +67,6 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
     return {"spec": spec, "state_dict": state}
 
 
-MAX_PARAMS = 2_000_000_000  # as the CLI's --max-params default: 8 GB of float32 weights
-
-
 def _check_tree(data: Any, path: str | os.PathLike) -> None:
     """The stored spec within the limits a spec file has (values, depth), walked without recursion."""
     stack, count = [(data, 0)], 0
@@ -86,11 +83,12 @@ def _check_tree(data: Any, path: str | os.PathLike) -> None:
             stack.extend((v, depth + 1) for v in node)
 
 
-def load(path: str | os.PathLike, device: Any = None, max_params: int = MAX_PARAMS) -> nn.Sequential:
+def load(path: str | os.PathLike, device: Any = None, max_params: int = loader.MAX_PARAMS) -> nn.Sequential:
     """Rebuild the model from the stored spec and load the weights strictly.
 
-    Nothing is allocated before the stored spec passes the spec limits, its parameter count passes
-    ``max_params`` and the stored tensors' keys and shapes match the model it describes (on meta).
+    The file's tensors are read (never unpickling code); no model is built before the stored spec
+    passes the spec limits, its parameter count passes ``max_params`` and the stored tensors' keys and
+    shapes match the model it describes (checked on the meta device).
     """
     payload = read(path)
     _check_tree(payload["spec"], path)

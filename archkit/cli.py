@@ -19,10 +19,10 @@ from .errors import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BadDestination, Checkpoi
                      NothingToFuse, SpecError, SummaryError, WeightsError, first_line)
 from .files import write_text
 
-DEFAULT_MAX_PARAMS = 2_000_000_000  # 8 GB of float32 weights: a third of this machine class's 24 GiB
+from .loader import MAX_PARAMS as DEFAULT_MAX_PARAMS
 MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
 MAX_PARAMS_HELP = (f"refuse to materialize more parameters than this (default {DEFAULT_MAX_PARAMS:,}, "
-                   f"or ${MAX_PARAMS_ENV}); counted on the meta device first")
+                   f"or ${MAX_PARAMS_ENV}); counted from the spec before anything is allocated")
 
 
 class _Parser(argparse.ArgumentParser):

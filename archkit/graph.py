@@ -204,6 +204,9 @@ class GroupNorm(Op):
     def params(self) -> int:
         return 2 * self.channels
 
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost(self.params, 0, numel(out) + 2 * self.groups)  # and its per-group mean and rstd
+
 
 @_frozen
 class LayerNorm2d(Op):
@@ -216,6 +219,9 @@ class LayerNorm2d(Op):
     @property
     def params(self) -> int:
         return 2 * self.channels
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost(self.params, 0, numel(out) + 2 * numel(out[1:]))  # and a mean and rstd per position
 
 
 @_frozen
@@ -260,6 +266,10 @@ class Pool2d(Op):
             raise ValueError(f"padding {self.padding} must be at most half the kernel size {self.kernel_size}")
         k, s, p, ceil = self.kernel_size, self.stride, self.padding, self.ceil_mode
         return _sized(c, window(h, k, s, p, ceil=ceil), window(w, k, s, p, ceil=ceil), f"pool {k}x{k}/{s}", shapes[0])
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        # max pooling also writes its int64 indices: two float32 elements' worth each
+        return Cost(0, 0, numel(out) * (3 if self.kind == "max" else 1))
 
 
 @_frozen
@@ -427,11 +437,16 @@ class Functional(Op):
 
 @_frozen
 class Add(Functional):
-    """``a + b`` of equal shapes; ``inplace`` writes into ``a`` (torchvision's ``out += identity``)."""
+    """``a + b`` of equal shapes (``broadcast``: ``b`` may have 1s where ``a`` has not); ``inplace`` writes
+    into ``a`` (torchvision's ``out += identity``)."""
 
     inplace: bool = False
+    broadcast: bool = False
 
     def out_shape(self, *shapes: Shape) -> Shape:
+        if self.broadcast and len(shapes[0]) == len(shapes[1]) and all(
+                b in (1, a) for a, b in zip(shapes[0], shapes[1])):
+            return shapes[0]
         if shapes[0] != shapes[1]:
             raise ValueError(f"cannot add a {'x'.join(map(str, shapes[1]))} shortcut to a "
                              f"{'x'.join(map(str, shapes[0]))} output")
@@ -467,6 +482,74 @@ class MeanHW(Functional):
 
     def code(self, args: list[str]) -> str:
         return f"{args[0]}.mean((2, 3), keepdim={self.keepdim})"
+
+
+@_frozen
+class Reduce(Functional):
+    """A reduction (``mean``, ``amax``, ``sum``) over per-sample dimensions ``dims`` (0 = channels)."""
+
+    kind: str = "mean"
+    dims: tuple[int, ...] = (1, 2)
+    keepdim: bool = True
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        shape = shapes[0]
+        if any(d >= len(shape) for d in self.dims):
+            raise ValueError(f"cannot reduce dimensions {self.dims} of a {len(shape)}-dimensional sample")
+        if self.keepdim:
+            return tuple(1 if i in self.dims else s for i, s in enumerate(shape))
+        return tuple(s for i, s in enumerate(shape) if i not in self.dims)
+
+    def code(self, args: list[str]) -> str:
+        dims = tuple(d + 1 for d in self.dims)
+        return f"{args[0]}.{self.kind}({dims!r}, keepdim={self.keepdim})"
+
+
+@_frozen
+class Reshape(Functional):
+    """A view of each sample as ``shape`` (same elements; writes nothing). One dimension may be -1: the
+    generated code keeps it so, and a model built at one input size runs at another."""
+
+    shape: tuple[int, ...]
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        known = numel(tuple(d for d in self.shape if d != -1))
+        total = numel(shapes[0])
+        shape = tuple(total // known if d == -1 else d for d in self.shape)
+        if self.shape.count(-1) > 1 or numel(shape) != total:
+            raise ValueError(f"cannot view {list(shapes[0])} as {list(self.shape)}")
+        return shape
+
+    def code(self, args: list[str]) -> str:
+        return f"{args[0]}.reshape({args[0]}.shape[0], {', '.join(map(str, self.shape))})"
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost()
+
+
+@_frozen
+class Softmax(Functional):
+    """Softmax over the last dimension."""
+
+    def code(self, args: list[str]) -> str:
+        return f"torch.softmax({args[0]}, dim=-1)"
+
+
+@_frozen
+class MatMul(Functional):
+    """``a @ b`` over each sample's last two dimensions (a multiply-accumulate per product term)."""
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        a, b = shapes
+        if len(a) < 2 or len(b) < 2 or a[-1] != b[-2] or a[:-2] != b[:-2]:
+            raise ValueError(f"cannot multiply {list(a)} by {list(b)}")
+        return (*a[:-1], b[-1])
+
+    def code(self, args: list[str]) -> str:
+        return f"{args[0]} @ {args[1]}"
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost(0, numel(out) * shapes[0][-1], numel(out))
 
 
 @_frozen

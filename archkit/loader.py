@@ -20,6 +20,7 @@ MAX_NODES = 100_000  # values after alias expansion: refuses "billion laughs" do
 MAX_DEPTH = 64  # a spec nests at most ~5 levels deep
 MAX_CHAIN = 32  # base: files in one spec
 MAX_TOTAL_BYTES = 4 << 20  # the whole base: chain: limits are per spec, not per file
+MAX_PARAMS = 2_000_000_000  # materialized at most by default (8 GB of float32 weights: a third of 24 GiB)
 _CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
@@ -216,42 +217,51 @@ def read_text(path: Path, budget: Budget | None = None) -> str:
         raise SpecError(f"not UTF-8 text (bad byte at offset {exc.start})", Mark(source)) from None
 
 
-def load_file(path: str | os.PathLike, _chain: tuple[Path, ...] = (), budget: Budget | None = None,
-              resolve: Resolver = paths_only) -> MDict:
-    """Load a spec file and everything it inherits through ``base:``, merged, with positions.
-
-    The limits on values, bytes and files hold for the whole chain, not per file.
-    """
-    path = Path(path)
+def chain(path: str | os.PathLike, resolve: Resolver = paths_only, budget: Budget | None = None) -> list[tuple[Path, MDict]]:
+    """The files of a spec's ``base:`` chain, the spec's own first, each as written (``base:`` taken out),
+    with the limits on values, bytes and files held for the whole chain."""
     budget = budget or Budget()
-    resolved = path.resolve()
-    if resolved in _chain:
-        cycle = " -> ".join(str(p) for p in (*_chain, resolved))
-        raise SpecError(f"base: cycle: {cycle}", Mark(str(path)))
-    budget.files -= 1
-    if budget.files < 0:
-        raise SpecError(f"more than {MAX_CHAIN} files in the base: chain", Mark(str(path)))
-    tree = _parsed(path, budget)
-    if tree is None:
-        raise SpecError("empty spec file", Mark(str(path)))
-    if not isinstance(tree, MDict):
-        raise SpecError(f"a spec must be a mapping at the top level, not a {_kind(tree)}", Mark(str(path), 1, 1))
-    if "base" not in tree:
-        return tree
-    base = tree.pop("base")
-    base_mark = tree.marks.pop("base")
-    if not isinstance(base, str) or not base:
-        raise SpecError(f"must be a spec name or a file path (got {base!r})", base_mark, "base")
-    try:
-        base_path = resolve(base, path.parent)
-    except SpecError as exc:
-        raise SpecError(exc.problems[0].message, base_mark, "base") from None
-    if not base_path.exists():
-        raise SpecError(f"base file {str(base_path)!r} does not exist", base_mark, "base")
-    parent = load_file(base_path, (*_chain, resolved), budget, resolve)
-    # declared weights belong to the base's architecture, not to what derives from it
-    parent.pop("weights", None)
-    return merge(parent, tree)
+    out: list[tuple[Path, MDict]] = []
+    seen: list[Path] = []
+    path = Path(path)
+    while True:
+        resolved = path.resolve()
+        if resolved in seen:
+            cycle = " -> ".join(str(p) for p in (*seen, resolved))
+            raise SpecError(f"base: cycle: {cycle}", Mark(str(path)))
+        seen.append(resolved)
+        budget.files -= 1
+        if budget.files < 0:
+            raise SpecError(f"more than {MAX_CHAIN} files in the base: chain", Mark(str(path)))
+        tree = _parsed(path, budget)
+        if tree is None:
+            raise SpecError("empty spec file", Mark(str(path)))
+        if not isinstance(tree, MDict):
+            raise SpecError(f"a spec must be a mapping at the top level, not a {_kind(tree)}", Mark(str(path), 1, 1))
+        out.append((path, tree))
+        if "base" not in tree:
+            return out
+        base = tree.pop("base")
+        base_mark = tree.marks.pop("base")
+        if not isinstance(base, str) or not base:
+            raise SpecError(f"must be a spec name or a file path (got {base!r})", base_mark, "base")
+        try:
+            base_path = resolve(base, path.parent)
+        except SpecError as exc:
+            raise SpecError(exc.problems[0].message, base_mark, "base") from None
+        if not base_path.exists():
+            raise SpecError(f"base file {str(base_path)!r} does not exist", base_mark, "base")
+        path = base_path
+
+
+def load_file(path: str | os.PathLike, budget: Budget | None = None, resolve: Resolver = paths_only) -> MDict:
+    """Load a spec file and everything it inherits through ``base:``, merged, with positions."""
+    files = chain(path, resolve, budget)
+    tree = files[-1][1]
+    for _, child in reversed(files[:-1]):
+        tree.pop("weights", None)  # declared weights belong to the base's architecture, not to what derives from it
+        tree = merge(tree, child)
+    return tree
 
 
 _PARSED: dict[tuple, tuple[Any, int, int]] = {}  # (path, mtime, size, inode) -> tree, values, bytes

@@ -30,6 +30,32 @@ def _type_name(module: nn.Module) -> str:
     return type(module).__name__
 
 
+class WrittenBytes:
+    """Bytes each aten op writes in a forward pass: every output of an op that is neither a view nor in
+    place (max pooling's int64 indices included; a batch norm in eval mode writes its output only: the
+    meta kernels' saved statistics are empty on real devices; ``_unsafe_view`` is a view that torch does
+    not mark as one). The reference of the summary's activation memory."""
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+        from torch.utils._pytree import tree_flatten
+
+        counter = self
+
+        class Mode(TorchDispatchMode):
+            def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+                out = func(*args, **(kwargs or {}))
+                if not func.is_view and not func._schema.is_mutable and "_unsafe_view" not in func.__name__:
+                    outs = tree_flatten(out)[0]
+                    if "batch_norm" in func.__name__:
+                        outs = outs[:1]
+                    counter.total += sum(t.numel() * t.element_size() for t in outs if isinstance(t, torch.Tensor))
+                return out
+
+        self.total = 0
+        self.mode = Mode()
+
+
 def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
                  dtype: torch.dtype = torch.float32) -> Summary:
     """Build ``spec`` on the meta device and run one forward pass under FlopCounterMode, with a row
@@ -44,7 +70,7 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
     rows: list[Row] = []
     hooks = []
     entered: list[str] = []  # modules whose forward started, innermost last
-    written = [0]
+    written = WrittenBytes()
 
     def attach(module: nn.Module, name: str, level: int) -> None:
         row = Row(name, _type_name(module), level, [], sum(p.numel() for p in module.parameters()), 0)
@@ -66,17 +92,11 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
             for child_name, child in module.named_children():
                 attach(child, f"{name}.{child_name}", level + 1)
 
-    def count_written(_m: nn.Module, _args: Any, out: Any) -> None:
-        if isinstance(out, torch.Tensor) and not getattr(_m, "inplace", False) and not isinstance(
-                _m, (nn.Identity, nn.Flatten, nn.Dropout)):
-            written[0] += out.numel()
-
     # the rows of depth 1 are the plan's parts (stem layers, stages, head layers) whatever the layout
     for name in (*model.stem_names, *model.stage_names, *getattr(model, "head_names", ())):
         attach(model.get_submodule(name), name, 1)
-    hooks += [m.register_forward_hook(count_written) for m in model.modules() if not list(m.children())]
     try:
-        with torch.no_grad(), counter:
+        with torch.no_grad(), counter, written.mode:
             out = model(x)
     except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
         where = entered[-1] if entered else spec.name
@@ -94,7 +114,7 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         macs=counter.get_total_flops() // 2,
         param_bytes=sum(p.numel() * p.element_size() for p in params),
-        activation_bytes=written[0] * x.element_size(),
+        activation_bytes=written.total,
         dtype=str(dtype).replace("torch.", ""),
         rows=rows,
     )

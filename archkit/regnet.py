@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .attention.base import make_divisible
 from .errors import Mark, SpecError
 from .loader import MDict, MList
 
@@ -31,11 +32,6 @@ class RegNetSpec(BaseModel):
     group_width: int = Field(ge=1, le=4096, description="Channels per group of the 3x3 convolutions.")
     bottleneck_multiplier: float = Field(1.0, gt=0, le=16, description="Inner width relative to the stage width.")
     se_ratio: float | None = Field(None, gt=0, le=1, description="RegNet-Y's SE ratio (0.25); none for RegNet-X.")
-
-
-def _make_divisible(v: float, divisor: int) -> int:
-    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
-    return new_v + divisor if new_v < 0.9 * v else new_v
 
 
 def _f32(x: float) -> float:
@@ -67,7 +63,7 @@ def stages(r: RegNetSpec) -> list[dict]:
     for width, depth in zip(stage_widths, depths):
         inner = int(width * r.bottleneck_multiplier)
         group = min(r.group_width, inner)
-        inner = _make_divisible(inner, group)
+        inner = make_divisible(inner, group, round_limit=0.9)  # torchvision's _make_divisible
         out.append({"planes": int(inner / r.bottleneck_multiplier), "depth": depth, "stride": STRIDE,
                     "block": {"type": "regnet", "group_width": group, "bottleneck_multiplier": r.bottleneck_multiplier,
                               "se_ratio": r.se_ratio}})

@@ -23,6 +23,7 @@ from .loader import flatten, resolve_stage_blocks
 from .params import AttentionSpec, BlockSpec, LayerSpec, SpecModel, StageSpec
 from .registry import UnknownName, suggest
 from .spec_errors import mark_for, ordered, problem
+from .stages.base import drop_block_of
 
 _INT_MAX = 2**63 - 1
 MAX_PROBLEMS = 20  # reported per spec: more is one mistake repeated, or not a spec at all
@@ -259,7 +260,7 @@ class _Pass:
                 else:
                     self.add(where, f"{kind.name} blocks offer attention positions "
                                     f"{', '.join(kind.attn_positions)}, not {position!r}")
-        if drop_block and stage in (2, 3) and not kind.drop_block:
+        if drop_block and stage is not None and drop_block_of(1.0, stage) and not kind.drop_block:
             takers = sorted({e.name.split(":")[-1] for e in BLOCKS if e.obj.drop_block})
             self.add(("drop_block_rate",), f"{kind.name} blocks have no DropBlock slot; drop_block_rate needs "
                                            f"{', '.join(takers)} blocks in stages 3 and 4", ("drop_block", kind.name))

@@ -186,7 +186,7 @@ def apply(model: nn.Module, plan: TransferPlan, source: dict[str, torch.Tensor])
 def _behaviour(spec: dict) -> dict[str, Any]:
     """What changes a network's function without changing any tensor's shape."""
     stages = spec.get("stages") or []
-    layers = [layer for part in ("stem",) for layer in spec.get(part) or [] if isinstance(layer, dict)]
+    layers = [layer for layer in spec.get("stem") or [] if isinstance(layer, dict)]
     geometry = ("type", "stride", "padding", "dilation", "kernel_size")
     return {
         "activation": spec.get("activation"),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shutil
+from pathlib import Path
 import subprocess
 import sys
 
@@ -172,8 +172,8 @@ def test_checkpoint_whose_weights_do_not_fit_names_the_keys(tmp_path) -> None:
 
 
 def test_installed_console_script_runs(tmp_path) -> None:
-    exe = shutil.which("archkit")
-    assert exe, "the archkit console script is installed by pip install"
+    exe = Path(sys.executable).parent / "archkit"  # pip puts console scripts beside the interpreter
+    assert exe.is_file(), "the archkit console script is installed by pip install"
     proc = subprocess.run([exe, "build", str(SPECS / "resnet18.yaml"), "--summary"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -86,6 +86,8 @@ def test_analytic_equals_meta_for_random_specs(data: dict, batch: int) -> None:
     assert key == [(r.name, r.type, r.depth, r.output_shape, r.params, r.macs) for r in oracle.rows]
     assert (ours.total_params, ours.macs, ours.output_shape) == (oracle.total_params, oracle.macs,
                                                                  oracle.output_shape)
+    # activation memory: the bytes each op writes in that forward (one estimator, the reference's)
+    assert ours.activation_bytes == oracle.activation_bytes
 
 
 @pytest.mark.parametrize("name", ["resnet50", "resnext101_64x4d", "seresnet50", "ecaresnet50d", "resnetv2_50",

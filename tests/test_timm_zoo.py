@@ -6,14 +6,12 @@ parameters run their forward only under ``-m slow`` (``.ci/run`` runs them)."""
 from __future__ import annotations
 
 import pytest
+import timm
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 import archkit
 from archkit import loader, summary, zoo
-
-timm = pytest.importorskip("timm")
-
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 NAMES = timm.list_models(module="resnet")
 FORWARD_LIMIT = 30_000_000  # parameters; larger models' forwards are marked slow

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 
@@ -30,9 +29,10 @@ def test_single_process_training_saves_and_reloads(tmp_path) -> None:
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.skipif(shutil.which("torchrun") is None, reason="torchrun is installed with torch")
+@pytest.mark.slow  # two processes, gloo: the single-process test below covers the script itself
 def test_ddp_on_two_processes_keeps_ranks_identical_and_learns(tmp_path) -> None:
-    proc = subprocess.run(["torchrun", "--standalone", "--nproc-per-node", "2", str(SCRIPT),
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                           str(SCRIPT),
                            str(SPECS / "resnet18.yaml"), "--epochs", "2", "--samples", "128",
                            "--output", str(tmp_path / "ck"), "--report", str(tmp_path / "r")],
                           capture_output=True, text=True, timeout=300, env=_env())

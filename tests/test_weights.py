@@ -21,7 +21,7 @@ import pytest
 import safetensors.torch
 import torch
 import torchvision
-from timm.models._manipulate import adapt_input_conv
+from timm.models import adapt_input_conv
 
 import archkit
 from archkit.cli import main

@@ -1,11 +1,8 @@
 """Convolutional block attention (Woo et al., ECCV 2018), as timm's ``CbamModule``."""
 
-from __future__ import annotations
-
 from pydantic import Field
 
-from ..complexity import Cost
-from ..graph import Custom, Scope, Value
+from ..graph import Activation, BatchNorm, Concat, Conv2d, Reduce, Scope, Value
 from .base import _Reduced
 
 
@@ -16,13 +13,22 @@ class Cbam(_Reduced):
     spatial_kernel_size: int = Field(7, ge=1, le=63, description="Kernel of the spatial attention's conv (odd).")
 
     def emit(self, s: Scope, name: str, x: Value) -> Value:
-        if self.spatial_kernel_size % 2 == 0:
-            raise ValueError(f"cbam spatial_kernel_size must be odd, got {self.spatial_kernel_size}")
-        c, h, w = x.shape
-        r, k, area = self.reduced(c), self.spatial_kernel_size, h * w
-        channel = Cost(2 * c * r, 4 * c * r, 2 * (c + r + c) + 2 * c)
-        spatial = Cost(2 * k * k + 2, 2 * k * k * area, 2 * area + 2 * area + area + area)  # mean/max, cat, conv, bn
-        cost = channel + spatial + Cost(0, 0, 2 * c * area + area)  # the two products, the gate
-        kwargs = (("channels", c), ("reduced", r), ("spatial_kernel_size", k))
-        return s.call(name, Custom("CbamModule", "archkit.nn.attention:CbamModule", kwargs, x.shape, cost,
-                                   cost.params), x)
+        """``channel``: one MLP (``fc1``, ``act``, ``fc2``) over the average- and max-pooled channels, summed,
+        sigmoid ``gate``; then ``spatial``: a conv-norm (``conv``) over the channels' mean and max, ``gate``."""
+        k = self.spatial_kernel_size
+        if k % 2 == 0:
+            raise ValueError(f"cbam spatial_kernel_size must be odd, got {k}")
+        c, r = x.shape[0], self.reduced(x.shape[0])
+        outer, (y,) = s.enter(name, "CbamModule", x)
+        channel, (z,) = outer.enter("channel", "ChannelAttn", y)
+        pooled = [channel.apply(Reduce(kind, (1, 2)), z) for kind in ("mean", "amax")]
+        mlp = [channel.conv("fc2", channel.call("act", Activation("relu", True), channel.conv("fc1", p, r, 1)), c, 1)
+               for p in pooled]  # one MLP, called on both
+        z = channel.mul(z, channel.call("gate", Activation("sigmoid"), channel.add(*mlp)))
+        y = channel.exit(z)
+        spatial, (z,) = outer.enter("spatial", "SpatialAttn", y)
+        maps = spatial.apply(Concat(), *(spatial.apply(Reduce(kind, (0,)), z) for kind in ("mean", "amax")))
+        conv, (m,) = spatial.enter("conv", "ConvNorm", maps)
+        m = conv.call("bn", BatchNorm(1), conv.call("conv", Conv2d(2, 1, k, 1, (k - 1) // 2), m))
+        attn = spatial.call("gate", Activation("sigmoid"), conv.exit(m))
+        return outer.exit(spatial.exit(spatial.mul(z, attn)))

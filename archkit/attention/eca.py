@@ -1,13 +1,10 @@
 """Efficient channel attention (Wang et al., CVPR 2020), as timm's ``EcaModule``."""
 
-from __future__ import annotations
-
 import math
 
 from pydantic import Field
 
-from ..complexity import Cost
-from ..graph import Custom, Scope, Value
+from ..graph import Activation, Conv1d, Reduce, Reshape, Scope, Value
 from ..params import AttentionParams
 
 
@@ -29,8 +26,9 @@ class Eca(AttentionParams):
         return max(t if t % 2 else t + 1, 3)
 
     def emit(self, s: Scope, name: str, x: Value) -> Value:
-        c, h, w = x.shape
-        k = self.kernel(c)
-        cost = Cost(k, k * c, 3 * c + c * h * w)  # mean, conv, gate; the product
-        return s.call(name, Custom("EcaModule", "archkit.nn.attention:EcaModule", (("kernel_size", k),), x.shape,
-                                   cost, k), x)
+        """Global average, a 1-D conv across the channels (``conv``), sigmoid ``gate``, scale ``x``."""
+        k = self.kernel(x.shape[0])
+        inner, (y,) = s.enter(name, "EcaModule", x)
+        pooled = inner.apply(Reshape((1, -1)), inner.apply(Reduce("mean", (1, 2), keepdim=False), y))
+        gate = inner.call("gate", Activation("sigmoid"), inner.call("conv", Conv1d(1, 1, k, (k - 1) // 2), pooled))
+        return inner.exit(inner.mul(y, inner.apply(Reshape((-1, 1, 1)), gate)))

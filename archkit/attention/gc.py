@@ -1,12 +1,17 @@
 """Global context block (Cao et al., GCNet 2019), as timm's ``GlobalContext``."""
 
-from __future__ import annotations
-
 from pydantic import Field
 
-from ..complexity import Cost
-from ..graph import Custom, Scope, Value
+from ..graph import Activation, Add, LayerNorm2d, MatMul, Passthrough, Reduce, Reshape, Scope, Softmax, Value
 from .base import _Reduced
+
+
+def _conv_mlp(s: Scope, name: str, x: Value, hidden: int) -> Value:
+    """timm's ``ConvMlp``: 1x1 conv, LayerNorm over channels, ReLU, (dropout), 1x1 conv back."""
+    inner, (y,) = s.enter(name, "ConvMlp", x)
+    y = inner.call("norm", LayerNorm2d(hidden, 1e-6), inner.conv("fc1", y, hidden, 1, bias=True))
+    y = inner.call("drop", Passthrough("dropout"), inner.call("act", Activation("relu"), y))
+    return inner.exit(inner.conv("fc2", y, x.shape[0], 1, bias=True))
 
 
 class GlobalContextParams(_Reduced):
@@ -19,19 +24,29 @@ class GlobalContextParams(_Reduced):
     fuse_scale: bool = Field(True, description="Scale by a gated context (fusion by multiplication).")
 
     def emit(self, s: Scope, name: str, x: Value) -> Value:
+        """The context (attention-pooled by ``conv_attn`` and a softmax, else the mean), then ``mlp_add``
+        (added) and ``mlp_scale`` (a sigmoid ``gate`` scaling ``x``)."""
         if not (self.fuse_add or self.fuse_scale):
             raise ValueError("gc needs fuse_add or fuse_scale (or both)")
-        c, hh, ww = x.shape
-        h, area = self.reduced(c), hh * ww
-        total = Cost(0, 0, c)  # the context vector
-        if self.use_attn:  # 1x1 conv to one map, softmax, then the context as a matrix product
-            total = total + Cost(c + 1, c * area + c * area, 2 * area)
-        mlp = Cost(2 * c * h + h + c + 2 * h, 2 * c * h, 2 * h + h + c)
-        if self.fuse_scale:  # the MLP, its gate, the product
-            total = total + mlp + Cost(0, 0, c + c * area)
-        if self.fuse_add:  # the MLP, the sum
-            total = total + mlp + Cost(0, 0, c * area)
-        kwargs = (("channels", c), ("hidden", h), ("use_attn", self.use_attn), ("fuse_add", self.fuse_add),
-                  ("fuse_scale", self.fuse_scale))
-        return s.call(name, Custom("GlobalContext", "archkit.nn.attention:GlobalContext", kwargs, x.shape, total,
-                                   total.params), x)
+        c = x.shape[0]
+        hidden = self.reduced(c)
+        inner, (y,) = s.enter(name, "GlobalContext", x)
+        if self.use_attn:
+            attn = inner.apply(Reshape((1, -1)), inner.conv("conv_attn", y, 1, 1, bias=True))
+            attn = inner.apply(Reshape((1, -1, 1)), inner.apply(Softmax(), attn))
+            context = inner.apply(MatMul(), inner.apply(Reshape((1, c, -1)), y), attn)
+            context = inner.apply(Reshape((c, 1, 1)), context)
+        else:
+            context = inner.apply(Reduce("mean", (1, 2)), y)
+        if self.fuse_add:
+            add = _conv_mlp(inner, "mlp_add", context, hidden)
+        if self.fuse_scale:
+            scale = _conv_mlp(inner, "mlp_scale", context, hidden)
+            y = inner.mul(y, inner.call("gate", Activation("sigmoid"), scale))
+        else:
+            inner.empty("mlp_scale")
+        if self.fuse_add:
+            y = inner.apply(Add(broadcast=True), y, add)
+        else:
+            inner.empty("mlp_add")
+        return inner.exit(y)

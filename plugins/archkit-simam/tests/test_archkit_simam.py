@@ -6,8 +6,6 @@ import torch
 
 import archkit
 from archkit.catalog import ATTENTION
-from archkit.testing import check_block
-from archkit.nn.blocks import Bottleneck
 
 SPEC = "simam_resnet50"  # shipped by the plugin through the archkit.specs entry point
 

@@ -15,8 +15,8 @@ from archkit.blocks.bottleneck import bottleneck
 __version__ = "0.2.0"
 
 
-def make_divisible(value: float, divisor: int) -> int:
-    """Round ``value`` down to a multiple of ``divisor`` (at least one divisor), as timm's SE width."""
+def floor_divisible(value: float, divisor: int) -> int:
+    """``value`` rounded down to a multiple of ``divisor`` (at least one divisor): this block's SE width."""
     return max(divisor, int(value) // divisor * divisor)
 
 
@@ -32,7 +32,7 @@ class SEParams(BottleneckParams):
 def se_bottleneck(b, s, x):
     """Bottleneck with squeeze-and-excitation (SE-ResNet)."""
     out = bottleneck_main(b, s, x)  # the bottleneck's 1x1-3x3-1x1, its DropBlock and anti-aliasing slots
-    reduced = make_divisible(out.shape[0] / b.params.reduction, b.params.divisor)
+    reduced = floor_divisible(out.shape[0] / b.params.reduction, b.params.divisor)
     # the residual is recalibrated before the add; the SE module uses the spec's activation
     out = squeeze_excite(s, "excite", out, reduced, act=b.act, bn=None)
     # residual: the spec's own attention (attn:), drop path, the shortcut, the add unless shortcut: none

@@ -30,7 +30,7 @@ class SimAM(AttentionParams):
 
     def cost(self, channels: int, hw: tuple[int, ...]) -> Cost:
         """No parameters and nothing FlopCounterMode counts as a MAC; elementwise, it writes six maps
-        (the difference, its square, the energy's quotient and sum, the gate, the product) and six
-        per-channel vectors."""
+        (the difference, its square, the energy's quotient and sum, the gate, the product) and five
+        per-channel vectors (the mean, the sum and three steps of the denominator)."""
         area = hw[0] * hw[1]
-        return Cost(0, 0, 6 * channels * area + 6 * channels)
+        return Cost(0, 0, 6 * channels * area + 5 * channels)
