@@ -1,12 +1,14 @@
 """Fine-tune a features_only backbone with frozen early stages, as detection and segmentation do.
 
     python examples/finetune_backbone.py resnet18 --frozen-stages 2 --steps 30
+    python examples/finetune_backbone.py resnet18 --weights IMAGENET1K_V1   # the real network, pretrained
 
 The backbone gives feature maps (timm's features_only); the stem and the first stages are frozen
 (no gradients, their norms in eval mode: mmdetection's frozen_stages), and a 1x1 conv head on the
 last map learns a synthetic dense task: each pixel's label is the channel in which its image was
-tinted. Nothing is downloaded; start from pretrained weights with --weights (a declared name, a file
-or a URL), loaded through archkit's transfer plan.
+tinted. Nothing is downloaded unless asked: start from pretrained weights with --weights (a declared
+name, a file or a URL), loaded through archkit's transfer plan. --width shrinks the network for a
+quick run (the default 1.0 is the spec's own network, the one pretrained weights fit).
 """
 
 from __future__ import annotations
@@ -35,10 +37,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--classes", type=int, default=3)
+    parser.add_argument("--width", type=float, default=1.0, help="width multiplier (1.0: the spec's network)")
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    backbone = archkit.create_model(args.spec, weights=args.weights, width_multiplier=0.25,
+    backbone = archkit.create_model(args.spec, weights=args.weights, width_multiplier=args.width,
                                     frozen_stages=args.frozen_stages, features_only=True,
                                     **{"input.size": [args.size, args.size], "seed": 0})
     head = nn.Conv2d(backbone.feature_info[-1]["num_chs"], args.classes, 1)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from conftest import ROOT, SPECS
 
@@ -51,10 +52,22 @@ def test_training_flags_and_the_backbone_example(tmp_path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     losses = json.loads((tmp_path / "r" / "rank0.json").read_text())["losses"]
     assert losses[-1] < losses[0]
-    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "finetune_backbone.py"), "resnet18", "--steps", "15"],
-                          capture_output=True, text=True, timeout=300, env=_env())
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "finetune_backbone.py"), "resnet18", "--steps", "15",
+                           "--width", "0.25"], capture_output=True, text=True, timeout=300, env=_env())
     assert proc.returncode == 0, proc.stderr[-2000:]
     frozen = int(proc.stdout.split(" backbone parameters frozen")[0].replace(",", ""))
     assert frozen > 0
     steps = [float(line.split("loss ")[1]) for line in proc.stdout.splitlines() if line.startswith("step ")]
     assert steps[-1] < steps[0]
+
+
+def test_the_backbone_example_starts_from_a_real_checkpoint(tmp_path) -> None:
+    """--weights with a torchvision resnet18 state_dict: the example's network is the spec's own."""
+    import torchvision
+
+    torch.save(torchvision.models.resnet18().state_dict(), tmp_path / "r18.pt")
+    proc = subprocess.run([sys.executable, str(ROOT / "examples" / "finetune_backbone.py"), "resnet18", "--steps", "2",
+                           "--size", "32", "--weights", str(tmp_path / "r18.pt")], capture_output=True, text=True,
+                          timeout=300, env=_env())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert int(proc.stdout.split(" backbone parameters frozen")[0].replace(",", "")) == 9_408 + 128 + 147_968 + 525_568
