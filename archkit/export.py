@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .errors import ExportError, OutputError, SpecError, first_line
+from .errors import ExportError, OutputError, first_line
 from .files import atomic_path
 
 FORMATS = ("onnx", "torchscript", "exported-program")
@@ -28,11 +28,10 @@ def _export(model: nn.Module, fmt: str, example: torch.Tensor, dynamic_batch: bo
         try:
             import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
         except ImportError:
-            raise ExportError("ONNX export needs onnx and onnxscript: pip install 'archkit[export]'") from None
+            raise ExportError("ONNX export needs onnx and onnxscript: pip install onnx onnxscript "
+                              "(or pip install 'archkit[export]')") from None
         torch.onnx.export(model, (example,), str(path), dynamo=True, dynamic_shapes=dynamic, external_data=False,
                           input_names=["input"], output_names=["output"], verbose=False)
-    else:
-        raise SpecError(f"unknown export format {fmt!r}; choose from: {', '.join(FORMATS)}")
 
 
 def _culprit(model: nn.Module, fmt: str, example: torch.Tensor) -> str:
@@ -63,6 +62,8 @@ def _culprit(model: nn.Module, fmt: str, example: torch.Tensor) -> str:
 def export(model: nn.Module, fmt: str, output: str | os.PathLike, example: torch.Tensor,
            dynamic_batch: bool = False) -> None:
     """Export ``model`` (put in eval mode) to ``output``, written atomically; ExportError names what failed."""
+    if fmt not in FORMATS:
+        raise ExportError(f"unknown export format {fmt!r}; choose from: {', '.join(FORMATS)}")
     model.eval()
     path = Path(output)
     with warnings.catch_warnings():
@@ -70,7 +71,7 @@ def export(model: nn.Module, fmt: str, output: str | os.PathLike, example: torch
         try:
             with atomic_path(path) as tmp, torch.no_grad():
                 _export(model, fmt, example, dynamic_batch, tmp)
-        except (SpecError, ExportError, OutputError):
+        except (ExportError, OutputError):
             raise
         except Exception as exc:  # noqa: BLE001 - turned into one line naming the block at fault
             blame = _culprit(model, fmt, example)

@@ -1,10 +1,20 @@
-"""Shared fixtures: paths of the shipped specs, a temp-dir spec writer."""
+"""Shared fixtures: paths of the shipped specs, a temp-dir spec writer; the hypothesis profiles."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# "ci", the default: a fixed sample, the same on every run and machine (a failure reproduces).
+# "soak": fresh random draws, many more of them, e.g.
+#     python -m pytest -m "" --hypothesis-profile soak tests/test_fuzz.py tests/test_complexity.py
+_SLOW_IS_FINE = [HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture]
+settings.register_profile("ci", max_examples=60, derandomize=True, database=None, deadline=None,
+                          suppress_health_check=_SLOW_IS_FINE)
+settings.register_profile("soak", max_examples=2000, deadline=None, suppress_health_check=_SLOW_IS_FINE)
+settings.load_profile("ci")  # --hypothesis-profile, applied later by hypothesis' pytest plugin, overrides it
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

@@ -4,11 +4,10 @@ parameters and MACs, exactly. The oracle is torch's own FlopCounterMode on the b
 
 from __future__ import annotations
 
-import os
 import typing
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import archkit
@@ -17,7 +16,6 @@ from archkit import summary
 from archkit.errors import SpecError
 from archkit.catalog import ATTENTION, BLOCKS
 
-EXAMPLES = int(os.environ.get("ARCHKIT_COMPLEXITY_EXAMPLES", "60"))
 SMALL = {"groups": [1, 2, 4], "cardinality": [1, 2, 4], "base_width": [4, 16, 64], "bottle_ratio": [0.25, 0.5, 1.0],
          "reduction": [4, 8], "divisor": [1, 8], "dropout": [0.0, 0.3], "aa": [None, "blur", "avg"],
          "reduce_first": [1, 2], "shortcut_kernel_size": [1, 3]}
@@ -71,8 +69,6 @@ def random_specs(draw) -> dict:
     }
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 200,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(data=random_specs(), batch=st.integers(1, 3))
 def test_analytic_equals_meta_for_random_specs(data: dict, batch: int) -> None:
     try:

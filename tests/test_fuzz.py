@@ -1,19 +1,19 @@
 """Property-based fuzzing of the shipped specs: every mutation either builds (on meta) or raises a
 SpecError whose every problem has a position. Anything else (a traceback from inside pydantic or
-torch, a hang) fails. CI runs a bounded number of examples; a soak run sets ARCHKIT_FUZZ_EXAMPLES:
+torch, a hang) fails. CI runs a fixed sample (the "ci" hypothesis profile, tests/conftest.py); a soak
+run draws fresh, many more:
 
-    ARCHKIT_FUZZ_EXAMPLES=5000 python -m pytest tests/test_fuzz.py -p no:cacheprovider
+    python -m pytest tests/test_fuzz.py --hypothesis-profile soak
 """
 
 from __future__ import annotations
 
 import copy
-import os
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import archkit
@@ -21,7 +21,6 @@ from archkit import SpecError
 from archkit.errors import Mark
 from conftest import SPECS
 
-EXAMPLES = int(os.environ.get("ARCHKIT_FUZZ_EXAMPLES", "120"))
 BASES = ["resnet18", "resnext50_32x4d", "darknet53", "wrn28_10", "resnet50_dilated"]
 
 
@@ -81,8 +80,7 @@ def mutated_specs(draw) -> dict:
     return spec
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 200,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=2 * settings.default.max_examples)  # cheap: twice the profile's number
 @given(spec=mutated_specs())
 def test_mutated_specs_build_or_fail_with_a_position(spec: dict, tmp_path_factory) -> None:
     path = Path(tmp_path_factory.mktemp("fuzz")) / "spec.yaml"
@@ -114,8 +112,7 @@ def chained_texts(draw) -> list[str]:
     return texts
 
 
-@settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 200,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@settings(max_examples=2 * settings.default.max_examples)  # cheap: twice the profile's number
 @given(texts=chained_texts())
 def test_control_characters_and_base_chains_fail_in_one_located_line(texts: list[str], tmp_path_factory) -> None:
     folder = Path(tmp_path_factory.mktemp("chain"))

@@ -219,6 +219,7 @@ def test_attention_plugins_join_specs_and_are_isolated(fake_plugins) -> None:
     assert archkit.build_model(spec).layer1[0].se is not None  # built-ins unaffected
 
 
+@pytest.mark.slow  # a process installing a plugin and importing torch._dynamo
 def test_a_block_asking_torch_compiler_summarises_through_the_cli(tmp_path) -> None:
     """No stubs of torch internals: a plugin forward calling torch.compiler/torch._dynamo works."""
     env = _installed(tmp_path, "compiling-example", "1.0", "compiling_block", "compiling_example_mod",

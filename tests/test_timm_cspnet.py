@@ -1,7 +1,8 @@
 """Every model of timm's ``cspnet.py`` (CSPNet, DarkNet, CS3) as a packaged spec, generated from timm's
 registry: stage types (dark, csp, cs3), timm's module layout and ConvNormAct units. The same
 state_dict keys and shapes in order, parameter counts and MACs; timm's weights load strictly and the
-eval outputs are equal (models over 30 M parameters under ``-m slow``)."""
+eval outputs are equal (models over 30 M parameters, and the output-stride features of all but one model
+per stage type, under ``-m slow``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def test_every_timm_cspnet_model_is_a_packaged_spec() -> None:
     assert {n for n in NAMES if summary.measure(archkit.load_spec(n)).total_params > 30_000_000} == LARGE
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in NAMES])
 def test_structure_and_macs_equal_timm(name: str) -> None:
     spec = archkit.load_spec(name)
     ours = archkit.build_model(spec, device="meta")
@@ -114,7 +115,11 @@ def test_a_csp_variant_no_library_ships_is_a_few_lines(write) -> None:
     assert type(model.stages[1]).__name__ == "CrossStage3" and type(model.stages[1].blocks[0].attn2).__name__ == "SEModule"
 
 
-@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in NAMES])
+OUTPUT_STRIDE_DEFAULT = {"cspresnet50d", "darknet17", "cs3darknet_focus_s", "cs3sedarknet_xdw"}  # csp, dark, cs3, cs3+dw+se
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in OUTPUT_STRIDE_DEFAULT else [pytest.mark.slow])
+                                  for n in NAMES])
 def test_features_at_output_stride_8_and_16_equal_timms(name: str) -> None:
     for output_stride in (16, 8):
         torch.manual_seed(0)

@@ -1,7 +1,8 @@
 """Every model of timm's ``resnet.py`` as a packaged spec, generated from timm's registry: the same
 state_dict keys and shapes in order, the same parameter count and MACs (meta device), and, with
 timm's randomly initialized weights loaded strictly, the same eval outputs. Models over 30 M
-parameters run their forward only under ``-m slow`` (``.ci/run`` runs them)."""
+parameters, and the output-stride features of all but a representative few, run only under
+``-m slow`` (``.ci/run`` runs them)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,16 @@ NAMES = timm.list_models(module="resnet")
 FORWARD_LIMIT = 30_000_000  # parameters; larger models' forwards are marked slow
 
 
+# the models over FORWARD_LIMIT parameters, written out so collection computes nothing (checked below)
+LARGE = {"ecaresnet101d", "ecaresnet200d", "ecaresnet269d", "ecaresnetlight", "resnet101", "resnet101c", "resnet101d",
+         "resnet101s", "resnet152", "resnet152c", "resnet152d", "resnet152s", "resnet200", "resnet200d", "resnetaa101d",
+         "resnetblur101d", "resnetrs101", "resnetrs152", "resnetrs200", "resnetrs270", "resnetrs350", "resnetrs420",
+         "resnetrs50", "resnext101_32x16d", "resnext101_32x32d", "resnext101_32x4d", "resnext101_32x8d",
+         "resnext101_64x4d", "senet154", "seresnet101", "seresnet152", "seresnet152d", "seresnet200d", "seresnet269d",
+         "seresnext101_32x4d", "seresnext101_32x8d", "seresnext101_64x4d", "seresnext101d_32x8d",
+         "seresnextaa101d_32x8d", "seresnextaa201d_32x8d", "wide_resnet101_2", "wide_resnet50_2"}
+
+
 def _params(name: str) -> int:
     return summary.measure(archkit.load_spec(name)).total_params
 
@@ -27,7 +38,7 @@ def test_every_timm_resnet_is_a_packaged_spec() -> None:
     assert not missing, f"no archkit spec for {missing}"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in NAMES])
 def test_structure_and_macs_equal_timm(name: str) -> None:
     spec = archkit.load_spec(name)
     ours = archkit.build_model(spec, device="meta")
@@ -39,16 +50,6 @@ def test_structure_and_macs_equal_timm(name: str) -> None:
     with FlopCounterMode(display=False) as flops:
         theirs(torch.empty(1, 3, *spec.input.size, device="meta"))
     assert counted.macs == flops.get_total_flops() // 2
-
-
-# the models over FORWARD_LIMIT parameters, written out so collection computes nothing (checked below)
-LARGE = {"ecaresnet101d", "ecaresnet200d", "ecaresnet269d", "ecaresnetlight", "resnet101", "resnet101c", "resnet101d",
-         "resnet101s", "resnet152", "resnet152c", "resnet152d", "resnet152s", "resnet200", "resnet200d", "resnetaa101d",
-         "resnetblur101d", "resnetrs101", "resnetrs152", "resnetrs200", "resnetrs270", "resnetrs350", "resnetrs420",
-         "resnetrs50", "resnext101_32x16d", "resnext101_32x32d", "resnext101_32x4d", "resnext101_32x8d",
-         "resnext101_64x4d", "senet154", "seresnet101", "seresnet152", "seresnet152d", "seresnet200d", "seresnet269d",
-         "seresnext101_32x4d", "seresnext101_32x8d", "seresnext101_64x4d", "seresnext101d_32x8d",
-         "seresnextaa101d_32x8d", "seresnextaa201d_32x8d", "wide_resnet101_2", "wide_resnet50_2"}
 
 
 def test_the_slow_list_is_the_models_over_the_limit() -> None:
@@ -213,7 +214,14 @@ def test_explicit_widths_refuse_scaling_in_one_line(capsys) -> None:
     assert "fit has nothing to vary" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("name", _forward_cases())
+# one model per code path output_stride takes: BasicBlock dilation, deep stems and tiered stems,
+# average-pool shortcuts, anti-aliasing and blur pools in dilated stages, SE and grouped blocks
+OUTPUT_STRIDE_DEFAULT = {"resnet18", "resnet26d", "resnet10t", "resnetaa34d", "resnetblur18", "seresnext26t_32x4d",
+                         "ecaresnet50d_pruned", "resnet50c"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[] if n in OUTPUT_STRIDE_DEFAULT else [pytest.mark.slow])
+                                  for n in NAMES])
 def test_features_at_output_stride_8_and_16_equal_timms(name: str) -> None:
     """Dense-prediction backbones: timm's features_only at output_stride 16 and 8 (strides turned into
     dilation, dilated shortcuts and anti-aliasing as timm builds them), every feature map equal."""

@@ -18,7 +18,11 @@ def _weights_meta(name: str) -> dict:
     return weights.DEFAULT.meta
 
 
-@pytest.mark.parametrize("name", TORCHVISION)
+# over 30 M parameters: torchvision's init of the reference alone takes seconds; under -m slow
+LARGE = {"resnet101", "resnet152", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2"}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in TORCHVISION])
 def test_same_params_keys_and_outputs_as_torchvision(name: str) -> None:
     torch.manual_seed(0)
     reference = getattr(tvm, name)().eval()

@@ -19,6 +19,7 @@ def _env() -> dict:
     return {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+@pytest.mark.slow  # a training process; the training API runs in-process in test_model_api.py
 def test_single_process_training_saves_and_reloads(tmp_path) -> None:
     proc = subprocess.run([sys.executable, str(SCRIPT), str(SPECS / "resnet18.yaml"), "--epochs", "2",
                            "--samples", "128", "--output", str(tmp_path / "ck"), "--report", str(tmp_path / "r")],
@@ -30,7 +31,7 @@ def test_single_process_training_saves_and_reloads(tmp_path) -> None:
     assert losses[-1] < losses[0]
 
 
-@pytest.mark.slow  # two processes, gloo: the single-process test below covers the script itself
+@pytest.mark.slow  # two processes, gloo
 def test_ddp_on_two_processes_keeps_ranks_identical_and_learns(tmp_path) -> None:
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
                            str(SCRIPT),
@@ -44,6 +45,7 @@ def test_ddp_on_two_processes_keeps_ranks_identical_and_learns(tmp_path) -> None
         assert report["losses"][-1] < report["losses"][0]
 
 
+@pytest.mark.slow  # a training process with every flag, then the backbone example
 def test_training_flags_and_the_backbone_example(tmp_path) -> None:
     proc = subprocess.run([sys.executable, str(SCRIPT), str(SPECS / "resnet18.yaml"), "--epochs", "2", "--samples",
                            "128", "--output", str(tmp_path / "ck"), "--report", str(tmp_path / "r"),
@@ -61,6 +63,7 @@ def test_training_flags_and_the_backbone_example(tmp_path) -> None:
     assert steps[-1] < steps[0]
 
 
+@pytest.mark.slow  # a process loading a full resnet18
 def test_the_backbone_example_starts_from_a_real_checkpoint(tmp_path) -> None:
     """--weights with a torchvision resnet18 state_dict: the example's network is the spec's own."""
     import torchvision

@@ -20,7 +20,7 @@ def test_discovered_through_the_entry_point() -> None:
 def test_block_contract() -> None:
     assert BLOCKS.get("se_bottleneck").obj.describe is not None  # a description: costs for free, no torch
     check_block("se_bottleneck")
-    check_block("se_bottleneck", {"reduction": 4, "groups": 2})
+    check_block("se_bottleneck", {"reduction": 4, "groups": 2}, dilations=(1,))  # dilation: checked above
 
 
 def test_se_resnet50_matches_timm_parameter_count() -> None:
