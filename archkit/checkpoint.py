@@ -113,6 +113,13 @@ def check_fit(model: nn.Module, state: dict, path: str | os.PathLike) -> None:
     unexpected = [k for k in state if k not in expected]
     wrong = [f"{k} {list(state[k].shape)} vs {list(v.shape)}" for k, v in expected.items()
              if k in state and isinstance(state[k], torch.Tensor) and state[k].shape != v.shape]
+    from .transfer import dtype_problem
+
+    for key, value in expected.items():
+        if isinstance(state.get(key), torch.Tensor) and state[key].shape == value.shape:
+            problem = dtype_problem(key, state[key], value)
+            if problem:
+                raise CheckpointError(f"{path}: {problem}")
     if missing or unexpected or wrong:
         parts = []
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong)):

@@ -210,14 +210,13 @@ def _variant_args(p: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace, overrides: list[str] | None = None) -> Any:
     from .specs import load as load_spec
 
-    overrides = _overrides(args) if overrides is None else list(overrides)
-    if getattr(args, "scale", None):
-        overrides.append(f"scale={args.scale}")
+    overrides = _overrides(args, scale=True) if overrides is None else list(overrides)
     return load_spec(args.spec, overrides,
                      num_classes=getattr(args, "num_classes", None), in_chans=getattr(args, "in_chans", None))
 
 
-def _overrides(args: argparse.Namespace) -> list[str]:
+def _overrides(args: argparse.Namespace, scale: bool = False) -> list[str]:
+    """The command's ``--set`` overrides, with ``--seed``, ``--input-size`` (and ``--scale``) as overrides."""
     overrides = list(args.set)
     if getattr(args, "seed", None) is not None:
         overrides.append(f"seed={args.seed}")
@@ -226,6 +225,8 @@ def _overrides(args: argparse.Namespace) -> list[str]:
         if len(size) > 2:
             raise SpecError("--input-size takes HEIGHT [WIDTH]")
         overrides.append(f"input.size=[{size[0]}, {size[-1]}]")
+    if scale and getattr(args, "scale", None):
+        overrides.append(f"scale={args.scale}")
     return overrides
 
 
@@ -254,23 +255,55 @@ def _count_params(spec: Any) -> int:
 
 
 def _materialize(spec: Any, args: argparse.Namespace) -> tuple[Any, int]:
-    """Build real weights, after checking the parameter count (on meta) against the size guard."""
+    """Build real weights, after checking the parameter count and the shapes (on meta) against the size
+    guard and the plan."""
     from .build import build
+    from .oracle import check_shapes, checked_params
 
-    count = _count_params(spec)
+    count, checked = checked_params(spec)
     limit = _max_params(args)
     if count > limit:
         raise SpecError(f"{spec.name} has {count:,} parameters, above the limit of {limit:,} for materializing; "
                         f"raise it with --max-params {count} or ${MAX_PARAMS_ENV}", None)
-    return build(spec), count
+    model = build(spec)
+    if not checked:  # could not run on meta: checked once for real, at batch 1
+        check_shapes(model, spec)
+    return model, count
+
+
+def _inputs(args: argparse.Namespace) -> list:
+    """Every file the command reads, as the files they are: the spec and its ``base:`` chain, and the
+    weights (a declared ``file:``, ``SPEC:NAME``, a path or a ``file://`` URL)."""
+    from . import loader, zoo
+
+    found: list = []
+    ref = getattr(args, "spec", None)
+    if ref:
+        found.append(ref)
+        with contextlib.suppress(SpecError, OSError):
+            found += [path for path, _ in loader.chain(zoo.resolve(ref), zoo.resolve)]
+    weights = getattr(args, "weights", None)
+    if weights:
+        from . import weights as weights_mod
+
+        found.append(weights)
+        with contextlib.suppress(SpecError, WeightsError, OSError):
+            source = weights_mod.resolve(weights, _load(args))
+            if source.file is not None:
+                found.append(source.file)
+            elif source.url is not None and source.url.startswith("file://"):
+                found.append(weights_mod.file_url_path(source.url))
+    return found
 
 
 def _destination(args: argparse.Namespace) -> None:
     """Check ``--output`` before any work: its directory exists, it is writable, it is not an input."""
-    if getattr(args, "output", None):
+    if getattr(args, "output", None) is not None:
         from .files import check_destination
 
-        check_destination(args.output, [getattr(args, "spec", None), getattr(args, "weights", None)])
+        if not args.output:
+            raise SpecError("--output needs a file name (got an empty one)")
+        check_destination(args.output, _inputs(args))
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -382,7 +415,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     _destination(args)
     if args.plot:
-        check_destination(args.plot, [args.spec, args.output])
+        check_destination(args.plot, _inputs(args), [args.output])
     spec = _load(args)
     tree = loader.load(args.spec, _overrides(args), resolve=zoo.resolve) if args.vary else None  # regnet: numbers
     vary = design.axes(args.vary, tree)
@@ -410,12 +443,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     gap = (args.macs - best.macs) / args.macs
     print(f"chosen: {best.text}: {best.macs / 1e9:.3f} GMACs ({gap:.1%} under the budget)")
     if args.output:
-        from .zoo import is_path
-
-        base = args.spec  # a packaged name stays a name; a path becomes relative to the written file
-        if is_path(base):
-            base = os.path.relpath(os.path.abspath(base), os.path.dirname(os.path.abspath(args.output)))
-        write_text(args.output, design.fitted_text(base, spec, best, args.macs))
+        design.write_fitted(args.output, args.spec, _overrides(args, scale=True), spec, best, args.macs)
         print(f"wrote {args.output}")
     if args.plot:
         write_text(args.plot, design.plot_svg(unique, best, args.macs, args.params_max, f"archkit fit {spec.name}: "

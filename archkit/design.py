@@ -25,6 +25,17 @@ def _round8(v: float) -> int:
     return max(8, int(round(v / 8)) * 8)
 
 
+def _w0_grid(v: float) -> list[int]:
+    """Every multiple of 8 from half to twice ``v`` while that is a few; else nine steps in geometric progression."""
+    lattice = list(range(_round8(v / 2), _round8(2 * v) + 1, 8))
+    if len(lattice) <= 9:
+        return lattice
+    return sorted({_round8(v * 2 ** (k / 4)) for k in range(-4, 5)})
+
+
+MAX_CANDIDATES = 20_000  # a search that would evaluate more is refused with its count (a few seconds' work here)
+
+
 @dataclasses.dataclass(frozen=True)
 class Axis:
     """One number ``fit`` may vary: bisected when it is the first continuous one, else tried on a grid."""
@@ -42,7 +53,7 @@ AXES: dict[str, Axis] = {a.name: a for a in (
     Axis("depth_multiplier", "depth", lambda v: list(DEPTHS)),
     Axis("regnet.w_a", "w_a", lambda v: [round(v * f, 2) for f in _FACTORS], lambda v: (0.0, max(8 * v, 256.0)),
          digits=2),
-    Axis("regnet.w_0", "w_0", lambda v: list(range(_round8(v / 2), _round8(2 * v) + 1, 8)),
+    Axis("regnet.w_0", "w_0", lambda v: _w0_grid(v),
          lambda v: (8.0, max(8 * v, 512.0)), quantum=8),
     Axis("regnet.depth", "blocks", lambda v: [max(1, round(v * f)) for f in DEPTHS]),
     Axis("regnet.w_m", "w_m", lambda v: [v, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0]),
@@ -104,6 +115,14 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
     primary = next((a for a in AXES.values() if a in vary and a.bounds is not None), None)
     others = [a for a in vary if a is not primary]
     grids = [sorted(set(a.grid(current[a.name]))) for a in others]
+    bound = 40 if primary is not None else 1  # bisection steps per combination of the others
+    for g in grids:
+        bound *= len(g)
+    if bound > MAX_CANDIDATES:
+        sizes = " x ".join(f"{len(g)} {a.label}" for a, g in zip(others, grids))
+        raise SpecError(f"fit would evaluate up to {bound:,} candidates ({sizes}"
+                        + (f" x 40 bisection steps of {primary.label}" if primary else "")
+                        + f"), above {MAX_CANDIDATES:,}; vary fewer numbers", None, "--vary")
     specs: dict[tuple, Any] = {}  # validated spec per combination of regnet: numbers
     seen: list[Candidate] = []
     best: Candidate | None = None
@@ -184,7 +203,13 @@ def _number(name: str, value: float) -> float | int:
 
 def _current(spec: Any, tree: Any, name: str) -> float:
     if name.startswith("regnet."):
-        return float(tree["regnet"][name.split(".", 1)[1]])
+        from .regnet import RegNetSpec
+
+        key = name.split(".", 1)[1]
+        value = tree["regnet"].get(key, RegNetSpec.model_fields[key].default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            raise SpecError(f"regnet.{key} must be a number to vary it (got {value!r})", None, "--vary")
+        return float(value)
     return float(getattr(spec, name))
 
 
@@ -209,13 +234,86 @@ def _respec(spec: Any, tree: Any, regnet: tuple[tuple[str, float], ...]) -> Any:
         return None
 
 
-def fitted_text(base: str, spec: Any, c: Candidate, target: float) -> str:
-    """The chosen candidate as a spec file: a few lines over ``base:``."""
-    top = [f"{n}: {v!r}" for n, v in c.values if not n.startswith("regnet.")]
-    regnet = [f"  {n.split('.', 1)[1]}: {v!r}" for n, v in c.values if n.startswith("regnet.")]
-    return "\n".join([f"# archkit fit {base} --macs {target / 1e9:g}G: {c.params:,} parameters, "
-                      f"{c.macs / 1e9:.3f} GMACs", f"base: {base}", f"name: {spec.name}_fit", *top,
-                      *(["regnet:", *regnet] if regnet else [])]) + "\n"
+def _plain(node: Any) -> Any:
+    """A loaded tree as plain dicts, lists and scalars (what a YAML emitter takes)."""
+    if isinstance(node, dict):
+        return {k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Candidate, target: float, *,
+                 num_classes: int | None = None, in_chans: int | None = None) -> None:
+    """Write the chosen candidate as a spec that builds exactly what ``fit`` measured.
+
+    The file is ``base: REF`` plus every top-level key that the overrides (``--set``, ``--input-size``)
+    and the chosen numbers change, written whole, emitted by a YAML emitter (any name or path is
+    quoted as needed). It is read back from its final directory and compared with the measured spec
+    (every field but the name, and its parameters and MACs) before it replaces anything; when the
+    short form cannot express the change (a ``--set`` that replaced a mapping the base file extends),
+    the whole spec is written without ``base:``. SpecError if neither reads back equal: nothing written.
+    """
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import yaml
+
+    from . import loader, specs, zoo
+    from .errors import Mark
+    from .files import _is_special, atomic_path
+    from .summary import measure
+
+    final = loader.load(ref, overrides, num_classes=num_classes, in_chans=in_chans, resolve=zoo.resolve)
+    for name, value in c.values:
+        loader.set_value(final, name, value, Mark("archkit fit"))
+    expected = specs.validate(final, str(ref))
+    counted = measure(expected)
+    if (counted.total_params, counted.macs) != (c.params, c.macs):  # the search's estimate and the spec agree
+        raise SpecError(f"fit: the chosen spec measures {counted.macs:,} MACs, not the searched {c.macs:,}; "
+                        "nothing written (please report this)")
+    special = _is_special(Path(output))
+    base = ref
+    if zoo.is_path(ref):  # a packaged name stays a name; a path becomes relative to the written file
+        base = os.path.abspath(ref) if special else \
+            os.path.relpath(os.path.abspath(ref), os.path.dirname(os.path.realpath(output)))
+    inherited = loader.load(ref, resolve=zoo.resolve)
+    header = f"# archkit fit --macs {target / 1e9:g}G: {c.params:,} parameters, {c.macs / 1e9:.3f} GMACs\n"
+    own = {k: _plain(v) for k, v in final.items() if k not in ("name", "weights")}
+    short = {"base": base, "name": f"{expected.name}_fit",
+             **{k: v for k, v in own.items() if k not in inherited or _plain(inherited[k]) != v}}
+    whole = {"name": f"{expected.name}_fit", **own}
+    want = expected.model_dump(mode="json", exclude={"name", "weights"})
+
+    def reads_back(path: Path) -> bool:
+        try:
+            got = specs.load(path)
+        except SpecError:
+            return False
+        counted = measure(got)
+        return got.model_dump(mode="json", exclude={"name", "weights"}) == want and \
+            (counted.total_params, counted.macs) == (c.params, c.macs)
+
+    for tree in (short, whole):
+        text = header + yaml.safe_dump(tree, sort_keys=False, allow_unicode=False, width=100)
+        if special:  # /dev/stdout and the like: checked beside nothing, written in place
+            with tempfile.TemporaryDirectory() as tmp:
+                check = Path(tmp) / "fit.yaml"
+                check.write_text(text, encoding="utf-8")
+                ok = reads_back(check)
+            if ok:
+                with atomic_path(output) as path, open(path, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                return
+            continue
+        with atomic_path(output) as path:  # replaces the target only if the block succeeds
+            path.write_text(text, encoding="utf-8")
+            if reads_back(path):
+                return
+            if tree is whole:
+                raise SpecError(f"fit: {output} would not build the measured spec; nothing written")
+    raise SpecError(f"fit: {output} would not build the measured spec; nothing written")
 
 
 # --- diff ------------------------------------------------------------------------------------------

@@ -42,8 +42,10 @@ def _is_special(path: Path) -> bool:
     return not stat.S_ISREG(mode) and not stat.S_ISDIR(mode)
 
 
-def check_destination(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = ()) -> Path:
-    """Refuse, before any work, a destination that cannot be written or that is an input of the command."""
+def check_destination(path: str | os.PathLike, inputs: Iterable[str | os.PathLike | None] = (),
+                      outputs: Iterable[str | os.PathLike | None] = ()) -> Path:
+    """Refuse, before any work, a destination that cannot be written, that is an input of the command
+    (compared through symlinks, and by path when the input does not exist yet) or another of its outputs."""
     target = Path(path)
     if _is_special(target):  # /dev/null, a FIFO, /proc/self/fd/1: written in place
         if not os.access(target, os.W_OK):
@@ -52,12 +54,16 @@ def check_destination(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
     real = _real(target)
     if real.is_dir():
         raise BadDestination(f"{target}: is a directory; give a file name")
-    for item in inputs:
-        if item is None or not real.exists():
-            continue
-        with contextlib.suppress(OSError):
-            if os.path.samefile(real, item):
-                raise BadDestination(f"{target}: is also an input of this command ({item}); refusing to overwrite it")
+    for role, items in (("an input", inputs), ("another output", outputs)):
+        for item in items:
+            if item is None or os.fspath(item) == "":
+                continue
+            same = _real(Path(item)) == real
+            if not same and real.exists():
+                with contextlib.suppress(OSError):
+                    same = os.path.samefile(real, item)
+            if same:
+                raise BadDestination(f"{target}: is also {role} of this command ({item}); refusing to overwrite it")
     parent = real.parent
     if not parent.is_dir():
         raise BadDestination(f"{target}: directory {parent} does not exist")
@@ -77,7 +83,7 @@ def _describe(exc: OSError, target: Path) -> OutputError:
 
 
 @contextlib.contextmanager
-def _removed_on_signal(tmp: Path) -> Iterator[None]:
+def removed_on_signal(tmp: Path) -> Iterator[None]:
     """While a temp file exists, SIGTERM/SIGHUP become an exception, so it is cleaned up like Ctrl-C."""
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -127,7 +133,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        with _removed_on_signal(tmp):
+        with removed_on_signal(tmp):
             yield tmp
             os.chmod(tmp, mode)
             with open(tmp, "rb+") as fh:

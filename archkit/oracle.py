@@ -3,12 +3,13 @@ once under torch's ``FlopCounterMode``, a row per module. Nothing is allocated."
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
 from torch import nn
 
-from .errors import SummaryError, first_line
+from .errors import SpecError, SummaryError, first_line
 from .specs import ModelSpec
 from .summary import Row, Summary
 
@@ -119,3 +120,63 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
         rows=rows,
     )
 
+
+
+def check_shapes(model: nn.Module, spec: ModelSpec) -> None:
+    """Run ``model`` (built from ``spec``, on any device) once at batch 1 and check that every stem layer,
+    stage and head layer gives the shape the plan says. SpecError, located at the part, when a shape
+    differs or a part fails: what a plugin type declares (its cost, its output channels) is not trusted
+    where weights are about to be allocated or written."""
+    from .plan import plan
+
+    p = plan(spec, head=not spec.features_only)
+    parts = [(lp.name, (lp.part, lp.index), lp.out_shape) for lp in p.stem]
+    parts += [(sp.name, ("stages", sp.index), sp.out_shape) for sp in p.stages]
+    parts += [(lp.name, (lp.part, lp.index), lp.out_shape) for lp in (p.head if not spec.features_only else ())]
+    got: dict[str, list] = {}
+    entered: list[tuple[str, tuple]] = []
+    hooks = []
+    for name, path, _ in parts:
+        with contextlib.suppress(AttributeError):
+            module = model.get_submodule(name)
+            hooks.append(module.register_forward_pre_hook(lambda _m, _a, name=name, path=path:
+                                                          entered.append((name, path))))
+            hooks.append(module.register_forward_hook(lambda _m, _a, out, name=name: got.__setitem__(name, _shape(out))))
+    device = next((t.device for t in (*model.parameters(), *model.buffers())), torch.device("cpu"))
+    was_training = model.training
+    model.eval()
+    def compare() -> None:
+        for name, path, shape in parts:
+            if name in got and got[name] != [1, *shape]:
+                raise spec.error(path, f"{name}: the built module gives {tuple(got[name][1:])}, the plan "
+                                 f"{tuple(shape)} (a plugin type's declared shapes are wrong); nothing built or written")
+
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, spec.input.channels, *spec.input.size, device=device))
+    except Exception as exc:
+        compare()  # a part that gave the wrong shape before a later one failed is the cause
+        name, path = entered[-1] if entered else (spec.name, ())
+        raise spec.error(path, f"{name} fails to run: {first_line(exc, 200)}; nothing built or written") from exc
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    compare()
+
+
+def checked_params(spec: ModelSpec) -> tuple[int, bool]:
+    """The parameters of ``spec`` counted on a meta build, and whether its shapes were checked there
+    (``check_shapes`` on meta; False when the model cannot run on meta, e.g. a block reading tensor
+    values: the caller checks the built model instead)."""
+    from .build import build
+
+    model = build(spec, device="meta")
+    count = sum(q.numel() for q in model.parameters())
+    try:
+        check_shapes(model, spec)
+    except SpecError as exc:
+        if "fails to run" in str(exc):
+            return count, False
+        raise
+    return count, True

@@ -60,8 +60,11 @@ def stages(r: RegNetSpec) -> list[dict]:
     starts = [d for d, t in enumerate(splits) if t]
     depths = [b - a for a, b in zip(starts, starts[1:])]
     out = []
-    for width, depth in zip(stage_widths, depths):
+    for i, (width, depth) in enumerate(zip(stage_widths, depths)):
         inner = int(width * r.bottleneck_multiplier)
+        if inner < 1:
+            raise ValueError(f"bottleneck_multiplier {r.bottleneck_multiplier:g} leaves stage {i + 1} (width {width}) "
+                             "without inner channels")
         group = min(r.group_width, inner)
         inner = make_divisible(inner, group, round_limit=0.9)  # torchvision's _make_divisible
         out.append({"planes": int(inner / r.bottleneck_multiplier), "depth": depth, "stride": STRIDE,
@@ -83,7 +86,15 @@ def expand(tree: Any, data: dict, marks: dict) -> Any:
         wrapper = type("Spec", (BaseModel,), {"__annotations__": {"regnet": RegNetSpec}})
         raise SpecError([problem({**err, "loc": ("regnet", *err["loc"])}, data, marks, wrapper)
                          for err in exc.errors()]) from None
-    generated = stages(r)
+    if "stages" in tree:
+        raise SpecError("a regnet: spec generates its stages from the regnet: numbers; set those (or block:/stage: "
+                        "defaults) instead of stages:", getattr(tree, "marks", {}).get("stages") or mark, "stages")
+    try:
+        generated = stages(r)
+    except ValueError as exc:
+        numbers = tree.get("regnet")
+        raise SpecError(str(exc), getattr(numbers, "marks", {}).get("bottleneck_multiplier") or mark,
+                        "regnet.bottleneck_multiplier") from None
     if not generated or any(s["depth"] < 1 for s in generated):
         raise SpecError("yields no valid stage widths", mark, "regnet")
     out = MDict(tree, mark=getattr(tree, "mark", None))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator
+from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .blocks.base import ATTN_POSITIONS, USER_SHORTCUTS
 from .catalog import ATTENTION, BLOCKS, LAYERS, STAGES
@@ -85,6 +85,14 @@ class WeightsEntry(SpecModel):
     format: Literal["torchvision", "timm", "archkit", "safetensors"] = Field(
         "torchvision", description="Where the file comes from (all load by archkit's keys).")
     meta: WeightsMeta = Field(default_factory=WeightsMeta, description="Preprocessing, classes, accuracy.")
+
+    @model_validator(mode="after")
+    def _one_place(self) -> "WeightsEntry":
+        if self.url is None and self.file is None:
+            raise ValueError("declares neither url: nor file: (where are the weights?)")
+        if self.url is not None and self.file is not None:
+            raise ValueError("declares both url: and file:; keep one")
+        return self
 
 
 class ScaleSpec(SpecModel):

@@ -87,6 +87,8 @@ class TransferPlan:
             line = f"  {action:<9}{len(items):>5} tensor{'s' if len(items) != 1 else ' '}  {params:>13,} parameters"
             if items and action != "copied":
                 line += "  " + _keys(items)
+            elif items:
+                line += "".join(f"; {n}" for n in Counter(i.note for i in items if i.note))
             out.append(line)
         total = self.params_total
         share = 100.0 * self.params_transferred / total if total else 0.0
@@ -117,9 +119,31 @@ def classifier(model: nn.Module, head_names: list[str]) -> set[str]:
     return set()
 
 
+_CASTABLE = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_COUNTERS = (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)
+
+
+def dtype_problem(key: str, source: torch.Tensor, target: torch.Tensor) -> str | None:
+    """Why ``source`` may not be loaded into ``target`` by dtype (None: the same dtype or a safe cast).
+
+    Floating weights of another float width are cast (the plan says so); integer counters such as
+    BatchNorm's ``num_batches_tracked`` take any integer; anything else (int8 or bool weights,
+    complex, float8) is refused: a silent cast would load different numbers.
+    """
+    if source.dtype == target.dtype:
+        return None
+    if source.dtype in _CASTABLE and target.dtype in _CASTABLE:
+        return None
+    if source.dtype in _COUNTERS and target.dtype == torch.int64:
+        return None
+    return f"tensor {key} is {str(source.dtype).replace('torch.', '')}, the model's is " \
+           f"{str(target.dtype).replace('torch.', '')}: only float16, bfloat16, float32 and float64 weights are cast"
+
+
 def make_plan(model: nn.Module, source: dict[str, torch.Tensor], label: str, *, first_conv_key: str | None,
               classifier_keys: set[str], allow_partial: bool = False) -> TransferPlan:
-    """The plan for loading ``source`` into ``model`` (which may live on the meta device)."""
+    """The plan for loading ``source`` into ``model`` (which may live on the meta device); WeightsError
+    for a tensor whose dtype cannot be cast safely (see ``dtype_problem``)."""
     params = {k for k, _ in model.named_parameters()}
     items = []
     for key, tensor in model.state_dict().items():
@@ -127,10 +151,16 @@ def make_plan(model: nn.Module, source: dict[str, torch.Tensor], label: str, *, 
         src = source.get(key)
         src_shape = tuple(src.shape) if src is not None else None
         item = dict(key=key, shape=shape, source_shape=src_shape, numel=tensor.numel(), parameter=key in params)
+        if src is not None:
+            problem = dtype_problem(key, src, tensor)
+            if problem:
+                raise WeightsError(f"{label}: {problem}; nothing loaded")
+        cast = f"cast from {str(src.dtype).replace('torch.', '')}" \
+            if src is not None and src.dtype != tensor.dtype and tensor.dtype in _CASTABLE else ""
         if src is None:
             items.append(Item(action="reinit", note="not in the checkpoint", **item))
         elif src_shape == shape:
-            items.append(Item(action="copied", **item))
+            items.append(Item(action="copied", note=cast, **item))
         elif key == first_conv_key and _adaptable(src_shape, shape):
             how = "RGB kernels summed" if shape[1] == 1 else "kernels repeated and scaled"
             items.append(Item(action="adapted", note=f"input channels {src_shape[1]} -> {shape[1]}: {how}", **item))

@@ -1,9 +1,17 @@
 """Pretrained weights: find them (declared name, ``spec:name``, file or URL), download into torch.hub's
 cache with the hash verified, and read any of the formats people publish, never running code.
 
-A partial or mismatched download never stays in the cache: bytes go to a temp file beside the final
-one, are hashed as they arrive, and are renamed into place only when complete and verified. A file
-already in the cache is verified again before each use, so a cached file works offline.
+A partial, oversized, slow or mismatched download never stays in the cache: bytes go to a temp file
+beside the final one (removed on every exit path, signals included), are counted against a size cap
+and a deadline and hashed as they arrive, and are renamed into place only when complete, verified and
+shaped like a weights file. A file already in the cache is verified again before each use, so a
+cached file works offline.
+
+A cache entry belongs to its URL: a file name carrying torch.hub's hash (``resnet18-f37072fd.pth``)
+is shared with torchvision's and timm's cache only when the spec declares the hash; any other URL
+gets an entry named after the URL itself. The hash in a file name is checked whenever the file is
+used. A URL declared without any hash is trusted on first use: its digest is recorded beside the
+file (``NAME.sha256``) and checked on every later use and every later download.
 """
 
 from __future__ import annotations
@@ -11,10 +19,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import http.client
 import json
 import os
 import re
 import tempfile
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,7 +35,11 @@ from typing import Any
 from .errors import WeightsError, first_line
 
 CHUNK = 1 << 20
-TIMEOUT_S = 60
+STALL_TIMEOUT_S = 60  # no byte for this long: the download fails
+MAX_DOWNLOAD_ENV = "ARCHKIT_MAX_DOWNLOAD_BYTES"
+DEFAULT_MAX_DOWNLOAD = 4 << 30  # the largest declared file (resnext101_32x32d) is 1.9 GB
+DOWNLOAD_TIMEOUT_ENV = "ARCHKIT_DOWNLOAD_TIMEOUT"
+DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0  # the whole download
 _SAFETENSORS_MAX_HEADER = 100 << 20
 
 
@@ -59,14 +73,19 @@ def resolve(ref: str | os.PathLike, spec: Any) -> Source:
     from .registry import suggest
 
     text = os.fspath(ref)
-    if re.match(r"^(https?|file)://", text):
+    if re.match(r"^file://", text, re.IGNORECASE):
+        return Source(text, file=file_url_path(text))
+    if re.match(r"^https?://", text, re.IGNORECASE):
         return Source(text, url=text)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", text):
+        scheme = text.split(":", 1)[0]
+        raise WeightsError(f"{_shown(text)}: {scheme}:// is not supported; give an http(s):// or file:// URL or a path")
     declared = getattr(spec, "weights", {}) or {}
     if text in declared:
         return _declared(text, declared[text], spec)
     other, sep, name = text.partition(":")
     if sep and not Path(text).exists():
-        if zoo.find(other) is not None:
+        if zoo.find(other) is not None or (zoo.is_path(other) and Path(other).is_file()):
             other_spec = load_spec(other)
             if name not in other_spec.weights:
                 raise WeightsError(f"spec {other!r} declares no weights {name!r}"
@@ -80,12 +99,31 @@ def resolve(ref: str | os.PathLike, spec: Any) -> Source:
     raise WeightsError(f"no weights named {text!r} (a declared name, SPEC:NAME, a file or a URL){hint}")
 
 
+def file_url_path(url: str) -> Path:
+    """The local path of a ``file://`` URL (host empty or localhost)."""
+    parsed = urllib.parse.urlparse(url)
+    if parsed.netloc not in ("", "localhost"):
+        raise WeightsError(f"{_shown(url)}: a file:// URL names a file on this machine (host empty or localhost)")
+    return Path(urllib.request.url2pathname(parsed.path))
+
+
+def _shown(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _declared(label: str, entry: Any, spec: Any) -> Source:
-    file = None
-    if entry.file is not None:
-        base = Path(spec.mark_of(("weights",)).source).parent if spec.mark_of(("weights",)) else Path()
+    file, url = None, entry.url
+    if url is not None and url.lower().startswith("file://"):
+        file, url = file_url_path(url), None
+    elif entry.file is not None:
+        # relative to the file that wrote it; a value given on the command line (--set), to the working directory
+        name = next((n for n, e in spec.weights.items() if e is entry), None)
+        mark = spec.mark_of(("weights", name, "file")) or spec.mark_of(("weights",))
+        source = mark.source if mark is not None else ""
+        base = Path(source).parent if source and not source.startswith(("--set", "<")) and Path(source).exists() \
+            else Path()
         file = base / entry.file
-    return Source(label, url=entry.url, file=file, sha256=entry.sha256, format=entry.format,
+    return Source(label, url=url, file=file, sha256=entry.sha256, format=entry.format,
                   meta=entry.meta.model_dump(exclude_none=True))
 
 
@@ -103,16 +141,19 @@ def fetch(source: Source) -> Path:
             what = "not a regular file" if source.file.exists() else "no such weights file"
             raise WeightsError(f"{source.file}: {what}")
         if source.sha256:
-            _verify(source.file, source.sha256, source.label)
+            _verify(source.file, [source.sha256], source.label)
         return source.file
-    assert source.url is not None
-    target = cache_dir() / _cache_name(source.url)
+    if source.url is None:
+        raise WeightsError(f"{source.label}: declares neither a url nor a file")
+    target = cache_dir() / _cache_name(source.url, source.sha256)
+    expected = [(h, what) for h, what in ((source.sha256, "declared"), (_name_hash(source.url), "file name's"))
+                if h]
+    recorded = _recorded(target) if not expected else None
     if target.is_file():
-        expected = source.sha256 or _recorded(target)
-        if expected:
-            _verify(target, expected, source.label, cached=True)
+        if expected or recorded:
+            _verify(target, [h for h, _ in expected] or [recorded], source.label, cached=True, recorded=not expected)
         return target
-    _download(source.url, target, source.sha256, source.label)
+    _download(source.url, target, expected, recorded, source.label)
     return target
 
 
@@ -120,6 +161,8 @@ def provenance(source: Source, path: Path) -> str:
     """How the file at ``path`` was checked, for the transfer plan."""
     if source.sha256:
         return f"SHA-256 {source.sha256.lower()}... verified"
+    if source.url is not None and _name_hash(source.url):
+        return f"SHA-256 {_name_hash(source.url)}... (from the file name) verified"
     recorded = _recorded(path) if source.url is not None else None
     if recorded:
         return (f"no hash declared: trusted on first download, SHA-256 {recorded[:16]}... recorded in "
@@ -127,18 +170,33 @@ def provenance(source: Source, path: Path) -> str:
     return "no hash declared: not verified"
 
 
-def _cache_name(url: str) -> str:
+_HUB_NAME = re.compile(r"-([0-9a-f]{8,64})\.[A-Za-z]+$")
+
+
+def _name_hash(url: str) -> str | None:
+    """The SHA-256 prefix torch.hub's naming puts in a file name (``resnet18-f37072fd.pth``), if any."""
+    found = _HUB_NAME.search(Path(urllib.parse.urlparse(url).path).name)
+    return found.group(1) if found else None
+
+
+def _cache_name(url: str, sha256: str | None = None) -> str:
+    """The cache entry of ``url``: torch.hub's own name (shared with torchvision and timm) for a declared
+    hash, else a name carrying a digest of the whole URL, so two hosts never share an entry."""
     name = Path(urllib.parse.urlparse(url).path).name or "weights"
-    if re.search(r"-[0-9a-f]{8,64}\.[A-Za-z]+$", name):
-        return name  # torch.hub's own name: torchvision's and timm's caches are shared
+    name = re.sub(r"[^A-Za-z0-9._-]", "_", name)[-120:].lstrip(".") or "weights"
+    if sha256 and _HUB_NAME.search(name):
+        return name
     return f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
+
+
+def _record_of(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
 
 
 def _recorded(path: Path) -> str | None:
     """The digest recorded on first download of a file declared without a hash (trust on first use)."""
-    side = path.with_name(path.name + ".sha256")
     try:
-        return side.read_text().strip() or None
+        return _record_of(path).read_text().strip() or None
     except OSError:
         return None
 
@@ -152,49 +210,134 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _verify(path: Path, expected: str, label: str, cached: bool = False) -> None:
+def _verify(path: Path, expected: list[str], label: str, cached: bool = False, recorded: bool = False) -> None:
     actual = sha256_of(path)
-    if not actual.startswith(expected.lower()):
-        where = "cached file" if cached else "file"
-        raise DownloadError(f"{label}: {where} {path} has SHA-256 {actual[:16]}..., expected {expected}...; "
-                            + ("delete it to download again" if cached else "refusing to use it"))
+    for want in expected:
+        if not actual.startswith(want.lower()):
+            if recorded:
+                raise DownloadError(f"{label}: cached file {path} has SHA-256 {actual[:16]}..., not the {want} "
+                                    f"recorded on first download; delete it and {_record_of(path).name} to "
+                                    "download and trust it again")
+            where = "cached file" if cached else "file"
+            raise DownloadError(f"{label}: {where} {path} has SHA-256 {actual[:16]}..., expected {want}...; "
+                                + ("delete it to download again" if cached else "refusing to use it"))
 
 
-def _download(url: str, target: Path, sha256: str | None, label: str) -> None:
+def _env_number(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise WeightsError(f"${name} must be a positive number, got {raw!r}")
+    return value
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only: a spec may not name ftp:// or file://, nor may a server."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001, ANN201
+        if urllib.parse.urlparse(newurl).scheme.lower() not in ("http", "https"):
+            raise DownloadError(f"{_shown(req.full_url)}: redirected to {_shown(newurl)}; only http(s) redirects "
+                                "are followed; nothing cached")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _looks_like_weights(path: Path) -> bool:
+    """A torch archive (zip), a legacy torch pickle (protocol 2+) or a safetensors file."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return False
+    return head == b"PK\x03\x04" or head[:1] == b"\x80" or is_safetensors(path)
+
+
+def _remove_stale_parts(target: Path, older_than: float) -> None:
+    """Temp files of earlier downloads of ``target`` killed without cleanup (SIGKILL, power loss)."""
+    now = time.time()
+    for part in target.parent.glob(f".{target.name}.*.part"):
+        with contextlib.suppress(OSError):
+            if now - part.stat().st_mtime > older_than:
+                part.unlink()
+
+
+def _download(url: str, target: Path, expected: list[tuple[str, str]], recorded: str | None, label: str) -> None:
+    from .files import removed_on_signal
+
+    limit = int(_env_number(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD))
+    timeout = _env_number(DOWNLOAD_TIMEOUT_ENV, DEFAULT_DOWNLOAD_TIMEOUT_S)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DownloadError(f"cannot create the cache directory {target.parent}: {exc.strerror or exc}") from None
+    _remove_stale_parts(target, older_than=timeout)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
+    shown = _shown(url)
+    deadline = time.monotonic() + timeout
     try:
-        digest = hashlib.sha256()
-        received = 0
-        try:
-            with contextlib.closing(urllib.request.urlopen(url, timeout=TIMEOUT_S)) as response, \
-                    os.fdopen(fd, "wb") as out:
-                expected_size = response.headers.get("Content-Length")
-                for chunk in iter(lambda: response.read(CHUNK), b""):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    received += len(chunk)
-                out.flush()
-                os.fsync(out.fileno())
-        except urllib.error.HTTPError as exc:
-            raise DownloadError(f"{label}: {url}: HTTP {exc.code} {exc.reason}; nothing cached at {target}") from None
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise DownloadError(f"{label}: cannot download {url} ({reason}); no cached copy at {target}") from None
-        if expected_size is not None and expected_size.isdigit() and received != int(expected_size):
-            raise DownloadError(f"{label}: {url}: connection closed after {received:,} of {int(expected_size):,} "
-                                "bytes; nothing cached")
-        actual = digest.hexdigest()
-        if sha256 and not actual.startswith(sha256.lower()):
-            raise DownloadError(f"{label}: {url}: SHA-256 {actual[:16]}... does not match the declared {sha256}; "
-                                "nothing cached")
-        os.replace(tmp, target)
-        if not sha256:  # trust on first use: later uses must match what was fetched now
-            target.with_name(target.name + ".sha256").write_text(actual + "\n")
+        with removed_on_signal(tmp):
+            digest = hashlib.sha256()
+            received = 0
+            opener = urllib.request.build_opener(_HttpOnlyRedirects)
+            try:
+                with os.fdopen(fd, "wb") as out, \
+                        contextlib.closing(opener.open(url, timeout=min(STALL_TIMEOUT_S, timeout))) as response:
+                    encoding = (response.headers.get("Content-Encoding") or "identity").lower()
+                    if encoding != "identity":
+                        raise DownloadError(f"{label}: {shown}: the server sent {encoding}-encoded bytes, not the "
+                                            "file; nothing cached")
+                    size = response.headers.get("Content-Length")
+                    size = int(size) if size is not None and size.isdigit() else None
+                    if size is not None and size > limit:
+                        raise DownloadError(f"{label}: {shown}: {size:,} bytes, above the download limit of "
+                                            f"{limit:,} (${MAX_DOWNLOAD_ENV}); nothing cached")
+                    while True:
+                        chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
+                        if not chunk:
+                            break
+                        received += len(chunk)
+                        if received > limit:
+                            raise DownloadError(f"{label}: {shown}: more than {limit:,} bytes, the download limit "
+                                                f"(${MAX_DOWNLOAD_ENV}); nothing cached")
+                        if time.monotonic() > deadline:
+                            raise DownloadError(f"{label}: {shown}: not complete after {timeout:g} s "
+                                                f"(${DOWNLOAD_TIMEOUT_ENV}); nothing cached")
+                        digest.update(chunk)
+                        out.write(chunk)
+                    out.flush()
+                    os.fsync(out.fileno())
+            except DownloadError:
+                raise
+            except urllib.error.HTTPError as exc:
+                raise DownloadError(f"{label}: {shown}: HTTP {exc.code} {exc.reason}; nothing cached at {target}") \
+                    from None
+            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+                reason = getattr(exc, "reason", None) or exc
+                raise DownloadError(f"{label}: cannot download {shown} ({first_line(reason, 200)}); no cached "
+                                    f"copy at {target}") from None
+            if size is not None and received != size:
+                raise DownloadError(f"{label}: {shown}: connection closed after {received:,} of {size:,} "
+                                    "bytes; nothing cached")
+            actual = digest.hexdigest()
+            for want, what in expected:
+                if not actual.startswith(want.lower()):
+                    raise DownloadError(f"{label}: {shown}: SHA-256 {actual[:16]}... does not match the {what} "
+                                        f"{want}; nothing cached")
+            if recorded and not actual.startswith(recorded):
+                raise DownloadError(f"{label}: {shown}: SHA-256 {actual[:16]}... differs from the {recorded[:16]}... "
+                                    f"recorded on the first download; nothing cached (delete "
+                                    f"{_record_of(target)} to trust the new file)")
+            if not _looks_like_weights(tmp):
+                raise DownloadError(f"{label}: {shown}: the response is not a weights file (a torch archive, "
+                                    "pickle or safetensors); nothing cached")
+            os.replace(tmp, target)
+            if not expected and not recorded:  # trust on first use: later uses must match what was fetched now
+                _record_of(target).write_text(actual + "\n")
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
