@@ -362,6 +362,21 @@ def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = N
     torchvision then overwrites, never runs). A model holding plugin modules with state of their own
     is built directly on ``device`` instead, so their constructors' values stay.
     """
+    with _float32():  # whatever a plugin or the caller set as torch's default: the dtype the summary reports
+        return _build(spec, device, features_only, out_indices)
+
+
+@contextlib.contextmanager
+def _float32() -> Iterator[None]:
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(before)
+
+
+def _build(spec: ModelSpec, device: Any, features_only: bool | None, out_indices: Any) -> nn.Module:
     features = spec.features_only if features_only is None else features_only
     indices = _indices(spec, out_indices) if features else []
     p = plan(spec, head=not features)

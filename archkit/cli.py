@@ -9,6 +9,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
 import sys
 import traceback
@@ -296,6 +297,37 @@ def _inputs(args: argparse.Namespace) -> list:
     return found
 
 
+def _example_fits(spec: Any, batch_size: int) -> None:
+    """Refuse, before any work, an example forward whose largest layer alone (its input and output at
+    ``batch_size``, float32) would not fit in this machine's memory: ``--input-size 65536`` is a typo,
+    not a request for hundreds of gigabytes."""
+    from .summary import measure
+
+    result = measure(spec, batch_size=batch_size)
+    numel = lambda shape: math.prod(shape) if shape and isinstance(shape[0], int) else 0  # noqa: E731
+    shapes = [result.input_shape, *(r.output_shape for r in result.rows)]
+    need = max(4 * (numel(a) + numel(b)) for a, b in zip(shapes, shapes[1:]))
+    try:
+        memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return
+    if need > memory:
+        size = "x".join(map(str, spec.input.size))
+        raise SpecError(f"an example input of {batch_size}x{spec.input.channels}x{size} needs at least "
+                        f"{need / 2**30:,.1f} GiB for one layer's input and output; this machine has "
+                        f"{memory / 2**30:,.1f} GiB (a smaller --input-size?)")
+
+
+def _svg_name(path: str, flag: str) -> None:
+    """A drawing goes to a ``.svg`` file (or a device such as /dev/stdout): never SVG under another name."""
+    from pathlib import Path
+
+    from .files import is_special
+
+    if not is_special(Path(path)) and Path(path).suffix.lower() != ".svg":
+        raise SpecError(f"{flag} writes SVG: give a file name ending in .svg (got {path!r})")
+
+
 def _destination(args: argparse.Namespace) -> None:
     """Check ``--output`` before any work: its directory exists, it is writable, it is not an input."""
     if getattr(args, "output", None) is not None:
@@ -352,6 +384,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     _destination(args)
     spec = _load(args)
+    _example_fits(spec, batch_size=2)
     model, _ = _materialize(spec, args)
     if args.weights:
         from .api import load_pretrained
@@ -405,6 +438,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"\n{family} ({len(groups[family])})")
         for row in groups[family]:
             print("  " + line(row))
+    conflicts = zoo.conflicts()
+    if conflicts:
+        print("\nName conflicts:")
+        for text in conflicts:
+            print(f"  {text}")
     return EXIT_OK
 
 
@@ -414,7 +452,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from .files import check_destination
 
     _destination(args)
-    if args.plot:
+    if args.plot is not None:
+        _svg_name(args.plot, "--plot")
         check_destination(args.plot, _inputs(args), [args.output])
     spec = _load(args)
     tree = loader.load(args.spec, _overrides(args), resolve=zoo.resolve) if args.vary else None  # regnet: numbers
@@ -481,6 +520,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
     from . import draw
 
     _destination(args)
+    _svg_name(args.output, "--output")
     spec = _load(args, args.set)
     text = draw.render(spec)
     write_text(args.output, text)
@@ -604,7 +644,9 @@ def cmd_blocks(args: argparse.Namespace) -> int:
     print(f"\nShortcut kinds (block key shortcut:): {', '.join(USER_SHORTCUTS)}; "
           "attention (block key attn:) goes at position pre_add, mid or post_add. "
           "'archkit blocks NAME' shows what a type accepts.")
-    conflicts = [c for reg in REGISTRIES for c in reg.conflicts]
+    from . import zoo
+
+    conflicts = [c for reg in REGISTRIES for c in reg.conflicts] + zoo.conflicts()
     if conflicts:
         print("\nName conflicts:")
         for text in conflicts:
@@ -713,7 +755,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import plugins
 
         plugins.set_enabled(False)
-    return _guard(args.func, args)
+    with _escaped_output():
+        return _guard(args.func, args)
+
+
+# what a spec file's text could do to a terminal: control characters (ESC sequences, bells, carriage
+# returns) and the bidirectional overrides that reorder what is shown; newlines and tabs are archkit's own
+_UNSAFE = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F, *range(0x80, 0xA0)] if c not in (0x09, 0x0A)}
+_UNSAFE.update({c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]})
+
+
+class _Escaping:
+    """A text stream that escapes what ``_UNSAFE`` names and passes everything else to ``stream``."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(text.translate(_UNSAFE))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def _escaped_output() -> Any:
+    """While the command runs, nothing it prints (names, descriptions, paths from a spec) can send
+    terminal escapes: every control character is printed as an escape sequence."""
+    out, err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Escaping(out), _Escaping(err)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = out, err
 
 
 if __name__ == "__main__":

@@ -262,7 +262,7 @@ def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Cand
 
     from . import loader, specs, zoo
     from .errors import Mark
-    from .files import _is_special, atomic_path
+    from .files import atomic_path, is_special
     from .summary import measure
 
     final = loader.load(ref, overrides, num_classes=num_classes, in_chans=in_chans, resolve=zoo.resolve)
@@ -273,7 +273,7 @@ def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Cand
     if (counted.total_params, counted.macs) != (c.params, c.macs):  # the search's estimate and the spec agree
         raise SpecError(f"fit: the chosen spec measures {counted.macs:,} MACs, not the searched {c.macs:,}; "
                         "nothing written (please report this)")
-    special = _is_special(Path(output))
+    special = is_special(Path(output))
     base = ref
     if zoo.is_path(ref):  # a packaged name stays a name; a path becomes relative to the written file
         base = os.path.abspath(ref) if special else \

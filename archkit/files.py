@@ -34,7 +34,7 @@ def _real(path: Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-def _is_special(path: Path) -> bool:
+def is_special(path: Path) -> bool:
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -47,7 +47,7 @@ def check_destination(path: str | os.PathLike, inputs: Iterable[str | os.PathLik
     """Refuse, before any work, a destination that cannot be written, that is an input of the command
     (compared through symlinks, and by path when the input does not exist yet) or another of its outputs."""
     target = Path(path)
-    if _is_special(target):  # /dev/null, a FIFO, /proc/self/fd/1: written in place
+    if is_special(target):  # /dev/null, a FIFO, /proc/self/fd/1: written in place
         if not os.access(target, os.W_OK):
             raise BadDestination(f"{target}: permission denied")
         return target
@@ -111,7 +111,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     For a non-regular target the yielded path is the target itself (written in place).
     """
     target = Path(path)
-    if _is_special(target):
+    if is_special(target):
         try:
             yield target
         except BrokenPipeError:

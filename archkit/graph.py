@@ -108,6 +108,8 @@ class Conv2d(Op):
         c, h, w = spatial(shapes[0], "conv")
         if c != self.in_channels:
             raise ValueError(f"conv expects {self.in_channels} channels, gets {c}")
+        if self.out_channels < 1:
+            raise ValueError(f"a conv of {self.in_channels} channels would give {self.out_channels} (a ratio too small?)")
         for channels in (self.in_channels, self.out_channels):
             if channels % self.groups:
                 raise ValueError(f"groups {self.groups} does not divide {channels} channels")

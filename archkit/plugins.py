@@ -122,6 +122,8 @@ def load_isolated(ep: EntryPoint) -> Any:
     previous = signal.signal(signal.SIGALRM, expire) if use_alarm else None
     if use_alarm:
         signal.setitimer(signal.ITIMER_REAL, limit)
+    torch = sys.modules.get("torch")
+    dtype = torch.get_default_dtype() if torch is not None else None
     try:
         with contextlib.redirect_stdout(sys.stderr):
             return ep.load()
@@ -129,6 +131,21 @@ def load_isolated(ep: EntryPoint) -> Any:
         if use_alarm:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+        _restore_default_dtype(ep, dtype)
+
+
+def _restore_default_dtype(ep: EntryPoint, before: Any) -> None:
+    """Undo a plugin's ``torch.set_default_dtype`` at import (models would silently change dtype), saying so."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "get_default_dtype"):
+        return
+    before = before or torch.float32
+    now = torch.get_default_dtype()
+    if now != before:
+        torch.set_default_dtype(before)
+        dist, version = _distribution(ep)
+        print(f"archkit: note: plugin {dist} {version} set torch's default dtype to {str(now).replace('torch.', '')} "
+              f"at import; restored to {str(before).replace('torch.', '')}", file=sys.stderr)
 
 
 def discover(registry: Any, group: str, check: Callable[[str, Any], Any], kind: Callable[[Any], str]) -> None:

@@ -11,6 +11,7 @@ sizes, stage counts) run beside both, so a spec with three independent mistakes 
 from __future__ import annotations
 
 import math
+import os
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
@@ -354,6 +355,9 @@ def load(ref: Any, overrides: Any = (), *, num_classes: int | None = None, in_ch
     overrides (``"stages.2.depth=23"``) and timm's ``num_classes`` / ``in_chans`` applied, validated."""
     from . import loader, zoo
 
+    if not isinstance(ref, (str, os.PathLike)) or isinstance(ref, bytes):
+        raise SpecError(f"a spec is a name or a file path (or, for build_model, a dict or a ModelSpec), "
+                        f"not a {type(ref).__name__}")
     tree = loader.load(ref, overrides or (), num_classes=num_classes, in_chans=in_chans, resolve=zoo.resolve)
     return validate(tree, str(ref))
 

@@ -84,6 +84,9 @@ def resolve(ref: str | os.PathLike, spec: Any) -> Source:
     if text in declared:
         return _declared(text, declared[text], spec)
     other, sep, name = text.partition(":")
+    if sep and other and name and not Path(text).exists() and not zoo.is_path(other) and zoo.find(other) is None:
+        raise WeightsError(f"{_shown(text)}: no spec named {other!r} (SPEC:NAME takes a spec's declared weights)"
+                           + suggest(other, zoo.names()))
     if sep and not Path(text).exists():
         if zoo.find(other) is not None or (zoo.is_path(other) and Path(other).is_file()):
             other_spec = load_spec(other)
@@ -438,6 +441,8 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
                 spec = json.loads(meta["spec"])
             except ValueError:
                 raise WeightsError(f"{label}: its stored archkit spec is not valid JSON") from None
+            except RecursionError:
+                raise WeightsError(f"{label}: its stored archkit spec nests too deep to be a spec") from None
         return state, spec
     _check_archive(path, label)
     try:

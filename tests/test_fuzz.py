@@ -127,3 +127,84 @@ def test_control_characters_and_base_chains_fail_in_one_located_line(texts: list
             text = str(problem)
             assert isinstance(problem.mark, Mark) and problem.mark.source in {str(p) for p in paths}, problem
             assert not any(ch in text for ch in CONTROL if ch != "\ufeff") and "\n" not in text, repr(text)
+
+
+# --- weights declarations and fit's inputs (issue 21) ---------------------------------------------------
+
+entry_values = st.one_of(
+    values,
+    st.sampled_from(["http://127.0.0.1:9/w-abcdef12.pth", "https://h/x.safetensors", "file:///dev/zero",
+                     "file://otherhost/x.pt", "ftp://h/x.pt", "HTTP://h/x", "http://", "w.pt", "../w.pt", "/dev/null",
+                     "abcdef12", "ABCDEF1234", "0" * 64, "0" * 65, "torchvision", "timm", "archkit", "safetensors"]))
+entry_keys = st.sampled_from(["url", "file", "sha256", "format", "meta", "license", "x"])
+
+
+@st.composite
+def weights_declarations(draw) -> dict:
+    names = draw(st.lists(st.one_of(st.sampled_from(["IMAGENET1K_V1", "a1_in1k", "x.y-z"]), st.text(max_size=6)),
+                          min_size=1, max_size=3, unique=True))
+    return {n: draw(st.dictionaries(entry_keys, entry_values, max_size=4)) for n in names}
+
+
+@settings(max_examples=settings.default.max_examples)
+@given(weights=weights_declarations(), ref=st.one_of(st.sampled_from(["IMAGENET1K_V1", "x.y-z", "resnet18:IMAGENET1K_V1",
+                                                                      "nospec:x", "ftp://h/x", "file:///dev/null"]),
+                                                     st.text(max_size=8)))
+def test_weights_declarations_validate_or_fail_located(weights: dict, ref: str, tmp_path_factory) -> None:
+    """Any weights: mapping validates or fails with positions; resolving and fetching a reference to
+    one (without a network: files and refusals only) raises WeightsError, never anything else."""
+    from archkit import weights as w
+
+    path = Path(tmp_path_factory.mktemp("weights")) / "spec.yaml"
+    path.write_text(yaml.safe_dump({"base": "resnet18", "name": "w", "weights": weights}, allow_unicode=True),
+                    encoding="utf-8")
+    try:
+        spec = archkit.load_spec(path)
+    except SpecError as exc:
+        assert all(p.mark is not None and p.mark.line is not None for p in exc.problems), exc
+        return
+    try:
+        source = w.resolve(ref, spec)
+        if source.file is not None:
+            w.fetch(source)
+    except archkit.WeightsError as exc:
+        assert "\n" not in str(exc)
+
+
+budgets = st.one_of(st.sampled_from(["2G", "500M", "1.5G", "0", "-1", "1e400", "abc", "3T", "999", "0.5K", "nan"]),
+                    st.text(max_size=5))
+axes = st.lists(st.sampled_from(["width", "depth", "w_a", "w_0", "w_m", "group_width", "bottleneck_multiplier",
+                                 "regnet.depth", "se_ratio", "", "width,", "x"]), max_size=3)
+
+
+@settings(max_examples=settings.default.max_examples // 2)  # each fit searches: ~0.3 s
+@given(base=st.sampled_from(["resnet18", "regnet_x_400mf", "cspresnet50"]), macs=budgets,
+       params=st.one_of(st.none(), budgets), vary=axes,
+       sets=st.lists(st.sampled_from(["width_multiplier=0.5", "depth_multiplier=2", "width_multiplier=-1",
+                                      "regnet.w_0=65536", "regnet.w_a=0", "regnet.bottleneck_multiplier=0.01",
+                                      "stages.0.depth=1", "input.size=[32, 32]", "block.attn=[{type: se}]"]),
+                     max_size=2),
+       size=st.one_of(st.none(), st.integers(-1, 4096)))
+def test_fit_answers_or_fails_in_one_line(base, macs, params, vary, sets, size, tmp_path_factory, capsys) -> None:
+    """fit with any budget, axes and overrides: a choice whose written file builds what it measured, or
+    an error in one line per problem (exit 1 or 2); never a traceback or an unexpected exception."""
+    from archkit.cli import main
+
+    out = Path(tmp_path_factory.mktemp("fit")) / "fit.yaml"
+    argv = ["fit", base, "--macs", macs, "--output", str(out)]
+    argv += ["--params-max", params] if params is not None else []
+    argv += ["--vary", ",".join(vary)] if vary else []
+    argv += [a for s in sets for a in ("--set", s)]
+    argv += ["--input-size", str(size)] if size is not None else []
+    capsys.readouterr()
+    code = main(argv)
+    _, err = capsys.readouterr()
+    assert "--traceback" not in err and "Traceback" not in err, err
+    if code == 0:
+        header = out.read_text().splitlines()[0]
+        counted = archkit.summary.measure(archkit.load_spec(out))
+        assert header.endswith(f"{counted.total_params:,} parameters, {counted.macs / 1e9:.3f} GMACs")
+    else:
+        lines = err.strip().splitlines()  # one line, or one per problem of an invalid spec (all at once)
+        assert code in (1, 2) and lines and (len(lines) == 1 or code == 2), err
+        assert not out.exists()

@@ -275,3 +275,27 @@ def test_the_documented_module_form_block_passes_the_contract_check() -> None:
         assert type(model.layer2[0].se).__name__ == "SEModule" and model.layer2[1].downsample is None
     finally:
         BLOCKS.unregister("one_conv_test")
+
+
+def test_spec_names_shipped_twice_are_reported(fake_plugins, tmp_path, capsys) -> None:
+    """Two plugins shipping one spec name, and a plugin shipping a packaged name: a note each in
+    `archkit list` and `archkit blocks`; archkit's own name wins, then entry-point order."""
+    from archkit import zoo
+    from archkit.cli import main
+
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "twin.yaml").write_text(f"base: resnet18\nname: twin\ndescription: from {sub}\n")
+    (tmp_path / "b" / "resnet50.yaml").write_text("base: resnet18\nname: resnet50\n")
+    module = sys.modules["fake_archkit_plugin"]
+    module.SPECS_A, module.SPECS_B = str(tmp_path / "a"), str(tmp_path / "b")
+    fake_plugins(_ep("a", "fake_archkit_plugin:SPECS_A", "specs-a", group=zoo.SPEC_GROUP),
+                 _ep("b", "fake_archkit_plugin:SPECS_B", "specs-b", group=zoo.SPEC_GROUP))
+    assert archkit.load_spec("twin").description == "from a"
+    assert archkit.load_spec("resnet50").stages[0].block.type == "bottleneck"  # the packaged one
+    for command in (["list", "twin"], ["blocks"]):
+        assert main(command) == 0
+        out = capsys.readouterr().out
+        assert f"plugin specs-b also ships spec 'twin'; plugin specs-a's is used (give {tmp_path / 'b' / 'twin.yaml'}" \
+            in out
+        assert "plugin specs-b also ships spec 'resnet50'; archkit's own is used" in out

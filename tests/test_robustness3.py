@@ -75,7 +75,7 @@ def test_fit_quotes_every_name_it_writes(tmp_path, capsys, name) -> None:
 
 
 def test_fit_refuses_an_output_that_is_also_its_plot(tmp_path, capsys) -> None:
-    same = tmp_path / "same.yaml"
+    same = tmp_path / "same.svg"
     code, _, err = run(capsys, "fit", "resnet18", "--macs", "1G", "--output", str(same), "--plot", str(same))
     assert code == 2 and "is also another output of this command" in one_line(err)
     assert not same.exists()
@@ -390,3 +390,80 @@ def test_a_block_that_gives_other_channels_than_declared_is_named(tmp_path, caps
         assert not (tmp_path / "o.pt").exists()
     finally:
         BLOCKS.unregister("widening_test")
+
+
+# --- what archkit prints, odd inputs --------------------------------------------------------------------
+
+def test_terminal_escapes_from_a_spec_are_printed_escaped(tmp_path, capsys) -> None:
+    spec = tmp_path / "esc.yaml"
+    spec.write_text('base: resnet18\nname: "x\\e[31mred\\u202e"\n')
+    for argv in (["build", str(spec), "--summary"], ["validate", str(spec)], ["diff", str(spec), "resnet18"]):
+        code, out, err = run(capsys, *argv)
+        assert code in (0, 1) and "\x1b" not in out + err and "\u202e" not in out + err
+        assert "x\\x1b[31mred\\u202e" in out
+
+
+def test_a_model_is_float32_whatever_the_default_dtype(capsys, monkeypatch, tmp_path) -> None:
+    import sys
+    from importlib.metadata import EntryPoint
+
+    from archkit import plugins
+
+    (tmp_path / "dtype_plugin.py").write_text("import torch\ntorch.set_default_dtype(torch.float64)\nX = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        plugins.load_isolated(EntryPoint(name="x", value="dtype_plugin:X", group=plugins.BLOCK_GROUP))
+        assert torch.get_default_dtype() == torch.float32
+        assert "set torch's default dtype to float64 at import; restored to float32" in capsys.readouterr().err
+        torch.set_default_dtype(torch.float64)  # a caller's (or a plugin's, later) global setting
+        model = archkit.build_model("resnet18", device="meta")
+        assert {p.dtype for p in model.parameters()} == {torch.float32}
+    finally:
+        torch.set_default_dtype(torch.float32)
+        sys.modules.pop("dtype_plugin", None)
+
+
+def test_an_empty_stem_builds_runs_and_has_no_stem_feature(tmp_path, capsys) -> None:
+    spec = tmp_path / "nostem.yaml"
+    spec.write_text("base: resnet18\nname: nostem\nstem: []\n")
+    model = archkit.create_model(spec, num_classes=3).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    assert archkit.create_model(spec, features_only=True).feature_info.reduction() == [1, 2, 4, 8]
+    with pytest.raises(archkit.SpecError, match="this spec has no stem, so no 0"):
+        archkit.create_model(spec, features_only=True, out_indices=[0, 1])
+
+
+def test_odd_requests_get_one_line(tmp_path, capsys) -> None:
+    for argv, fragment in (
+        (["draw", "resnet18", "--output", str(tmp_path / "x.png")], "--output writes SVG"),
+        (["fit", "resnet18", "--macs", "1G", "--plot", str(tmp_path / "p.png")], "--plot writes SVG"),
+        (["build", "resnet18", "--weights", "resnet5:IMAGENET1K_V1"], "no spec named 'resnet5' (SPEC:NAME takes a spec's declared weights); did you mean 'resnet50'?"),
+        (["export", "resnet18", "--input-size", "65536", "--format", "torchscript", "--output",
+          str(tmp_path / "m.pt")], "needs at least 1,024.0 GiB"),
+        (["validate", "regnet_y_400mf", "--set", "regnet.se_ratio=0.0001"], "would give 0"),
+    ):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and fragment in one_line(err), (argv, err)
+    assert not list(tmp_path.iterdir())
+    with pytest.raises(archkit.SpecError, match="not a list"):
+        archkit.load_spec(["resnet18"])
+
+
+def test_a_deeply_nested_stored_spec_is_one_line(tmp_path, capsys, r18) -> None:
+    path = tmp_path / "deep.safetensors"
+    safetensors.torch.save_file(r18[0].state_dict(), str(path),
+                                metadata={"format": "archkit-checkpoint", "spec": "[" * 100_000 + "]" * 100_000})
+    code, _, err = run(capsys, "build", "resnet18", "--weights", str(path))
+    assert code == 2 and "nests too deep" in one_line(err)
+    with pytest.raises(archkit.CheckpointError, match="nests too deep"):
+        archkit.load_checkpoint(path)
+
+
+def test_an_overlong_url_file_name_is_cached_under_a_short_name(server, cache, r18, capsys) -> None:
+    url, _ = server
+    route = "/" + "w" * 400 + ".pth"
+    _Handler.routes[route] = _ok(r18[1])
+    code, out, err = run(capsys, "build", "resnet18", "--weights", url + route)
+    assert code == 0 and "transferred 11,689,512" in out, err
+    assert all(len(p.name) < 160 for p in cache.iterdir())

@@ -78,6 +78,23 @@ def reset() -> None:
 plugins.on_change(reset)
 
 
+def conflicts() -> list[str]:
+    """One line per spec name shipped twice: archkit's own names win, then plugins in entry-point order;
+    the line says whose file is used and how to reach the other (its path)."""
+    owner: dict[str, tuple[str, Path]] = {}
+    out = []
+    for origin, directory in directories():
+        for path in sorted(directory.glob("*.yaml")):
+            if path.stem not in owner:
+                owner[path.stem] = (origin, path)
+                continue
+            winner = owner[path.stem][0]
+            who = "archkit's own" if winner == "built-in" else f"plugin {winner}'s"
+            out.append(f"plugin {origin} also ships spec {path.stem!r}; {who} is used (give {path} as a path "
+                       "for the other)")
+    return out
+
+
 def names(pattern: str = "*") -> list[str]:
     """Every spec name matching ``pattern`` (shell-style, as ``timm.list_models``), sorted."""
     out = set()
