@@ -153,7 +153,8 @@ def check_shapes(model: nn.Module, spec: ModelSpec) -> None:
 
     try:
         with torch.no_grad():
-            model(torch.zeros(1, spec.input.channels, *spec.input.size, device=device))
+            x = torch.randn(1, spec.input.channels, *spec.input.size, generator=torch.Generator().manual_seed(0))
+            model(x.to(device))  # random, not zeros: a block may branch on its input's values
     except Exception as exc:
         compare()  # a part that gave the wrong shape before a later one failed is the cause
         name, path = entered[-1] if entered else (spec.name, ())

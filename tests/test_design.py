@@ -48,7 +48,7 @@ def test_fit_varies_regnet_numbers_and_torchvision_agrees(tmp_path, capsys) -> N
                      "--output", str(out)]) == 0
         outputs.append(out.read_text())
     assert outputs[0] == outputs[1]
-    assert "regnet:\n  w_0: " in outputs[0] and "width_multiplier" not in outputs[0]
+    assert "\nregnet:\n" in outputs[0] and "\n  w_0: " in outputs[0] and "width_multiplier" not in outputs[0]
     fitted = archkit.load_spec(tmp_path / "regnet0.yaml")
     oracle = measure_meta(fitted)
     assert 0.97 * 800e6 <= oracle.macs <= 800e6 and oracle.total_params <= 8e6

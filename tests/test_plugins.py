@@ -159,6 +159,7 @@ def _installed(tmp_path, dist: str, version: str, entry: str, module: str, code:
     return env
 
 
+@pytest.mark.slow  # three CLI processes with a plugin really on the path
 def test_a_really_installed_broken_plugin_changes_nothing_else(tmp_path) -> None:
     """A distribution on sys.path whose entry point fails to import: the CLI still works."""
     env = _installed(tmp_path, "broken-example", "0.9", "broken_block", "broken_example_mod",

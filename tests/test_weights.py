@@ -290,6 +290,7 @@ def test_declared_weights_are_torchvisions_facts() -> None:
     assert not archkit.load_spec("resnet50_dilated").weights  # not inherited through base:
 
 
+@pytest.mark.slow  # builds a wheel in a subprocess
 def test_the_wheel_ships_the_specs(tmp_path) -> None:
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                              "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
