@@ -148,3 +148,20 @@ def load_checkpoint(path: str | os.PathLike, device: Any = None):
     from .checkpoint import load
 
     return load(path, device=device)
+
+
+def save_pretrained(model: Any, directory: str | os.PathLike, spec: Any = None) -> Any:
+    """Write ``model`` as a shared folder (``config.json`` with timm's keys and the full spec,
+    ``model.safetensors``, a ``README.md`` model card) that ``create_model("local-dir:DIR")`` and
+    ``timm.create_model("local-dir:DIR")`` read; returns the folder's path."""
+    from .share import save_pretrained as _save
+
+    return _save(model, directory, as_spec(spec) if spec is not None else None)
+
+
+def push_to_hub(directory: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
+                message: str | None = None) -> str:
+    """Upload a folder ``save_pretrained`` wrote to the Hugging Face hub (needs ``huggingface_hub``)."""
+    from .share import push
+
+    return push(directory, repo_id, private=private, revision=revision, message=message)

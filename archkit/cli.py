@@ -1,4 +1,4 @@
-"""Command line: ``archkit build|validate|list|blocks|schema|export|draw|fit|diff|explain``; it only
+"""Command line: ``archkit build|validate|list|blocks|schema|export|push|draw|fit|diff|explain``; it only
 chains the library's steps. The spec commands import no torch: only building weights, exporting and
 measuring a plugin type that declares no cost do."""
 
@@ -133,8 +133,9 @@ def _parser() -> argparse.ArgumentParser:
     e = sub.add_parser("export", parents=[common], help="export to ONNX, TorchScript or an ExportedProgram",
                        description="Build a spec (random or checkpoint weights) and export it for deployment.")
     e.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
-    e.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program"])
-    e.add_argument("--output", required=True, metavar="FILE", help="file to write (atomically)")
+    e.add_argument("--format", required=True, choices=["onnx", "torchscript", "exported-program", "hf"],
+                   help="hf: a shared folder (config.json, model.safetensors, README.md) for local-dir:/hf-hub:")
+    e.add_argument("--output", required=True, metavar="FILE", help="file to write (atomically); a folder for hf")
     e.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
     e.add_argument("--batch-size", type=_positive, default=2, metavar="N", help="example batch size (default 2)")
     e.add_argument("--dynamic-batch", action="store_true", help="let the batch dimension vary (onnx, exported-program)")
@@ -151,6 +152,16 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--output", required=True, metavar="FILE", help="SVG file to write")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     d.set_defaults(func=cmd_draw)
+
+    h = sub.add_parser("push", parents=[common], help="upload a shared folder to the Hugging Face hub",
+                       description="Upload a folder written by 'archkit export SPEC --format hf --output DIR' "
+                                   "to the Hugging Face hub (needs huggingface_hub and a login: 'hf auth login').")
+    h.add_argument("folder", metavar="DIR", help="the folder archkit wrote")
+    h.add_argument("--repo", required=True, metavar="ORG/NAME", help="the hub repository (created if missing)")
+    h.add_argument("--private", action="store_true", help="create the repository private")
+    h.add_argument("--revision", metavar="REV", help="branch to push to (default: main)")
+    h.add_argument("--message", metavar="TEXT", help="commit message")
+    h.set_defaults(func=cmd_push)
 
     m = sub.add_parser("list", parents=[common], help="list the packaged specs with parameters and GMACs",
                        description="List the packaged (and plugin) specs matching PATTERN, with parameters, GMACs "
@@ -277,9 +288,15 @@ def _inputs(args: argparse.Namespace) -> list:
     weights (a declared ``file:``, ``SPEC:NAME``, a path or a ``file://`` URL)."""
     from . import loader, zoo
 
+    from . import hub
+
     found: list = []
     ref = getattr(args, "spec", None)
-    if ref:
+    if ref and hub.is_ref(ref):
+        with contextlib.suppress(SpecError, OSError):
+            root = hub.folder(ref)
+            found += [root, *(p for p in root.iterdir() if p.is_file())]
+    elif ref:
         found.append(ref)
         with contextlib.suppress(SpecError, OSError):
             found += [path for path, _ in loader.chain(zoo.resolve(ref), zoo.resolve)]
@@ -368,6 +385,8 @@ def cmd_build(args: argparse.Namespace) -> int:
                 out.write(transfer.render() + "\n")
     elif transfer is not None:
         out.write(transfer.render() + "\n")
+    if transfer is None and not args.json and hub_ref(args.spec) and "folder" in spec.weights:
+        out.write("weights: not loaded (the folder's are declared as 'folder': add --weights folder)\n")
     if args.output:
         from .checkpoint import save
 
@@ -385,6 +404,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     """archkit export."""
     from .export import example_input, export
 
+    if args.format == "hf":
+        return _export_folder(args)
     _destination(args)
     spec = _load(args)
     _example_fits(spec, batch_size=2)
@@ -406,6 +427,51 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         logging.disable(logging.NOTSET)
     print(f"wrote {args.output} ({args.format}, {spec.name})")
+    return EXIT_OK
+
+
+def hub_ref(ref: Any) -> bool:
+    from .hub import is_ref
+
+    return is_ref(ref)
+
+
+def _export_folder(args: argparse.Namespace) -> int:
+    """archkit export --format hf: the model (with --weights loaded) as a shared folder."""
+    from pathlib import Path
+
+    from . import share
+    from .errors import BadDestination
+
+    if args.fuse:
+        raise SpecError("--fuse changes the weights' layout; a shared folder keeps the spec's (leave out --fuse)")
+    if not args.output:
+        raise SpecError("--output needs a folder name (got an empty one)")
+    target = Path(args.output).resolve()
+    for item in _inputs(args):
+        with contextlib.suppress(OSError, ValueError):
+            if target == Path(item).resolve() or target in Path(item).resolve().parents:
+                raise BadDestination(f"{args.output}: holds an input of this command ({item}); write another folder")
+    share.check_folder_target(Path(args.output))
+    spec = _load(args)
+    model, _ = _materialize(spec, args)
+    if args.weights:
+        from .api import load_pretrained
+
+        model.transfer_plan = load_pretrained(model, spec, args.weights, allow_partial=args.allow_partial)
+    share.save_pretrained(model, args.output, spec)
+    cfg_arch = share.timm_name(spec) or "archkit"
+    print(f"wrote {args.output}/ (config.json, model.safetensors, README.md; {spec.name}, timm architecture "
+          f"{cfg_arch!r}); load it with local-dir:{args.output}")
+    return EXIT_OK
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    """archkit push DIR --repo ORG/NAME."""
+    from .share import push
+
+    url = push(args.folder, args.repo, private=args.private, revision=args.revision, message=args.message)
+    print(f"pushed {args.folder} to {args.repo}: {url}")
     return EXIT_OK
 
 
@@ -678,7 +744,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def _report(exc: SpecError, spec: str | None = None) -> None:
     """One line per problem; a problem found in a base file also names the user's file that inherits it."""
     path = spec
-    if spec:
+    if spec and not hub_ref(spec):
         with contextlib.suppress(SpecError, OSError, TypeError):
             from . import zoo
 
@@ -686,7 +752,8 @@ def _report(exc: SpecError, spec: str | None = None) -> None:
     for problem in exc.problems:
         line = str(problem)
         source = problem.mark.source if problem.mark else None
-        if spec and source and not source.startswith("--set") and source != path and not source.endswith(")"):
+        if spec and source and not source.startswith("--set") and source != path and not source.endswith(")") \
+                and not hub_ref(spec):
             with contextlib.suppress(OSError):
                 if not os.path.exists(path) or not os.path.samefile(source, path):
                     line += f" (inherited by {spec})"

@@ -6,7 +6,7 @@ A description is plain Python that calls ``Scope`` methods on symbolic values::
     out = s.act("relu", s.norm("bn1", out))  # the spec's norm and activation
     out = s.add(out, x)                      # a functional op: no child
 
-From the recorded ``Graph`` archkit derives everything else: the modules (``archkit.build`` turns each
+From the recorded ``Graph`` archkit derives everything else: the modules (``archkit.lower`` turns each
 op into its torch layer and each graph into a module whose ``forward`` is generated from the
 recording; child names are the ``state_dict`` keys, in the order they were first used), the shapes,
 and the parameters, multiply-accumulates and written elements (each primitive knows its cost, as

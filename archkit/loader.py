@@ -7,6 +7,7 @@ The loader knows files, not names: what ``base: resnet50`` means is the caller's
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -24,7 +25,9 @@ MAX_PARAMS = 2_000_000_000  # materialized at most by default (8 GB of float32 w
 _CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
-Resolver = Callable[[str, "Path | None"], Path]  # (reference, directory of the file naming it) -> spec file
+# (reference, directory of the file naming it) -> spec file; at the top (no directory) it may return the
+# spec's tree itself, for references that are not files (a shared folder's config.json)
+Resolver = Callable[[str, "Path | None"], Any]
 
 
 def paths_only(ref: str | os.PathLike, relative_to: Path | None = None) -> Path:
@@ -43,7 +46,12 @@ class Budget:
 _SCALARS = (type(None), bool, int, float, str)
 _MAP_TAG = "tag:yaml.org,2002:map"
 # libyaml's parser where PyYAML was built with it (PyPI's wheels are): several times faster
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML 1.1's safe loader that also reads ``1e-5`` as a number (YAML 1.2 and JSON do; 1.1 wants a dot)."""
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
+                              list("-+0123456789"))
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 
@@ -249,6 +257,8 @@ def chain(path: str | os.PathLike, resolve: Resolver = paths_only, budget: Budge
             base_path = resolve(base, path.parent)
         except SpecError as exc:
             raise SpecError(exc.problems[0].message, base_mark, "base") from None
+        if not isinstance(base_path, Path):
+            raise SpecError("must be a spec name or a file path", base_mark, "base")
         if not base_path.exists():
             raise SpecError(f"base file {str(base_path)!r} does not exist", base_mark, "base")
         path = base_path
@@ -410,9 +420,10 @@ def _index(part: str, node: Any) -> Any:
 
 def load(path: str | os.PathLike, overrides: Iterable[str] = (), *, num_classes: int | None = None,
          in_chans: int | None = None, resolve: Resolver = paths_only) -> MDict:
-    """Load a spec (a file, or what ``resolve`` makes of a name), resolve ``base:``, apply ``--set``
-    overrides; positions kept."""
-    tree = load_file(resolve(path, None), resolve=resolve)
+    """Load a spec (a file, or what ``resolve`` makes of a name: a file, or a tree it read itself, as a
+    shared folder's), resolve ``base:``, apply ``--set`` overrides; positions kept."""
+    found = resolve(path, None)
+    tree = found if isinstance(found, MDict) else load_file(found, resolve=resolve)
     for text in overrides:
         apply_override(tree, text)
     set_classes_and_channels(tree, num_classes, in_chans)

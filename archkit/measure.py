@@ -15,7 +15,7 @@ def measure_op(op: Any, in_shapes: tuple, where: str = "") -> Cost:
     """One op or described graph, built on meta and run once under FlopCounterMode (per sample)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from .build import module_of
+    from .lower import module_of
 
     with torch.device("meta"):
         module = module_of(op)

@@ -175,6 +175,19 @@ class ArchkitNet(Freezable, nn.Sequential):
         """Recompute each block's activations in the backward pass instead of keeping them (timm's name)."""
         self.grad_checkpointing = enable
 
+    def save_pretrained(self, directory: Any) -> Any:
+        """Write this model as a shared folder (``archkit.save_pretrained``); returns its path."""
+        from .share import save_pretrained
+
+        return save_pretrained(self, directory)
+
+    def push_to_hub(self, repo_id: str, directory: Any, **kwargs: Any) -> str:
+        """``save_pretrained(directory)``, then upload the folder to the Hugging Face hub as ``repo_id``."""
+        from .share import push
+
+        self.save_pretrained(directory)
+        return push(directory, repo_id, **kwargs)
+
     # --- layer-wise learning-rate decay ------------------------------------------------------------
 
     def group_matcher(self, coarse: bool = False) -> dict[str, str]:

@@ -17,16 +17,30 @@ from timm.models import register_model
 from .api import create_model, list_models
 
 PREFIX = "archkit_"
-_IGNORED = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir")  # timm's own loading keywords
+_IGNORED = ("pretrained_cfg", "pretrained_cfg_overlay", "cache_dir", "pretrained_model_args")  # timm's own keywords
+
+
+def _with_cfg(model: Any, architecture: str, extra: dict | None = None) -> Any:
+    """timm's ``pretrained_cfg`` / ``default_cfg`` from the spec's declared weights (preprocessing, classes),
+    so ``timm.data.resolve_data_config(model=...)`` gives the right crop and interpolation."""
+    from .share import config
+
+    cfg = {**config(model, model.spec)["pretrained_cfg"], "architecture": architecture, **(extra or {})}
+    model.pretrained_cfg = model.default_cfg = cfg
+    return model
+
+
+def _keywords(kwargs: dict) -> dict:
+    for key in _IGNORED:
+        kwargs.pop(key, None)
+    if kwargs.get("drop_path_rate") is None:
+        kwargs.pop("drop_path_rate", None)
+    return kwargs
 
 
 def _factory(name: str) -> Callable[..., Any]:
     def build(pretrained: bool = False, **kwargs: Any) -> Any:
-        for key in _IGNORED:
-            kwargs.pop(key, None)
-        if kwargs.get("drop_path_rate") is None:
-            kwargs.pop("drop_path_rate", None)
-        return create_model(name, pretrained=pretrained, **kwargs)
+        return _with_cfg(create_model(name, pretrained=pretrained, **_keywords(kwargs)), f"{PREFIX}{name}")
 
     build.__name__ = build.__qualname__ = f"{PREFIX}{name}"
     build.__module__ = __name__
@@ -50,4 +64,25 @@ def register_all() -> list[str]:
     return added
 
 
+def archkit(pretrained: bool = False, spec: Any = None, pretrained_cfg: Any = None, **kwargs: Any) -> Any:
+    """Any archkit spec as a timm model: ``architecture: archkit`` with ``model_args: {spec: ...}`` in a
+    shared folder's config.json (``timm.create_model("local-dir:PATH")``); ``pretrained=True`` loads the
+    folder's weights through archkit's checks."""
+    import dataclasses
+
+    from . import hub
+    from .api import load_pretrained
+
+    if not isinstance(spec, dict):
+        raise ValueError("timm architecture 'archkit' needs model_args: {spec: {...}} (the folder's archkit spec)")
+    cfg = dataclasses.asdict(pretrained_cfg) if dataclasses.is_dataclass(pretrained_cfg) else dict(pretrained_cfg or {})
+    model = create_model(spec, **_keywords(kwargs))
+    if pretrained:
+        ref = f"{hub.LOCAL}{cfg['file']}" if cfg.get("file") else f"{hub.HUB}{cfg.get('hf_hub_id')}"
+        model.transfer_plan = load_pretrained(model, model.spec, hub.weights_file(ref))
+    # the folder's own pretrained_cfg (its preprocessing) over what the spec alone implies
+    return _with_cfg(model, "archkit", {k: v for k, v in cfg.items() if v is not None and k != "architecture"})
+
+
+register_model(archkit)
 register_all()

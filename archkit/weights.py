@@ -140,6 +140,10 @@ def default_name(spec: Any) -> str:
 def fetch(source: Source) -> Path:
     """The local file for ``source``: the file itself, or the verified download in the cache."""
     if source.file is not None:
+        if not source.file.exists():
+            from .hub import fetch_missing
+
+            fetch_missing(source.file)  # a shared folder's weights on the Hugging Face hub: fetched now
         if not source.file.is_file():
             what = "not a regular file" if source.file.exists() else "no such weights file"
             raise WeightsError(f"{source.file}: {what}")

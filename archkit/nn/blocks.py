@@ -32,7 +32,7 @@ class DescribedModule(nn.Module):
 
     def __init__(self, b: BlockPlan):
         super().__init__()
-        from ..build import _graph_module
+        from ..lower import _graph_module
         from ..plan import describe_block
 
         kind = BUILTIN_BLOCKS[self.describes]

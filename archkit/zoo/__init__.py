@@ -117,11 +117,17 @@ def find(name: str) -> Path | None:
     return None
 
 
-def resolve(ref: str | os.PathLike, relative_to: Path | None = None) -> Path:
-    """The file a spec reference means: a path (relative to ``relative_to``), else a packaged name."""
+def resolve(ref: str | os.PathLike, relative_to: Path | None = None) -> Any:
+    """The file a spec reference means: a path (relative to ``relative_to``), else a packaged name; for a
+    shared folder (``local-dir:`` / ``hf-hub:``), the spec tree its config.json describes."""
+    from .. import hub
     from ..errors import SpecError
     from ..registry import suggest
 
+    if hub.is_ref(ref):
+        if relative_to is not None:
+            raise SpecError(f"a shared folder cannot be a base ({ref}); name a spec file or a packaged spec")
+        return hub.spec_tree(str(ref), find, resolve)
     if is_path(ref):
         path = Path(ref)
         return path if relative_to is None or path.is_absolute() else relative_to / path

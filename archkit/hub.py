@@ -1,0 +1,217 @@
+"""Sharing as self-describing folders, the Hugging Face way: ``config.json`` (timm's keys plus the full
+archkit spec), ``model.safetensors`` and a ``README.md`` model card.
+
+A folder is read back by name: ``local-dir:PATH`` (a folder on disk) or ``hf-hub:ORG/NAME[@REV]``
+(through ``huggingface_hub``'s cache, so ``HF_HUB_OFFLINE=1`` works once it is cached). Its
+``config.json`` is data: parsed with the spec loader's limits (size, values, depth) and positions, so
+a mistake in it is one located line; the spec is validated like any spec. The folder's weights are a
+declared weights entry named ``folder`` (``--weights folder``; ``pretrained=True`` picks it), loaded
+through the same checks and transfer plan as any weights.
+
+This module reads folders (writing them is ``share``); it imports no torch, and ``huggingface_hub`` only
+for ``hf-hub:``. It knows no spec names: ``zoo.resolve`` hands it its own ``find``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import Mark, SpecError
+
+LOCAL = "local-dir:"
+HUB = "hf-hub:"
+CONFIG = "config.json"
+WEIGHTS = "model.safetensors"
+CARD = "README.md"
+WEIGHTS_NAME = "folder"  # the declared weights entry a folder's spec gets
+_WEIGHT_FILES = (WEIGHTS, "pytorch_model.bin", "pytorch_model.pth", "model.pth")  # timm's preference order
+_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_REMOTE: dict[Path, tuple[str, str | None]] = {}  # snapshot folder -> (repo id, revision): fetched on demand
+
+
+def is_ref(ref: Any) -> bool:
+    """Whether ``ref`` names a shared folder (``local-dir:`` or ``hf-hub:``)."""
+    return isinstance(ref, str) and ref.startswith((LOCAL, HUB))
+
+
+def folder(ref: str) -> Path:
+    """The local folder a ``local-dir:`` / ``hf-hub:`` name means (for ``hf-hub:``, its cached snapshot
+    with ``config.json`` fetched; the weights are fetched when first needed)."""
+    if ref.startswith(LOCAL):
+        path = Path(ref[len(LOCAL):]).expanduser()
+        if not ref[len(LOCAL):]:
+            raise SpecError("local-dir: needs a folder, e.g. local-dir:./my_model", Mark(ref))
+        if not path.is_dir():
+            raise SpecError("no such folder" if not path.exists() else "not a folder", Mark(ref))
+        return path
+    repo, revision = _split_hub(ref)
+    config = _hf_download(repo, CONFIG, revision, ref)
+    snapshot = config.parent
+    _REMOTE[snapshot.resolve()] = (repo, revision)
+    return snapshot
+
+
+def _split_hub(ref: str) -> tuple[str, str | None]:
+    body = ref[len(HUB):]
+    repo, _, revision = body.partition("@")
+    if not _HF_REPO.match(repo) or ".." in repo or (revision == "" and "@" in body):
+        raise SpecError("hf-hub: takes ORG/NAME or ORG/NAME@REVISION", Mark(ref))
+    return repo, revision or None
+
+
+def _hf_download(repo: str, filename: str, revision: str | None, ref: str) -> Path:
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import HfHubHTTPError
+    except ImportError:
+        raise SpecError("hf-hub: needs huggingface_hub: pip install huggingface_hub (or 'archkit[hub]')",
+                        Mark(ref)) from None
+    try:
+        return Path(hf_hub_download(repo, filename, revision=revision))
+    except HfHubHTTPError as exc:
+        raise SpecError(f"{filename}: {_first(exc)}", Mark(ref)) from None
+    except (OSError, ValueError) as exc:  # offline without a cached copy, a missing file, a bad revision
+        raise SpecError(f"{filename}: {_first(exc)}", Mark(ref)) from None
+
+
+def _first(exc: BaseException) -> str:
+    from .errors import first_line
+
+    return first_line(exc, 240)
+
+
+def fetch_missing(path: Path) -> bool:
+    """Fetch a folder file that ``hf-hub:`` has not downloaded yet (the weights); whether it now exists."""
+    snapshot = path.parent.resolve()
+    if snapshot not in _REMOTE or path.exists():
+        return path.exists()
+    repo, revision = _REMOTE[snapshot]
+    got = _hf_download(repo, path.name, revision, f"{HUB}{repo}" + (f"@{revision}" if revision else ""))
+    return got.exists()
+
+
+def weights_file(ref: str) -> Path:
+    """The weights file of a shared folder (fetched from the hub if needed)."""
+    root = folder(ref)
+    found = next((root / n for n in _WEIGHT_FILES if (root / n).exists()), None)
+    if found is None and ref.startswith(HUB) and fetch_missing(root / WEIGHTS):
+        found = root / WEIGHTS
+    if found is None:
+        raise SpecError(f"no weights in the folder (one of {', '.join(_WEIGHT_FILES)})", Mark(ref))
+    _check_file(found, root, ref, hub=ref.startswith(HUB))
+    return found
+
+
+def _check_file(path: Path, root: Path, ref: str, *, hub: bool) -> None:
+    """A folder's file is a regular file inside it (a symlink may point into the hub's own cache only)."""
+    if path.is_symlink() and not hub:
+        raise SpecError(f"{path.name} is a symlink; a shared folder holds its files", Mark(str(path)))
+    if not path.is_file():
+        raise SpecError(f"{path.name}: not a regular file" if path.exists() else f"no {path.name} in the folder",
+                        Mark(str(path) if path.exists() else ref))
+
+
+def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..., Any]) -> Any:
+    """The spec a folder describes, as a loader tree with positions in its ``config.json``; the folder's
+    weights (if any) declared as ``weights: {folder: {file: ...}}``. ``find`` gives the file of a packaged
+    spec name (a folder timm wrote names its ``architecture``), ``resolve`` that file's ``base:`` names."""
+    from . import loader
+
+    root = folder(ref)
+    config = root / CONFIG
+    _check_file(config, root, ref, hub=ref.startswith(HUB))
+    budget = loader.Budget()
+    text = loader.read_text(config, budget)
+    try:
+        json.loads(text)  # JSON, strictly (no YAML anchors or tags); then parsed again for positions
+    except json.JSONDecodeError as exc:
+        raise SpecError(f"not valid JSON: {exc.msg}", Mark(str(config), exc.lineno, exc.colno)) from None
+    except RecursionError:
+        raise SpecError(f"nested more than {loader.MAX_DEPTH} levels deep", Mark(str(config))) from None
+    data = loader.parse(text, str(config), budget=budget)
+    if not isinstance(data, dict):
+        raise SpecError("config.json must hold a JSON object", Mark(str(config), 1, 1))
+    marks = getattr(data, "marks", {})
+    section = data.get("archkit")
+    if section is not None:
+        if not isinstance(section, dict) or not isinstance(section.get("spec"), dict):
+            raise SpecError("must be an object with the archkit spec under 'spec'", marks.get("archkit"), "archkit")
+        tree = section["spec"]
+        tree.pop("weights", None)
+    else:
+        arch = data.get("architecture")
+        found = find(arch) if isinstance(arch, str) and arch.isidentifier() else None
+        if found is None:
+            raise SpecError(f"names no model archkit knows ({arch!r}); a folder archkit writes carries its spec "
+                            "under 'archkit'", marks.get("architecture") or Mark(str(config)), "architecture")
+        tree = loader.load_file(found, resolve=resolve)
+        tree.pop("weights", None)
+        num_classes, in_chans = _timm_args(data, marks)
+        loader.set_classes_and_channels(tree, num_classes, in_chans)
+    weights = next((root / n for n in _WEIGHT_FILES if (root / n).exists() or (root / n).is_symlink()), None)
+    if weights is None and ref.startswith(HUB):
+        weights = root / WEIGHTS  # fetched from the hub when first used
+    elif weights is not None:
+        _check_file(weights, root, ref, hub=ref.startswith(HUB))
+    if weights is not None:
+        entry = loader.MDict({"file": weights.name,
+                              "format": "safetensors" if weights.suffix == ".safetensors" else "timm"},
+                             mark=Mark(str(config)))
+        entry.marks = {"file": Mark(str(config)), "format": Mark(str(config))}
+        meta = _folder_meta(data, marks)
+        if meta:
+            entry["meta"] = meta
+            entry.marks["meta"] = marks.get("pretrained_cfg") or Mark(str(config))
+        digest = section.get("weights_sha256") if isinstance(section, dict) else None
+        if isinstance(digest, str):
+            entry["sha256"] = digest
+            entry.marks["sha256"] = marks.get("archkit") or Mark(str(config))
+        declared = loader.MDict({WEIGHTS_NAME: entry}, mark=Mark(str(config)))
+        declared.marks = {WEIGHTS_NAME: Mark(str(config))}
+        tree["weights"] = declared
+        tree.marks["weights"] = Mark(str(config))
+    return tree
+
+
+_META_KEYS = ("num_classes", "crop_pct", "interpolation", "mean", "std", "license")
+
+
+def _folder_meta(data: dict, marks: dict) -> Any:
+    """The folder weights' meta (preprocessing, classes, license) from timm's ``pretrained_cfg``, positions kept;
+    validated with the spec like any declared weights' meta."""
+    from . import loader
+
+    cfg = data.get("pretrained_cfg")
+    if not isinstance(cfg, dict):
+        return None
+    where = getattr(cfg, "marks", {})
+    meta = loader.MDict({k: cfg[k] for k in _META_KEYS if cfg.get(k) is not None},
+                        mark=marks.get("pretrained_cfg"))
+    meta.marks = {k: where.get(k) for k in meta}
+    size = cfg.get("input_size")
+    if isinstance(size, list) and len(size) == 3:
+        meta["input_size"] = size[1:]
+        meta.marks["input_size"] = where.get("input_size")
+    if meta.get("num_classes") == 0:
+        del meta["num_classes"]  # a headless model
+    return meta or None
+
+
+def _timm_args(data: dict, marks: dict) -> tuple[int | None, int | None]:
+    """num_classes and in_chans of a timm config (top level, model_args, or the input size)."""
+    args = data.get("model_args") if isinstance(data.get("model_args"), dict) else {}
+    cfg = data.get("pretrained_cfg") if isinstance(data.get("pretrained_cfg"), dict) else {}
+    num_classes = args.get("num_classes", data.get("num_classes"))
+    in_chans = args.get("in_chans")
+    if in_chans is None and isinstance(cfg.get("input_size"), list) and cfg["input_size"]:
+        in_chans = cfg["input_size"][0]
+    for name, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise SpecError(f"must be an integer (got {value!r})", marks.get(name) or marks.get("model_args"), name)
+    return num_classes, in_chans

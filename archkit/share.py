@@ -1,0 +1,241 @@
+"""Writing shared folders (read back by ``hub``): ``config.json`` with timm's keys plus the full archkit
+spec, ``model.safetensors`` and a ``README.md`` model card; uploading them to the Hugging Face hub.
+
+timm reads the same folders: a spec equal to a timm model (a packaged spec of timm's name, changed
+only by timm's keywords) is written as ``architecture: <timm name>`` and loads with
+``timm.create_model("local-dir:PATH")`` without archkit; any other spec is written as
+``architecture: archkit`` with ``model_args: {spec: ...}``, which timm builds after ``import archkit.timm``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from .errors import Mark, SpecError
+from .hub import _HF_REPO, CARD, CONFIG, WEIGHTS, _first
+
+# timm's models are the packaged specs generated from timm's registry (tests check this list against timm)
+TIMM_MODULES = ("resnet", "cspnet")
+
+
+def timm_name(spec: Any) -> str | None:
+    """timm's model name when ``spec`` is that timm model changed only by timm's keywords (num_classes,
+    in_chans, drop_path_rate), else None."""
+    from . import loader, specs, zoo
+
+    name = spec.name
+    path = zoo.find(name)
+    if path is None or path.parent != zoo.HERE or name not in _timm_names():
+        return None
+    try:
+        tree = loader.load(name, resolve=zoo.resolve)
+        loader.set_classes_and_channels(tree, _num_classes(spec), spec.input.channels)
+        loader.set_value(tree, "drop_path_rate", spec.drop_path_rate, Mark("drop_path_rate"))
+        same = specs.validate(tree, name)
+    except SpecError:
+        return None
+    skip = {"weights", "description"}
+    return name if same.model_dump(mode="json", exclude=skip) == spec.model_dump(mode="json", exclude=skip) else None
+
+
+def _timm_names() -> set[str]:
+    from . import zoo
+
+    path = zoo.HERE / "timm_models.txt"
+    return {line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")}
+
+
+def _num_classes(spec: Any) -> int:
+    linear = [layer for layer in spec.head if layer.type == "linear"]
+    return getattr(linear[-1], "features", 0) if linear and not spec.features_only else 0
+
+
+def config(model: Any, spec: Any, weights_sha256: str | None = None) -> dict:
+    """``config.json``: timm's keys (architecture, num_classes, num_features, global_pool, pretrained_cfg)
+    and, under ``archkit``, the full spec and archkit's version."""
+    from .version import __version__
+
+    meta = _meta(spec)
+    num_classes = _num_classes(spec)
+    first = _first_conv(model, spec)
+    pretrained = {"input_size": [spec.input.channels, *spec.input.size],
+                  "interpolation": meta.get("interpolation") or "bilinear",
+                  "crop_pct": meta.get("crop_pct") or _crop(meta, spec),
+                  "mean": meta.get("mean") or [0.485, 0.456, 0.406][: spec.input.channels],
+                  "std": meta.get("std") or [0.229, 0.224, 0.225][: spec.input.channels],
+                  "num_classes": num_classes, "first_conv": first,
+                  "classifier": _classifier(model, spec)}
+    if meta.get("license"):
+        pretrained["license"] = meta["license"]
+    arch = timm_name(spec)
+    out: dict[str, Any] = {"architecture": arch or "archkit", "num_classes": num_classes,
+                           "num_features": getattr(model, "num_features", None), "global_pool": "avg",
+                           "pretrained_cfg": pretrained}
+    stored = spec.model_dump(mode="json", exclude={"weights"})
+    if arch is None:
+        out["model_args"] = {"spec": stored}
+    else:
+        out["model_args"] = {"num_classes": num_classes, "in_chans": spec.input.channels}
+        if spec.drop_path_rate:
+            out["model_args"]["drop_path_rate"] = spec.drop_path_rate
+    out["archkit"] = {"version": __version__, "spec": stored, **({"weights_sha256": weights_sha256}
+                                                                 if weights_sha256 else {})}
+    return out
+
+
+def _meta(spec: Any) -> dict:
+    if not spec.weights:
+        return {}
+    return next(iter(spec.weights.values())).meta.model_dump(exclude_none=True)
+
+
+def _crop(meta: dict, spec: Any) -> float:
+    if meta.get("resize_size") and meta.get("input_size"):
+        return round(meta["input_size"][0] / meta["resize_size"], 4)
+    return 0.875
+
+
+def _first_conv(model: Any, spec: Any) -> str | None:
+    from .transfer import first_conv
+
+    key = first_conv(model, spec.input.channels)
+    return key.rpartition(".")[0] if key else None
+
+
+def _classifier(model: Any, spec: Any) -> str | None:
+    names = getattr(model, "head_names", ())
+    for name in reversed(list(names)):
+        if type(model.get_submodule(name)).__name__ == "Linear":
+            return name
+    return None
+
+
+def card(spec: Any, cfg: dict, provenance: str) -> str:
+    """The model card: front matter for the hub, the summary table, the spec, where the weights came from."""
+    import yaml
+
+    from .summary import measure, render
+
+    license_ = cfg["pretrained_cfg"].get("license")
+    front = {"library_name": "timm" if cfg["architecture"] != "archkit" else "archkit",
+             "tags": ["image-classification", "archkit", *(["timm"] if cfg["architecture"] != "archkit" else [])],
+             **({"license": license_} if license_ else {})}
+    spec_yaml = yaml.safe_dump(spec.model_dump(mode="json", exclude={"weights"}, exclude_defaults=True),
+                               sort_keys=False, width=100)
+    name = cfg["architecture"] if cfg["architecture"] != "archkit" else spec.name
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {spec.name}", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    lines += ["Built by [archkit](https://pypi.org/project/archkit/) from the spec below; the folder loads with "
+              "`archkit.create_model(\"local-dir:PATH\", pretrained=True)`"
+              + (f" and with timm alone: `timm.create_model(\"local-dir:PATH\", pretrained=True)` ({name})."
+                 if cfg["architecture"] != "archkit" else
+                 " and in timm after `import archkit.timm`: `timm.create_model(\"local-dir:PATH\", pretrained=True)`."),
+              "", "## Summary", "", "```text", render(measure(spec)), "```", "",
+              "## Weights", "", provenance, "", "## Spec", "", "```yaml", spec_yaml.rstrip(), "```", ""]
+    return "\n".join(lines)
+
+
+def save_pretrained(model: Any, directory: str | os.PathLike, spec: Any = None, provenance: str | None = None) -> Path:
+    """Write ``model`` (and its spec) as a shared folder: config.json, model.safetensors, README.md.
+
+    The files are written into a temp folder beside ``directory`` and moved into place only when all
+    are complete; an existing folder is replaced only if it is empty or one archkit wrote."""
+    from safetensors.torch import save_file
+
+    from .weights import sha256_of
+
+    spec = spec if spec is not None else model.spec
+    target = Path(directory)
+    check_folder_target(target)
+    parent = target.resolve().parent
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        save_file(state, str(work / WEIGHTS), metadata={"format": "pt"})
+        digest = sha256_of(work / WEIGHTS)
+        cfg = config(model, spec, digest)
+        (work / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        plan = getattr(model, "transfer_plan", None)
+        how = provenance or (f"Loaded from {plan.source} ({plan.provenance}); "
+                             f"{plan.params_transferred:,} of {plan.params_total:,} parameters transferred."
+                             if plan is not None else "Initialized by archkit (no pretrained weights loaded).")
+        how += f" `model.safetensors` has SHA-256 {digest}, recorded in config.json and checked on load."
+        (work / CARD).write_text(card(spec, cfg, how), encoding="utf-8")
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(work, 0o777 & ~umask)  # mkdtemp's 0700 is for the work in progress, not the folder
+        for path in work.iterdir():
+            os.chmod(path, 0o666 & ~umask)
+        _replace_folder(work, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return target
+
+
+def check_folder_target(target: Path) -> None:
+    """Refuse, before any work, a target that is not a folder, a folder archkit did not write, or an unwritable place."""
+    from .errors import BadDestination
+
+    if target.is_symlink() or (target.exists() and not target.is_dir()):
+        raise BadDestination(f"{target}: not a folder; give a folder to write (or a new name)")
+    if target.is_dir() and any(target.iterdir()) and not _ours(target):
+        raise BadDestination(f"{target}: a folder archkit did not write; give an empty or new folder")
+    parent = target.resolve().parent
+    if not parent.is_dir():
+        raise BadDestination(f"{target}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BadDestination(f"{target}: cannot write in {parent} (permission denied)")
+
+
+def _ours(target: Path) -> bool:
+    try:
+        cfg = json.loads((target / CONFIG).read_text(encoding="utf-8")[: 1 << 20])
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(cfg, dict) and isinstance(cfg.get("archkit"), dict)
+
+
+def _replace_folder(work: Path, target: Path) -> None:
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    try:
+        os.replace(work, target)
+    except OSError:
+        if old is not None:
+            os.replace(old, target)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def push(directory: str | os.PathLike, repo_id: str, *, private: bool = False, revision: str | None = None,
+         message: str | None = None) -> str:
+    """Upload a folder archkit wrote to the Hugging Face hub (``huggingface_hub.upload_folder``); the URL."""
+    target = Path(directory)
+    if not (target / CONFIG).is_file() or not _ours(target):
+        raise SpecError(f"{target}: not a folder archkit wrote (no config.json with an archkit section); "
+                        "write one with 'archkit export SPEC --format hf --output DIR'")
+    if not _HF_REPO.match(repo_id):
+        raise SpecError(f"--repo takes ORG/NAME (got {repo_id!r})")
+    try:
+        from huggingface_hub import create_repo, upload_folder
+    except ImportError:
+        raise SpecError("archkit push needs huggingface_hub: pip install huggingface_hub (or 'archkit[hub]')") \
+            from None
+    from .errors import OutputError
+
+    try:
+        create_repo(repo_id, private=private, exist_ok=True)
+        info = upload_folder(repo_id=repo_id, folder_path=str(target), revision=revision,
+                             commit_message=message or f"archkit: {target.name}")
+    except Exception as exc:  # noqa: BLE001 - no network, no login, no permission: one line
+        raise OutputError(f"push to {repo_id}: {type(exc).__name__}: {_first(exc)}") from exc
+    return str(getattr(info, "commit_url", info))
