@@ -93,11 +93,27 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
         transfer.check_same_function(stored, spec, source.label, allow_partial)
     head = [lp.name for lp in plan(spec).head] if not spec.features_only else []
     label = source.label if source.label == str(path) else f"{source.label} ({path.name})"
-    result = transfer.make_plan(model, state, label, first_conv_key=transfer.first_conv(model, spec.input.channels),
-                                classifier_keys=transfer.classifier(model, head), allow_partial=allow_partial)
+    first_key, classifier_keys = transfer.first_conv(model, spec.input.channels), transfer.classifier(model, head)
+    result = transfer.make_plan(model, state, label, first_conv_key=first_key, classifier_keys=classifier_keys,
+                                allow_partial=allow_partial)
     result.provenance = w.provenance(source, path)
+    if weights == "folder" and "folder" in spec.weights and not allow_partial:  # a shared folder's own weights
+        resized = {first_key, *classifier_keys}  # num_classes / in_chans asked of the folder's model
+        modules = {k.rpartition(".")[0] for k in resized if k}
+        off = [i for i in result.items if i.action in ("reinit", "unused")  # mismatches: refused below
+               and (i.key.rpartition(".")[0] not in modules or (i.action == "reinit" and i.source_shape is None))]
+        if off and not result.of("mismatch"):  # tensors of another shape: the plan's own refusal says which
+            from .errors import WeightsError
+
+            raise WeightsError(f"{label}: a shared folder's weights must be its model's whole state; "
+                               f"{len(off)} tensors are missing or extra ({_first_keys(off)}); "
+                               "pass --allow-partial to load them anyway")
     transfer.apply(model, result, state)
     return result
+
+
+def _first_keys(items: list, limit: int = 3) -> str:
+    return ", ".join(f"{i.key} {i.action}" for i in items[:limit]) + (" ..." if len(items) > limit else "")
 
 
 def fuse(model: Any):
@@ -105,6 +121,15 @@ def fuse(model: Any):
     from .fusion import fuse as _fuse
 
     return _fuse(model)
+
+
+def reparameterize(model: Any):
+    """The deploy form of a model with re-parameterizable blocks (RepVGG, MobileOne): each unit's branches
+    fused into one convolution with bias, as timm's ``reparameterize_model``; a new model built from the
+    same spec with ``deploy: true`` (``model`` is unchanged)."""
+    from .reparam import reparameterize as _reparameterize
+
+    return _reparameterize(model)
 
 
 def param_groups(model: Any, lr: float, layer_decay: float = 1.0, weight_decay: float = 0.0) -> list[dict]:

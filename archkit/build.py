@@ -107,6 +107,8 @@ def _assemble(spec: ModelSpec, p: Plan, features: bool, indices: list[int]) -> n
     if p.layout == "timm":  # stem.*, stages.N.*, head.*
         children = OrderedDict((part, nn.Sequential(modules)) for part, modules in parts.items()
                                if modules or part != "head")
+        if [lp.name for lp in stem] == ["stem"]:  # a whole-stem layer is the stem module (timm's byob stems)
+            children["stem"] = parts["stem"]["stem"]
     else:  # conv1, ..., layer1..N, ..., fc
         children = OrderedDict((name, module) for modules in parts.values() for name, module in modules.items())
     if features:

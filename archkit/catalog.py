@@ -7,7 +7,7 @@ import inspect
 from typing import Any
 
 from . import plugins
-from .blocks import BUILTIN_BLOCKS
+from .blocks import BUILTIN_BLOCKS, REP_LAYERS
 from .blocks.base import ATTN_POSITIONS, BlockType, Shortcut, USER_SHORTCUTS
 from .attention import BUILTIN_ATTENTION
 from .stages import BUILTIN_STAGES
@@ -99,7 +99,7 @@ def _fill_blocks(registry: Registry) -> None:
 
 
 def _fill_layers(registry: Registry) -> None:
-    for name, cls in BUILTIN_LAYERS.items():
+    for name, cls in {**BUILTIN_LAYERS, **REP_LAYERS}.items():
         registry.register(name, cls, kind=cls.role)
     plugins.discover(registry, plugins.LAYER_GROUP, check_layer, lambda cls: cls.role)
 

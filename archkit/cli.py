@@ -140,6 +140,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--batch-size", type=_positive, default=2, metavar="N", help="example batch size (default 2)")
     e.add_argument("--dynamic-batch", action="store_true", help="let the batch dimension vary (onnx, exported-program)")
     e.add_argument("--fuse", action="store_true", help="fold every BatchNorm that follows a conv into it first")
+    e.add_argument("--reparameterize", action="store_true", help="convert re-parameterizable blocks (RepVGG, "
+                   "MobileOne) to their deploy form first (archkit.reparameterize)")
     e.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     e.add_argument("--max-params", type=_positive, metavar="N", help=MAX_PARAMS_HELP)
     _variant_args(e)
@@ -297,7 +299,8 @@ def _inputs(args: argparse.Namespace) -> list:
             root = hub.folder(ref)
             found += [root, *(p for p in root.iterdir() if p.is_file())]
     elif ref:
-        found.append(ref)
+        if zoo.is_path(ref):  # a packaged name is not a file here (its file is in the chain below)
+            found.append(ref)
         with contextlib.suppress(SpecError, OSError):
             found += [path for path, _ in loader.chain(zoo.resolve(ref), zoo.resolve)]
     weights = getattr(args, "weights", None)
@@ -414,6 +417,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .api import load_pretrained
 
         load_pretrained(model, spec, args.weights, allow_partial=args.allow_partial)
+    if args.reparameterize:
+        from .reparam import reparameterize
+
+        model = reparameterize(model)
     if args.fuse:
         from .fusion import fuse
 
@@ -459,6 +466,14 @@ def _export_folder(args: argparse.Namespace) -> int:
         from .api import load_pretrained
 
         model.transfer_plan = load_pretrained(model, spec, args.weights, allow_partial=args.allow_partial)
+    if args.reparameterize:  # the folder carries the deploy spec (deploy: true) and the fused weights
+        from .reparam import reparameterize
+
+        plan = getattr(model, "transfer_plan", None)
+        model = reparameterize(model)
+        spec = model.spec
+        if plan is not None:
+            model.transfer_plan = plan
     share.save_pretrained(model, args.output, spec)
     cfg_arch = share.timm_name(spec) or "archkit"
     print(f"wrote {args.output}/ (config.json, model.safetensors, README.md; {spec.name}, timm architecture "

@@ -599,6 +599,22 @@ class Contiguous(Functional):
         return Cost()  # a view of a contiguous tensor: no copy in the cases described here
 
 
+@_frozen
+class ListOf(Op):
+    """A list of child layers (``nn.ModuleList``, timm's MobileOne branches): the parent calls item ``i``
+    as ``name[i]`` (``Scope.call_item``); the list itself is never called."""
+
+    items: tuple
+    type_name: ClassVar[str] = "ModuleList"
+
+    @property
+    def params(self) -> int:
+        return sum(item.params for item in self.items)
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        raise NotImplementedError("a ModuleList is not called; its items are")
+
+
 # --- graphs ----------------------------------------------------------------------------------------
 
 
@@ -672,7 +688,7 @@ class Graph:
 
     def calls(self, target: str) -> list[Node]:
         """The recorded calls of child ``target``."""
-        return [n for n in self.nodes if n.target == target]
+        return [n for n in self.nodes if n.target == target or (n.target or "").startswith(f"{target}[")]
 
     def __repr__(self) -> str:
         return f"<Graph {self.type_name}: {len(self.children)} children, out {self.output.shape}>"
@@ -689,11 +705,13 @@ class Scope:
     ``norm`` and ``act`` place them; a nested scope (``enter``) inherits them.
     """
 
-    def __init__(self, type_name: str, *, sequential: bool = False, norm_layer: Any = None, act_layer: Any = None):
+    def __init__(self, type_name: str, *, sequential: bool = False, norm_layer: Any = None, act_layer: Any = None,
+                 deploy: bool = False):
         self.type_name = type_name
         self.sequential = sequential
         self.norm_layer = norm_layer
         self.act_layer = act_layer
+        self.deploy = deploy  # describe re-parameterizable units in their deploy form (one fused conv)
         self._inputs: list[Value] = []
         self._nodes: list[Node] = []
         self._children: dict[str, Any] = {}
@@ -738,6 +756,31 @@ class Scope:
         self._nodes.append(Node(name, op, tuple(v.index for v in inputs), value.index, cost, shapes, out))
         return value
 
+    def call_item(self, name: str, index: int, op: Any, *inputs: Value) -> Value:
+        """Call item ``index`` of the list child ``name`` (an ``nn.ModuleList``, registered on first use and
+        grown one item at a time) on ``inputs``."""
+        if not name.isidentifier():
+            raise DescriptionError(f"{self.type_name}: child name {name!r} is not an identifier")
+        old = self._children.get(name)
+        items = list(old.items) if isinstance(old, ListOf) else []
+        if old is not None and not isinstance(old, ListOf):
+            raise DescriptionError(f"{self.type_name}: child {name!r} is a layer, not a list")
+        if index == len(items):
+            items.append(op)
+            self._children[name] = ListOf(tuple(items))
+        elif not 0 <= index < len(items) or (items[index] is not op and items[index] != op):
+            raise DescriptionError(f"{self.type_name}: {name}[{index}] is not the next item or another layer")
+        target = f"{name}[{index}]"
+        shapes = tuple(v.shape for v in inputs)
+        out = op.out_shape(*shapes)
+        cost = _cost(op, shapes, out)
+        if cost is not None and target in self._params_seen:
+            cost = Cost(0, cost.macs, cost.writes)
+        self._params_seen.add(target)
+        value = self._value(out)
+        self._nodes.append(Node(target, op, tuple(v.index for v in inputs), value.index, cost, shapes, out))
+        return value
+
     def apply(self, op: Functional, *inputs: Value) -> Value:
         """A functional op (an expression in the generated forward) on ``inputs``."""
         shapes = tuple(v.shape for v in inputs)
@@ -760,7 +803,8 @@ class Scope:
 
     def enter(self, name: str, type_name: str, *inputs: Value, sequential: bool = False) -> tuple["Scope", list[Value]]:
         """A nested module named ``name`` taking ``inputs``: record into the returned scope, then ``exit``."""
-        child = Scope(type_name, sequential=sequential, norm_layer=self.norm_layer, act_layer=self.act_layer)
+        child = Scope(type_name, sequential=sequential, norm_layer=self.norm_layer, act_layer=self.act_layer,
+                      deploy=self.deploy)
         child._parent = (self, name, inputs)
         return child, [child.input(v.shape) for v in inputs]
 

@@ -31,7 +31,20 @@ WEIGHTS = "model.safetensors"
 CARD = "README.md"
 WEIGHTS_NAME = "folder"  # the declared weights entry a folder's spec gets
 _WEIGHT_FILES = (WEIGHTS, "pytorch_model.bin", "pytorch_model.pth", "model.pth")  # timm's preference order
-_HF_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+_HF_REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
+
+
+class _RepoId:
+    """The hub's rules for ORG/NAME: letters, digits, ``._-``; no ``--`` or ``..``; not ending in ``.``, ``-``
+    or ``.git``."""
+
+    @staticmethod
+    def match(repo: str) -> bool:
+        return bool(_HF_REPO_PATTERN.match(repo)) and "--" not in repo and ".." not in repo \
+            and not repo.endswith((".", "-", ".git"))
+
+
+_HF_REPO = _RepoId()
 _REMOTE: dict[Path, tuple[str, str | None]] = {}  # snapshot folder -> (repo id, revision): fetched on demand
 
 
@@ -128,12 +141,14 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
     _check_file(config, root, ref, hub=ref.startswith(HUB))
     budget = loader.Budget()
     text = loader.read_text(config, budget)
-    try:
-        json.loads(text)  # JSON, strictly (no YAML anchors or tags); then parsed again for positions
+    try:  # JSON, strictly (no YAML anchors or tags, no NaN or Infinity); then parsed again for positions
+        json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SpecError(f"not valid JSON: {exc.msg}", Mark(str(config), exc.lineno, exc.colno)) from None
     except RecursionError:
         raise SpecError(f"nested more than {loader.MAX_DEPTH} levels deep", Mark(str(config))) from None
+    except ValueError as exc:  # NaN / Infinity, an integer of thousands of digits
+        raise SpecError(f"not valid JSON: {_first(exc)}", Mark(str(config))) from None
     data = loader.parse(text, str(config), budget=budget)
     if not isinstance(data, dict):
         raise SpecError("config.json must hold a JSON object", Mark(str(config), 1, 1))
@@ -154,6 +169,18 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
         tree.pop("weights", None)
         num_classes, in_chans = _timm_args(data, marks)
         loader.set_classes_and_channels(tree, num_classes, in_chans)
+        args = data.get("model_args")
+        if args is not None and not isinstance(args, dict):
+            raise SpecError("must be an object of timm keywords", marks.get("model_args"), "model_args")
+        where = getattr(args, "marks", {}) if args else {}
+        for key, value in (args or {}).items():
+            if key not in _TIMM_KEYWORDS:
+                raise SpecError(f"archkit does not apply the timm keyword {key!r} (it applies "
+                                f"{', '.join(_TIMM_KEYWORDS)})", where.get(key) or marks.get("model_args"),
+                                f"model_args.{key}")
+            if _TIMM_KEYWORDS[key]:
+                tree[_TIMM_KEYWORDS[key]] = value
+                tree.marks[_TIMM_KEYWORDS[key]] = where.get(key) or marks.get("model_args")
     weights = next((root / n for n in _WEIGHT_FILES if (root / n).exists() or (root / n).is_symlink()), None)
     if weights is None and ref.startswith(HUB):
         weights = root / WEIGHTS  # fetched from the hub when first used
@@ -169,6 +196,9 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
             entry["meta"] = meta
             entry.marks["meta"] = marks.get("pretrained_cfg") or Mark(str(config))
         digest = section.get("weights_sha256") if isinstance(section, dict) else None
+        if digest is not None and not isinstance(digest, str):
+            raise SpecError(f"must be a hex string (got {digest!r})", getattr(section, "marks", {}).get(
+                "weights_sha256") or marks.get("archkit"), "archkit.weights_sha256")
         if isinstance(digest, str):
             entry["sha256"] = digest
             entry.marks["sha256"] = marks.get("archkit") or Mark(str(config))
@@ -201,6 +231,15 @@ def _folder_meta(data: dict, marks: dict) -> Any:
     if meta.get("num_classes") == 0:
         del meta["num_classes"]  # a headless model
     return meta or None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+# timm's create_model keywords a folder timm wrote may carry, as the spec keys archkit applies them to
+_TIMM_KEYWORDS = {"num_classes": None, "in_chans": None, "drop_path_rate": "drop_path_rate",
+                  "output_stride": "output_stride", "drop_block_rate": "drop_block_rate"}
 
 
 def _timm_args(data: dict, marks: dict) -> tuple[int | None, int | None]:

@@ -277,9 +277,10 @@ BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
 }
 
 
-def describe(layer: Any, name: str, shape: Shape, norm: Any, act: Any) -> tuple[Any, Shape]:
-    """The op (or graph) a layer records as child ``name`` on an input of ``shape``, and its output shape."""
-    s = Scope("_", norm_layer=norm, act_layer=act)
+def describe(layer: Any, name: str, shape: Shape, norm: Any, act: Any, deploy: bool = False) -> tuple[Any, Shape]:
+    """The op (or graph) a layer records as child ``name`` on an input of ``shape``, and its output shape
+    (``deploy``: a re-parameterizable layer in its deploy form)."""
+    s = Scope("_", norm_layer=norm, act_layer=act, deploy=deploy)
     out = layer.emit(s, name, s.input(shape))
     if list(s._children) != [name] or len(s._nodes) != 1:
         raise ValueError(f"layer type {layer.type!r} must record exactly one child named {name!r}")

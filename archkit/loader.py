@@ -47,11 +47,13 @@ _SCALARS = (type(None), bool, int, float, str)
 _MAP_TAG = "tag:yaml.org,2002:map"
 # libyaml's parser where PyYAML was built with it (PyPI's wheels are): several times faster
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """YAML 1.1's safe loader that also reads ``1e-5`` as a number (YAML 1.2 and JSON do; 1.1 wants a dot)."""
+    """YAML 1.1's safe loader that also reads ``1e-5``, ``1.5e3`` as numbers (YAML 1.2 and JSON do; 1.1
+    wants a dot and a signed exponent)."""
 
 
-_Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9]+[eE][-+]?[0-9]+$"),
-                              list("-+0123456789"))
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                              re.compile(r"^[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][-+]?[0-9]+$"),
+                              list("-+0123456789."))
 _SEQ_TAG = "tag:yaml.org,2002:seq"
 
 

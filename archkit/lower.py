@@ -85,6 +85,8 @@ def module_of(op: Any) -> nn.Module:
     """The torch module for an op or a described graph."""
     if isinstance(op, g.Graph):
         return _graph_module(op)
+    if isinstance(op, g.ListOf):
+        return nn.ModuleList([module_of(item) for item in op.items])
     return _PRIMITIVES[type(op)](op)
 
 

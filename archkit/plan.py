@@ -168,7 +168,7 @@ def layer_names(layers: list, taken: set[str]) -> list[str]:
 
 def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[tuple[LayerPlan, ...], Shape]:
     layers = getattr(spec, part)
-    key = (part, tuple(layers), shape, frozenset(taken), spec.norm, spec.activation, spec.layout)
+    key = (part, tuple(layers), shape, frozenset(taken), spec.norm, spec.activation, spec.layout, spec.deploy)
     found = _PART_CACHE.get(key)
     if found is None:  # a stem or head is described once per configuration (fit repeats them)
         found = _describe_layers(spec, part, layers, shape, taken)
@@ -185,10 +185,12 @@ def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
     out = []
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
-            op, out_shape = _layer_op(layer, name, shape, spec.norm, spec.activation)
+            if getattr(layer, "whole_stem", False) and spec.layout == "timm" and part == "stem" and len(layers) == 1:
+                name = ""  # the stem's only layer is the stem module itself (timm's byob stems: stem.conv_kxk.*)
+            op, out_shape = _layer_op(layer, name or "stem", shape, spec.norm, spec.activation, spec.deploy)
         except (ValueError, NotImplementedError) as exc:
             raise spec.error((part, i), f"{layer.type}: {first_line(exc)}") from None
-        out.append(LayerPlan(part, i, prefix + name, layer, shape, out_shape, op))
+        out.append(LayerPlan(part, i, prefix + name if name else part, layer, shape, out_shape, op))
         taken.add(name)
         shape = out_shape
     return tuple(out), shape
@@ -200,11 +202,11 @@ _STAGE_CACHE: dict[StageInput, StageResult] = {}
 _CACHE_MAX = 4096
 
 
-def _layer_op(layer: Any, name: str, shape: Shape, norm: Any, act: Any) -> tuple[Any, Shape]:
-    key = (layer, name, shape, norm, act)
+def _layer_op(layer: Any, name: str, shape: Shape, norm: Any, act: Any, deploy: bool = False) -> tuple[Any, Shape]:
+    key = (layer, name, shape, norm, act, deploy)
     found = _LAYER_CACHE.get(key)
     if found is None:
-        found = describe_layer(layer, name, shape, norm, act)
+        found = describe_layer(layer, name, shape, norm, act, deploy)
         if len(_LAYER_CACHE) > _CACHE_MAX:
             _LAYER_CACHE.clear()
         _LAYER_CACHE[key] = found
@@ -244,7 +246,7 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
     with_head = not spec.features_only if head is None else head
     key = (spec.input.channels, tuple(spec.input.size), tuple(spec.stem), tuple(spec.stages), tuple(spec.head),
            spec.norm, spec.activation, width, depth, spec.width_divisor, spec.drop_path_rate, spec.drop_block_rate,
-           with_head, spec.layout, spec.output_stride)
+           with_head, spec.layout, spec.output_stride, spec.deploy)
     found = _PLAN_CACHE.get(key)
     if found is None:
         found = _plan(spec, with_head, width, depth)
@@ -272,7 +274,7 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
             net_stride *= stage.stride
         si = StageInput(i, stage_name(i) if spec.layout == "torchvision" else f"stages.{i}", stage, planes, depth,
                         shape, dilation, n, tuple(rates[n:n + depth]), spec.norm, spec.activation,
-                        spec.drop_block_rate, spec.layout, block_type, dilate)
+                        spec.drop_block_rate, spec.layout, block_type, dilate, spec.deploy)
         try:
             result = _stage(si)
         except StageProblem as exc:

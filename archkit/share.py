@@ -19,10 +19,6 @@ from typing import Any
 from .errors import Mark, SpecError
 from .hub import _HF_REPO, CARD, CONFIG, WEIGHTS, _first
 
-# timm's models are the packaged specs generated from timm's registry (tests check this list against timm)
-TIMM_MODULES = ("resnet", "cspnet")
-
-
 def timm_name(spec: Any) -> str | None:
     """timm's model name when ``spec`` is that timm model changed only by timm's keywords (num_classes,
     in_chans, drop_path_rate), else None."""
@@ -151,7 +147,7 @@ def save_pretrained(model: Any, directory: str | os.PathLike, spec: Any = None, 
     from .weights import sha256_of
 
     spec = spec if spec is not None else model.spec
-    target = Path(directory)
+    target = Path(directory).resolve() if Path(directory).name in ("", ".", "..") else Path(directory)
     check_folder_target(target)
     parent = target.resolve().parent
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
@@ -160,7 +156,7 @@ def save_pretrained(model: Any, directory: str | os.PathLike, spec: Any = None, 
         save_file(state, str(work / WEIGHTS), metadata={"format": "pt"})
         digest = sha256_of(work / WEIGHTS)
         cfg = config(model, spec, digest)
-        (work / CONFIG).write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
+        (work / CONFIG).write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         plan = getattr(model, "transfer_plan", None)
         how = provenance or (f"Loaded from {plan.source} ({plan.provenance}); "
                              f"{plan.params_transferred:,} of {plan.params_total:,} parameters transferred."
@@ -184,8 +180,11 @@ def check_folder_target(target: Path) -> None:
 
     if target.is_symlink() or (target.exists() and not target.is_dir()):
         raise BadDestination(f"{target}: not a folder; give a folder to write (or a new name)")
+    if any(part.startswith("models--") for part in target.resolve().parts) and "snapshots" in target.resolve().parts:
+        raise BadDestination(f"{target}: inside a Hugging Face cache; write the folder elsewhere")
     if target.is_dir() and any(target.iterdir()) and not _ours(target):
-        raise BadDestination(f"{target}: a folder archkit did not write; give an empty or new folder")
+        raise BadDestination(f"{target}: holds files archkit did not write (only config.json, model.safetensors and "
+                             "README.md are replaced); give an empty or new folder")
     parent = target.resolve().parent
     if not parent.is_dir():
         raise BadDestination(f"{target}: directory {parent} does not exist")
@@ -194,6 +193,19 @@ def check_folder_target(target: Path) -> None:
 
 
 def _ours(target: Path) -> bool:
+    """A folder archkit wrote and nothing else: only its three files, none a symlink (a Hugging Face cache
+    snapshot links its files into the cache's blobs: never written over)."""
+    try:
+        entries = list(target.iterdir())
+        if {p.name for p in entries} - {CONFIG, WEIGHTS, CARD} or any(p.is_symlink() for p in entries):
+            return False
+        cfg = json.loads((target / CONFIG).read_text(encoding="utf-8")[: 1 << 20])
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(cfg, dict) and isinstance(cfg.get("archkit"), dict)
+
+
+def _is_archkit_config(target: Path) -> bool:
     try:
         cfg = json.loads((target / CONFIG).read_text(encoding="utf-8")[: 1 << 20])
     except (OSError, ValueError, RecursionError):
@@ -220,7 +232,7 @@ def push(directory: str | os.PathLike, repo_id: str, *, private: bool = False, r
          message: str | None = None) -> str:
     """Upload a folder archkit wrote to the Hugging Face hub (``huggingface_hub.upload_folder``); the URL."""
     target = Path(directory)
-    if not (target / CONFIG).is_file() or not _ours(target):
+    if not (target / CONFIG).is_file() or not _is_archkit_config(target):
         raise SpecError(f"{target}: not a folder archkit wrote (no config.json with an archkit section); "
                         "write one with 'archkit export SPEC --format hf --output DIR'")
     if not _HF_REPO.match(repo_id):
@@ -232,9 +244,18 @@ def push(directory: str | os.PathLike, repo_id: str, *, private: bool = False, r
             from None
     from .errors import OutputError
 
+    from .hub import spec_tree
+    from .weights import sha256_of
+    from .zoo import find, resolve
+
+    spec_tree(f"local-dir:{target}", find, resolve)  # the config reads back as a spec
+    recorded = json.loads((target / CONFIG).read_text(encoding="utf-8"))["archkit"].get("weights_sha256")
+    if (target / WEIGHTS).is_file() and recorded is not None and sha256_of(target / WEIGHTS) != recorded:
+        raise SpecError(f"{target / WEIGHTS}: does not match the SHA-256 config.json records; export the folder again")
     try:
         create_repo(repo_id, private=private, exist_ok=True)
         info = upload_folder(repo_id=repo_id, folder_path=str(target), revision=revision,
+                             allow_patterns=[CONFIG, WEIGHTS, CARD],
                              commit_message=message or f"archkit: {target.name}")
     except Exception as exc:  # noqa: BLE001 - no network, no login, no permission: one line
         raise OutputError(f"push to {repo_id}: {type(exc).__name__}: {_first(exc)}") from exc

@@ -131,6 +131,8 @@ class ModelSpec(SpecModel):
     output_stride: Literal[8, 16, 32, 64] = Field(32, description="The network's stride at most this: once the "
                                                   "stages reach it, later strides become dilation (timm's "
                                                   "output_stride; 8 and 16 for dense prediction).")
+    deploy: bool = Field(False, description="Build re-parameterizable blocks and stems (rep, one) in their deploy "
+                         "form: each a single convolution with bias (archkit.reparameterize converts weights).")
     frozen_stages: int = Field(-1, ge=-1, le=1000, description="Freeze the stem and the first N stages (no "
                                "gradients, norms in eval mode), as mmdetection's ResNet; -1 freezes nothing.")
     norm_eval: bool = Field(False, description="Keep every norm layer in eval mode while training (mmdetection).")
@@ -216,6 +218,9 @@ class _Pass:
                          + suggest(raw["type"], choices))
             if getattr(entry.obj, "nested", False) and isinstance(raw.get("layers"), list):
                 raw = {**raw, "layers": [self.layer(v, (*path, "layers", i)) for i, v in enumerate(raw["layers"])]}
+            if "attn" in getattr(entry.obj, "model_fields", {}) and isinstance(raw.get("attn"), list):
+                raw = {**raw, "attn": [self.typed(ATTENTION, v, (*path, "attn", i), "attention")
+                                       for i, v in enumerate(raw["attn"])]}
             return raw
 
         return self.typed(LAYERS, value, path, "layer", nested)

@@ -19,7 +19,7 @@ from typing import Any
 
 from .complexity import Cost
 from .errors import SummaryError, first_line
-from .graph import Graph
+from .graph import Graph, ListOf
 from .specs import ModelSpec
 
 SCHEMA_VERSION = 1
@@ -99,6 +99,8 @@ def cost_of(op: Any, in_shapes: tuple, out_shape: tuple, where: str = "") -> Cos
 
 
 def _params(op: Any, in_shapes: tuple, where: str) -> int:
+    if isinstance(op, ListOf):
+        return sum(_params(item, in_shapes, where) for item in op.items)
     try:
         return op.params
     except NotImplementedError:
@@ -144,7 +146,8 @@ def _child_rows(graph: Graph, prefix: str, level: int, depth: int, batch: int, r
         if not calls:
             continue
         where = f"{prefix}.{name}"
-        macs = sum(cost_of(op, n.in_shapes, n.out_shape, where).macs for n in calls)
+        macs = sum((n.cost if n.cost is not None else cost_of(n.op, n.in_shapes, n.out_shape, where)).macs
+                   for n in calls)
         rows.append(Row(where, _type(op), level, [batch, *calls[-1].out_shape], _params(op, calls[0].in_shapes, where),
                         macs * batch))
         if level < depth and isinstance(op, Graph):

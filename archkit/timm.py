@@ -71,7 +71,7 @@ def archkit(pretrained: bool = False, spec: Any = None, pretrained_cfg: Any = No
     import dataclasses
 
     from . import hub
-    from .api import load_pretrained
+    from .api import as_spec, load_pretrained
 
     if not isinstance(spec, dict):
         raise ValueError("timm architecture 'archkit' needs model_args: {spec: {...}} (the folder's archkit spec)")
@@ -79,7 +79,9 @@ def archkit(pretrained: bool = False, spec: Any = None, pretrained_cfg: Any = No
     model = create_model(spec, **_keywords(kwargs))
     if pretrained:
         ref = f"{hub.LOCAL}{cfg['file']}" if cfg.get("file") else f"{hub.HUB}{cfg.get('hf_hub_id')}"
-        model.transfer_plan = load_pretrained(model, model.spec, hub.weights_file(ref))
+        keywords = _keywords(dict(kwargs))
+        folder = as_spec(ref, num_classes=keywords.get("num_classes"), in_chans=keywords.get("in_chans"))
+        model.transfer_plan = load_pretrained(model, folder, hub.WEIGHTS_NAME)  # the folder's recorded hash too
     # the folder's own pretrained_cfg (its preprocessing) over what the spec alone implies
     return _with_cfg(model, "archkit", {k: v for k, v in cfg.items() if v is not None and k != "architecture"})
 

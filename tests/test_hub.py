@@ -210,6 +210,11 @@ def _unknown_arch(cfg):
     ("fifo_weights", "model.safetensors: not a regular file"),
     ("other_weights", "differ in shape outside the transfer rules"),
     ("no_folder", "no such folder"),
+    ("huge_int", "not valid JSON: Exceeds the limit"),
+    ("nan", "not valid JSON: NaN is not a JSON number"),
+    ("hash_type", "archkit.weights_sha256: must be a hex string (got 5)"),
+    ("missing_tensor", "a shared folder's weights must be its model's whole state; 1 tensors are missing"),
+    ("timm_keyword", "model_args.features_only: archkit does not apply the timm keyword 'features_only'"),
 ])
 def test_hostile_folders_are_one_located_line(tmp_path, good_folder, capsys, case, fragment) -> None:
     folder = tmp_path / "f"
@@ -242,6 +247,21 @@ def test_hostile_folders_are_one_located_line(tmp_path, good_folder, capsys, cas
         archkit.save_pretrained(archkit.build_model("resnet50"), tmp_path / "r50")
         (folder / "model.safetensors").write_bytes((tmp_path / "r50" / "model.safetensors").read_bytes())
         _edit(folder, lambda cfg: cfg["archkit"].pop("weights_sha256"))
+    elif case == "huge_int":
+        config.write_text(config.read_text().replace('"seed": null', '"seed": ' + "9" * 5000))
+    elif case == "nan":
+        config.write_text(config.read_text().replace('"seed": null', '"seed": NaN'))
+    elif case == "hash_type":
+        _edit(folder, lambda cfg: cfg["archkit"].update(weights_sha256=5))
+    elif case == "missing_tensor":
+        from safetensors.torch import load_file, save_file
+
+        state = load_file(str(folder / "model.safetensors"))
+        del state["layer1.0.conv1.weight"]
+        save_file(state, str(folder / "model.safetensors"))
+        _edit(folder, lambda cfg: cfg["archkit"].pop("weights_sha256"))
+    elif case == "timm_keyword":
+        _edit(folder, lambda cfg: (cfg.pop("archkit"), cfg["model_args"].update(features_only=True)))
     out = tmp_path / "out.pt"
     code = main(["build", f"local-dir:{folder}", "--weights", "folder", "--output", str(out)])
     err = capsys.readouterr().err.strip()
@@ -263,7 +283,7 @@ def test_an_export_never_replaces_a_folder_it_did_not_write(tmp_path, capsys) ->
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     assert main(["export", "resnet18", "--format", "hf", "--output", str(tmp_path / "mine")]) == 2
-    assert "a folder archkit did not write" in capsys.readouterr().err
+    assert "holds files archkit did not write" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     assert main(["export", "resnet18", "--format", "hf", "--output", str(tmp_path / "r18")]) == 0
     assert main(["export", f"local-dir:{tmp_path / 'r18'}", "--format", "hf", "--output", str(tmp_path / "r18")]) == 2
@@ -280,6 +300,9 @@ def test_push_uploads_the_folder(tmp_path, monkeypatch, good_folder, capsys) -> 
     assert main(["push", str(good_folder), "--repo", "someone/r18", "--private"]) == 0
     assert calls[0] == ("create", "someone/r18", {"private": True, "exist_ok": True})
     assert calls[1][1]["folder_path"] == str(good_folder) and calls[1][1]["repo_id"] == "someone/r18"
+    assert calls[1][1]["allow_patterns"] == ["config.json", "model.safetensors", "README.md"]
+    for bad in ("a/b.", "a/b--c", "a/b.git"):
+        assert main(["push", str(good_folder), "--repo", bad]) == 2
     assert main(["push", str(tmp_path), "--repo", "someone/x"]) == 2
     assert "not a folder archkit wrote" in capsys.readouterr().err
 
@@ -295,7 +318,9 @@ def test_timm_names_of_archkit_specs_carry_their_preprocessing() -> None:
 def test_the_list_of_timm_models_is_timms() -> None:
     from archkit import share
 
-    assert share._timm_names() == set(timm.list_models(module="resnet")) | set(timm.list_models(module="cspnet"))
+    byob = {n for n in timm.list_models(module="byobnet") if n in archkit.list_models()}
+    assert len(byob) == 16  # the RepVGG and MobileOne models archkit ships of byobnet.py's 53
+    assert share._timm_names() == set(timm.list_models(module="resnet")) | set(timm.list_models(module="cspnet")) | byob
 
 
 def test_spec_tools_read_folders(tmp_path, good_folder, capsys) -> None:
@@ -311,3 +336,41 @@ def test_spec_tools_read_folders(tmp_path, good_folder, capsys) -> None:
     assert main(["validate", str(tmp_path / "child.yaml")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"{tmp_path / 'child.yaml'}:1:1: base: a shared folder cannot be a base"), err
+
+
+def test_an_export_keeps_what_it_did_not_write(tmp_path, capsys) -> None:
+    """Only a folder holding nothing but archkit's three files is replaced; a Hugging Face cache never."""
+    assert main(["export", "resnet18", "--format", "hf", "--output", str(tmp_path / "clone")]) == 0
+    (tmp_path / "clone" / "NOTES.md").write_text("mine")
+    assert main(["export", "resnet18", "--format", "hf", "--output", str(tmp_path / "clone")]) == 2
+    assert "holds files archkit did not write" in capsys.readouterr().err
+    assert (tmp_path / "clone" / "NOTES.md").read_text() == "mine"
+    snapshot = _hf_cache(tmp_path / "hf", "org/m", tmp_path / "clone")
+    assert main(["export", "resnet18", "--format", "hf", "--output", str(snapshot)]) == 2
+    assert "inside a Hugging Face cache" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    os.chdir(tmp_path / "empty")  # an output named like its packaged spec is not that spec's file
+    assert main(["export", "resnet18", "--format", "hf", "--output", "resnet18"]) == 0
+
+
+def test_timm_folders_apply_their_keywords_and_text_round_trips(tmp_path, good_folder) -> None:
+    folder = _copy(good_folder, tmp_path / "timm_written")
+    _edit(folder, lambda cfg: (cfg.pop("archkit"), cfg["model_args"].update(output_stride=8)))
+    ours = archkit.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    theirs = timm.create_model(f"local-dir:{folder}", pretrained=True).eval()
+    assert ours.spec.output_stride == 8 and _same(ours, theirs)
+    spec = archkit.as_spec("resnet18", values={"name": "r18_emoji", "description": "Fast \U0001f680 model"})
+    saved = archkit.save_pretrained(archkit.create_model(spec), tmp_path / "emoji")
+    assert archkit.load_spec(f"local-dir:{saved}").description == "Fast \U0001f680 model"
+
+
+def test_timm_checks_the_recorded_hash_too(tmp_path, good_folder) -> None:
+    folder = _copy(good_folder, tmp_path / "f")
+    _edit(folder, lambda cfg: cfg.update(architecture="archkit", model_args={"spec": cfg["archkit"]["spec"]}))
+    assert _same(timm.create_model(f"local-dir:{folder}", pretrained=True), archkit.create_model(
+        f"local-dir:{folder}", pretrained=True))
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-1] ^= 1
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(archkit.WeightsError, match="refusing to use it"):
+        timm.create_model(f"local-dir:{folder}", pretrained=True)

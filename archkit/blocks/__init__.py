@@ -9,12 +9,13 @@ from .bottleneck import (BottleneckParams, GroupedParams, ResNeXtParams, WidePar
 from .darknet import DarkNetParams, conv_norm_act, darknet
 from .preact import WideBasicParams, preact_bottleneck, wide_basic
 from .regnet import RegNetParams, regnet
+from .rep import REP_LAYERS, OneParams, RepParams, one, rep
 
 BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
     basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet, csp_bottle, csp_dark,
-    csp_edge)}
+    csp_edge, rep, one)}
 
-__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams",
+__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams",
            "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetParams", "Shortcut",
            "WideBasicParams", "WideParams", "anti_alias", "attend", "block", "bottleneck_main", "bottleneck_width",
            "conv_norm_act", "drop_act_aa", "drop_block", "drop_path", "first_width", "residual", "shortcut"]

@@ -108,6 +108,7 @@ class BlockPlan:
     norm: LayerParams
     act: LayerParams
     name: str = ""  # its module path, e.g. layer2.0
+    deploy: bool = False  # re-parameterizable blocks in their deploy form (the spec's deploy:)
 
     @property
     def type(self) -> str:
@@ -129,7 +130,8 @@ class BlockPlan:
     def key(self) -> tuple:
         """What the block's structure depends on (its position does not): blocks of a stage share it."""
         return (self.kind, self.params, self.in_channels, self.planes, self.out_channels, self.stride, self.dilation,
-                self.stage_dilation, self.in_size, self.shortcut, self.drop_path_rate, self.drop_block, self.attn, self.norm, self.act)
+                self.stage_dilation, self.in_size, self.shortcut, self.drop_path_rate, self.drop_block, self.attn, self.norm, self.act,
+                self.deploy)
 
 
 Describe = Callable[[BlockPlan, Scope, Value], Value]

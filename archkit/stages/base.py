@@ -31,6 +31,7 @@ class StageInput:
     layout: str = "torchvision"
     block_type: Callable[[str], BlockType] | None = None  # the block registry's lookup (the plan passes it)
     dilate: bool = False  # turn this stage's stride into dilation (its dilate: key, or the spec's output_stride)
+    deploy: bool = False  # re-parameterizable blocks in their deploy form (the spec's deploy:)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,7 +117,7 @@ def describe_block(bp: BlockPlan) -> Graph:
     key = bp.key()
     graph = _BLOCK_CACHE.get(key)
     if graph is None:
-        s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act)
+        s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act, deploy=bp.deploy)
         x = s.input((bp.in_channels, *bp.in_size))
         graph = s.finish(bp.kind.describe(bp, s, x))
         if len(_BLOCK_CACHE) > _CACHE_MAX:
@@ -155,10 +156,11 @@ def drop_block_of(rate: float, stage: int) -> tuple[float, int, float] | None:
 
 
 def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, first_dilation: int,
-                dilation: int, name: str) -> tuple[list[BlockPlan], list[Any], list[Shape]]:
+                dilation: int, name: str, own_widths: bool = False) -> tuple[list[BlockPlan], list[Any], list[Shape]]:
     """The stage's ``depth`` blocks, the first with ``stride`` and ``first_dilation``, the rest at stride 1
     with ``dilation``; a block gets a shortcut module where it changes stride or channels (torchvision's
-    ``_make_layer``). ``name`` is the path the blocks live under."""
+    ``_make_layer``). ``name`` is the path the blocks live under. ``own_widths``: blocks need not share
+    their output width, and a ``depthwise`` block keeps its input's (timm's BYOB stages)."""
     stage, shape, i = si.stage, in_shape, si.index
     listed = stage.blocks  # per-block settings (a pruned network's widths), else the stage's block for all
     if listed is not None and len(listed) != si.depth:
@@ -168,10 +170,13 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
         block = listed[j] if listed is not None else stage.block
         where = ("blocks", j) if listed is not None else ("block",)
         kind: BlockType = si.block_type(block.type)
+        planes_j = shape[0] if own_widths and getattr(block, "depthwise", False) else planes
         try:
-            out_j = kind.channels_out(planes, block)
+            out_j = kind.channels_out(planes_j, block)
         except (ValueError, NotImplementedError) as exc:
             raise StageProblem((), f"{block.type} block: {first_line(exc)}") from None
+        if own_widths:
+            out_channels = None
         if out_channels is not None and out_j != out_channels:
             raise StageProblem(where, f"outputs {out_j} channels where the stage's first block outputs "
                                       f"{out_channels}; a stage's blocks share their output width")
@@ -186,10 +191,10 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
         if shortcut is Shortcut.ZERO_PAD and out_channels < shape[0]:
             raise StageProblem((*where, "shortcut"), f"zero_pad cannot shrink {shape[0]} channels to {out_channels}; "
                                                      "use projection or avg_down")
-        bp = BlockPlan(i, j, si.first_block + j, kind, block, shape[0], planes, out_channels, s, block_dilation,
+        bp = BlockPlan(i, j, si.first_block + j, kind, block, shape[0], planes_j, out_channels, s, block_dilation,
                        dilation, (shape[1], shape[2]), shortcut, si.rates[j],
                        drop_block_of(si.drop_block_rate, i) if kind.drop_block else None,
-                       tuple(block.attn), si.norm, si.act, f"{name}.{j}")
+                       tuple(block.attn), si.norm, si.act, f"{name}.{j}", si.deploy)
         try:
             if kind.describe is not None:
                 op = describe_block(bp)
