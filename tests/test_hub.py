@@ -27,6 +27,8 @@ SPECS = {"wrn28_10_small": {"base": "wrn28_10", "name": "wrn28_10_small", "stage
          "se_variant": {"base": "resnet18", "name": "se_variant", "block.type": "se_bottleneck",
                         "stages.3.depth": 1}}
 
+SLOW_FAMILIES = {"regnet_x_400mf", "wrn28_10_small", "darknet17"}  # under -m slow: the suite's time budget
+
 
 def _spec(key: str):
     if key not in SPECS:
@@ -41,7 +43,8 @@ def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
         return torch.equal(a.eval()(X), b.eval()(X))
 
 
-@pytest.mark.parametrize("key", list(FAMILIES))
+@pytest.mark.parametrize("key", [pytest.param(k, marks=[pytest.mark.slow] if k in SLOW_FAMILIES else [])
+                                 for k in FAMILIES])
 def test_round_trip_through_a_folder(tmp_path, key) -> None:
     torch.manual_seed(0)
     spec = _spec(key)
