@@ -341,7 +341,7 @@ def test_spec_tools_read_folders(tmp_path, good_folder, capsys) -> None:
     assert err.startswith(f"{tmp_path / 'child.yaml'}:1:1: base: a shared folder cannot be a base"), err
 
 
-def test_an_export_keeps_what_it_did_not_write(tmp_path, capsys) -> None:
+def test_an_export_keeps_what_it_did_not_write(tmp_path, capsys, monkeypatch) -> None:
     """Only a folder holding nothing but archkit's three files is replaced; a Hugging Face cache never."""
     assert main(["export", "resnet18", "--format", "hf", "--output", str(tmp_path / "clone")]) == 0
     (tmp_path / "clone" / "NOTES.md").write_text("mine")
@@ -352,7 +352,7 @@ def test_an_export_keeps_what_it_did_not_write(tmp_path, capsys) -> None:
     assert main(["export", "resnet18", "--format", "hf", "--output", str(snapshot)]) == 2
     assert "inside a Hugging Face cache" in capsys.readouterr().err
     (tmp_path / "empty").mkdir()
-    os.chdir(tmp_path / "empty")  # an output named like its packaged spec is not that spec's file
+    monkeypatch.chdir(tmp_path / "empty")  # an output named like its packaged spec is not that spec's file
     assert main(["export", "resnet18", "--format", "hf", "--output", "resnet18"]) == 0
 
 
