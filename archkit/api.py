@@ -93,12 +93,21 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
         transfer.check_same_function(stored, spec, source.label, allow_partial)
     head = [lp.name for lp in plan(spec).head] if not spec.features_only else []
     label = source.label if source.label == str(path) else f"{source.label} ({path.name})"
-    first_key, classifier_keys = transfer.first_conv(model, spec.input.channels), transfer.classifier(model, head)
-    result = transfer.make_plan(model, state, label, first_conv_key=first_key, classifier_keys=classifier_keys,
+    first_keys, classifier_keys = transfer.first_convs(model, spec.input.channels), transfer.classifier(model, head)
+    result = transfer.make_plan(model, state, label, first_conv_key=first_keys, classifier_keys=classifier_keys,
                                 allow_partial=allow_partial)
     result.provenance = w.provenance(source, path)
+    fused = [i for i in result.items if i.action == "reinit" and i.key.endswith(("reparam_conv.weight",
+                                                                                 "reparam_conv.bias"))]
+    if spec.deploy and fused and any(".conv_kxk." in f".{k}" for k in state):
+        from .errors import WeightsError
+
+        units = len({i.key.rsplit(".", 2)[0] for i in fused})
+        raise WeightsError(f"{label}: train-form weights (conv_kxk branches) for a deploy-form spec ({units} "
+                           "fused convs would stay random); load them without deploy: true, then "
+                           "archkit.reparameterize the model (or archkit export --reparameterize)")
     if weights == "folder" and "folder" in spec.weights and not allow_partial:  # a shared folder's own weights
-        resized = {first_key, *classifier_keys}  # num_classes / in_chans asked of the folder's model
+        resized = {*first_keys, *classifier_keys}  # num_classes / in_chans asked of the folder's model
         modules = {k.rpartition(".")[0] for k in resized if k}
         off = [i for i in result.items if i.action in ("reinit", "unused")  # mismatches: refused below
                and (i.key.rpartition(".")[0] not in modules or (i.action == "reinit" and i.source_shape is None))]
@@ -125,8 +134,9 @@ def fuse(model: Any):
 
 def reparameterize(model: Any):
     """The deploy form of a model with re-parameterizable blocks (RepVGG, MobileOne): each unit's branches
-    fused into one convolution with bias, as timm's ``reparameterize_model``; a new model built from the
-    same spec with ``deploy: true`` (``model`` is unchanged)."""
+    fused into one convolution with bias, as timm's ``reparameterize_model``; a new eval-mode model built
+    from the same spec with ``deploy: true`` (``model`` is unchanged; one already in deploy form is
+    returned as it is)."""
     from .reparam import reparameterize as _reparameterize
 
     return _reparameterize(model)

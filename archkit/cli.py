@@ -421,7 +421,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from .reparam import reparameterize
 
         model = reparameterize(model)
-    if args.fuse:
+    if args.fuse and not args.reparameterize:  # a deploy form has no norm left after its convs to fold
         from .fusion import fuse
 
         model = fuse(model)

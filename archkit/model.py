@@ -192,10 +192,13 @@ class ArchkitNet(Freezable, nn.Sequential):
 
     def group_matcher(self, coarse: bool = False) -> dict[str, str]:
         """timm's ``group_matcher``: the stem, then each block (``coarse``: each stage); a stage of timm's
-        layout whose modules are not all in blocks (a CSP stage's transitions) is one group."""
+        layout whose modules are not all in blocks (a CSP stage's transitions) is one group; a BYOB stage
+        (its blocks are its children, ``stages.N.M``) groups by block, as timm's ByobNet."""
         stem = "|".join(re.escape(n) for n in self.stem_names) or "$^"
         if self.stage_names and self.stage_names[0].startswith("stages."):
-            return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^stages\.(\d+)"}
+            flat = all(type(self.get_submodule(n)) is nn.Sequential for n in self.stage_names)  # byob: stages.N.M
+            return {"stem": rf"^(?:{stem})(?:\.|$)",
+                    "blocks": r"^stages\.(\d+)\.(\d+)" if flat and not coarse else r"^stages\.(\d+)"}
         return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
 
 class FeatureExtractor(Freezable, nn.Sequential):

@@ -185,7 +185,8 @@ def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
     out = []
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
-            if getattr(layer, "whole_stem", False) and spec.layout == "timm" and part == "stem" and len(layers) == 1:
+            if getattr(layer, "whole_stem", False) and spec.layout == "timm" and part == "stem" and len(layers) == 1 \
+                    and layer.name is None:
                 name = ""  # the stem's only layer is the stem module itself (timm's byob stems: stem.conv_kxk.*)
             op, out_shape = _layer_op(layer, name or "stem", shape, spec.norm, spec.activation, spec.deploy)
         except (ValueError, NotImplementedError) as exc:

@@ -29,12 +29,19 @@ def reparameterize(model: Any) -> Any:
         raise TypeError("reparameterize takes a model archkit built (it needs the model's spec)")
     if spec.deploy:
         return model
-    deploy_spec = spec.model_copy(update={"deploy": True})
+    update: dict[str, Any] = {"deploy": True}
     features = getattr(model, "return_layers", None) is not None
+    if not features and getattr(model, "num_classes", None) is not None:  # a classifier reset since it was built
+        from .api import as_spec
+
+        spec = as_spec(spec, num_classes=model.num_classes)
+    deploy_spec = spec.model_copy(update=update)
     indices = [d["index"] for d in model.feature_info] if features else None
     first = next(iter(model.parameters()), None)
     device = first.device if first is not None else None
-    deployed = build(deploy_spec, device=device, features_only=features or None, out_indices=indices)
+    deployed = build(deploy_spec, device=device, features_only=features, out_indices=indices)
+    if first is not None:
+        deployed.to(first.dtype)  # fused in the trained model's dtype, as timm's
     target = deployed.state_dict()
     units = [k[: -len(_SUFFIX)] for k in target if k.endswith(_SUFFIX)]
     if not units:
@@ -45,8 +52,6 @@ def reparameterize(model: Any) -> Any:
         kernel, bias = _fused(trained, prefix, target[prefix + _SUFFIX].shape[-1], getattr(spec.norm, "eps", 1e-5))
         state[prefix + "reparam_conv.weight"], state[prefix + "reparam_conv.bias"] = kernel, bias
     deployed.load_state_dict(state, strict=True)
-    if first is not None:
-        deployed.to(first.dtype)
     return deployed.eval()
 
 

@@ -96,11 +96,12 @@ def _crop(meta: dict, spec: Any) -> float:
     return 0.875
 
 
-def _first_conv(model: Any, spec: Any) -> str | None:
-    from .transfer import first_conv
+def _first_conv(model: Any, spec: Any) -> Any:
+    """timm's ``first_conv``: the module reading the input, or a list of them (a re-parameterizable stem)."""
+    from .transfer import first_convs
 
-    key = first_conv(model, spec.input.channels)
-    return key.rpartition(".")[0] if key else None
+    names = [key.rpartition(".")[0] for key in first_convs(model, spec.input.channels)]
+    return None if not names else names[0] if len(names) == 1 else names
 
 
 def _classifier(model: Any, spec: Any) -> str | None:

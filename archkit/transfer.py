@@ -102,12 +102,17 @@ def _keys(items: list[Item], limit: int = 4) -> str:
     return shown + "".join(f"; {n}" for n in notes)
 
 
-def first_conv(model: nn.Module, in_channels: int) -> str | None:
-    """The key of the first convolution's weight reading the input (where ``in_chans`` changes land)."""
+def first_convs(model: nn.Module, in_channels: int) -> list[str]:
+    """The weights of the convolutions reading the input (where ``in_chans`` changes land): the model's
+    first convolutions up to the first one that reads another width (a re-parameterizable stem reads the
+    input with two, ``conv_kxk`` and ``conv_1x1``: timm's ``first_conv`` tuple)."""
+    keys = []
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d) and module.in_channels == in_channels and module.groups == 1:
-            return f"{name}.weight"
-    return None
+        if isinstance(module, nn.Conv2d):
+            if module.in_channels != in_channels or module.groups != 1:
+                break
+            keys.append(f"{name}.weight")
+    return keys
 
 
 def classifier(model: nn.Module, head_names: list[str]) -> set[str]:
@@ -140,11 +145,12 @@ def dtype_problem(key: str, source: torch.Tensor, target: torch.Tensor) -> str |
            f"{str(target.dtype).replace('torch.', '')}: only float16, bfloat16, float32 and float64 weights are cast"
 
 
-def make_plan(model: nn.Module, source: dict[str, torch.Tensor], label: str, *, first_conv_key: str | None,
+def make_plan(model: nn.Module, source: dict[str, torch.Tensor], label: str, *, first_conv_key: Any,
               classifier_keys: set[str], allow_partial: bool = False) -> TransferPlan:
     """The plan for loading ``source`` into ``model`` (which may live on the meta device); WeightsError
     for a tensor whose dtype cannot be cast safely (see ``dtype_problem``)."""
     params = {k for k, _ in model.named_parameters()}
+    first_keys = {first_conv_key} if isinstance(first_conv_key, str) else set(first_conv_key or ())
     items = []
     for key, tensor in model.state_dict().items():
         shape = tuple(tensor.shape)
@@ -161,7 +167,7 @@ def make_plan(model: nn.Module, source: dict[str, torch.Tensor], label: str, *, 
             items.append(Item(action="reinit", note="not in the checkpoint", **item))
         elif src_shape == shape:
             items.append(Item(action="copied", note=cast, **item))
-        elif key == first_conv_key and _adaptable(src_shape, shape):
+        elif key in first_keys and _adaptable(src_shape, shape):
             how = "RGB kernels summed" if shape[1] == 1 else "kernels repeated and scaled"
             items.append(Item(action="adapted", note=f"input channels {src_shape[1]} -> {shape[1]}: {how}", **item))
         elif key in classifier_keys and len(shape) == len(src_shape) and shape[1:] == src_shape[1:]:

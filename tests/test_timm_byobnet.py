@@ -148,6 +148,7 @@ def test_rep_blocks_and_stems_refuse_what_they_cannot_build(capsys) -> None:
     cases = [(["--set", "stages.0.block.kernel_size=4"], "kernel_size: must be odd (got 4)"),
              (["--set", "stages.1.type=resnet"], "a depthwise block keeps its 48 channels"),
              (["--set", "stages.0.block.shortcut=projection"], "accept shortcut kinds none"),
+             (["--set", "norm={type: groupnorm, groups: 8}"], "the groupnorm norm cannot be one (use batchnorm)"),
              (["--set", "stages.0.block.attn=[{type: se, position: mid}]"], "offer attention positions post_add")]
     for extra, fragment in cases:
         base = "mobileone_s0" if "type=resnet" in " ".join(extra) else "repvgg_a0"
@@ -172,3 +173,35 @@ def test_mobileone_refuses_dilation_timm_would_drop(capsys) -> None:
     assert main(["validate", "mobileone_s0", "--set", "output_stride=16"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith("stages[3]: one blocks cannot dilate (stage 4 needs dilation 2)"), err
+
+
+def test_weights_meet_the_form_they_were_trained_in(tmp_path, capsys) -> None:
+    """in_chans adapts both convs reading the input (timm's first_conv tuple); train-form weights are refused
+    by a deploy-form spec instead of leaving its fused convs random."""
+    theirs = _trained("repvgg_a0")
+    torch.save(theirs.state_dict(), tmp_path / "a0.pth")
+    gray = archkit.create_model("repvgg_a0", in_chans=1, weights=str(tmp_path / "a0.pth"))
+    adapted = {i.key for i in gray.transfer_plan.of("adapted")}
+    assert adapted == {"stem.conv_kxk.conv.weight", "stem.conv_1x1.conv.weight"}
+    assert main(["build", "repvgg_a0", "--set", "deploy=true", "--weights", str(tmp_path / "a0.pth")]) == 2
+    err = capsys.readouterr().err
+    assert "train-form weights (conv_kxk branches) for a deploy-form spec (22 fused convs" in err
+
+
+def test_fine_tuned_models_deploy_in_their_own_dtype_and_head() -> None:
+    model = archkit.create_model("mobileone_s0").double().eval()
+    model.reset_classifier(7)
+    deployed = archkit.reparameterize(model)
+    assert deployed.num_classes == 7 and deployed.head.fc.weight.dtype == torch.float64
+    assert torch.equal(deployed.head.fc.weight, model.head.fc.weight)
+    x = torch.randn(1, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        assert (deployed(x) - model(x)).abs().max() <= 1e-12 * model(x).abs().max()
+
+
+def test_layer_decay_groups_blocks_as_timms_byobnet() -> None:
+    from timm.optim._param_groups import param_groups_layer_decay
+
+    ours = {g["lr"] for g in archkit.param_groups(archkit.create_model("repvgg_a0"), lr=1.0, layer_decay=0.75)}
+    theirs = {g["lr_scale"] for g in param_groups_layer_decay(timm.create_model("repvgg_a0"), layer_decay=0.75)}
+    assert len(ours) == len(theirs) == 23

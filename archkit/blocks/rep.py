@@ -39,6 +39,9 @@ def rep_unit(s: Scope, x: Value, out: int, kernel_size: int, *, stride: int = 1,
         y = s.conv("reparam_conv", x, out, kernel_size, stride=stride, dilation=dilation, groups=groups, bias=True,
                    padding=pad)
     else:
+        if not callable(getattr(s.norm_layer, "emit_act", None)):
+            raise ValueError(f"its branches are conv-norm units with timm's norm-act layers: the "
+                             f"{s.norm_layer.type} norm cannot be one (use batchnorm)")
         if identity:
             ident = s.norm_layer.emit_act(s, "identity", x, None)
         else:
