@@ -66,8 +66,8 @@ def _trained(name: str, **kwargs) -> torch.nn.Module:
         for m in model.modules():
             if isinstance(m, torch.nn.BatchNorm2d):
                 m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.normal_(1.0, 0.2)
+                m.running_var.uniform_(0.5, 2.0)  # (scales far from 1 make the 47 blocks of repvgg_d2se chaotic
+                # in float32: its train form alone then differs from its float64 self by 100%)
     return model
 
 
