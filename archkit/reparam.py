@@ -32,9 +32,11 @@ def reparameterize(model: Any) -> Any:
     update: dict[str, Any] = {"deploy": True}
     features = getattr(model, "return_layers", None) is not None
     if not features and getattr(model, "num_classes", None) is not None:  # a classifier reset since it was built
-        from .api import as_spec
+        from . import loader, specs
 
-        spec = as_spec(spec, num_classes=model.num_classes)
+        tree = loader.from_mapping(spec.model_dump(mode="json", exclude_defaults=True))
+        loader.set_classes_and_channels(tree, model.num_classes, None)
+        spec = specs.validate(tree, f"<{spec.name}>")
     deploy_spec = spec.model_copy(update=update)
     indices = [d["index"] for d in model.feature_info] if features else None
     first = next(iter(model.parameters()), None)
