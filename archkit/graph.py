@@ -746,14 +746,18 @@ class Scope:
         elif old is not op and old != op:
             raise DescriptionError(f"{self.type_name}: child {name!r} is used for two different layers "
                                    f"({_brief(old)} and {_brief(op)})")
+        return self._record(name, op, inputs)
+
+    def _record(self, target: str, op: Any, inputs: tuple[Value, ...]) -> Value:
+        """Record a call of child ``target`` (its output shape and cost; a reused layer's parameters once)."""
         shapes = tuple(v.shape for v in inputs)
         out = op.out_shape(*shapes)
         cost = _cost(op, shapes, out)
-        if cost is not None and name in self._params_seen:
+        if cost is not None and target in self._params_seen:
             cost = Cost(0, cost.macs, cost.writes)  # a reused layer's parameters count once
-        self._params_seen.add(name)
+        self._params_seen.add(target)
         value = self._value(out)
-        self._nodes.append(Node(name, op, tuple(v.index for v in inputs), value.index, cost, shapes, out))
+        self._nodes.append(Node(target, op, tuple(v.index for v in inputs), value.index, cost, shapes, out))
         return value
 
     def call_item(self, name: str, index: int, op: Any, *inputs: Value) -> Value:
@@ -770,16 +774,7 @@ class Scope:
             self._children[name] = ListOf(tuple(items))
         elif not 0 <= index < len(items) or (items[index] is not op and items[index] != op):
             raise DescriptionError(f"{self.type_name}: {name}[{index}] is not the next item or another layer")
-        target = f"{name}[{index}]"
-        shapes = tuple(v.shape for v in inputs)
-        out = op.out_shape(*shapes)
-        cost = _cost(op, shapes, out)
-        if cost is not None and target in self._params_seen:
-            cost = Cost(0, cost.macs, cost.writes)
-        self._params_seen.add(target)
-        value = self._value(out)
-        self._nodes.append(Node(target, op, tuple(v.index for v in inputs), value.index, cost, shapes, out))
-        return value
+        return self._record(f"{name}[{index}]", op, inputs)
 
     def apply(self, op: Functional, *inputs: Value) -> Value:
         """A functional op (an expression in the generated forward) on ``inputs``."""

@@ -12,11 +12,11 @@ import timm
 import torch
 from timm.models import get_pretrained_cfg
 from timm.utils.model import reparameterize_model
-from torch.utils.flop_counter import FlopCounterMode
 
 import archkit
 from archkit import summary
 from archkit.cli import main
+from timm_reference import assert_structure_and_macs_equal_timm, flops_macs
 
 NAMES = [n for n in timm.list_models(module="byobnet") if n.startswith(("repvgg", "mobileone"))]
 LARGE = {"repvgg_b1", "repvgg_b1g4", "repvgg_b2", "repvgg_b2g4", "repvgg_b3", "repvgg_b3g4",
@@ -40,22 +40,9 @@ def test_every_rep_model_of_timm_is_a_packaged_spec() -> None:
     assert {n for n in NAMES if summary.measure(archkit.load_spec(n)).total_params > 30_000_000} == LARGE
 
 
-def _flops(model: torch.nn.Module, size: list[int]) -> int:
-    with FlopCounterMode(display=False) as flops:
-        model(torch.empty(1, 3, *size, device="meta"))
-    return flops.get_total_flops() // 2
-
-
 @pytest.mark.parametrize("name", _slow(NAMES, {"repvgg_a0", "mobileone_s1"}))
 def test_structure_and_macs_equal_timm(name: str) -> None:
-    spec = archkit.load_spec(name)
-    ours = archkit.build_model(spec, device="meta")
-    theirs = timm.create_model(name, device="meta")
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
-        [(k, v.shape) for k, v in theirs.state_dict().items()]
-    counted = summary.measure(spec)
-    assert counted.total_params == sum(p.numel() for p in theirs.parameters())
-    assert counted.macs == _flops(theirs, spec.input.size)
+    assert_structure_and_macs_equal_timm(name)
 
 
 def _trained(name: str, **kwargs) -> torch.nn.Module:
@@ -101,7 +88,7 @@ def test_the_deploy_summary_is_the_deployed_models_cost(name: str) -> None:
     fused = reparameterize_model(timm.create_model(name).eval()).to("meta")  # timm fuses on a real device
     counted = summary.measure(spec)
     assert counted.total_params == sum(p.numel() for p in fused.parameters())
-    assert counted.macs == _flops(fused, spec.input.size)
+    assert counted.macs == flops_macs(fused, spec.input.size)
 
 
 def test_features_only_and_its_deploy_form() -> None:

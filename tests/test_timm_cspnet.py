@@ -12,11 +12,11 @@ import pytest
 import timm
 import torch
 from timm.models import get_pretrained_cfg
-from torch.utils.flop_counter import FlopCounterMode
 
 import archkit
 from archkit import summary
 from archkit.cli import main
+from timm_reference import assert_structure_and_macs_equal_timm
 
 NAMES = timm.list_models(module="cspnet")
 LARGE = {"cs3darknet_focus_x", "cs3darknet_x", "cs3edgenet_x", "cs3se_edgenet_x", "cs3sedarknet_x", "darknet53",
@@ -31,16 +31,7 @@ def test_every_timm_cspnet_model_is_a_packaged_spec() -> None:
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in NAMES])
 def test_structure_and_macs_equal_timm(name: str) -> None:
-    spec = archkit.load_spec(name)
-    ours = archkit.build_model(spec, device="meta")
-    theirs = timm.create_model(name, device="meta")
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
-        [(k, v.shape) for k, v in theirs.state_dict().items()]
-    counted = summary.measure(spec)
-    assert counted.total_params == sum(p.numel() for p in theirs.parameters())
-    with FlopCounterMode(display=False) as flops:
-        theirs(torch.empty(1, 3, *spec.input.size, device="meta"))
-    assert counted.macs == flops.get_total_flops() // 2
+    assert_structure_and_macs_equal_timm(name)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE else []) for n in NAMES])

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 import archkit
 from archkit import loader, summary, zoo
+from timm_reference import assert_structure_and_macs_equal_timm
 
 NAMES = timm.list_models(module="resnet")
 FORWARD_LIMIT = 30_000_000  # parameters; larger models' forwards are marked slow
@@ -50,16 +50,7 @@ def test_every_timm_resnet_is_a_packaged_spec() -> None:
 @pytest.mark.parametrize("name", [pytest.param(n, marks=[pytest.mark.slow] if n in LARGE | MID else [])
                                   for n in NAMES])
 def test_structure_and_macs_equal_timm(name: str) -> None:
-    spec = archkit.load_spec(name)
-    ours = archkit.build_model(spec, device="meta")
-    theirs = timm.create_model(name, device="meta")
-    assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
-        [(k, v.shape) for k, v in theirs.state_dict().items()]
-    counted = summary.measure(spec)
-    assert counted.total_params == sum(p.numel() for p in theirs.parameters())
-    with FlopCounterMode(display=False) as flops:
-        theirs(torch.empty(1, 3, *spec.input.size, device="meta"))
-    assert counted.macs == flops.get_total_flops() // 2
+    assert_structure_and_macs_equal_timm(name)
 
 
 def test_the_slow_list_is_the_models_over_the_limit() -> None:

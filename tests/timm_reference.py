@@ -1,0 +1,29 @@
+"""The check every timm-derived zoo test shares: a packaged spec against timm's model of the same name."""
+
+from __future__ import annotations
+
+import timm
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import archkit
+from archkit import summary
+
+
+def flops_macs(model: torch.nn.Module, size: list[int]) -> int:
+    """Multiply-accumulates of one forward at ``size`` (FlopCounterMode counts two FLOPs per MAC)."""
+    with FlopCounterMode(display=False) as flops:
+        model(torch.empty(1, 3, *size, device=next(model.parameters()).device))
+    return flops.get_total_flops() // 2
+
+
+def assert_structure_and_macs_equal_timm(name: str) -> None:
+    """state_dict keys and shapes in order, parameter count and MACs (FlopCounterMode), on the meta device."""
+    spec = archkit.load_spec(name)
+    ours = archkit.build_model(spec, device="meta")
+    theirs = timm.create_model(name, device="meta")
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == \
+        [(k, v.shape) for k, v in theirs.state_dict().items()]
+    counted = summary.measure(spec)
+    assert counted.total_params == sum(p.numel() for p in theirs.parameters())
+    assert counted.macs == flops_macs(theirs, spec.input.size)
