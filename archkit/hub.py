@@ -34,17 +34,13 @@ _WEIGHT_FILES = (WEIGHTS, "pytorch_model.bin", "pytorch_model.pth", "model.pth")
 _HF_REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
 
 
-class _RepoId:
+def valid_repo_id(repo: str) -> bool:
     """The hub's rules for ORG/NAME: letters, digits, ``._-``; no ``--`` or ``..``; not ending in ``.``, ``-``
     or ``.git``."""
-
-    @staticmethod
-    def match(repo: str) -> bool:
-        return bool(_HF_REPO_PATTERN.match(repo)) and "--" not in repo and ".." not in repo \
-            and not repo.endswith((".", "-", ".git"))
+    return bool(_HF_REPO_PATTERN.match(repo)) and "--" not in repo and ".." not in repo \
+        and not repo.endswith((".", "-", ".git"))
 
 
-_HF_REPO = _RepoId()
 _REMOTE: dict[Path, tuple[str, str | None]] = {}  # snapshot folder -> (repo id, revision): fetched on demand
 
 
@@ -73,7 +69,7 @@ def folder(ref: str) -> Path:
 def _split_hub(ref: str) -> tuple[str, str | None]:
     body = ref[len(HUB):]
     repo, _, revision = body.partition("@")
-    if not _HF_REPO.match(repo) or ".." in repo or (revision == "" and "@" in body):
+    if not valid_repo_id(repo) or (revision == "" and "@" in body):
         raise SpecError("hf-hub: takes ORG/NAME or ORG/NAME@REVISION", Mark(ref))
     return repo, revision or None
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Mark, SpecError
-from .hub import _HF_REPO, CARD, CONFIG, WEIGHTS, _first
+from .hub import CARD, CONFIG, WEIGHTS, _first, valid_repo_id
 
 def timm_name(spec: Any) -> str | None:
     """timm's model name when ``spec`` is that timm model changed only by timm's keywords (num_classes,
@@ -198,15 +198,15 @@ def _ours(target: Path) -> bool:
     snapshot links its files into the cache's blobs: never written over)."""
     try:
         entries = list(target.iterdir())
-        if {p.name for p in entries} - {CONFIG, WEIGHTS, CARD} or any(p.is_symlink() for p in entries):
-            return False
-        cfg = json.loads((target / CONFIG).read_text(encoding="utf-8")[: 1 << 20])
-    except (OSError, ValueError, RecursionError):
+    except OSError:
         return False
-    return isinstance(cfg, dict) and isinstance(cfg.get("archkit"), dict)
+    if {p.name for p in entries} - {CONFIG, WEIGHTS, CARD} or any(p.is_symlink() for p in entries):
+        return False
+    return _is_archkit_config(target)
 
 
 def _is_archkit_config(target: Path) -> bool:
+    """Whether ``target/config.json`` is one archkit wrote (it has an ``archkit`` section)."""
     try:
         cfg = json.loads((target / CONFIG).read_text(encoding="utf-8")[: 1 << 20])
     except (OSError, ValueError, RecursionError):
@@ -236,7 +236,7 @@ def push(directory: str | os.PathLike, repo_id: str, *, private: bool = False, r
     if not (target / CONFIG).is_file() or not _is_archkit_config(target):
         raise SpecError(f"{target}: not a folder archkit wrote (no config.json with an archkit section); "
                         "write one with 'archkit export SPEC --format hf --output DIR'")
-    if not _HF_REPO.match(repo_id):
+    if not valid_repo_id(repo_id):
         raise SpecError(f"--repo takes ORG/NAME (got {repo_id!r})")
     try:
         from huggingface_hub import create_repo, upload_folder
