@@ -99,24 +99,31 @@ def _assemble(spec: ModelSpec, p: Plan, features: bool, indices: list[int]) -> n
         stem = stem[: stem.index(p.stem_feature) + 1]
     stages = p.stages[: max(indices)] if features else p.stages
     head = () if features else p.head
+    final = p.final if not features or max(indices) == len(p.stages) else ()
     parts = {"stem": OrderedDict((lp.name.rpartition(".")[2], _child(spec, (lp.part, lp.index), lp.layer.type, lp.op))
                                  for lp in stem),
              "stages": OrderedDict((sp.name.rpartition(".")[2], _stage_module(spec, sp)) for sp in stages),
+             "final": OrderedDict((lp.name, _child(spec, (lp.part, lp.index), lp.layer.type, lp.op)) for lp in final),
              "head": OrderedDict((lp.name.rpartition(".")[2], _child(spec, (lp.part, lp.index), lp.layer.type, lp.op))
                                  for lp in head)}
     if p.layout == "timm":  # stem.*, stages.N.*, head.*
-        children = OrderedDict((part, nn.Sequential(modules)) for part, modules in parts.items()
-                               if modules or part != "head")
-        if [lp.name for lp in stem] == ["stem"]:  # a whole-stem layer is the stem module (timm's byob stems)
-            children["stem"] = parts["stem"]["stem"]
+        children = OrderedDict()
+        for part, modules in parts.items():
+            if part == "final":  # final layers are the network's own children, as timm's final_conv
+                children.update(modules)
+            elif part != "stages" and [lp.name for lp in (stem if part == "stem" else head)] == [part]:
+                children[part] = modules[part]  # a whole-part layer is the part (timm's byob stems, CLIP's head)
+            elif modules or part != "head":
+                children[part] = nn.Sequential(modules)
     else:  # conv1, ..., layer1..N, ..., fc
         children = OrderedDict((name, module) for modules in parts.values() for name, module in modules.items())
     if features:
         info = p.feature_info(indices)
         return FeatureExtractor(children, [d["module"] for d in info], info, spec, [lp.name for lp in stem],
-                                [sp.name for sp in stages])
+                                [sp.name for sp in stages], [lp.name for lp in final])
     return ArchkitNet(children, spec, [lp.name for lp in p.stem], [sp.name for sp in p.stages],
-                      [lp.name for lp in p.head], p.feature_info(list(range(0 if p.stem else 1, len(p.stages) + 1))))
+                      [lp.name for lp in p.head], p.feature_info(list(range(0 if p.stem else 1, len(p.stages) + 1))),
+                      [lp.name for lp in p.final])
 
 
 def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = None,

@@ -350,7 +350,8 @@ def diff(a: Any, b: Any) -> dict[str, Any]:
         if va != vb:
             fields[key] = {"a": va, "b": vb}
     layers = {part: {"a": [[lp.name, _block_text(lp.layer)] for lp in getattr(pa, part)],
-                     "b": [[lp.name, _block_text(lp.layer)] for lp in getattr(pb, part)]} for part in ("stem", "head")}
+                     "b": [[lp.name, _block_text(lp.layer)] for lp in getattr(pb, part)]}
+              for part in ("stem", "final", "head")}
     total = {"a": {"params": ta.total_params, "macs": ta.macs, "output_shape": ta.output_shape},
              "b": {"params": tb.total_params, "macs": tb.macs, "output_shape": tb.output_shape}}
     same = (all(s["a"] == s["b"] for s in stages) and not fields and total["a"] == total["b"]

@@ -77,6 +77,9 @@ def render(spec: ModelSpec) -> str:
                   f"{sp.out_shape[0]} ch  \u00b7  {stride}  \u00b7  out {_dims(sp.out_shape)}  \u00b7  "
                   f"{rows[sp.name].params:,} params")
         items.append(("stage", sp.name, detail, _shortcuts(sp)))
+    if p.final:
+        text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.final)
+        items.append(("stem", "final", f"{text}  \u21d2  {_dims(p.final[-1].out_shape)}", None))
     if p.head:
         text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.head)
         items.append(("head", "head", text, None))

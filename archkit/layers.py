@@ -122,12 +122,14 @@ def timm_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
 
 def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1, *, stride: int = 1,
                   dilation: int = 1, groups: int = 1, padding: int | None = None, apply_act: bool = True,
-                  zero_init: bool = False) -> Value:
+                  zero_init: bool = False, aa: str | None = None) -> Value:
     """timm's ``ConvNormAct`` as child ``name``: ``conv`` (no bias, timm's padding), then ``bn``, the
-    spec's norm with the spec's activation inside it (``apply_act=False``: none)."""
+    spec's norm with the spec's activation inside it (``apply_act=False``: none). ``aa`` (``avg``, ``blur``):
+    timm's ``aa_layer``: a strided conv runs at stride 1 and child ``aa`` downsamples after the norm."""
     inner, (y,) = s.enter(name, "ConvNormAct", x)
     pad = timm_padding(kernel_size, stride, dilation) if padding is None else padding
-    y = inner.call("conv", g.Conv2d(x.shape[0], out, kernel_size, stride, pad, dilation, groups), y)
+    use_aa = aa is not None and stride > 1
+    y = inner.call("conv", g.Conv2d(x.shape[0], out, kernel_size, 1 if use_aa else stride, pad, dilation, groups), y)
     norm, act = s.norm_layer, s.act_layer
     if not callable(getattr(norm, "emit_act", None)):
         raise ValueError(f"a conv-norm-act unit puts the activation inside the norm: the {norm.type} norm "
@@ -136,6 +138,9 @@ def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1,
         raise ValueError(f"a conv-norm-act unit puts the activation inside the norm: the {act.type} activation "
                          "cannot sit there (use relu, leaky_relu or silu)")
     y = norm.emit_act(inner, "bn", y, act.op() if apply_act else None)
+    if use_aa:  # timm's create_aa: AvgPool2d(stride) for avg, BlurPool2d(channels, stride) for blur
+        op = g.BlurPool2d(out, 3, stride) if aa == "blur" else g.Pool2d("avg", stride, stride)
+        y = inner.call("aa", op, y)
     if zero_init:
         s.mark_zero_init(f"{name}.bn")
     return inner.exit(y)
@@ -143,6 +148,8 @@ def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1,
 
 class ConvNormAct(LayerParams):
     """timm's ConvNormAct: conv, then the spec's norm with its activation inside (keys conv.*, bn.*)."""
+
+    whole: ClassVar[bool] = True  # the only unnamed layer of a timm-layout stem is the stem (stem.conv.*, stem.bn.*)
 
     channels: int = Field(ge=1, le=1 << 20, description="Output channels.")
     kernel_size: int = Field(3, ge=1, le=63, description="Square kernel size.")

@@ -94,10 +94,11 @@ class ArchkitNet(Freezable, nn.Sequential):
     __jit_unused_properties__ = ["num_classes", "num_features"]  # Python-side API: TorchScript skips them
 
     def __init__(self, children: Any, spec: Any, stem: list[str], stages: list[str], head: list[str],
-                 feature_info: list[dict]):
+                 feature_info: list[dict], final: list[str] = ()):
         super().__init__(children)
         self.spec = spec
         self.stem_names, self.stage_names, self.head_names = list(stem), list(stages), list(head)
+        self.final_names = list(final)  # layers after the stages that belong to the features (timm's final_conv)
         self.feature_info = FeatureInfo(feature_info)
         self.grad_checkpointing = False
         self.frozen_stages = getattr(spec, "frozen_stages", -1)
@@ -148,11 +149,13 @@ class ArchkitNet(Freezable, nn.Sequential):
     # --- forward in two halves ---------------------------------------------------------------------
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Stem and stages: the last feature map."""
+        """Stem, stages and final layers: the last feature map."""
         for name in self.stem_names:
             x = self.get_submodule(name)(x)
         for name in self.stage_names:
             x = _run_stage(self.get_submodule(name), x, self.grad_checkpointing)
+        for name in self.final_names:
+            x = self.get_submodule(name)(x)
         return x
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -210,13 +213,13 @@ class FeatureExtractor(Freezable, nn.Sequential):
     """
 
     def __init__(self, children: OrderedDict[str, nn.Module], return_layers: list[str], feature_info: list[dict],
-                 spec: Any = None, stem: list[str] = (), stages: list[str] = ()):
+                 spec: Any = None, stem: list[str] = (), stages: list[str] = (), final: list[str] = ()):
         super().__init__(children)
         self.return_layers = tuple(return_layers)  # module paths whose outputs are the features
         self.feature_info = FeatureInfo(feature_info)
         self.grad_checkpointing = False
         self.spec = spec
-        self.stem_names, self.stage_names = list(stem), list(stages)
+        self.stem_names, self.stage_names, self.final_names = list(stem), list(stages), list(final)
         self.frozen_stages = min(getattr(spec, "frozen_stages", -1), len(self.stage_names))
         self.norm_eval = getattr(spec, "norm_eval", False)
         self._apply_freezing()
@@ -224,7 +227,7 @@ class FeatureExtractor(Freezable, nn.Sequential):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         features = []
         stages = set(self.stage_names)  # stage identity from the plan, never from a name's shape
-        for name in (*self.stem_names, *self.stage_names):
+        for name in (*self.stem_names, *self.stage_names, *self.final_names):
             module = self.get_submodule(name)
             x = _run_stage(module, x, self.grad_checkpointing) if name in stages else module(x)
             if name in self.return_layers:

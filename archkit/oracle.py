@@ -94,7 +94,8 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
                 attach(child, f"{name}.{child_name}", level + 1)
 
     # the rows of depth 1 are the plan's parts (stem layers, stages, head layers) whatever the layout
-    for name in (*model.stem_names, *model.stage_names, *getattr(model, "head_names", ())):
+    for name in (*model.stem_names, *model.stage_names, *getattr(model, "final_names", ()),
+                 *getattr(model, "head_names", ())):
         attach(model.get_submodule(name), name, 1)
     try:
         with torch.no_grad(), counter, written.mode:
@@ -132,6 +133,7 @@ def check_shapes(model: nn.Module, spec: ModelSpec) -> None:
     p = plan(spec, head=not spec.features_only)
     parts = [(lp.name, (lp.part, lp.index), lp.out_shape) for lp in p.stem]
     parts += [(sp.name, ("stages", sp.index), sp.out_shape) for sp in p.stages]
+    parts += [(lp.name, (lp.part, lp.index), lp.out_shape) for lp in p.final]
     parts += [(lp.name, (lp.part, lp.index), lp.out_shape) for lp in (p.head if not spec.features_only else ())]
     got: dict[str, list] = {}
     entered: list[tuple[str, tuple]] = []

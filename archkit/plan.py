@@ -29,9 +29,9 @@ Shape = tuple[int, ...]
 class LayerPlan:
     """A stem or head layer: its child name, per-sample shapes and its description (an op or a graph)."""
 
-    part: str  # "stem" or "head"
+    part: str  # "stem", "final" or "head"
     index: int
-    name: str  # its module path: conv1 (torchvision's layout), stem.conv1 (timm's)
+    name: str  # its module path: conv1 (torchvision's layout), stem.conv1 (timm's); final layers: their name
     layer: Any  # the validated layer params
     in_shape: Shape
     out_shape: Shape
@@ -89,13 +89,14 @@ class StagePlan:
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """The whole network: input, stem layers, stages, head layers."""
+    """The whole network: input, stem layers, stages, final layers, head layers."""
 
     spec: ModelSpec
     input_shape: Shape
     stem: tuple[LayerPlan, ...]
     stages: tuple[StagePlan, ...]
     head: tuple[LayerPlan, ...]
+    final: tuple[LayerPlan, ...] = ()
 
     @property
     def layout(self) -> str:
@@ -109,8 +110,14 @@ class Plan:
 
     @property
     def features_shape(self) -> Shape:
-        """The last stage's output shape (the head's input)."""
-        return self.stages[-1].out_shape
+        """The last feature map's shape (the head's input): the final layers', else the last stage's."""
+        return self.final[-1].out_shape if self.final else self.stages[-1].out_shape
+
+    def feature_shape(self, index: int) -> Shape:
+        """The shape of feature map ``index`` (0: the stem's; the last stage's after the final layers)."""
+        if index == 0:
+            return self.stem_feature.out_shape
+        return self.features_shape if index == len(self.stages) else self.stages[index - 1].out_shape
 
     @property
     def output_shape(self) -> Shape:
@@ -141,8 +148,9 @@ class Plan:
                 if stem is None:
                     raise SpecError("this spec has no stem, so no feature map 0", None, "out_indices")
                 name, shape = stem.name, stem.out_shape
-            else:
-                name, shape = self.stages[i - 1].name, self.stages[i - 1].out_shape
+            else:  # the last stage's map is the final layers' output, as timm's final_conv
+                name = self.final[-1].name if i == len(self.stages) and self.final else self.stages[i - 1].name
+                shape = self.feature_shape(i)
             info.append({"index": i, "module": name, "num_chs": shape[0], "reduction": round(height / shape[1])})
         return info
 
@@ -181,14 +189,14 @@ def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[
 
 def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
                      taken: set[str]) -> tuple[tuple[LayerPlan, ...], Shape]:
-    prefix = f"{part}." if spec.layout == "timm" else ""
+    prefix = f"{part}." if spec.layout == "timm" and part != "final" else ""
     out = []
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
-            if getattr(layer, "whole_stem", False) and spec.layout == "timm" and part == "stem" and len(layers) == 1 \
-                    and layer.name is None:
-                name = ""  # the stem's only layer is the stem module itself (timm's byob stems: stem.conv_kxk.*)
-            op, out_shape = _layer_op(layer, name or "stem", shape, spec.norm, spec.activation, spec.deploy)
+            if getattr(layer, "whole", False) and spec.layout == "timm" and part in ("stem", "head") \
+                    and len(layers) == 1 and layer.name is None:
+                name = ""  # the part's only layer is the part itself (timm's byob stems: stem.conv_kxk.*)
+            op, out_shape = _layer_op(layer, name or part, shape, spec.norm, spec.activation, spec.deploy)
         except (ValueError, NotImplementedError) as exc:
             raise spec.error((part, i), f"{layer.type}: {first_line(exc)}") from None
         out.append(LayerPlan(part, i, prefix + name if name else part, layer, shape, out_shape, op))
@@ -245,7 +253,8 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
     width = spec.width_multiplier if width_multiplier is None else width_multiplier
     depth = spec.depth_multiplier if depth_multiplier is None else depth_multiplier
     with_head = not spec.features_only if head is None else head
-    key = (spec.input.channels, tuple(spec.input.size), tuple(spec.stem), tuple(spec.stages), tuple(spec.head),
+    key = (spec.input.channels, tuple(spec.input.size), tuple(spec.stem), tuple(spec.stages), tuple(spec.final),
+           tuple(spec.head),
            spec.norm, spec.activation, width, depth, spec.width_divisor, spec.drop_path_rate, spec.drop_block_rate,
            with_head, spec.layout, spec.output_stride, spec.deploy)
     found = _PLAN_CACHE.get(key)
@@ -283,8 +292,9 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         out = result.out_shape
         stages.append(StagePlan(i, si.name, result.blocks, result.ops, shape, out, result.shapes, result, stage))
         shape, dilation, n = out, result.dilation, n + depth
+    final, shape = _layers(spec, "final", shape, taken) if spec.final else ((), shape)
     head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()
-    return input_shape, stem, tuple(stages), head_plan
+    return input_shape, stem, tuple(stages), head_plan, final
 
 
 def out_indices(spec: ModelSpec, indices: Any) -> list[int]:

@@ -50,7 +50,8 @@ def json_schema() -> dict:
     model = create_model("ModelSpec", __base__=ModelSpec, __doc__=ModelSpec.__doc__,
                          norm=(norms, fields["norm"]), activation=(acts, fields["activation"]),
                          block=(blocks | None, fields["block"]), stem=(list[layers], fields["stem"]),
-                         stages=(list[stage], fields["stages"]), head=(list[layers], fields["head"]))
+                         stages=(list[stage], fields["stages"]), final=(list[layers], fields["final"]),
+                         head=(list[layers], fields["head"]))
     schema = model.model_json_schema()
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "archkit spec"

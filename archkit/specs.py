@@ -155,8 +155,12 @@ class ModelSpec(SpecModel):
     layout: Literal["torchvision", "timm"] = Field("torchvision", description="Module names: torchvision's (conv1, "
                                                    "layer1.0, fc) or timm's newer models' (stem.*, stages.0.*, "
                                                    "head.*). A spec's keys are its contract: it keeps its layout.")
+    final: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000, description=(
+        "Layers after the last stage that belong to the features (timm's final_conv, a pre-activation "
+        "network's last norm): children of the network itself, by name, in either layout; the last stage's "
+        "feature map is their output, as timm's."))
     head: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000,
-                                                  description="Layers after the stages.")
+                                                  description="Layers after the stages (and final).")
 
     _marks: dict = PrivateAttr(default_factory=dict)
 
@@ -286,7 +290,7 @@ class _Pass:
         for key, role in (("norm", "norm"), ("activation", "activation")):
             if key in data:
                 data[key] = self.layer(data[key], (key,), role)
-        for part in ("stem", "head"):
+        for part in ("stem", "final", "head"):
             if isinstance(data.get(part), list):
                 data[part] = [self.layer(v, (part, i)) for i, v in enumerate(data[part])]
         if "block" in data:  # first: its problems are reported as block.*, not once per stage
@@ -498,7 +502,7 @@ half insert ipu load_state_dict modules mtia named_buffers named_children named_
 pop register_backward_hook register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
 register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
 register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
-set_submodule share_memory state_dict to to_empty train training type xpu zero_grad spec stem_names stage_names
+set_submodule share_memory state_dict to to_empty train training type xpu zero_grad spec stem_names stage_names final_names
 head_names feature_info grad_checkpointing frozen_stages norm_eval num_classes num_features forward_features
 forward_head get_classifier reset_classifier set_grad_checkpointing group_matcher freeze frozen_modules
 transfer_plan pretrained_cfg default_cfg return_layers""".split())
@@ -524,6 +528,8 @@ def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
                 message = f"{layer.name!r} is an attribute of torch.nn.Module; choose another name"
             elif top and layer.name in stages:
                 message = f"{layer.name!r} is the name of a stage; choose another"
+            elif path == ("final",) and layer.name in ("stem", "stages", "head"):
+                message = f"{layer.name!r} is a part of timm's layout; choose another name for a final layer"
             elif layer.name in taken:
                 message = f"duplicate layer name {layer.name!r} (also {format_path(taken[layer.name])})"
             else:
@@ -531,7 +537,7 @@ def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
                 continue
             problems.append(Problem(message, mark_for(where, marks), format_path(where)))
 
-    for part in ("stem", "head"):
+    for part in ("stem", "final", "head"):
         check(data.get(part), (part,), seen, True)
     return problems
 

@@ -168,7 +168,8 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "
         (lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type) for lp in p.stem]
     top += [(sp.name, sp.graph() if depth >= 2 else _Stage(sp), sp.in_shape, sp.out_shape, ("stages", sp.index),
              f"{sp.blocks[0].type} block") for sp in p.stages]
-    top += [(lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type) for lp in p.head]
+    top += [(lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type)
+            for lp in (*p.final, *p.head)]
     for name, op, in_shape, out_shape, path, what in top:
         try:
             cost = cost_of(op, (in_shape,), out_shape, name)
@@ -203,8 +204,7 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "
 
 
 def _size_of(p: Any, index: int) -> list:
-    shape = p.stem_feature.out_shape if index == 0 else p.stages[index - 1].out_shape
-    return list(shape[1:])
+    return list(p.feature_shape(index)[1:])
 
 
 def estimate(spec: ModelSpec, *, width_multiplier: float | None = None,
@@ -216,7 +216,7 @@ def estimate(spec: ModelSpec, *, width_multiplier: float | None = None,
 
     p = plan(spec, width_multiplier=width_multiplier, depth_multiplier=depth_multiplier)
     params = macs = writes = 0
-    for lp in (*p.stem, *p.head):
+    for lp in (*p.stem, *p.final, *p.head):
         cost = lp.cost
         params, macs, writes = params + cost[0], macs + cost[1], writes + cost[2]
     for sp in p.stages:

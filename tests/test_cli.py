@@ -76,10 +76,10 @@ def test_blocks_lists_every_type_and_describes_one(capsys) -> None:
     assert set(BLOCKS.names()) >= {"basic", "bottleneck", "resnext", "wide_bottleneck", "wide_basic", "darknet",
                                    "preact_bottleneck"}
     assert {"se", "eca", "cbam", "gc"} <= set(ATTENTION.names())
-    assert "projection, avg_down, zero_pad, none" in out
+    assert "projection, avg_down, zero_pad, none, identity" in out
     code, out, _ = run(capsys, "blocks", "resnext")
     assert code == 0 and "cardinality: int = 32" in out and ">=1" in out and "expansion: 4" in out
-    assert "shortcut kinds: projection, avg_down, zero_pad, none (default projection)" in out
+    assert "shortcut kinds: projection, avg_down, zero_pad, none, identity (default projection)" in out
     code, out, _ = run(capsys, "blocks", "darknet")
     assert "shortcut kinds: stage_conv" in out and "attention positions: mid, pre_add, post_add" in out
     code, out, _ = run(capsys, "blocks", "eca")

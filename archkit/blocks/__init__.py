@@ -4,6 +4,7 @@ from .base import (ATTN_POSITIONS, BlockParams, BlockPlan, BlockType, ResNetPara
                    drop_act_aa, drop_block, drop_path, residual, shortcut)
 from .basic import basic
 from .csp import CspBlockParams, csp_bottle, csp_dark, csp_edge
+from .byob import BottleParams, ByobParams, bottle, byob_basic, dark, edge
 from .bottleneck import (BottleneckParams, GroupedParams, ResNeXtParams, WideParams, bottleneck, bottleneck_main,
                          bottleneck_width, first_width, resnext, wide_bottleneck)
 from .darknet import DarkNetParams, conv_norm_act, darknet
@@ -13,9 +14,9 @@ from .rep import REP_LAYERS, OneParams, RepParams, one, rep
 
 BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
     basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet, csp_bottle, csp_dark,
-    csp_edge, rep, one)}
+    csp_edge, rep, one, byob_basic, bottle, dark, edge)}
 
-__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams",
+__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams", "BottleParams", "ByobParams",
            "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetParams", "Shortcut",
            "WideBasicParams", "WideParams", "anti_alias", "attend", "block", "bottleneck_main", "bottleneck_width",
            "conv_norm_act", "drop_act_aa", "drop_block", "drop_path", "first_width", "residual", "shortcut"]

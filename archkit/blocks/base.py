@@ -70,7 +70,9 @@ class Shortcut(str, enum.Enum):
         return self.value
 
 
-USER_SHORTCUTS = ("projection", "avg_down", "zero_pad", "none")  # what a spec's `shortcut:` may name
+# what a spec's `shortcut:` may name; "identity": an identity shortcut where the block keeps its shape and
+# none where it changes (timm's byobnet downsample='', RegNetZ's and EfficientNet's rule)
+USER_SHORTCUTS = ("projection", "avg_down", "zero_pad", "none", "identity")
 
 
 class ResNetParams(BlockParams):

@@ -128,7 +128,7 @@ def one(b: BlockPlan, s: Scope, x: Value) -> Value:
 class RepStem(LayerParams):
     """timm's ``stem_type='rep'``: a RepVGG unit at stride 2 (in timm's layout, the stem module itself)."""
 
-    whole_stem: ClassVar[bool] = True
+    whole: ClassVar[bool] = True  # the stem module itself as a timm-layout stem's only unnamed layer
     cls_name: ClassVar[str] = "RepVggBlock"
     channels: int = Field(ge=1, le=1 << 20, description="Output channels.")
     kernel_size: int = Field(3, ge=1, le=15, description="Kernel of the kxk branch (odd).")

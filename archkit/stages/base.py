@@ -156,11 +156,14 @@ def drop_block_of(rate: float, stage: int) -> tuple[float, int, float] | None:
 
 
 def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, first_dilation: int,
-                dilation: int, name: str, own_widths: bool = False) -> tuple[list[BlockPlan], list[Any], list[Shape]]:
+                dilation: int, name: str, own_widths: bool = False,
+                dilation_changes: bool = False) -> tuple[list[BlockPlan], list[Any], list[Shape]]:
     """The stage's ``depth`` blocks, the first with ``stride`` and ``first_dilation``, the rest at stride 1
     with ``dilation``; a block gets a shortcut module where it changes stride or channels (torchvision's
     ``_make_layer``). ``name`` is the path the blocks live under. ``own_widths``: blocks need not share
-    their output width, and a ``depthwise`` block keeps its input's (timm's BYOB stages)."""
+    their output width, and a ``depthwise`` block keeps its input's (timm's BYOB stages).
+    ``dilation_changes``: a block whose dilation differs from the stage's also needs a shortcut module
+    (timm's byobnet ``create_shortcut``)."""
     stage, shape, i = si.stage, in_shape, si.index
     listed = stage.blocks  # per-block settings (a pruned network's widths), else the stage's block for all
     if listed is not None and len(listed) != si.depth:
@@ -186,8 +189,11 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
         if block_dilation > 1 and not kind.dilation:
             raise StageProblem((), f"{block.type} blocks cannot dilate (stage {i + 1} needs dilation {block_dilation})")
         asked = Shortcut(block.shortcut) if block.shortcut else kind.shortcuts[0]
-        changes = s != 1 or shape[0] != out_channels
-        shortcut = Shortcut.NONE if asked is Shortcut.NONE else asked if changes else Shortcut.IDENTITY
+        changes = s != 1 or shape[0] != out_channels or (dilation_changes and block_dilation != dilation)
+        if asked is Shortcut.NONE or (asked is Shortcut.IDENTITY and changes):
+            shortcut = Shortcut.NONE
+        else:
+            shortcut = asked if changes else Shortcut.IDENTITY
         if shortcut is Shortcut.ZERO_PAD and out_channels < shape[0]:
             raise StageProblem((*where, "shortcut"), f"zero_pad cannot shrink {shape[0]} channels to {out_channels}; "
                                                      "use projection or avg_down")

@@ -21,5 +21,6 @@ def byob(si: StageInput) -> StageResult:
         stride = 1
     first_dilation = 1 if dilation in (1, 2) else 2
     blocks, ops, shapes = plan_blocks(si, si.in_shape, si.planes, stride=stride, first_dilation=first_dilation,
-                                      dilation=dilation, name=si.name, own_widths=True)
+                                      dilation=dilation, name=si.name, own_widths=True,
+                                      dilation_changes=True)
     return StageResult(tuple(blocks), tuple(ops), tuple(shapes), dilation, None)
