@@ -13,6 +13,7 @@ from .attention import BUILTIN_ATTENTION
 from .stages import BUILTIN_STAGES
 from .stages.base import StageType
 from .layers import BUILTIN_LAYERS
+from .heads import HEAD_LAYERS
 from .params import AttentionParams, BlockParams, LayerParams
 from .registry import Registry
 
@@ -99,7 +100,7 @@ def _fill_blocks(registry: Registry) -> None:
 
 
 def _fill_layers(registry: Registry) -> None:
-    for name, cls in {**BUILTIN_LAYERS, **REP_LAYERS}.items():
+    for name, cls in {**BUILTIN_LAYERS, **REP_LAYERS, **HEAD_LAYERS}.items():
         registry.register(name, cls, kind=cls.role)
     plugins.discover(registry, plugins.LAYER_GROUP, check_layer, lambda cls: cls.role)
 

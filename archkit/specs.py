@@ -55,7 +55,7 @@ class InitSpec(SpecModel):
 class WeightsMeta(SpecModel):
     """What a user needs to use declared weights: preprocessing, classes, published accuracy."""
 
-    num_classes: int | None = Field(None, ge=1, le=1 << 24, description="Classes of the classifier.")
+    num_classes: int | None = Field(None, ge=0, le=1 << 24, description="Classes of the classifier (0: the checkpoint has none, a feature tower).")
     input_size: list[Annotated[int, Field(ge=1, le=65536)]] | None = Field(
         None, min_length=2, max_length=2, description="Input [height, width] (the crop) it was evaluated at.")
     resize_size: int | None = Field(None, ge=1, le=65536, description="Resize the shorter side to this, then crop.")

@@ -12,6 +12,7 @@ from archkit import summary
 
 def flops_macs(model: torch.nn.Module, size: list[int]) -> int:
     """Multiply-accumulates of one forward at ``size`` (FlopCounterMode counts two FLOPs per MAC)."""
+    model.eval()  # batch 1 through a norm on pooled features (resnet50_mlp's head) needs eval mode
     with FlopCounterMode(display=False) as flops:
         model(torch.empty(1, 3, *size, device=next(model.parameters()).device))
     return flops.get_total_flops() // 2

@@ -1,0 +1,60 @@
+"""Head layer types beyond pooling and linear layers: CLIP's attention pooling (timm's ``attn_abs`` head)."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from pydantic import Field
+
+from .complexity import Cost
+from .params import LayerParams
+
+
+class AttentionPool(LayerParams):
+    """Attention pooling with an absolute position embedding, then a projection (CLIP's ResNet head,
+    timm's ``AttentionPool2d``): the feature map's mean token attends to every position. The position
+    embedding is sized for the feature map this spec's input gives and resampled for other sizes."""
+
+    whole: ClassVar[bool] = True  # a timm-layout head of this one layer is the head (head.pos_embed, head.q)
+    features: int = Field(ge=0, le=1 << 24, description="Output features of the projection (classes); 0: none, "
+                          "the attention's embedding is the output.")
+    embed_dim: int | None = Field(None, ge=1, le=1 << 20, description="Width of queries, keys and values "
+                                  "(default: the input channels).")
+    head_dim: int = Field(64, ge=1, le=1 << 16, description="Width of each attention head.")
+    qkv_separate: bool = Field(True, description="Separate q, k, v projections (CLIP's keys) rather than one qkv.")
+    qkv_bias: bool = Field(True, description="Biases on the q, k, v projections.")
+
+    def _sizes(self, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+        if len(shape) != 3:
+            raise ValueError(f"attention pooling needs a (channels, height, width) input, got {list(shape)}")
+        c, h, w = shape
+        embed = self.embed_dim or c
+        if embed % self.head_dim:
+            raise ValueError(f"head_dim {self.head_dim} does not divide the embedding width {embed}")
+        return c, h * w, embed, self.features
+
+    def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        _, _, embed, out = self._sizes(shape)
+        return (out or embed,)
+
+    def build(self, shape: tuple[int, ...], ctx: Any) -> Any:
+        from .nn.attention_pool import AttentionPool2d
+
+        c, _, embed, out = self._sizes(shape)
+        return AttentionPool2d(c, (shape[1], shape[2]), out, embed, embed // self.head_dim, self.qkv_bias,
+                               self.qkv_separate)
+
+    def cost(self, shape: tuple[int, ...], ctx: Any) -> Cost:
+        """Parameters; MACs as FlopCounterMode counts them (q, k, v over every token, the two attention
+        products, the projection over every token); writes: tokens, position sum, q, k, v, attention out."""
+        c, n, embed, out = self._sizes(shape)
+        tokens = n + 1
+        qkv = 3 * (c * embed + (embed if self.qkv_bias else 0))
+        proj = embed * out + out if out else 0
+        params = tokens * c + qkv + proj
+        macs = 3 * tokens * c * embed + 2 * tokens * tokens * embed + (tokens * embed * out if out else 0)
+        writes = 2 * tokens * c + 4 * tokens * embed + (tokens * out if out else 0) + (out or embed)
+        return Cost(params, macs, writes)
+
+
+HEAD_LAYERS: dict[str, type[LayerParams]] = {"attention_pool": AttentionPool}
