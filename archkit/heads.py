@@ -16,6 +16,7 @@ class AttentionPool(LayerParams):
     embedding is sized for the feature map this spec's input gives and resampled for other sizes."""
 
     whole: ClassVar[bool] = True  # a timm-layout head of this one layer is the head (head.pos_embed, head.q)
+    classifier: ClassVar[bool] = True  # its features are the classes (num_classes; 0 keeps the pooling)
     features: int = Field(ge=0, le=1 << 24, description="Output features of the projection (classes); 0: none, "
                           "the attention's embedding is the output.")
     embed_dim: int | None = Field(None, ge=1, le=1 << 20, description="Width of queries, keys and values "
@@ -30,7 +31,8 @@ class AttentionPool(LayerParams):
         c, h, w = shape
         embed = self.embed_dim or c
         if embed % self.head_dim:
-            raise ValueError(f"head_dim {self.head_dim} does not divide the embedding width {embed}")
+            raise ValueError(f"needs an embedding width divisible by head_dim {self.head_dim}, got {embed} "
+                             "(set head_dim or embed_dim)")
         return c, h * w, embed, self.features
 
     def output_shape(self, shape: tuple[int, ...]) -> tuple[int, ...]:

@@ -216,6 +216,8 @@ class Flatten(LayerParams):
 class Linear(LayerParams):
     """Fully connected; in_features flow in."""
 
+    classifier: ClassVar[bool] = True  # as a head's last such layer, its features are the classes (num_classes)
+
     features: int = Field(ge=1, le=1 << 24, description="Output features (classes for a classifier).")
     bias: bool = Field(True, description="Add a bias.")
 

@@ -404,15 +404,28 @@ def set_classes_and_channels(tree: MDict, num_classes: int | None, in_chans: int
     if num_classes is None:
         return
     head = tree.get("head")
-    indices = [i for i, layer in enumerate(head or []) if isinstance(layer, dict) and layer.get("type") == "linear"]
+    indices = [i for i, layer in enumerate(head or []) if isinstance(layer, dict) and _classifier(layer.get("type"))]
     if not indices:
         raise SpecError("num_classes: this spec's head has no linear classifier to resize", Mark("num_classes"))
-    if num_classes == 0:
+    if num_classes == 0 and head[indices[-1]].get("type") == "linear":
         del head[indices[-1]]
         if isinstance(head, MList):
             del head.marks[indices[-1]]
     else:
         set_value(tree, f"head.{indices[-1]}.features", num_classes, Mark(f"num_classes={num_classes}"))
+
+
+def _classifier(type_name: Any) -> bool:
+    """Whether a head layer of ``type_name`` ends in the classifier (its ``features`` are the classes):
+    ``linear``, ``attention_pool`` (whose projection 0 removes) or a plugin type that says so."""
+    from .catalog import LAYERS
+
+    if not isinstance(type_name, str):
+        return False
+    try:
+        return bool(getattr(LAYERS.get(type_name).obj, "classifier", False))
+    except (KeyError, ValueError):  # an unknown type: validation names it
+        return False
 
 
 def _index(part: str, node: Any) -> Any:

@@ -18,6 +18,8 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .transfer import classifier_name
+
 
 class FeatureInfo(list):
     """timm's ``FeatureInfo`` habits over a list of dicts: ``channels()``, ``reduction()``, ``module_name()``."""
@@ -39,6 +41,8 @@ class FeatureInfo(list):
 
 
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
+
+
 
 
 class Freezable:
@@ -114,10 +118,7 @@ class ArchkitNet(Freezable, nn.Sequential):
     # --- timm's classifier API ---------------------------------------------------------------------
 
     def _classifier_name(self) -> str | None:
-        for name in reversed(self.head_names):
-            if isinstance(self.get_submodule(name), nn.Linear):
-                return name
-        return None
+        return classifier_name(self, self.head_names)
 
     @property
     def num_classes(self) -> int:
@@ -164,6 +165,8 @@ class ArchkitNet(Freezable, nn.Sequential):
         for name in self.head_names:
             if name == stop:
                 break
+            if stop is not None and stop.startswith(f"{name}."):  # a head module holding its classifier
+                return self.get_submodule(name)(x, pre_logits=True)
             x = self.get_submodule(name)(x)
         return x
 

@@ -47,7 +47,7 @@ def _timm_names() -> set[str]:
 
 
 def _num_classes(spec: Any) -> int:
-    linear = [layer for layer in spec.head if layer.type == "linear"]
+    linear = [layer for layer in spec.head if getattr(layer, "classifier", False)]
     return getattr(linear[-1], "features", 0) if linear and not spec.features_only else 0
 
 

@@ -115,13 +115,23 @@ def first_convs(model: nn.Module, in_channels: int) -> list[str]:
     return keys
 
 
-def classifier(model: nn.Module, head_names: list[str]) -> set[str]:
-    """Keys of the last linear layer of the head (where ``num_classes`` changes land)."""
+def classifier_name(model: nn.Module, head_names: list[str]) -> str | None:
+    """The module path of the head's last linear layer: a head layer itself, or the linear layer a head
+    module names as its ``classifier_name`` (CLIP's attention pooling: ``proj``); None without one."""
     for name in reversed(head_names):
         module = model.get_submodule(name)
         if isinstance(module, nn.Linear):
-            return {f"{name}.weight", f"{name}.bias"}
-    return set()
+            return name
+        inner = getattr(module, "classifier_name", None)
+        if inner and isinstance(getattr(module, inner, None), nn.Linear):
+            return f"{name}.{inner}"
+    return None
+
+
+def classifier(model: nn.Module, head_names: list[str]) -> set[str]:
+    """Keys of the last linear layer of the head (where ``num_classes`` changes land)."""
+    name = classifier_name(model, head_names)
+    return {f"{name}.weight", f"{name}.bias"} if name else set()
 
 
 _CASTABLE = (torch.float16, torch.bfloat16, torch.float32, torch.float64)

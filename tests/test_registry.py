@@ -71,9 +71,10 @@ def _example(params_model: type[BaseModel]) -> dict:
 def test_every_layer_type_builds_and_runs(name: str) -> None:
     layer = {"type": name, **_example(LAYERS.get(name).obj)}
     spec = _tiny({"type": "basic"})
-    places = [  # in the stem on a feature map, last in the head, or in the head on flat input
+    places = [  # in the stem on a feature map, last in the head (after 32 or 64 channels), or on flat input
         {"stem": [{"type": "conv", "channels": 32}, layer]},
         {"head": [layer]},
+        {"head": [{"type": "conv", "channels": 64}, layer]},  # attention pooling's 64-wide heads
         {"head": [{"type": "adaptive_avgpool"}, {"type": "flatten"}, layer]},
     ]
     built, refused = 0, []
