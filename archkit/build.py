@@ -16,7 +16,7 @@ from .errors import first_line
 from .lower import TorchContext, _restore, module_of  # noqa: F401 - plugins import TorchContext from here; older pickles name archkit.build._restore
 from .model import ArchkitNet, FeatureExtractor, Freezable
 from .nn.attention_pool import AttentionPool2d
-from .nn.layers import BlurPool2d
+from .nn.layers import BlurPool2d, EvoNorm2dS0a
 from .plan import Plan, out_indices as _indices, plan
 from .specs import ModelSpec
 
@@ -56,7 +56,7 @@ def init_weights(model: nn.Module, spec: ModelSpec) -> None:
 
 
 # modules whose whole state their own reset_parameters() writes
-_SELF_INIT = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.LayerNorm, BlurPool2d, AttentionPool2d)
+_SELF_INIT = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.LayerNorm, BlurPool2d, AttentionPool2d, EvoNorm2dS0a)
 _KNOWN = (*_SELF_INIT, nn.modules.batchnorm._NormBase, nn.GroupNorm)
 
 

@@ -211,6 +211,33 @@ class GroupNorm(Op):
 
 
 @_frozen
+class EvoNormS0a(Op):
+    """timm's ``EvoNorm2dS0a`` (Liu et al. 2020): ``x * sigmoid(v * x)`` where ``act`` (its own activation),
+    divided by the group standard deviation of ``x``, then scaled and shifted (keys weight, bias, v)."""
+
+    channels: int
+    groups: int
+    eps: float = 1e-3
+    act: bool = True
+    type_name: ClassVar[str] = "EvoNorm2dS0a"
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        spatial(shapes[0], "evonorm")
+        if self.channels % self.groups:
+            raise ValueError(f"evonorm groups {self.groups} do not divide {self.channels} channels")
+        return shapes[0]
+
+    @property
+    def params(self) -> int:
+        return (3 if self.act else 2) * self.channels
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        # the group variance, +eps and sqrt per group, the expanded std's copy, [x * v, sigmoid, product],
+        # the quotient, scale and shift: as timm's forward writes them
+        return Cost(self.params, 0, 3 * self.groups + (7 if self.act else 4) * numel(out))
+
+
+@_frozen
 class LayerNorm2d(Op):
     """LayerNorm over the channels of a feature map (timm's ``LayerNorm2d``)."""
 

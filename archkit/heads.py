@@ -48,14 +48,16 @@ class AttentionPool(LayerParams):
 
     def cost(self, shape: tuple[int, ...], ctx: Any) -> Cost:
         """Parameters; MACs as FlopCounterMode counts them (q, k, v over every token, the two attention
-        products, the projection over every token); writes: tokens, position sum, q, k, v, attention out."""
+        products, the projection over every token); writes as the attention's reference path makes them:
+        the mean token, the tokens and their position sum, q, k, v, the scaled q and k, the scores and
+        their softmax per head, the attention output and its contiguous copy, the projection."""
         c, n, embed, out = self._sizes(shape)
-        tokens = n + 1
+        tokens, heads = n + 1, embed // self.head_dim
         qkv = 3 * (c * embed + (embed if self.qkv_bias else 0))
         proj = embed * out + out if out else 0
         params = tokens * c + qkv + proj
-        macs = 3 * tokens * c * embed + 2 * tokens * tokens * embed + (tokens * embed * out if out else 0)
-        writes = 2 * tokens * c + 4 * tokens * embed + (tokens * out if out else 0) + (out or embed)
+        macs = 3 * tokens * c * embed + 2 * tokens * tokens * embed + tokens * embed * out
+        writes = c + 2 * tokens * c + 7 * tokens * embed + 2 * heads * tokens * tokens + tokens * out
         return Cost(params, macs, writes)
 
 

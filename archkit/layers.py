@@ -39,6 +39,7 @@ class BatchNorm(LayerParams):
     """Batch normalization over channels."""
 
     role: ClassVar[str] = "norm"
+    foldable: ClassVar[bool] = True  # folds into the conv before it (re-parameterization)
     eps: float = Field(1e-5, gt=0, lt=1, description="Added to the variance for stability.")
     momentum: float = Field(0.1, ge=0, le=1, description="Running-statistics momentum.")
 
@@ -48,6 +49,32 @@ class BatchNorm(LayerParams):
     def emit_act(self, s: Scope, name: str, x: Value, act: g.Activation | None) -> Value:
         """The norm with ``act`` inside (timm's ``BatchNormAct2d``; None: no activation)."""
         return s.call(name, g.BatchNormAct(x.shape[0], self.eps, self.momentum, act), x)
+
+
+class EvoNormS0a(LayerParams):
+    """EvoNorm-S0a (Liu et al. 2020, timm's EvoNorm2dS0a): a group-std normalizer with its own activation,
+    x * sigmoid(v * x); inside a conv-norm-act unit that gating is the activation (the spec's is not used)."""
+
+    role: ClassVar[str] = "norm"
+    group_size: int | None = Field(None, ge=1, le=1 << 20, description="Channels per group (overrides groups).")
+    groups: int = Field(32, ge=1, le=1 << 20, description="Number of groups; must divide the channels.")
+    eps: float = Field(1e-3, gt=0, lt=1, description="Added to the group variance for stability.")
+
+    def _op(self, channels: int, act: bool) -> g.EvoNormS0a:
+        if self.group_size is not None:
+            if channels % self.group_size:
+                raise ValueError(f"evonorm group_size {self.group_size} does not divide {channels} channels")
+            groups = channels // self.group_size
+        else:
+            groups = self.groups
+        return g.EvoNormS0a(channels, groups, self.eps, act)
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        return s.call(name, self._op(x.shape[0], False), x)
+
+    def emit_act(self, s: Scope, name: str, x: Value, act: g.Activation | None) -> Value:
+        """The norm with its own gating as the activation (None: without it, timm's apply_act=False)."""
+        return s.call(name, self._op(x.shape[0], act is not None), x)
 
 
 class GroupNorm(LayerParams):
@@ -269,6 +296,7 @@ BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "conv_norm_act": ConvNormAct,
     "batchnorm": BatchNorm,
     "groupnorm": GroupNorm,
+    "evonorm_s0a": EvoNormS0a,
     "norm": Norm,
     "act": Act,
     "relu": ReLU,

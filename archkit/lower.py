@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from . import graph as g
-from .nn.layers import AvgPoolSame, BatchNormAct2d, BlurPool2d, DropBlock2d, DropPath, LayerNorm2d, ZeroPadShortcut
+from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, DropBlock2d, DropPath, EvoNorm2dS0a, LayerNorm2d,
+                        ZeroPadShortcut)
 
 # --- primitives --------------------------------------------------------------------------------------
 
@@ -68,6 +69,7 @@ _PRIMITIVES: dict[type, Any] = {
     g.BatchNormAct: lambda op: BatchNormAct2d(op.channels, op.eps, op.momentum,
                                               _activation(op.act) if op.act is not None else None),
     g.LayerNorm2d: lambda op: LayerNorm2d(op.channels, eps=op.eps),
+    g.EvoNormS0a: lambda op: EvoNorm2dS0a(op.channels, op.groups, op.eps, op.act),
     g.Activation: _activation,
     g.Pool2d: _pool,
     g.AdaptiveAvgPool2d: lambda op: nn.AdaptiveAvgPool2d((op.size, op.size)),

@@ -39,7 +39,7 @@ def rep_unit(s: Scope, x: Value, out: int, kernel_size: int, *, stride: int = 1,
         y = s.conv("reparam_conv", x, out, kernel_size, stride=stride, dilation=dilation, groups=groups, bias=True,
                    padding=pad)
     else:
-        if not callable(getattr(s.norm_layer, "emit_act", None)):
+        if not getattr(s.norm_layer, "foldable", False):
             raise ValueError(f"its branches are conv-norm units with timm's norm-act layers: the "
                              f"{s.norm_layer.type} norm cannot be one (use batchnorm)")
         if identity:

@@ -115,6 +115,37 @@ class AvgPoolSame(nn.Module):
         return F.avg_pool2d(F.pad(x, (0, 1, 0, 1)), 2, 1)
 
 
+class EvoNorm2dS0a(nn.Module):
+    """timm's ``EvoNorm2dS0a`` (same keys and arithmetic): ``x * sigmoid(v * x)`` (with ``apply_act``) over
+    the group standard deviation, then ``weight`` and ``bias``."""
+
+    def __init__(self, num_features: int, groups: int, eps: float = 1e-3, apply_act: bool = True):
+        super().__init__()
+        self.groups, self.eps = groups, eps
+        self.weight = nn.Parameter(torch.empty(num_features))
+        self.bias = nn.Parameter(torch.empty(num_features))
+        self.v = nn.Parameter(torch.empty(num_features)) if apply_act else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.ones_(self.weight)
+        nn.init.zeros_(self.bias)
+        if self.v is not None:
+            nn.init.ones_(self.v)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        dtype = x.dtype
+        grouped = x.reshape(b, self.groups, c // self.groups, h, w)
+        std = grouped.float().var(dim=(2, 3, 4), unbiased=False, keepdim=True).add(self.eps).sqrt().to(dtype)
+        d = std.expand(grouped.shape).reshape(b, c, h, w)
+        shape = (1, -1, 1, 1)
+        if self.v is not None:
+            x = x * (x * self.v.view(shape).to(dtype)).sigmoid()
+        x = x / d
+        return x * self.weight.view(shape).to(dtype) + self.bias.view(shape).to(dtype)
+
+
 class BatchNormAct2d(nn.BatchNorm2d):
     """BatchNorm2d with its activation inside, as timm's ``BatchNormAct2d`` (same keys: the norm's;
     children ``drop`` and ``act``), so conv-norm-act units load timm's weights by name."""
