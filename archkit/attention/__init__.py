@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from ..params import AttentionParams
 from .base import _Reduced, make_divisible
+from .bat import BilinearAttention
 from .cbam import Cbam
 from .eca import Eca
 from .gc import GlobalContextParams
@@ -26,6 +27,7 @@ BUILTIN_ATTENTION: dict[str, type[AttentionParams]] = {
     "eca": Eca,
     "cbam": Cbam,
     "gc": GlobalContextParams,
+    "bat": BilinearAttention,
 }
 
 __all__ = ["AttentionParams", "BUILTIN_ATTENTION", "make_divisible", "_Reduced"]
