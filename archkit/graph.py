@@ -232,9 +232,11 @@ class EvoNormS0a(Op):
         return (3 if self.act else 2) * self.channels
 
     def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
-        # the group variance, +eps and sqrt per group, the expanded std's copy, [x * v, sigmoid, product],
-        # the quotient, scale and shift: as timm's forward writes them
-        return Cost(self.params, 0, 3 * self.groups + (7 if self.act else 4) * numel(out))
+        # the group variance, +eps and sqrt per group, the expanded std's copy (a view where one group or
+        # one channel per group lets the reshape be one), [x * v, sigmoid, product], the quotient, scale and
+        # shift: as timm's forward writes them
+        copy = self.groups > 1 and self.channels // self.groups > 1
+        return Cost(self.params, 0, 3 * self.groups + (copy + (6 if self.act else 3)) * numel(out))
 
 
 @_frozen

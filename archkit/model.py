@@ -201,11 +201,13 @@ class ArchkitNet(Freezable, nn.Sequential):
         layout whose modules are not all in blocks (a CSP stage's transitions) is one group; a BYOB stage
         (its blocks are its children, ``stages.N.M``) groups by block, as timm's ByobNet."""
         stem = "|".join(re.escape(n) for n in self.stem_names) or "$^"
+        final = {"final": rf"^(?:{'|'.join(re.escape(n) for n in self.final_names)})(?:\.|$)"} if self.final_names else {}
         if self.stage_names and self.stage_names[0].startswith("stages."):
             flat = all(type(self.get_submodule(n)) is nn.Sequential for n in self.stage_names)  # byob: stages.N.M
             return {"stem": rf"^(?:{stem})(?:\.|$)",
-                    "blocks": r"^stages\.(\d+)\.(\d+)" if flat and not coarse else r"^stages\.(\d+)"}
-        return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"}
+                    "blocks": r"^stages\.(\d+)\.(\d+)" if flat and not coarse else r"^stages\.(\d+)", **final}
+        return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)",
+                **final}
 
 class FeatureExtractor(Freezable, nn.Sequential):
     """The stem and stages of a spec, returning the chosen stages' feature maps (timm's ``features_only``).

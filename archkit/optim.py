@@ -18,9 +18,10 @@ def layer_ids(model: nn.Module) -> dict[str, int]:
     """Each trainable parameter's layer id (0 = stem, 1.. = blocks in order, last = head)."""
     matcher = model.group_matcher(coarse=False)
     stem, blocks = re.compile(matcher["stem"]), re.compile(matcher["blocks"])
+    final = re.compile(matcher["final"]) if matcher.get("final") else None
     order: dict[tuple, int] = {}
     ids: dict[str, int] = {}
-    pending = []
+    pending, finals = [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
@@ -31,8 +32,12 @@ def layer_ids(model: nn.Module) -> dict[str, int]:
         if m:
             key = tuple(int(g) for g in m.groups())
             ids[name] = order.setdefault(key, len(order) + 1)
+        elif final is not None and final.match(name):
+            finals.append(name)
         else:
             pending.append(name)
+    for name in finals:  # the final layers join the last block's group (timm's final_conv: MATCH_PREV_GROUP)
+        ids[name] = max(len(order), 1)
     last = len(order) + 1
     for name in pending:  # the head
         ids[name] = last

@@ -18,7 +18,8 @@ from archkit.catalog import ATTENTION, BLOCKS
 
 SMALL = {"groups": [1, 2, 4], "cardinality": [1, 2, 4], "base_width": [4, 16, 64], "bottle_ratio": [0.25, 0.5, 1.0],
          "reduction": [4, 8], "divisor": [1, 8], "dropout": [0.0, 0.3], "aa": [None, "blur", "avg"],
-         "reduce_first": [1, 2], "shortcut_kernel_size": [1, 3]}
+         "reduce_first": [1, 2], "shortcut_kernel_size": [1, 3], "group_size": [None, 1, 2], "block_size": [1, 2],
+         "extra_conv": [False, True], "bottle_in": [False, True], "linear_out": [False, True]}
 
 
 def _params(draw, model: type) -> dict:
@@ -55,7 +56,8 @@ def random_specs(draw) -> dict:
               for _ in range(draw(st.integers(1, 3)))]
     size = draw(st.integers(6, 33))
     stem_channels = draw(st.integers(1, 32))
-    norm = draw(st.sampled_from([{"type": "batchnorm"}, {"type": "groupnorm", "groups": 1}]))
+    norm = draw(st.sampled_from([{"type": "batchnorm"}, {"type": "groupnorm", "groups": 1},
+                                 {"type": "evonorm_s0a", "groups": 1}]))
     act = draw(st.sampled_from([{"type": "relu"}, {"type": "leaky_relu", "inplace": False}, {"type": "silu"}]))
     return {
         "name": "random", "input": {"channels": draw(st.integers(1, 4)), "size": [size, draw(st.integers(6, 33))]},

@@ -18,7 +18,8 @@ from archkit import summary
 from archkit.cli import main
 from timm_reference import assert_structure_and_macs_equal_timm, flops_macs
 
-NAMES = [n for n in timm.list_models(module="byobnet") if n.startswith(("repvgg", "mobileone"))]
+NAMES = [n for n in timm.list_models(module="byobnet") if n.startswith(("repvgg", "mobileone"))]  # the others:
+# tests/test_timm_byob_blocks.py
 LARGE = {"repvgg_b1", "repvgg_b1g4", "repvgg_b2", "repvgg_b2g4", "repvgg_b3", "repvgg_b3g4",
          "repvgg_d2se"}  # over 30 M parameters: forwards under -m slow (checked below)
 # the figures: timm's parameter counts before and after reparameterize_model

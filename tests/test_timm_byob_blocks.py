@@ -1,0 +1,232 @@
+"""timm's ``byobnet.py`` beyond RepVGG and MobileOne (37 of its 53 models): GENet, ResNet-Q, the *ts
+ResNe(X)ts with SE / ECA / global context / BAT attention, RegNetZ (with EvoNorm-S0a), CLIP's ResNets
+(attention pooling, the ``_gap`` heads, the MLP head) and ``test_byobnet``, as packaged specs: state_dict
+keys and shapes in order, parameter counts and MACs (FlopCounterMode) equal timm's; timm's weights load
+strictly and eval outputs are equal. The new layers (attention pooling, BAT, EvoNorm-S0a) are also checked
+against timm's modules directly, at sizes their models do not use. A representative few run by default
+(the suite's time budget), every model under ``-m slow``."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from timm.models import get_pretrained_cfg
+
+import archkit
+from archkit import summary
+from archkit.cli import main
+from archkit.oracle import measure_meta
+from timm_reference import assert_structure_and_macs_equal_timm
+
+ALL = timm.list_models(module="byobnet")
+NAMES = [n for n in ALL if not n.startswith(("repvgg", "mobileone"))]
+STRUCTURE_BY_DEFAULT = {"test_byobnet", "regnetz_b16", "resnet50_clip", "resnet61q", "gernet_s"}
+FORWARD_BY_DEFAULT = {"test_byobnet", "gernet_s", "regnetz_b16_evos"}
+SIZE = {"bat_resnext26ts": 256}  # BAT needs maps in multiples of its block size 8 (timm's too)
+
+
+def _marked(names, default):
+    return [pytest.param(n, marks=[] if n in default else [pytest.mark.slow]) for n in names]
+
+
+def test_every_model_of_timms_byobnet_is_a_packaged_spec() -> None:
+    assert len(ALL) == 53 and len(NAMES) == 37  # timm 1.0.31
+    assert sorted(set(ALL) - set(archkit.list_models())) == []
+
+
+@pytest.mark.parametrize("name", _marked(NAMES, STRUCTURE_BY_DEFAULT))
+def test_structure_and_macs_equal_timm(name: str) -> None:
+    assert_structure_and_macs_equal_timm(name)
+
+
+def _trained(name: str, **kwargs) -> torch.nn.Module:
+    """timm's model with norm statistics and scales away from their initial values (EvoNorm's too)."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, **kwargs).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+            if type(m).__name__.startswith(("BatchNorm", "EvoNorm")):
+                for p in m.parameters():
+                    p.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("name", _marked(NAMES, FORWARD_BY_DEFAULT))
+def test_weights_load_and_outputs_equal_timms(name: str) -> None:
+    theirs = _trained(name)
+    ours = archkit.create_model(name).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, SIZE.get(name, 64), SIZE.get(name, 64))
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+def test_timm_weights_are_declared_as_timm_has_them() -> None:
+    """51 of 53 byobnet models have default weights in timm; the two untrained ones declare none."""
+    untrained = []
+    for name in NAMES:
+        cfg = get_pretrained_cfg(name).to_dict()
+        declared = archkit.load_spec(name).weights
+        if cfg["tag"] == "untrained":
+            untrained.append(name)
+            assert not declared
+            continue
+        (tag, entry), = declared.items()
+        assert tag == cfg["tag"] and entry.meta.num_classes == cfg["num_classes"]
+        if cfg.get("url"):  # a GitHub release file whose name carries its hash's first 8 hex digits
+            assert entry.url == cfg["url"] and cfg["url"].endswith(f"-{entry.sha256}.pth")
+        else:
+            assert entry.url == f"https://huggingface.co/{cfg['hf_hub_id']}/resolve/main/model.safetensors"
+            assert entry.sha256 is None
+        assert (entry.meta.crop_pct, entry.meta.interpolation, entry.meta.license) == \
+            (cfg["crop_pct"], cfg["interpolation"], cfg["license"])
+        assert entry.meta.input_size == list(cfg["input_size"][1:]) == archkit.load_spec(name).input.size
+        assert tuple(entry.meta.mean) == cfg["mean"]
+    assert untrained == ["regnetz_b16_evos", "resnet50_mlp"]
+
+
+@pytest.mark.parametrize("name", _marked(["resnet50_clip", "regnetz_b16_evos", "bat_resnext26ts"],
+                                         {"resnet50_clip", "regnetz_b16_evos"}))
+def test_the_summary_equals_the_meta_forward(name: str) -> None:
+    """Rows, parameters, MACs and the activation estimate of the new layer types (attention pooling,
+    EvoNorm-S0a, BAT) equal the meta-device reference."""
+    spec = archkit.load_spec(name)
+    ours, oracle = summary.measure(spec), measure_meta(spec)
+    assert [(r.name, r.output_shape, r.params, r.macs) for r in ours.rows] == \
+        [(r.name, r.output_shape, r.params, r.macs) for r in oracle.rows]
+    assert ours.activation_bytes == oracle.activation_bytes
+
+
+# --- the new layers against timm's modules, at sizes no packaged model uses ----------------------------
+
+
+def test_attention_pooling_equals_timms_at_its_size_and_others() -> None:
+    from timm.layers import AttentionPool2d as Theirs
+
+    from archkit.heads import AttentionPool
+
+    torch.manual_seed(0)
+    theirs = Theirs(96, feat_size=(4, 5), out_features=10, head_dim=32, qkv_separate=True).eval()
+    layer = AttentionPool(type="attention_pool", features=10, head_dim=32)
+    ours = layer.build((96, 4, 5), None).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert layer.cost((96, 4, 5), None).params == sum(p.numel() for p in theirs.parameters())
+    with torch.no_grad():
+        for h, w in ((4, 5), (3, 7), (6, 6)):  # the native size, then resampled position embeddings
+            x = torch.randn(2, 96, h, w)
+            assert torch.equal(ours(x), theirs(x))
+            assert torch.equal(ours(x, pre_logits=True), theirs(x, pre_logits=True))
+
+
+def test_bat_equals_timms_at_other_sizes() -> None:
+    from timm.layers.non_local_attn import BatNonLocalAttn
+
+    from archkit.attention.bat import BilinearAttention
+
+    torch.manual_seed(0)
+    theirs = BatNonLocalAttn(48, block_size=4, groups=2).eval()
+    params = BilinearAttention(type="bat", block_size=4)
+    ours = params.build(48).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert params.cost(48, (8, 12)).params == sum(p.numel() for p in theirs.parameters())
+    with torch.no_grad():
+        for h, w in ((4, 4), (8, 12), (12, 8)):
+            x = torch.randn(2, 48, h, w)
+            assert torch.equal(ours(x), theirs(x))
+    with pytest.raises(ValueError, match="multiples of block_size 4, gets 6x8"):
+        params.cost(48, (6, 8))
+
+
+@pytest.mark.parametrize("apply_act", [True, False])
+def test_evonorm_equals_timms(apply_act: bool) -> None:
+    from timm.layers import EvoNorm2dS0a as Theirs
+
+    from archkit.nn.layers import EvoNorm2dS0a
+
+    torch.manual_seed(0)
+    theirs = Theirs(48, group_size=8, apply_act=apply_act)
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.uniform_(0.5, 1.5)
+    ours = EvoNorm2dS0a(48, 6, apply_act=apply_act)
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 48, 5, 3)
+    assert torch.equal(ours(x), theirs(x))
+
+
+# --- what the new parts give users -------------------------------------------------------------------
+
+
+def test_clip_heads_classifier_api_matches_timms() -> None:
+    """num_classes, get_classifier, pre_logits and reset_classifier reach the attention pool's projection."""
+    theirs = _trained("resnet50_clip")
+    ours = archkit.create_model("resnet50_clip").eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    assert ours.num_classes == theirs.num_classes == 1024
+    assert ours.get_classifier() is ours.head.proj
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        features = ours.forward_features(x)
+        assert torch.equal(features, theirs.forward_features(x))
+        assert torch.equal(ours.forward_head(features, pre_logits=True),
+                           theirs.forward_head(features, pre_logits=True))
+    ours.reset_classifier(10)
+    assert ours(x).shape == (1, 10)
+    assert archkit.create_model("resnet50_clip", num_classes=0, device="meta")(torch.empty(1, 3, 64, 64,
+                                                                                           device="meta")).shape == (1, 2048)
+
+
+@pytest.mark.parametrize("name, stride", [("regnetz_b16", 16), pytest.param("resnet33ts", 8, marks=pytest.mark.slow)])
+def test_features_end_in_timms_final_conv(name: str, stride: int) -> None:
+    """The last feature map is the final_conv's output, as timm's feature_info says; dilated stages too."""
+    theirs = _trained(name, features_only=True, output_stride=stride)
+    ours = archkit.create_model(name, features_only=True, output_stride=stride, out_indices=[0, 1, 2, 3, 4]).eval()
+    ours.load_state_dict({k.replace("stages_", "stages."): v for k, v in theirs.state_dict().items()}, strict=True)
+    assert ours.feature_info.module_name()[-1] == theirs.feature_info.module_name()[-1] == "final_conv"
+    assert ours.feature_info.channels() == theirs.feature_info.channels()
+    assert ours.feature_info.reduction() == theirs.feature_info.reduction()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs(x), strict=True))
+
+
+def test_layer_decay_puts_final_conv_last_as_timm() -> None:
+    from timm.optim._param_groups import param_groups_layer_decay
+
+    def scales(groups, model, key):
+        names = {id(p): n for n, p in model.named_parameters()}
+        return {names[id(p)]: g[key] for g in groups for p in g["params"]}
+
+    ours_model, theirs_model = archkit.create_model("gernet_s"), timm.create_model("gernet_s")
+    ours = scales(archkit.param_groups(ours_model, lr=1.0, layer_decay=0.75), ours_model, "lr")
+    theirs = scales(param_groups_layer_decay(theirs_model, layer_decay=0.75), theirs_model, "lr_scale")
+    assert ours == theirs
+
+
+def test_identity_shortcut_kind_drops_the_projections() -> None:
+    """``shortcut: identity`` (timm's downsample=''): blocks that change shape add no shortcut, so a
+    ResNet-18 loses exactly torchvision's downsample parameters."""
+    import torchvision
+
+    reference = torchvision.models.resnet18()
+    downsample = sum(p.numel() for n, p in reference.named_parameters() if ".downsample." in n)
+    spec = archkit.as_spec("resnet18", values={"block.shortcut": "identity"})
+    assert summary.measure(spec).total_params == sum(p.numel() for p in reference.parameters()) - downsample
+    model = archkit.build_model(spec, device="meta")
+    assert model.layer2[0].downsample is None and model.layer2[1].downsample is None
+
+
+def test_byob_blocks_refuse_what_they_cannot_build(capsys) -> None:
+    cases = [(["--set", "block.group_size=7"], "group_size 7 does not divide the inner width"),
+             (["--set", "block.shortcut=zero_pad"], "accept shortcut kinds projection, avg_down, identity"),
+             (["--set", "norm={type: evonorm_s0a, group_size: 7}"], "group_size 7 does not divide 24 channels"),
+             (["--set", "head=[{type: attention_pool, features: 10, head_dim: 100}]"],
+              "needs an embedding width divisible by head_dim 100")]
+    for extra, fragment in cases:
+        assert main(["validate", "resnet33ts", *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
