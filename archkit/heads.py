@@ -17,6 +17,8 @@ class AttentionPool(LayerParams):
 
     whole: ClassVar[bool] = True  # a timm-layout head of this one layer is the head (head.pos_embed, head.q)
     classifier: ClassVar[bool] = True  # its features are the classes (num_classes; 0 keeps the pooling)
+    fixed_input_size: ClassVar[bool] = True  # its position embedding is sized for one input (timm's pretrained_cfg)
+    global_pool: ClassVar[str] = "token"  # timm's name for its pooling
     features: int = Field(ge=0, le=1 << 24, description="Output features of the projection (classes); 0: none, "
                           "the attention's embedding is the output.")
     embed_dim: int | None = Field(None, ge=1, le=1 << 20, description="Width of queries, keys and values "

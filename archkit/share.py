@@ -30,7 +30,11 @@ def timm_name(spec: Any) -> str | None:
         return None
     try:
         tree = loader.load(name, resolve=zoo.resolve)
-        loader.set_classes_and_channels(tree, _num_classes(spec), spec.input.channels)
+        classes = _num_classes(spec)
+        if classes != _num_classes(specs.validate(loader.load(name, resolve=zoo.resolve), name)):
+            loader.set_classes_and_channels(tree, classes, spec.input.channels)  # (a _gap model has none to set)
+        else:
+            loader.set_classes_and_channels(tree, None, spec.input.channels)
         loader.set_value(tree, "drop_path_rate", spec.drop_path_rate, Mark("drop_path_rate"))
         same = specs.validate(tree, name)
     except SpecError:
@@ -68,10 +72,13 @@ def config(model: Any, spec: Any, weights_sha256: str | None = None) -> dict:
                   "classifier": _classifier(model, spec)}
     if meta.get("license"):
         pretrained["license"] = meta["license"]
+    if any(getattr(layer, "fixed_input_size", False) for layer in spec.head):  # CLIP's attention pooling
+        pretrained["fixed_input_size"] = True
+    pools = [getattr(layer, "global_pool", None) for layer in spec.head]
     arch = timm_name(spec)
     out: dict[str, Any] = {"architecture": arch or "archkit", "num_classes": num_classes,
-                           "num_features": getattr(model, "num_features", None), "global_pool": "avg",
-                           "pretrained_cfg": pretrained}
+                           "num_features": getattr(model, "num_features", None),
+                           "global_pool": next((p for p in pools if p), "avg"), "pretrained_cfg": pretrained}
     stored = spec.model_dump(mode="json", exclude={"weights"})
     if arch is None:
         out["model_args"] = {"spec": stored}

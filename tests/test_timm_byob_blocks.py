@@ -259,3 +259,27 @@ def test_a_variant_no_library_ships_is_a_few_lines_and_equals_timms_byobnet_of_i
     deploy = archkit.create_model(str(path), deploy=True).eval()
     deploy.load_state_dict(fused.state_dict(), strict=True)
     assert summary.measure(archkit.load_spec(str(path))).total_params == sum(p.numel() for p in theirs.parameters())
+
+
+@pytest.mark.parametrize("name", _marked(["gernet_s", "resnet50_clip", "resnet50_clip_gap"], {"gernet_s"}))
+def test_shared_folders_load_in_timm(tmp_path, name: str) -> None:
+    """A saved folder names timm's architecture (final_conv, CLIP's fixed-size attention pooling and the
+    classifier-less _gap head included) and timm loads it with equal outputs."""
+    import json
+
+    ours = archkit.create_model(name).eval()
+    archkit.save_pretrained(ours, tmp_path / name)
+    config = json.loads((tmp_path / name / "config.json").read_text())
+    assert config["architecture"] == name and config["num_classes"] == get_pretrained_cfg(name).num_classes
+    theirs = timm.create_model(f"local-dir:{tmp_path / name}", pretrained=True).eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+def test_num_classes_gives_a_classifier_free_head_one_as_timm() -> None:
+    ours = archkit.create_model("resnet50_clip_gap", num_classes=10, device="meta")
+    theirs = timm.create_model("resnet50_clip_gap", num_classes=10, device="meta")
+    assert [(k, v.shape) for k, v in ours.state_dict().items()][-2:] == \
+        [(k, v.shape) for k, v in theirs.state_dict().items()][-2:]
+    assert archkit.create_model("resnet50_clip_gap", num_classes=0, device="meta").num_classes == 0
