@@ -38,7 +38,15 @@ class _Parser(argparse.ArgumentParser):
             options = [o for a in self._all_actions() for o in a.option_strings]
             close = difflib.get_close_matches(unknown[0], options, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]}?" if close else ""
+            takers = self._commands_taking(unknown[0])
+            if close and close[0] == unknown[0] and takers:  # a real option of other commands
+                hint = f"; {unknown[0]} is an option of: {', '.join(takers)}"
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}{hint} (see '{self.prog} --help')\n")
+
+    def _commands_taking(self, flag: str) -> list[str]:
+        return [name for action in self._actions if isinstance(action, argparse._SubParsersAction)
+                for name, parser in action.choices.items()
+                if any(flag in a.option_strings for a in parser._actions)]
 
     def _all_actions(self) -> list[argparse.Action]:
         actions = list(self._actions)

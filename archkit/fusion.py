@@ -15,14 +15,15 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .errors import NothingToFuse
-from .nn.layers import BatchNormAct2d
+from .nn.layers import BatchNormAct2d, EvoNorm2dS0a
 
 
 class _Tracer(fx.Tracer):
-    """torch.fx's tracer, keeping a norm with its activation inside as one call (it is fused as a norm)."""
+    """torch.fx's tracer, keeping a norm with its activation inside as one call (it is fused as a norm), and
+    modules whose forward branches on the input's size (``fx_leaf``: attention pooling, BAT) as calls."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, BatchNormAct2d) or super().is_leaf_module(m, qualname)
+        return isinstance(m, BatchNormAct2d) or getattr(m, "fx_leaf", False) or super().is_leaf_module(m, qualname)
 
 
 def fuse(model: nn.Module) -> fx.GraphModule:
@@ -51,7 +52,7 @@ def fuse(model: nn.Module) -> fx.GraphModule:
         folded += 1
     if not folded:
         norms = sorted({type(m).__name__ for m in model.modules()
-                        if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm))})
+                        if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm, EvoNorm2dS0a))})
         what = f"it uses {', '.join(norms)}" if norms else "it has no norm layers"
         raise NothingToFuse(f"nothing to fuse: no convolution is followed by a BatchNorm ({what})")
     graph_module.graph.lint()

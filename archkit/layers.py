@@ -154,8 +154,8 @@ def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1,
     spec's norm with the spec's activation inside it (``apply_act=False``: none). ``aa`` (``avg``, ``blur``):
     timm's ``aa_layer``: a strided conv runs at stride 1 and child ``aa`` downsamples after the norm."""
     inner, (y,) = s.enter(name, "ConvNormAct", x)
-    pad = timm_padding(kernel_size, stride, dilation) if padding is None else padding
-    use_aa = aa is not None and stride > 1
+    use_aa = aa is not None and stride > 1  # the conv then runs at stride 1, padded for it (timm's)
+    pad = timm_padding(kernel_size, 1 if use_aa else stride, dilation) if padding is None else padding
     y = inner.call("conv", g.Conv2d(x.shape[0], out, kernel_size, 1 if use_aa else stride, pad, dilation, groups), y)
     norm, act = s.norm_layer, s.act_layer
     if not callable(getattr(norm, "emit_act", None)):
@@ -175,8 +175,6 @@ def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1,
 
 class ConvNormAct(LayerParams):
     """timm's ConvNormAct: conv, then the spec's norm with its activation inside (keys conv.*, bn.*)."""
-
-    whole: ClassVar[bool] = True  # the only unnamed layer of a timm-layout stem is the stem (stem.conv.*, stem.bn.*)
 
     channels: int = Field(ge=1, le=1 << 20, description="Output channels.")
     kernel_size: int = Field(3, ge=1, le=63, description="Square kernel size.")

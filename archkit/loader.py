@@ -394,8 +394,9 @@ def set_value(tree: MDict, key: str, value: Any, mark: Mark) -> None:
 def set_classes_and_channels(tree: MDict, num_classes: int | None, in_chans: int | None) -> None:
     """timm's ``num_classes`` / ``in_chans``: the head's last linear layer and the input channels.
 
-    ``num_classes=0`` removes that layer (pooled features out), as timm does; a head of pooled features
-    without a classifier (timm's ``*_gap`` models) gains one, ``fc``.
+    ``num_classes=0`` removes that layer (pooled features out), as timm does; a head without a classifier
+    (timm's ``*_gap`` models) gains one at its end, ``fc`` (on a head whose output is not flat, validation
+    says so in one located line).
     """
     for name, value in (("num_classes", num_classes), ("in_chans", in_chans)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < (name == "in_chans")):
@@ -408,7 +409,7 @@ def set_classes_and_channels(tree: MDict, num_classes: int | None, in_chans: int
     indices = [i for i, layer in enumerate(head or []) if isinstance(layer, dict) and _classifier(layer.get("type"))]
     if not indices and num_classes == 0:
         return
-    if not indices and head and isinstance(head, list) and isinstance(head[-1], dict) and head[-1].get("type") == "flatten":
+    if not indices and head and isinstance(head, list):
         mark = Mark(f"num_classes={num_classes}")
         head.append(MDict({"name": "fc", "type": "linear", "features": num_classes}, mark=mark))
         if isinstance(head, MList):

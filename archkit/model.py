@@ -61,6 +61,9 @@ class Freezable:
             yield self.get_submodule(name)
         for name in self.stage_names[: self.frozen_stages]:
             yield self.get_submodule(name)
+        if self.frozen_stages >= len(self.stage_names):  # the final layers make the last stage's feature map
+            for name in getattr(self, "final_names", ()):
+                yield self.get_submodule(name)
 
     def freeze(self, frozen_stages: int | None = None, norm_eval: bool | None = None) -> "ArchkitNet":
         """Set ``frozen_stages`` / ``norm_eval`` (as the spec keys do) and apply them now."""
@@ -155,7 +158,7 @@ class ArchkitNet(Freezable, nn.Sequential):
             x = self.get_submodule(name)(x)
         for name in self.stage_names:
             x = _run_stage(self.get_submodule(name), x, self.grad_checkpointing)
-        for name in self.final_names:
+        for name in getattr(self, "final_names", ()):  # (models pickled before final layers existed lack it)
             x = self.get_submodule(name)(x)
         return x
 
@@ -201,13 +204,15 @@ class ArchkitNet(Freezable, nn.Sequential):
         layout whose modules are not all in blocks (a CSP stage's transitions) is one group; a BYOB stage
         (its blocks are its children, ``stages.N.M``) groups by block, as timm's ByobNet."""
         stem = "|".join(re.escape(n) for n in self.stem_names) or "$^"
-        final = {"final": rf"^(?:{'|'.join(re.escape(n) for n in self.final_names)})(?:\.|$)"} if self.final_names else {}
         if self.stage_names and self.stage_names[0].startswith("stages."):
             flat = all(type(self.get_submodule(n)) is nn.Sequential for n in self.stage_names)  # byob: stages.N.M
-            return {"stem": rf"^(?:{stem})(?:\.|$)",
-                    "blocks": r"^stages\.(\d+)\.(\d+)" if flat and not coarse else r"^stages\.(\d+)", **final}
-        return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)",
-                **final}
+            blocks: Any = r"^stages\.(\d+)\.(\d+)" if flat and not coarse else r"^stages\.(\d+)"
+        else:
+            blocks = r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"
+        final = getattr(self, "final_names", ())
+        if final:  # timm's form: final layers join the last block's group (timm's MATCH_PREV_GROUP, 99999)
+            blocks = [(blocks, None), (rf"^(?:{'|'.join(re.escape(n) for n in final)})(?:\.|$)", (99999,))]
+        return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": blocks}
 
 class FeatureExtractor(Freezable, nn.Sequential):
     """The stem and stages of a spec, returning the chosen stages' feature maps (timm's ``features_only``).
@@ -232,7 +237,7 @@ class FeatureExtractor(Freezable, nn.Sequential):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[override]
         features = []
         stages = set(self.stage_names)  # stage identity from the plan, never from a name's shape
-        for name in (*self.stem_names, *self.stage_names, *self.final_names):
+        for name in (*self.stem_names, *self.stage_names, *getattr(self, "final_names", ())):
             module = self.get_submodule(name)
             x = _run_stage(module, x, self.grad_checkpointing) if name in stages else module(x)
             if name in self.return_layers:

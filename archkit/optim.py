@@ -17,8 +17,11 @@ from torch import nn
 def layer_ids(model: nn.Module) -> dict[str, int]:
     """Each trainable parameter's layer id (0 = stem, 1.. = blocks in order, last = head)."""
     matcher = model.group_matcher(coarse=False)
-    stem, blocks = re.compile(matcher["stem"]), re.compile(matcher["blocks"])
-    final = re.compile(matcher["final"]) if matcher.get("final") else None
+    stem = re.compile(matcher["stem"])
+    specs = matcher["blocks"] if isinstance(matcher["blocks"], list) else [(matcher["blocks"], None)]
+    blocks = re.compile(specs[0][0])
+    # timm's MATCH_PREV_GROUP suffix (99999,): those layers (final_conv) join the last block's group
+    final = next((re.compile(r) for r, suffix in specs[1:] if suffix == (99999,)), None)
     order: dict[tuple, int] = {}
     ids: dict[str, int] = {}
     pending, finals = [], []

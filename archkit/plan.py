@@ -193,9 +193,9 @@ def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
     out = []
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
-            if getattr(layer, "whole", False) and spec.layout == "timm" and part in ("stem", "head") \
-                    and len(layers) == 1 and layer.name is None:
-                name = ""  # the part's only layer is the part itself (timm's byob stems: stem.conv_kxk.*)
+            if spec.layout == "timm" and part in ("stem", "head") and len(layers) == 1 and \
+                    (layer.name == part or (layer.name is None and getattr(layer, "whole", False))):
+                name = ""  # the part's only layer is the part itself (timm's byob stems: stem.conv.*, stem.conv_kxk.*)
             op, out_shape = _layer_op(layer, name or part, shape, spec.norm, spec.activation, spec.deploy)
         except (ValueError, NotImplementedError) as exc:
             raise spec.error((part, i), f"{layer.type}: {first_line(exc)}") from None

@@ -112,11 +112,12 @@ def _first_conv(model: Any, spec: Any) -> Any:
 
 
 def _classifier(model: Any, spec: Any) -> str | None:
-    names = getattr(model, "head_names", ())
-    for name in reversed(list(names)):
-        if type(model.get_submodule(name)).__name__ == "Linear":
-            return name
-    return None
+    from .transfer import classifier_name
+
+    name = classifier_name(model, list(getattr(model, "head_names", ())))
+    if name is None and spec.head:  # where num_classes puts one (loader.set_classes_and_channels), as timm's _gap
+        name = "head.fc" if spec.layout == "timm" else "fc"
+    return name
 
 
 def card(spec: Any, cfg: dict, provenance: str) -> str:

@@ -164,6 +164,8 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "
     rows: list[Row] = []
     total, frozen = Cost(), 0
     stem_and_frozen = {lp.name for lp in p.stem} | {sp.name for sp in p.stages[: max(spec.frozen_stages, 0)]}
+    if spec.frozen_stages >= len(p.stages):  # freezing every stage freezes the final layers too (model.py)
+        stem_and_frozen |= {lp.name for lp in p.final}
     top: list[tuple[str, Any, tuple, tuple, tuple, str]] = [
         (lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type) for lp in p.stem]
     top += [(sp.name, sp.graph() if depth >= 2 else _Stage(sp), sp.in_shape, sp.out_shape, ("stages", sp.index),

@@ -322,7 +322,7 @@ def test_the_list_of_timm_models_is_timms() -> None:
     from archkit import share
 
     byob = {n for n in timm.list_models(module="byobnet") if n in archkit.list_models()}
-    assert len(byob) >= 49  # the byobnet.py models archkit ships (tests/test_timm_byobnet.py counts them)
+    assert len(byob) == 53  # every byobnet.py model (tests/test_timm_byobnet.py, tests/test_timm_byob_blocks.py)
     assert share._timm_names() == set(timm.list_models(module="resnet")) | set(timm.list_models(module="cspnet")) | byob
 
 

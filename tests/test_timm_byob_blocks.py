@@ -185,7 +185,9 @@ def test_features_end_in_timms_final_conv(name: str, stride: int) -> None:
     """The last feature map is the final_conv's output, as timm's feature_info says; dilated stages too."""
     theirs = _trained(name, features_only=True, output_stride=stride)
     ours = archkit.create_model(name, features_only=True, output_stride=stride, out_indices=[0, 1, 2, 3, 4]).eval()
-    ours.load_state_dict({k.replace("stages_", "stages."): v for k, v in theirs.state_dict().items()}, strict=True)
+    # timm's FeatureListNet flattens its containers: stages_0, stem_conv1 (a tiered stem)
+    ours.load_state_dict({k.replace("stages_", "stages.").replace("stem_", "stem."): v
+                          for k, v in theirs.state_dict().items()}, strict=True)
     assert ours.feature_info.module_name()[-1] == theirs.feature_info.module_name()[-1] == "final_conv"
     assert ours.feature_info.channels() == theirs.feature_info.channels()
     assert ours.feature_info.reduction() == theirs.feature_info.reduction()
@@ -205,6 +207,8 @@ def test_layer_decay_puts_final_conv_last_as_timm() -> None:
     ours = scales(archkit.param_groups(ours_model, lr=1.0, layer_decay=0.75), ours_model, "lr")
     theirs = scales(param_groups_layer_decay(theirs_model, layer_decay=0.75), theirs_model, "lr_scale")
     assert ours == theirs
+    # and timm's own tooling reads archkit's group_matcher the same way (final_conv joins the last block)
+    assert scales(param_groups_layer_decay(ours_model, layer_decay=0.75), ours_model, "lr_scale") == theirs
 
 
 def test_identity_shortcut_kind_drops_the_projections() -> None:
@@ -216,8 +220,12 @@ def test_identity_shortcut_kind_drops_the_projections() -> None:
     downsample = sum(p.numel() for n, p in reference.named_parameters() if ".downsample." in n)
     spec = archkit.as_spec("resnet18", values={"block.shortcut": "identity"})
     assert summary.measure(spec).total_params == sum(p.numel() for p in reference.parameters()) - downsample
-    model = archkit.build_model(spec, device="meta")
-    assert model.layer2[0].downsample is None and model.layer2[1].downsample is None
+    assert archkit.build_model(spec, device="meta").layer2[0].downsample is None
+    # zero_init_residual zeroes residual branches only: a block without a shortcut keeps its last norm
+    model = archkit.create_model(spec, **{"init.zero_init_residual": True}).eval()
+    assert not model.layer2[0].bn2.weight.eq(0).any() and model.layer2[1].bn2.weight.eq(0).all()
+    with torch.no_grad():
+        assert model.forward_features(torch.randn(1, 3, 32, 32)).abs().max() > 0
 
 
 def test_byob_blocks_refuse_what_they_cannot_build(capsys) -> None:
@@ -275,6 +283,10 @@ def test_shared_folders_load_in_timm(tmp_path, name: str) -> None:
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert torch.equal(ours(x), theirs(x))
+    # config.json names the classifier (CLIP's head.proj), so timm can fine-tune the folder for 10 classes
+    assert config["pretrained_cfg"]["classifier"] == get_pretrained_cfg(name).classifier or not config["num_classes"]
+    resized = timm.create_model(f"local-dir:{tmp_path / name}", pretrained=True, num_classes=10).eval()
+    assert resized(x).shape == (1, 10)
 
 
 def test_num_classes_gives_a_classifier_free_head_one_as_timm() -> None:
@@ -283,3 +295,54 @@ def test_num_classes_gives_a_classifier_free_head_one_as_timm() -> None:
     assert [(k, v.shape) for k, v in ours.state_dict().items()][-2:] == \
         [(k, v.shape) for k, v in theirs.state_dict().items()][-2:]
     assert archkit.create_model("resnet50_clip_gap", num_classes=0, device="meta").num_classes == 0
+
+
+def test_new_layers_fuse_and_keep_their_outputs() -> None:
+    """archkit.fuse traces through attention pooling and BAT (their size checks stay inside one call)."""
+    spec = {"name": "t", "layout": "timm", "input": {"channels": 3, "size": [32, 32]}, "stage": {"type": "byob"},
+            "block": {"type": "bottle", "bottle_ratio": 0.5, "attn": [{"type": "bat", "block_size": 2, "position": "mid"}]},
+            "stem": [{"name": "stem", "type": "conv_norm_act", "channels": 16, "stride": 2}],
+            "stages": [{"planes": 32, "depth": 2, "stride": 2}, {"planes": 64, "depth": 1, "stride": 2}],
+            "final": [{"name": "final_conv", "type": "conv_norm_act", "channels": 64, "kernel_size": 1}],
+            "head": [{"type": "attention_pool", "features": 5, "head_dim": 16}]}
+    model = archkit.create_model(spec, seed=0).eval()
+    assert list(dict(model.named_children())) == ["stem", "stages", "final_conv", "head"]
+    assert "stem.conv.weight" in model.state_dict() and "head.pos_embed" in model.state_dict()
+    fused = archkit.fuse(model)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        assert (fused(x) - model(x)).abs().max() <= 1e-5 * model(x).abs().max()
+
+
+def test_whole_parts_are_explicit_and_old_keys_stay() -> None:
+    """A timm-layout stem of one unnamed conv_norm_act keeps its keys (stem.conv_norm_act.*: a spec's keys
+    are its contract); named after its part (name: stem), the layer is the part (stem.conv.*, timm's)."""
+    base = {"name": "t", "layout": "timm", "input": {"channels": 3, "size": [32, 32]}, "block": {"type": "basic"},
+            "stages": [{"planes": 8, "depth": 1}]}
+    unnamed = archkit.build_model({**base, "stem": [{"type": "conv_norm_act", "channels": 8, "stride": 2}]},
+                                  device="meta")
+    named = archkit.build_model({**base, "stem": [{"name": "stem", "type": "conv_norm_act", "channels": 8,
+                                                   "stride": 2}]}, device="meta")
+    assert next(iter(unnamed.state_dict())) == "stem.conv_norm_act.conv.weight"
+    assert next(iter(named.state_dict())) == "stem.conv.weight"
+
+
+def test_models_pickled_before_final_layers_still_run() -> None:
+    model = archkit.create_model("resnet18", device="meta").eval()
+    del model.final_names  # as a model pickled by archkit before final: existed
+    assert model.forward_features(torch.empty(1, 3, 32, 32, device="meta")).shape == (1, 512, 1, 1)
+    assert "final" not in str(model.group_matcher())
+
+
+def test_anti_aliased_conv_pads_for_stride_one_as_timm() -> None:
+    from timm.layers import ConvNormAct
+
+    for k in (3, 4, 5):
+        theirs = ConvNormAct(8, 8, k, stride=2, aa_layer="avg")
+        spec = {"name": "t", "layout": "timm", "input": {"channels": 8, "size": [32, 32]}, "block": {"type": "basic"},
+                "stage": {"type": "byob"}, "stem": [{"type": "conv", "channels": 8, "kernel_size": 1}],
+                "stages": [{"planes": 8, "depth": 1, "stride": 2, "block": {"type": "edge", "kernel_size": k, "shortcut": "identity",
+                                                                            "aa": "avg"}}]}
+        ours = archkit.build_model(spec, device="meta")
+        assert ours.stages[0][0].conv1_kxk.conv.padding == theirs.conv.padding
+        assert summary.measure(archkit.as_spec(spec)).output_shape[-1] == theirs(torch.randn(1, 8, 32, 32)).shape[-1]

@@ -94,11 +94,6 @@ def _finish(b: BlockPlan, s: Scope, out: Value, sc: Value | None) -> Value:
     return s.act("act", out)
 
 
-def _zero_init(b: BlockPlan, s: Scope, name: str) -> None:
-    if b.shortcut is not Shortcut.NONE:  # timm's init_weights(zero_init_last): only where a shortcut adds
-        s.mark_zero_init(f"{name}.bn")
-
-
 _KINDS = dict(shortcuts=_SHORTCUTS, attn_positions=("mid", "pre_add"))
 
 
@@ -112,7 +107,7 @@ def byob_basic(b: BlockPlan, s: Scope, x: Value) -> Value:
     out = attend(b, s, "mid", out, "attn")
     out = conv_norm_act(s, "conv2_kxk", out, b.out_channels, p.kernel_size, dilation=b.stage_dilation, groups=groups,
                         apply_act=False)
-    _zero_init(b, s, "conv2_kxk")
+    s.mark_zero_init("conv2_kxk.bn")
     return _finish(b, s, out, sc)
 
 
@@ -131,7 +126,7 @@ def bottle(b: BlockPlan, s: Scope, x: Value) -> Value:
         s.empty("conv2b_kxk")
     out = attend(b, s, "mid", out, "attn")
     out = conv_norm_act(s, "conv3_1x1", out, b.out_channels, 1, apply_act=False)
-    _zero_init(b, s, "conv3_1x1")
+    s.mark_zero_init("conv3_1x1.bn")
     return _finish(b, s, out, sc)
 
 
@@ -144,7 +139,7 @@ def dark(b: BlockPlan, s: Scope, x: Value) -> Value:
     out = attend(b, s, "mid", conv_norm_act(s, "conv1_1x1", x, mid, 1), "attn")
     out = conv_norm_act(s, "conv2_kxk", out, b.out_channels, p.kernel_size, stride=b.stride, dilation=b.dilation,
                         groups=groups, apply_act=False, aa=p.aa)
-    _zero_init(b, s, "conv2_kxk")
+    s.mark_zero_init("conv2_kxk.bn")
     return _finish(b, s, out, sc)
 
 
@@ -158,5 +153,5 @@ def edge(b: BlockPlan, s: Scope, x: Value) -> Value:
                         aa=p.aa)
     out = attend(b, s, "mid", out, "attn")
     out = conv_norm_act(s, "conv2_1x1", out, b.out_channels, 1, apply_act=False)
-    _zero_init(b, s, "conv2_1x1")
+    s.mark_zero_init("conv2_1x1.bn")
     return _finish(b, s, out, sc)

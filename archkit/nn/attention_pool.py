@@ -14,6 +14,7 @@ class AttentionPool2d(nn.Module):
     or one ``qkv``), ``proj``; the mean token's output is the pooled result."""
 
     classifier_name = "proj"  # what reset_classifier and num_classes changes replace (timm's get_classifier)
+    fx_leaf = True  # its forward branches on the input size: torch.fx keeps it one call (archkit.fuse)
 
     def __init__(self, in_features: int, feat_size: tuple[int, int], out_features: int, embed_dim: int,
                  num_heads: int, qkv_bias: bool = True, qkv_separate: bool = True, drop_rate: float = 0.0):

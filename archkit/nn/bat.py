@@ -25,6 +25,8 @@ class ConvNormAct(nn.Module):
 class BilinearAttnTransform(nn.Module):
     """Row and column attention matrices from max-pooled strips, applied as ``p @ x @ q`` per group."""
 
+    fx_leaf = True  # its forward branches on the input size: torch.fx keeps it one call (archkit.fuse)
+
     def __init__(self, in_channels: int, block_size: int, groups: int):
         super().__init__()
         self.conv1 = ConvNormAct(in_channels, groups)

@@ -120,6 +120,8 @@ def describe_block(bp: BlockPlan) -> Graph:
         s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act, deploy=bp.deploy)
         x = s.input((bp.in_channels, *bp.in_size))
         graph = s.finish(bp.kind.describe(bp, s, x))
+        if bp.shortcut is Shortcut.NONE:  # zero_init_residual zeroes a residual branch; with no shortcut to add
+            graph.zero_init = ()           # to, it would zero the block's output (timm's init_weights rule)
         if len(_BLOCK_CACHE) > _CACHE_MAX:
             _BLOCK_CACHE.clear()
         _BLOCK_CACHE[key] = graph
