@@ -136,7 +136,7 @@ def test_rep_blocks_and_stems_refuse_what_they_cannot_build(capsys) -> None:
     cases = [(["--set", "stages.0.block.kernel_size=4"], "kernel_size: must be odd (got 4)"),
              (["--set", "stages.1.type=resnet"], "a depthwise block keeps its 48 channels"),
              (["--set", "stages.0.block.shortcut=projection"], "accept shortcut kinds none"),
-             (["--set", "norm={type: groupnorm, groups: 8}"], "the groupnorm norm cannot be one (use batchnorm)"),
+             (["--set", "norm={type: groupnorm, groups: 8}"], "the groupnorm norm cannot be folded (use batchnorm)"),
              (["--set", "stages.0.block.attn=[{type: se, position: mid}]"], "offer attention positions post_add")]
     for extra, fragment in cases:
         base = "mobileone_s0" if "type=resnet" in " ".join(extra) else "repvgg_a0"

@@ -40,8 +40,8 @@ def rep_unit(s: Scope, x: Value, out: int, kernel_size: int, *, stride: int = 1,
                    padding=pad)
     else:
         if not getattr(s.norm_layer, "foldable", False):
-            raise ValueError(f"its branches are conv-norm units with timm's norm-act layers: the "
-                             f"{s.norm_layer.type} norm cannot be one (use batchnorm)")
+            raise ValueError(f"its branches' norms fold into one convolution (re-parameterization): the "
+                             f"{s.norm_layer.type} norm cannot be folded (use batchnorm)")
         if identity:
             ident = s.norm_layer.emit_act(s, "identity", x, None)
         else:
