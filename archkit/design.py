@@ -425,10 +425,12 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
     else:
         value = _lookup(spec.model_dump(mode="json"), parts, field)
     aliases = [parts]  # where a file may set this value: the field itself, or the defaults it merges over
-    if len(parts) >= 3 and parts[0] == "stages" and parts[2] in ("block", "blocks"):
-        aliases.append(["block", *parts[3 + (parts[2] == "blocks"):]])
-    elif len(parts) >= 3 and parts[0] == "stages":
-        aliases.append(["stage", *parts[2:]])
+    if len(parts) >= 3 and parts[0] == "stages":
+        aliases.append(["stage", *parts[2:]])  # the top-level stage: defaults (a pattern: there, say)
+        if parts[2] in ("blocks", "pattern"):  # items merge over the stage's block, which merges over block:
+            aliases.append(["stages", parts[1], "block", *parts[4:]])
+        if parts[2] in ("block", "blocks", "pattern"):
+            aliases.append(["block", *parts[3 + (parts[2] != "block"):]])
     sources = []
     top = zoo.resolve(ref)  # a file, or the tree of a shared folder's config.json (one "file")
     for path, tree in reversed([(None, top)] if isinstance(top, loader.MDict) else loader.chain(top, zoo.resolve)):

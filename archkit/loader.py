@@ -507,7 +507,7 @@ def resolve_stage_blocks(tree: MDict) -> MDict:
     default = tree.get("block")
     stages = tree.get("stages")
     if not isinstance(stages, list) or not (isinstance(default, dict) or any(
-            isinstance(s, dict) and "blocks" in s for s in stages)):
+            isinstance(s, dict) and ("blocks" in s or "pattern" in s) for s in stages)):
         return tree
     out = MDict(tree, mark=tree.mark)
     out.marks = dict(tree.marks)
@@ -544,15 +544,18 @@ def _resolve_stage_defaults(tree: MDict) -> MDict:
 
 
 def _resolve_listed_blocks(stage: Any) -> Any:
-    """A stage's ``blocks:`` items merged over its (resolved) ``block``."""
-    if not isinstance(stage, dict) or not isinstance(stage.get("blocks"), list) or not isinstance(stage.get("block"), dict):
+    """A stage's ``blocks:`` and ``pattern:`` items merged over its (resolved) ``block``."""
+    if not isinstance(stage, dict) or not isinstance(stage.get("block"), dict):
         return stage
-    items = stage["blocks"]
-    listed = MList(mark=getattr(items, "mark", None))
-    listed.marks = list(getattr(items, "marks", [None] * len(items)))
-    for item in items:
-        listed.append(merge(stage["block"], item) if isinstance(item, dict) else item)
     new = MDict(stage, mark=getattr(stage, "mark", None))
     new.marks = dict(getattr(stage, "marks", {}))
-    new["blocks"] = listed
+    for key in ("blocks", "pattern"):
+        items = stage.get(key)
+        if not isinstance(items, list):
+            continue
+        listed = MList(mark=getattr(items, "mark", None))
+        listed.marks = list(getattr(items, "marks", [None] * len(items)))
+        for item in items:
+            listed.append(merge(stage["block"], item) if isinstance(item, dict) else item)
+        new[key] = listed
     return new

@@ -95,6 +95,10 @@ class StageSpec(_Envelope):
                                                            "settings, one mapping per block merged over the stage's "
                                                            "block (e.g. the widths of a channel-pruned network); as "
                                                            "many as depth.")
+    pattern: list[SerializeAsAny[BlockSpec]] | None = Field(None, min_length=1, max_length=1000, description=(
+        "Block settings repeated in order over the stage's blocks, each merged over the stage's block: "
+        "[{depthwise: true}, {kernel_size: 1}] alternates two kinds (timm's interleave_blocks); unlike "
+        "blocks:, it follows depth_multiplier."))
 
 
 class StageParams(StageSpec):

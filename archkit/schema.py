@@ -45,7 +45,8 @@ def json_schema() -> dict:
     blocks, layers, norms, acts, _ = _models()
     stage = create_model("Stage", __base__=StageSpec, __doc__=StageSpec.__doc__,
                          block=(blocks | None, StageSpec.model_fields["block"]),
-                         blocks=(list[blocks] | None, StageSpec.model_fields["blocks"]))
+                         blocks=(list[blocks] | None, StageSpec.model_fields["blocks"]),
+                         pattern=(list[blocks] | None, StageSpec.model_fields["pattern"]))
     fields = ModelSpec.model_fields
     model = create_model("ModelSpec", __base__=ModelSpec, __doc__=ModelSpec.__doc__,
                          norm=(norms, fields["norm"]), activation=(acts, fields["activation"]),
@@ -67,8 +68,9 @@ def json_schema() -> dict:
     strict_stage = stage_def["properties"]["block"]
     stage_def["properties"]["block"] = {"type": ["object", "null"], "description": strict_stage.get("description", "")}
     # per-block items merge over the stage's block, so each may give a few keys without a type
-    stage_def["properties"]["blocks"] = {"type": ["array", "null"], "items": {"type": "object"},
-                                         "description": stage_def["properties"]["blocks"].get("description", "")}
+    for key in ("blocks", "pattern"):
+        stage_def["properties"][key] = {"type": ["array", "null"], "items": {"type": "object"},
+                                        "description": stage_def["properties"][key].get("description", "")}
     # ``regnet:`` is expanded into stages before validation: a spec may give it instead of stages
     from .regnet import RegNetSpec
 

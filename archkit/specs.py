@@ -248,7 +248,8 @@ class _Pass:
 
         def nested(entry: Any, raw: dict) -> dict:
             for key, field in entry.obj.params.model_fields.items():
-                if key not in ("block", "blocks") and "BlockSpec" in str(field.annotation) and raw.get(key) is not None:
+                if key not in ("block", "blocks", "pattern") and "BlockSpec" in str(field.annotation) and \
+                        raw.get(key) is not None:
                     raw = {**raw, key: self.block(raw[key], (*path, key), index, drop_block)}
             return raw
 
@@ -302,10 +303,12 @@ class _Pass:
                     stage = dict(stage)
                     if "block" in stage:
                         stage["block"] = self.block(stage["block"], ("stages", i, "block"), i, drop_block)
-                    if isinstance(stage.get("blocks"), list):
-                        stage["blocks"] = [self.block(b, ("stages", i, "blocks", j), i, drop_block)
-                                           for j, b in enumerate(stage["blocks"])]
-                    if not any(v is FAILED for v in [stage.get("block"), *(stage.get("blocks") or [])]):
+                    for key in ("blocks", "pattern"):
+                        if isinstance(stage.get(key), list):
+                            stage[key] = [self.block(b, ("stages", i, key, j), i, drop_block)
+                                          for j, b in enumerate(stage[key])]
+                    if not any(v is FAILED for v in [stage.get("block"), *(stage.get("blocks") or []),
+                                                     *(stage.get("pattern") or [])]):
                         stage = self.stage(stage, ("stages", i), i, drop_block)  # else its blocks' problems stand
                 stages.append(stage)
             data["stages"] = stages
@@ -413,8 +416,10 @@ def _cross_checks(data: dict, marks: dict) -> list[Problem]:
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict):
             continue
-        if stage.get("block") is None and not stage.get("blocks"):
+        if stage.get("block") is None and not stage.get("blocks") and not stage.get("pattern"):
             add(("stages", i, "block"), "needs a block type (here or in a top-level 'block:' default)")
+        if stage.get("blocks") is not None and stage.get("pattern") is not None:
+            add(("stages", i, "pattern"), "a stage lists its blocks (blocks:) or repeats a pattern (pattern:), not both")
         listed = stage.get("blocks")
         if isinstance(listed, list):
             depth = stage.get("depth")

@@ -346,3 +346,17 @@ def test_anti_aliased_conv_pads_for_stride_one_as_timm() -> None:
         ours = archkit.build_model(spec, device="meta")
         assert ours.stages[0][0].conv1_kxk.conv.padding == theirs.conv.padding
         assert summary.measure(archkit.as_spec(spec)).output_shape[-1] == theirs(torch.randn(1, 8, 32, 32)).shape[-1]
+
+
+def test_a_stage_pattern_repeats_and_follows_the_depth_multiplier(capsys) -> None:
+    """MobileOne's alternating depthwise / pointwise blocks as one pattern (timm's interleave): scaled by
+    depth_multiplier the pattern still alternates; a stage cannot list blocks and repeat a pattern."""
+    spec = archkit.as_spec("mobileone_s0", values={"depth_multiplier": 0.5})
+    assert [s.depth for s in spec.stages] == [4, 16, 20, 2] and spec.stage["pattern"]
+    model = archkit.build_model(spec, device="meta")
+    kernels = [block.conv_kxk[0].conv.kernel_size[0] for block in model.stages[1]]
+    assert kernels == [3, 1] * 4  # 16 blocks halved, still depthwise 3x3 then pointwise 1x1
+    assert main(["validate", "mobileone_s0", "--set", "stages.0.blocks=[{}, {}, {}, {}]"]) == 2
+    assert "blocks (blocks:) or repeats a pattern (pattern:), not both" in capsys.readouterr().err
+    assert main(["explain", "mobileone_s0", "stages.1.pattern.1.kernel_size"]) == 0
+    assert "mobileone_s0.yaml:10" in capsys.readouterr().out

@@ -168,12 +168,17 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
     (timm's byobnet ``create_shortcut``)."""
     stage, shape, i = si.stage, in_shape, si.index
     listed = stage.blocks  # per-block settings (a pruned network's widths), else the stage's block for all
+    pattern = getattr(stage, "pattern", None)  # settings repeated in order (timm's interleave_blocks)
     if listed is not None and len(listed) != si.depth:
         raise StageProblem(("blocks",), f"lists {len(listed)} blocks for a stage of depth {si.depth}")
     blocks, ops, shapes, out_channels = [], [], [], None
     for j in range(si.depth):
-        block = listed[j] if listed is not None else stage.block
-        where = ("blocks", j) if listed is not None else ("block",)
+        if listed is not None:
+            block, where = listed[j], ("blocks", j)
+        elif pattern:
+            block, where = pattern[j % len(pattern)], ("pattern", j % len(pattern))
+        else:
+            block, where = stage.block, ("block",)
         kind: BlockType = si.block_type(block.type)
         planes_j = shape[0] if own_widths and getattr(block, "depthwise", False) else planes
         try:
