@@ -134,7 +134,8 @@ def test_timm_weights_are_declared_as_timm_has_them() -> None:
 
 def test_rep_blocks_and_stems_refuse_what_they_cannot_build(capsys) -> None:
     cases = [(["--set", "stages.0.block.kernel_size=4"], "kernel_size: must be odd (got 4)"),
-             (["--set", "stages.1.type=resnet"], "a depthwise block keeps its 48 channels"),
+             (["--set", "stages.1.type=resnet", "--set", "stages.1.pattern=[{depthwise: true}, {kernel_size: 1}]"],
+              "a depthwise block keeps its 48 channels"),
              (["--set", "stages.0.block.shortcut=projection"], "accept shortcut kinds none"),
              (["--set", "norm={type: groupnorm, groups: 8}"], "the groupnorm norm cannot be folded (use batchnorm)"),
              (["--set", "stages.0.block.attn=[{type: se, position: mid}]"], "offer attention positions post_add")]
