@@ -693,18 +693,23 @@ def _find_type(name: str) -> Any:
 def _describe(entry: Any) -> None:
     from .params import BlockSpec, LayerSpec, AttentionSpec
 
-    params = entry.obj.params if entry.kind == "block" else entry.obj
+    params = entry.obj.params if entry.kind in ("block", "stage") else entry.obj
     print(f"{entry.name} ({entry.kind}, {entry.origin}): {entry.description}")
     if entry.kind == "block":
         kinds = [k.value for k in entry.obj.shortcuts]
         print(f"expansion: {entry.expansion}")
         print(f"shortcut kinds: {', '.join(kinds)} (default {kinds[0]})")
         print(f"attention positions: {', '.join(entry.obj.attn_positions)}")
-    envelope = {"block": BlockSpec, "attention": AttentionSpec}.get(entry.kind, LayerSpec)
+    from .params import StageSpec
+
+    envelope = {"block": BlockSpec, "attention": AttentionSpec, "stage": StageSpec}.get(entry.kind, LayerSpec)
+    if entry.kind == "stage":
+        print(f"keys every stage takes: {', '.join(k for k in StageSpec.model_fields if k != 'type')} "
+              "(docs/specs.md)")
     rows = [r for r in _field_rows(params) if r[0] not in envelope.model_fields]
     if entry.kind == "block":
-        rows += [("shortcut", " | ".join(kinds), "", "", "Shortcut kind when a stage changes shape (first: the "
-                  "default; 'none': no shortcut)."),
+        rows += [("shortcut", " | ".join(kinds), "", "", "Shortcut kind when the block changes shape (the first "
+                  "is the default; see docs/specs.md)."),
                  ("attn", "list", "", "", f"Attention modules, each {{type, position, <params>}}; positions here: "
                   f"{', '.join(entry.obj.attn_positions)}.")]
     elif entry.kind == "attention":

@@ -11,8 +11,9 @@ from .params import LayerParams
 
 
 class AttentionPool(LayerParams):
-    """Attention pooling with an absolute position embedding, then a projection (CLIP's ResNet head,
-    timm's ``AttentionPool2d``): the feature map's mean token attends to every position. The position
+    """Attention pooling with a position embedding and a projection (CLIP's ResNet head).
+
+    timm's ``AttentionPool2d``: the feature map's mean token attends to every position. The position
     embedding is sized for the feature map this spec's input gives and resampled for other sizes."""
 
     whole: ClassVar[bool] = True  # a timm-layout head of this one layer is the head (head.pos_embed, head.q)
@@ -49,8 +50,9 @@ class AttentionPool(LayerParams):
                                self.qkv_separate)
 
     def cost(self, shape: tuple[int, ...], ctx: Any) -> Cost:
-        """Parameters; MACs as FlopCounterMode counts them (q, k, v over every token, the two attention
-        products, the projection over every token); writes as the attention's reference path makes them:
+        """Parameters; MACs: q, k, v over every token, the two attention products, the projection over
+        every token (FlopCounterMode's count on the meta device, where attention runs its reference path;
+        on a CPU it does not count the fused attention kernel); writes as the reference path makes them:
         the mean token, the tokens and their position sum, q, k, v, the scaled q and k, the scores and
         their softmax per head, the attention output and its contiguous copy, the projection."""
         c, n, embed, out = self._sizes(shape)

@@ -52,8 +52,9 @@ class BatchNorm(LayerParams):
 
 
 class EvoNormS0a(LayerParams):
-    """EvoNorm-S0a (Liu et al. 2020, timm's EvoNorm2dS0a): a group-std normalizer with its own activation,
-    x * sigmoid(v * x); inside a conv-norm-act unit that gating is the activation (the spec's is not used)."""
+    """EvoNorm-S0a (Liu et al. 2020): group-std normalization with its own x * sigmoid(v * x) activation.
+
+    timm's EvoNorm2dS0a; inside a conv-norm-act unit its gating is the activation (the spec's is not used)."""
 
     role: ClassVar[str] = "norm"
     group_size: int | None = Field(None, ge=1, le=1 << 20, description="Channels per group (overrides groups).")

@@ -416,7 +416,7 @@ def set_classes_and_channels(tree: MDict, num_classes: int | None, in_chans: int
             head.marks.append(mark)
         return
     if not indices:
-        raise SpecError("num_classes: this spec's head has no linear classifier to resize", Mark("num_classes"))
+        raise SpecError("this spec's head has no linear classifier to resize", Mark("num_classes"))
     if num_classes == 0 and head[indices[-1]].get("type") == "linear":
         del head[indices[-1]]
         if isinstance(head, MList):
@@ -536,7 +536,10 @@ def _resolve_stage_defaults(tree: MDict) -> MDict:
         return tree
     out = MDict(tree, mark=tree.mark)
     out.marks = dict(tree.marks)
-    merged = MList([merge(default, stage) if isinstance(stage, dict) else stage for stage in stages],
+    # a stage that lists its blocks overrides a default pattern (both in one stage are refused)
+    bare = {k: v for k, v in default.items() if k != "pattern"}
+    merged = MList([merge(bare if isinstance(stage, dict) and stage.get("blocks") is not None else default, stage)
+                    if isinstance(stage, dict) else stage for stage in stages],
                    mark=getattr(stages, "mark", None))
     merged.marks = list(getattr(stages, "marks", [None] * len(stages)))
     out["stages"] = merged

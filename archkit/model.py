@@ -127,7 +127,7 @@ class ArchkitNet(Freezable, nn.Sequential):
     def num_classes(self) -> int:
         """Outputs of the classifier (0 without one)."""
         name = self._classifier_name()
-        return self.get_submodule(name).out_features if name else 0
+        return getattr(self.get_submodule(name), "out_features", 0) if name else 0
 
     @property
     def num_features(self) -> int:
@@ -143,12 +143,19 @@ class ArchkitNet(Freezable, nn.Sequential):
         """A fresh classifier for ``num_classes`` (0: none, pooled features out), initialized as PyTorch's."""
         name = self._classifier_name()
         if name is None:
-            raise ValueError(f"{self.spec.name} has no linear classifier in its head to reset")
+            raise ValueError(f"{self.spec.name} has no linear classifier in its head to reset (build it with "
+                             "num_classes=N to get one)")
         old = self.get_submodule(name)
-        new = nn.Linear(old.in_features, num_classes, old.bias is not None, device=old.weight.device,
-                        dtype=old.weight.dtype) if num_classes > 0 else nn.Identity()
+        like = next(self.parameters())
+        bias = old.archkit_bias if hasattr(old, "archkit_bias") else old.bias is not None
+        if num_classes > 0:
+            new = nn.Linear(old.in_features, num_classes, bias, device=like.device, dtype=like.dtype)
+        else:  # keep the slot: a later reset_classifier(N) brings a classifier back, as timm's
+            new = nn.Identity()
+            new.in_features, new.archkit_bias = old.in_features, bias
         parent, _, child = name.rpartition(".")
         setattr(self.get_submodule(parent) if parent else self, child, new)
+        self.spec = _with_classes(self.spec, num_classes)  # what save_pretrained and checkpoints record
 
     # --- forward in two halves ---------------------------------------------------------------------
 
@@ -252,6 +259,17 @@ class FeatureExtractor(Freezable, nn.Sequential):
         """A backbone has no classifier: refused in one line."""
         raise ValueError("a features_only backbone has no classifier to reset (build the full model instead)")
 
+
+
+def _with_classes(spec: Any, num_classes: int) -> Any:
+    """``spec`` with ``num_classes`` classes (the spec's rule for timm's keyword)."""
+    from . import loader, specs
+
+    if spec is None:
+        return spec
+    tree = loader.from_mapping(spec.model_dump(mode="json", exclude_defaults=True))
+    loader.set_classes_and_channels(tree, num_classes, None)
+    return specs.validate(tree, f"<{spec.name}>")
 
 
 def _run_stage(stage: nn.Module, x: torch.Tensor, use_checkpoint: bool) -> torch.Tensor:

@@ -199,6 +199,9 @@ def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
             op, out_shape = _layer_op(layer, name or part, shape, spec.norm, spec.activation, spec.deploy)
         except (ValueError, NotImplementedError) as exc:
             raise spec.error((part, i), f"{layer.type}: {first_line(exc)}") from None
+        if part in ("stem", "final") and len(out_shape) != 3:  # the stages and the feature maps need a map
+            raise spec.error((part, i), f"{layer.type}: {part} layers must keep a (channels, height, width) map, "
+                                        f"this one gives {list(out_shape)} (pooling and flattening belong in head:)")
         out.append(LayerPlan(part, i, prefix + name if name else part, layer, shape, out_shape, op))
         taken.add(name)
         shape = out_shape

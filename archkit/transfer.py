@@ -118,12 +118,15 @@ def first_convs(model: nn.Module, in_channels: int) -> list[str]:
 def classifier_name(model: nn.Module, head_names: list[str]) -> str | None:
     """The module path of the head's last linear layer: a head layer itself, or the linear layer a head
     module names as its ``classifier_name`` (CLIP's attention pooling: ``proj``); None without one."""
+    def linear(m: Any) -> bool:  # a linear layer, or the slot reset_classifier(0) left (it keeps in_features)
+        return isinstance(m, nn.Linear) or (isinstance(m, nn.Identity) and hasattr(m, "archkit_bias"))
+
     for name in reversed(head_names):
         module = model.get_submodule(name)
-        if isinstance(module, nn.Linear):
+        if linear(module):
             return name
         inner = getattr(module, "classifier_name", None)
-        if inner and isinstance(getattr(module, inner, None), nn.Linear):
+        if inner and linear(getattr(module, inner, None)):
             return f"{name}.{inner}"
     return None
 

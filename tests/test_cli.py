@@ -254,3 +254,13 @@ def test_unwritable_outputs_give_one_line_before_any_work(capsys, tmp_path) -> N
         # a destination that cannot work is bad input: exit 2, said before building anything
         assert code == 2 and len(err.strip().splitlines()) == 1 and f"directory {missing} does not exist" in err, err
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_blocks_describes_every_registered_name(capsys) -> None:
+    """`archkit blocks NAME` for every block, layer, attention and stage type (stage types crashed once)."""
+    from archkit.catalog import REGISTRIES
+
+    for registry in REGISTRIES:
+        for name in registry.names():
+            code, out, err = run(capsys, "blocks", name)
+            assert code == 0 and out.startswith(f"{name} (") and not err, (name, err)

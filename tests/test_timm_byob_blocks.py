@@ -335,17 +335,19 @@ def test_models_pickled_before_final_layers_still_run() -> None:
 
 
 def test_anti_aliased_conv_pads_for_stride_one_as_timm() -> None:
+    """timm's ConvNormAct with an aa_layer runs the conv at stride 1 and pads for that stride."""
     from timm.layers import ConvNormAct
+
+    from archkit.graph import Scope
+    from archkit.layers import BatchNorm, ReLU, conv_norm_act
 
     for k in (3, 4, 5):
         theirs = ConvNormAct(8, 8, k, stride=2, aa_layer="avg")
-        spec = {"name": "t", "layout": "timm", "input": {"channels": 8, "size": [32, 32]}, "block": {"type": "basic"},
-                "stage": {"type": "byob"}, "stem": [{"type": "conv", "channels": 8, "kernel_size": 1}],
-                "stages": [{"planes": 8, "depth": 1, "stride": 2, "block": {"type": "edge", "kernel_size": k, "shortcut": "identity",
-                                                                            "aa": "avg"}}]}
-        ours = archkit.build_model(spec, device="meta")
-        assert ours.stages[0][0].conv1_kxk.conv.padding == theirs.conv.padding
-        assert summary.measure(archkit.as_spec(spec)).output_shape[-1] == theirs(torch.randn(1, 8, 32, 32)).shape[-1]
+        s = Scope("_", norm_layer=BatchNorm(type="batchnorm"), act_layer=ReLU(type="relu"))
+        out = conv_norm_act(s, "unit", s.input((8, 32, 32)), 8, k, stride=2, aa="avg")
+        assert s._children["unit"].children["conv"].padding == theirs.conv.padding[0]
+        assert out.shape == tuple(theirs(torch.randn(1, 8, 32, 32)).shape[1:])
+
 
 
 def test_a_stage_pattern_repeats_and_follows_the_depth_multiplier(capsys) -> None:
@@ -356,7 +358,30 @@ def test_a_stage_pattern_repeats_and_follows_the_depth_multiplier(capsys) -> Non
     model = archkit.build_model(spec, device="meta")
     kernels = [block.conv_kxk[0].conv.kernel_size[0] for block in model.stages[1]]
     assert kernels == [3, 1] * 4  # 16 blocks halved, still depthwise 3x3 then pointwise 1x1
-    assert main(["validate", "mobileone_s0", "--set", "stages.0.blocks=[{}, {}, {}, {}]"]) == 2
+    assert main(["validate", "mobileone_s0", "--set", "stages.0.blocks=[{}, {}, {}, {}]",
+                 "--set", "stages.0.pattern=[{}]"]) == 2
     assert "blocks (blocks:) or repeats a pattern (pattern:), not both" in capsys.readouterr().err
     assert main(["explain", "mobileone_s0", "stages.1.pattern.1.kernel_size"]) == 0
     assert "mobileone_s0.yaml:10" in capsys.readouterr().out
+
+
+def test_reset_classifier_is_what_gets_saved_and_can_come_back(tmp_path) -> None:
+    """reset_classifier updates the model's spec (config.json, checkpoints), and after reset_classifier(0)
+    a classifier can come back, as timm's; CLIP's projection included."""
+    for name in ("test_byobnet", "resnet50_clip"):
+        model = archkit.create_model(name).eval()
+        model.reset_classifier(5)
+        archkit.save_pretrained(model, tmp_path / name)
+        theirs = timm.create_model(f"local-dir:{tmp_path / name}", pretrained=True).eval()
+        x = torch.randn(1, 3, 64, 64)
+        with torch.no_grad():
+            assert torch.equal(theirs(x), model(x)) and model(x).shape == (1, 5)
+        model.reset_classifier(0)
+        assert model.num_classes == 0 and model(x).ndim == 2
+        model.reset_classifier(9)
+        assert model(x).shape == (1, 9) and model.num_classes == 9
+
+
+def test_a_stage_listing_its_blocks_overrides_a_default_pattern() -> None:
+    spec = archkit.as_spec("mobileone_s0", values={"stages.3.blocks": [{"depthwise": True}, {"kernel_size": 1}]})
+    assert spec.stages[3].pattern is None and len(spec.stages[3].blocks) == 2

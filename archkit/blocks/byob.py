@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ..attention.base import make_divisible
 from ..graph import AvgPoolSame, Passthrough, Pool2d, Scope, Value
@@ -40,6 +40,13 @@ class ByobParams(BlockParams):
     linear_out: bool = Field(False, description="No activation after the add (RegNetZ's linear_out).")
     aa: Literal["avg", "blur"] | None = Field(None, description="Anti-aliased downsampling (timm's aa_layer): "
                                               "strided convs run at stride 1, then avg or blur pools (CLIP).")
+
+    @field_validator("kernel_size")
+    @classmethod
+    def _odd(cls, k: int) -> int:
+        if k % 2 == 0:
+            raise ValueError(f"must be odd (got {k}): an even kernel shifts the map against the shortcut")
+        return k
 
 
 class BottleParams(ByobParams):

@@ -50,6 +50,9 @@ class BilinearAttnTransform(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         bs, g = self.block_size, self.groups
+        if h % bs != 0 or w % bs != 0:
+            raise ValueError("bat needs a map whose height and width are multiples of block_size " + str(bs) +
+                             ", gets " + str(h) + "x" + str(w))
         out = self.conv1(x)
         rp = F.adaptive_max_pool2d(out, (bs, 1))
         cp = F.adaptive_max_pool2d(out, (1, bs))
