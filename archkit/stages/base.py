@@ -220,7 +220,7 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
                 op = _module_block(bp, out_size)
                 out_shape = (out_channels, *out_size)
         except (ValueError, NotImplementedError) as exc:  # DescriptionError is a ValueError
-            raise StageProblem((), f"{block.type} block: {first_line(exc)}") from None
+            raise StageProblem(where, f"{block.type} block: {first_line(exc)}") from None
         if out_shape[0] != out_channels:
             raise StageProblem((), f"{block.type} block: its description outputs {out_shape[0]} channels, its type "
                                    f"says {out_channels}")
