@@ -318,6 +318,16 @@ def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Cand
 
 # --- diff ------------------------------------------------------------------------------------------
 
+def _blocks_text(texts: list[str]) -> str:
+    """A stage's blocks: one text when they agree, else their shortest repeating run (a pattern) or all."""
+    for n in range(1, len(texts) + 1):
+        if all(texts[j] == texts[j % n] for j in range(len(texts))):
+            break
+    if n == 1:
+        return texts[0]
+    return f"[{', '.join(texts[:n])}]" + (" repeated" if n < len(texts) else "")
+
+
 def diff(a: Any, b: Any) -> dict[str, Any]:
     """Stage by stage and in total: parameters, MACs, output shapes and block settings of two specs."""
     from .draw import _layer_text as _block_text  # type(key=value, ...) of the non-default fields
@@ -336,7 +346,8 @@ def diff(a: Any, b: Any) -> dict[str, Any]:
         def side(s: Any, rows: dict) -> dict | None:
             if s is None:
                 return None
-            return {"stage": _stage_text(s), "block": _block_text(s.blocks[0].params), "depth": s.depth,
+            return {"stage": _stage_text(s), "block": _blocks_text([_block_text(b.params) for b in s.blocks]),
+                    "depth": s.depth,
                     "channels": s.out_shape[0],
                     "output_shape": list(s.out_shape), "params": rows[s.name].params, "macs": rows[s.name].macs}
 

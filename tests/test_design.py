@@ -148,3 +148,16 @@ def test_fit_plot_draws_candidates_budget_and_choice(tmp_path, capsys) -> None:
         green = sum(1 for r, g, b in pixels if abs(r - 46) < 30 and abs(g - 125) < 30 and abs(b - 50) < 30)
         red = sum(1 for r, g, b in pixels if r > 170 and g < 90 and b < 90)
         assert green > 8 and red > 8  # the chosen mark and the budget lines are on screen (every 4th pixel)
+
+
+def test_diff_sees_a_change_in_any_block_of_a_stage(tmp_path) -> None:
+    """A stage whose second block changes (a pattern entry) differs, even where the first is the same."""
+    from archkit.design import diff
+
+    a = archkit.as_spec("mobileone_s0")
+    b = archkit.as_spec("mobileone_s0", values={"stages.0.pattern": [{"depthwise": True}, {"kernel_size": 1,
+                                                                                          "branches": 1}]})
+    result = diff(a, b)
+    assert not result["equal"]
+    changed = result["stages"][0]
+    assert changed["a"]["block"] != changed["b"]["block"] and "repeated" in changed["b"]["block"]
