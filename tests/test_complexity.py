@@ -114,3 +114,13 @@ def test_a_block_without_a_cost_is_measured_in_the_same_table() -> None:
 
 def archkit_macs(name: str) -> int:
     return summary.measure(archkit.load_spec(name)).macs
+
+
+@pytest.mark.parametrize("name, indices", [("resnet18", [1]), ("gernet_s", [0]), ("gernet_s", [1, 5])])
+def test_a_backbone_summary_counts_what_the_backbone_keeps(name: str, indices: list[int]) -> None:
+    """features_only with fewer outputs prunes the later stages (and final layers): so does the summary."""
+    spec = archkit.as_spec(name, values={"features_only": True, "out_indices": indices})
+    model = archkit.build_model(spec, device="meta")
+    ours, oracle = summary.measure(spec), measure_meta(spec)
+    assert ours.total_params == sum(p.numel() for p in model.parameters()) == oracle.total_params
+    assert (ours.macs, ours.activation_bytes) == (oracle.macs, oracle.activation_bytes)
