@@ -36,6 +36,11 @@ class FeatureInfo(list):
         """The child module each output comes from."""
         return self._get("module", idx)
 
+    def get_dicts(self, keys: list[str] | None = None, idx: int | None = None) -> Any:
+        """timm's ``get_dicts``: each output's dict (or only ``keys`` of it; of output ``idx`` alone)."""
+        pick = (lambda d: dict(d)) if keys is None else (lambda d: {k: d[k] for k in keys})
+        return [pick(d) for d in self] if idx is None else pick(self[idx])
+
     def _get(self, key: str, idx: int | None) -> Any:
         return [d[key] for d in self] if idx is None else self[idx][key]
 

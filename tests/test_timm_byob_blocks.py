@@ -191,6 +191,8 @@ def test_features_end_in_timms_final_conv(name: str, stride: int) -> None:
     assert ours.feature_info.module_name()[-1] == theirs.feature_info.module_name()[-1] == "final_conv"
     assert ours.feature_info.channels() == theirs.feature_info.channels()
     assert ours.feature_info.reduction() == theirs.feature_info.reduction()
+    keys = ["num_chs", "reduction", "module"]
+    assert ours.feature_info.get_dicts(keys=keys)[-1] == theirs.feature_info.get_dicts(keys=keys)[-1]
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs(x), strict=True))
