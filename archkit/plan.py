@@ -200,8 +200,9 @@ def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
         except (ValueError, NotImplementedError) as exc:
             raise spec.error((part, i), f"{layer.type}: {first_line(exc)}") from None
         if part in ("stem", "final") and len(out_shape) != 3:  # the stages and the feature maps need a map
-            raise spec.error((part, i), f"{layer.type}: {part} layers must keep a (channels, height, width) map, "
-                                        f"this one gives {list(out_shape)} (pooling and flattening belong in head:)")
+            after = "the stages" if part == "stem" else "the head and the feature maps"
+            raise spec.error((part, i), f"{layer.type}: {after} need a (channels, height, width) input, this {part} "
+                                        f"layer gives {list(out_shape)} (pooling and flattening belong in head:)")
         out.append(LayerPlan(part, i, prefix + name if name else part, layer, shape, out_shape, op))
         taken.add(name)
         shape = out_shape
