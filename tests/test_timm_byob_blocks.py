@@ -17,7 +17,7 @@ import archkit
 from archkit import summary
 from archkit.cli import main
 from archkit.oracle import measure_meta
-from timm_reference import assert_structure_and_macs_equal_timm
+from timm_reference import assert_structure_and_macs_equal_timm, trained
 
 ALL = timm.list_models(module="byobnet")
 NAMES = [n for n in ALL if not n.startswith(("repvgg", "mobileone"))]
@@ -41,18 +41,7 @@ def test_structure_and_macs_equal_timm(name: str) -> None:
 
 
 def _trained(name: str, **kwargs) -> torch.nn.Module:
-    """timm's model with norm statistics and scales away from their initial values (EvoNorm's too)."""
-    torch.manual_seed(0)
-    model = timm.create_model(name, **kwargs).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-            if type(m).__name__.startswith(("BatchNorm", "EvoNorm")):
-                for p in m.parameters():
-                    p.uniform_(0.5, 1.5)
-    return model
+    return trained(name, scales=True, **kwargs)
 
 
 @pytest.mark.parametrize("name", _marked(NAMES, FORWARD_BY_DEFAULT))

@@ -16,7 +16,7 @@ from timm.utils.model import reparameterize_model
 import archkit
 from archkit import summary
 from archkit.cli import main
-from timm_reference import assert_structure_and_macs_equal_timm, flops_macs
+from timm_reference import assert_structure_and_macs_equal_timm, flops_macs, trained
 
 NAMES = [n for n in timm.list_models(module="byobnet") if n.startswith(("repvgg", "mobileone"))]  # the others:
 # tests/test_timm_byob_blocks.py
@@ -47,16 +47,7 @@ def test_structure_and_macs_equal_timm(name: str) -> None:
 
 
 def _trained(name: str, **kwargs) -> torch.nn.Module:
-    """timm's model with non-trivial norm statistics (a fresh model's would make every fusion trivial)."""
-    torch.manual_seed(0)
-    model = timm.create_model(name, **kwargs).eval()
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)  # (scales far from 1 make the 47 blocks of repvgg_d2se chaotic
-                # in float32: its train form alone then differs from its float64 self by 100%)
-    return model
+    return trained(name, **kwargs)
 
 
 @pytest.mark.parametrize("name", _slow(NAMES, FORWARD_BY_DEFAULT))

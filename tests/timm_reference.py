@@ -28,3 +28,21 @@ def assert_structure_and_macs_equal_timm(name: str) -> None:
     counted = summary.measure(spec)
     assert counted.total_params == sum(p.numel() for p in theirs.parameters())
     assert counted.macs == flops_macs(theirs, spec.input.size)
+
+
+def trained(name: str, *, scales: bool = False, **kwargs) -> torch.nn.Module:
+    """timm's model (seeded) with norm statistics away from a fresh model's (a fresh model's would make
+    every fusion and every norm trivial); ``scales``: the norms' own parameters too (EvoNorm's included).
+    RepVGG keeps its scales: scales far from 1 make the 47 blocks of repvgg_d2se chaotic in float32 (its
+    train form alone then differs from its float64 self by 100%)."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, **kwargs).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.5, 0.5)
+                m.running_var.uniform_(0.5, 2.0)
+            if scales and type(m).__name__.startswith(("BatchNorm", "EvoNorm")):
+                for p in m.parameters():
+                    p.uniform_(0.5, 1.5)
+    return model
