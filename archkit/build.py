@@ -95,12 +95,8 @@ def _stage_module(spec: ModelSpec, sp: Any) -> nn.Module:
 
 
 def _assemble(spec: ModelSpec, p: Plan, features: bool, indices: list[int]) -> nn.Module:
-    stem = p.stem
-    if features and max(indices) == 0:  # the stem's feature map only: nothing after it runs
-        stem = stem[: stem.index(p.stem_feature) + 1]
-    stages = p.stages[: max(indices)] if features else p.stages
+    stem, stages, final = p.backbone(indices) if features else (p.stem, p.stages, p.final)
     head = () if features else p.head
-    final = p.final if not features or max(indices) == len(p.stages) else ()
     parts = {"stem": OrderedDict((lp.name.rpartition(".")[2], _child(spec, (lp.part, lp.index), lp.layer.type, lp.op))
                                  for lp in stem),
              "stages": OrderedDict((sp.name.rpartition(".")[2], _stage_module(spec, sp)) for sp in stages),

@@ -138,6 +138,13 @@ class Plan:
                   and lp.out_shape[1] * lp.out_shape[2] > final[1] * final[2]]
         return larger[-1] if larger else self.stem[-1]
 
+    def backbone(self, indices: list[int]) -> tuple[tuple, tuple, tuple]:
+        """The stem layers, stages and final layers a backbone for outputs ``indices`` keeps: up to the last
+        output (the stem up to its feature map for output 0 alone; final layers with the last stage)."""
+        last = max(indices)
+        stem = self.stem if last > 0 else self.stem[: self.stem.index(self.stem_feature) + 1]
+        return stem, self.stages[:last], self.final if last == len(self.stages) else ()
+
     def feature_info(self, indices: list[int]) -> list[dict]:
         """timm's ``feature_info`` for outputs ``indices`` (0 = the stem's feature map, i = stage i)."""
         height = self.input_shape[1]

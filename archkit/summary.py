@@ -166,11 +166,8 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "
     stem_and_frozen = {lp.name for lp in p.stem} | {sp.name for sp in p.stages[: max(spec.frozen_stages, 0)]}
     if spec.frozen_stages >= len(p.stages):  # freezing every stage freezes the final layers too (model.py)
         stem_and_frozen |= {lp.name for lp in p.final}
-    stem, stages, final = p.stem, p.stages, p.final
-    if spec.features_only:  # a backbone keeps what its last output needs (as build does)
-        last = max(out_indices(spec, None))
-        stem = stem if last > 0 else stem[: stem.index(p.stem_feature) + 1]
-        stages, final = stages[:last], final if last == len(p.stages) else ()
+    # a backbone keeps what its last output needs (as build does)
+    stem, stages, final = p.backbone(out_indices(spec, None)) if spec.features_only else (p.stem, p.stages, p.final)
     top: list[tuple[str, Any, tuple, tuple, tuple, str]] = [
         (lp.name, lp.op, lp.in_shape, lp.out_shape, (lp.part, lp.index), lp.layer.type) for lp in stem]
     top += [(sp.name, sp.graph() if depth >= 2 else _Stage(sp), sp.in_shape, sp.out_shape, ("stages", sp.index),
