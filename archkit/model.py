@@ -48,8 +48,6 @@ class FeatureInfo(list):
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 
 
-
-
 class Freezable:
     """mmdetection's ResNet freezing for ``ArchkitNet`` and feature backbones: ``frozen_stages`` (the stem
     and the first N stages: no gradients, eval mode) and ``norm_eval``, both surviving ``train()``.

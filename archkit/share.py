@@ -30,11 +30,7 @@ def timm_name(spec: Any) -> str | None:
         return None
     try:
         tree = loader.load(name, resolve=zoo.resolve)
-        classes = _num_classes(spec)
-        if classes != _num_classes(specs.validate(loader.load(name, resolve=zoo.resolve), name)):
-            loader.set_classes_and_channels(tree, classes, spec.input.channels)  # (a _gap model has none to set)
-        else:
-            loader.set_classes_and_channels(tree, None, spec.input.channels)
+        loader.set_classes_and_channels(tree, _num_classes(spec), spec.input.channels)
         loader.set_value(tree, "drop_path_rate", spec.drop_path_rate, Mark("drop_path_rate"))
         same = specs.validate(tree, name)
     except SpecError:
