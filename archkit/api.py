@@ -25,11 +25,11 @@ def as_spec(spec: Any, *, num_classes: int | None = None, in_chans: int | None =
     if isinstance(spec, specs.ModelSpec) and not changed:
         return spec
     if isinstance(spec, specs.ModelSpec):
-        source, tree = f"<{spec.name}>", loader.from_mapping(spec.model_dump(mode="json", exclude_defaults=True))
+        source, tree = f"<{spec.name}>", spec.tree()
     elif isinstance(spec, (str, os.PathLike)):
         source, tree = str(spec), loader.load(spec, resolve=zoo.resolve)
     elif isinstance(spec, dict):
-        source, tree = "<dict>", loader.from_mapping(spec)
+        source, tree = "<dict>", loader.load_mapping(spec, zoo.resolve)
     else:
         raise TypeError(f"expected a ModelSpec, a spec name or path, or a dict, got {type(spec).__name__}")
     for key, value in (values or {}).items():
@@ -106,6 +106,11 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
         raise WeightsError(f"{label}: train-form weights (conv_kxk branches) for a deploy-form spec ({units} "
                            "fused convs would stay random); load them without deploy: true, then "
                            "archkit.reparameterize the model (or archkit export --reparameterize)")
+    partial = None if allow_partial else transfer.structure_problem(result, state)
+    if partial is not None:
+        from .errors import WeightsError
+
+        raise WeightsError(partial)
     if weights == "folder" and "folder" in spec.weights and not allow_partial:  # a shared folder's own weights
         resized = {*first_keys, *classifier_keys}  # num_classes / in_chans asked of the folder's model
         modules = {k.rpartition(".")[0] for k in resized if k}

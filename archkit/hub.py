@@ -155,28 +155,9 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
             raise SpecError("must be an object with the archkit spec under 'spec'", marks.get("archkit"), "archkit")
         tree = section["spec"]
         tree.pop("weights", None)
+        _one_truth(tree, data, marks, config, find, resolve)
     else:
-        arch = data.get("architecture")
-        found = find(arch) if isinstance(arch, str) and arch.isidentifier() else None
-        if found is None:
-            raise SpecError(f"names no model archkit knows ({arch!r}); a folder archkit writes carries its spec "
-                            "under 'archkit'", marks.get("architecture") or Mark(str(config)), "architecture")
-        tree = loader.load_file(found, resolve=resolve)
-        tree.pop("weights", None)
-        num_classes, in_chans = _timm_args(data, marks)
-        loader.set_classes_and_channels(tree, num_classes, in_chans)
-        args = data.get("model_args")
-        if args is not None and not isinstance(args, dict):
-            raise SpecError("must be an object of timm keywords", marks.get("model_args"), "model_args")
-        where = getattr(args, "marks", {}) if args else {}
-        for key, value in (args or {}).items():
-            if key not in _TIMM_KEYWORDS:
-                raise SpecError(f"archkit does not apply the timm keyword {key!r} (it applies "
-                                f"{', '.join(_TIMM_KEYWORDS)})", where.get(key) or marks.get("model_args"),
-                                f"model_args.{key}")
-            if _TIMM_KEYWORDS[key]:
-                tree[_TIMM_KEYWORDS[key]] = value
-                tree.marks[_TIMM_KEYWORDS[key]] = where.get(key) or marks.get("model_args")
+        tree = _timm_tree(data, marks, config, find, resolve)
     weights = next((root / n for n in _WEIGHT_FILES if (root / n).exists() or (root / n).is_symlink()), None)
     if weights is None and ref.startswith(HUB):
         weights = root / WEIGHTS  # fetched from the hub when first used
@@ -203,6 +184,74 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
         tree["weights"] = declared
         tree.marks["weights"] = Mark(str(config))
     return tree
+
+
+def _timm_tree(data: dict, marks: dict, config: Path, find: Callable[[str], Path | None],
+               resolve: Callable[..., Any]) -> Any:
+    """The spec timm builds from a config: its ``architecture`` (a packaged name) with ``model_args`` applied."""
+    from . import loader
+
+    arch = data.get("architecture")
+    found = find(arch) if isinstance(arch, str) and arch.isidentifier() else None
+    if found is None:
+        raise SpecError(f"names no model archkit knows ({arch!r}); a folder archkit writes carries its spec "
+                        "under 'archkit'", marks.get("architecture") or Mark(str(config)), "architecture")
+    tree = loader.load_file(found, resolve=resolve)
+    tree.pop("weights", None)
+    num_classes, in_chans = _timm_args(data, marks)
+    loader.set_classes_and_channels(tree, num_classes, in_chans)
+    args = data.get("model_args")
+    if args is not None and not isinstance(args, dict):
+        raise SpecError("must be an object of timm keywords", marks.get("model_args"), "model_args")
+    where = getattr(args, "marks", {}) if args else {}
+    for key, value in (args or {}).items():
+        if key not in _TIMM_KEYWORDS:
+            raise SpecError(f"archkit does not apply the timm keyword {key!r} (it applies "
+                            f"{', '.join(_TIMM_KEYWORDS)})", where.get(key) or marks.get("model_args"),
+                            f"model_args.{key}")
+        if _TIMM_KEYWORDS[key]:
+            tree[_TIMM_KEYWORDS[key]] = value
+            tree.marks[_TIMM_KEYWORDS[key]] = where.get(key) or marks.get("model_args")
+    return tree
+
+
+def _one_truth(ours: Any, data: dict, marks: dict, config: Path, find: Callable[[str], Path | None],
+               resolve: Callable[..., Any]) -> None:
+    """A folder archkit wrote says what the model is twice: its spec under ``archkit`` (archkit reads it) and
+    what timm builds (``model_args.spec`` of the ``archkit`` architecture, else a timm name with its keywords).
+    An edit to one alone would make archkit and timm build different models: refused, naming the field."""
+    from .specs import validate
+
+    args = data.get("model_args")
+    if data.get("architecture") == "archkit":
+        if not isinstance(args, dict) or "spec" not in args:
+            return  # timm cannot build it either: nothing to disagree with
+        theirs, where = args["spec"], (getattr(args, "marks", {}).get("spec") or marks.get("model_args"),
+                                       "model_args.spec")
+        if not isinstance(theirs, dict):
+            raise SpecError("must be an object (the spec timm builds)", *where)
+        theirs.pop("weights", None)
+    else:
+        theirs = _timm_tree(data, marks, config, find, resolve)
+        where = (marks.get("model_args") or marks.get("architecture") or Mark(str(config)), "model_args")
+    a = validate(ours, str(config)).model_dump(mode="json", exclude={"weights", "description"})
+    b = validate(theirs, str(config)).model_dump(mode="json", exclude={"weights", "description"})
+    if a != b:
+        raise SpecError(f"differs from archkit.spec at {_first_difference(a, b)}: the two copies of the model in "
+                        "config.json disagree (edited by hand?); export the folder again", *where)
+
+
+def _first_difference(a: Any, b: Any, path: str = "") -> str:
+    """The dotted path of the first value where ``a`` and ``b`` differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in [*a, *(k for k in b if k not in a)]:
+            if a.get(key) != b.get(key):
+                return _first_difference(a.get(key), b.get(key), f"{path}.{key}" if path else str(key))
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for i, (x, y) in enumerate(zip(a, b)):
+            if x != y:
+                return _first_difference(x, y, f"{path}[{i}]")
+    return path or "the top level"
 
 
 _META_KEYS = ("num_classes", "crop_pct", "interpolation", "mean", "std", "license")

@@ -472,6 +472,23 @@ def from_mapping(data: dict, source: str = "<dict>") -> MDict:
     return wrap(data)
 
 
+def load_mapping(data: dict, resolve: Resolver = paths_only, source: str = "<dict>") -> MDict:
+    """A plain dict as a spec tree, its ``base:`` (a name, a path or a folder, as in a file) merged under it."""
+    tree = from_mapping(data, source)
+    if "base" not in tree:
+        return tree
+    base, mark = tree.pop("base"), tree.marks.pop("base")
+    if not isinstance(base, str) or not base:
+        raise SpecError(f"must be a spec name or a file path (got {base!r})", mark, "base")
+    try:
+        found = resolve(base, None)
+    except SpecError as exc:
+        raise SpecError(exc.problems[0].message, mark, "base") from None
+    parent = found if isinstance(found, MDict) else load_file(found, resolve=resolve)
+    parent.pop("weights", None)  # declared weights belong to the base's architecture
+    return merge(parent, tree)
+
+
 def flatten(tree: Any) -> tuple[Any, dict[tuple, Mark]]:
     """Split a marked tree into plain data and a map from field path to position."""
     marks: dict[tuple, Mark] = {}

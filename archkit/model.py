@@ -270,7 +270,7 @@ def _with_classes(spec: Any, num_classes: int) -> Any:
 
     if spec is None:
         return spec
-    tree = loader.from_mapping(spec.model_dump(mode="json", exclude_defaults=True))
+    tree = spec.tree()
     loader.set_classes_and_channels(tree, num_classes, None)
     return specs.validate(tree, f"<{spec.name}>")
 

@@ -34,7 +34,7 @@ def reparameterize(model: Any) -> Any:
     if not features and getattr(model, "num_classes", None) is not None:  # a classifier reset since it was built
         from . import loader, specs
 
-        tree = loader.from_mapping(spec.model_dump(mode="json", exclude_defaults=True))
+        tree = spec.tree()
         loader.set_classes_and_channels(tree, model.num_classes, None)
         spec = specs.validate(tree, f"<{spec.name}>")
     deploy_spec = spec.model_copy(update=update)

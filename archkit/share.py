@@ -126,7 +126,7 @@ def card(spec: Any, cfg: dict, provenance: str) -> str:
     front = {"library_name": "timm" if cfg["architecture"] != "archkit" else "archkit",
              "tags": ["image-classification", "archkit", *(["timm"] if cfg["architecture"] != "archkit" else [])],
              **({"license": license_} if license_ else {})}
-    spec_yaml = yaml.safe_dump(spec.model_dump(mode="json", exclude={"weights"}, exclude_defaults=True),
+    spec_yaml = yaml.safe_dump(spec.data(exclude={"weights"}),
                                sort_keys=False, width=100)
     name = cfg["architecture"] if cfg["architecture"] != "archkit" else spec.name
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {spec.name}", ""]
@@ -209,6 +209,24 @@ def _ours(target: Path) -> bool:
     return _is_archkit_config(target)
 
 
+def _check_pushable(target: Path) -> None:
+    """A folder archkit wrote, whole, holding its own files: nothing outside it is read or sent."""
+    try:
+        links = sorted(p.name for p in target.iterdir() if p.is_symlink())
+    except OSError:
+        links = []  # not a folder: said below
+    if links:
+        raise SpecError(f"{target / links[0]}: a symlink; a folder to push holds its own files (nothing outside "
+                        "it is read or sent)")
+    if not (target / CONFIG).is_file() or not _is_archkit_config(target):
+        raise SpecError(f"{target}: not a folder archkit wrote (no config.json with an archkit section); "
+                        "write one with 'archkit export SPEC --format hf --output DIR'")
+    missing = [name for name in (CONFIG, WEIGHTS, CARD) if not (target / name).is_file()]
+    if missing:
+        raise SpecError(f"{target}: has no {missing[0]}; export the folder again (a shared folder is config.json, "
+                        f"{WEIGHTS} and {CARD})")
+
+
 def _is_archkit_config(target: Path) -> bool:
     """Whether ``target/config.json`` is one archkit wrote (it has an ``archkit`` section)."""
     try:
@@ -237,9 +255,7 @@ def push(directory: str | os.PathLike, repo_id: str, *, private: bool = False, r
          message: str | None = None) -> str:
     """Upload a folder archkit wrote to the Hugging Face hub (``huggingface_hub.upload_folder``); the URL."""
     target = Path(directory)
-    if not (target / CONFIG).is_file() or not _is_archkit_config(target):
-        raise SpecError(f"{target}: not a folder archkit wrote (no config.json with an archkit section); "
-                        "write one with 'archkit export SPEC --format hf --output DIR'")
+    _check_pushable(target)
     if not valid_repo_id(repo_id):
         raise SpecError(f"--repo takes ORG/NAME (got {repo_id!r})")
     try:
@@ -253,9 +269,12 @@ def push(directory: str | os.PathLike, repo_id: str, *, private: bool = False, r
     from .weights import sha256_of
     from .zoo import find, resolve
 
-    spec_tree(f"local-dir:{target}", find, resolve)  # the config reads back as a spec
+    spec_tree(f"local-dir:{target}", find, resolve)  # the config reads back as a spec, its two copies agree
     recorded = json.loads((target / CONFIG).read_text(encoding="utf-8"))["archkit"].get("weights_sha256")
-    if (target / WEIGHTS).is_file() and recorded is not None and sha256_of(target / WEIGHTS) != recorded:
+    if not isinstance(recorded, str):
+        raise SpecError(f"{target / CONFIG}: records no weights_sha256, so {WEIGHTS} cannot be checked as this "
+                        "model's; export the folder again")
+    if sha256_of(target / WEIGHTS) != recorded:
         raise SpecError(f"{target / WEIGHTS}: does not match the SHA-256 config.json records; export the folder again")
     try:
         create_repo(repo_id, private=private, exist_ok=True)

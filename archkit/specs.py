@@ -172,6 +172,18 @@ class ModelSpec(SpecModel):
         """A SpecError located at ``path`` in the spec's source."""
         return SpecError(message, self.mark_of(path), format_path(path))
 
+    def data(self, exclude: set | None = None) -> dict:
+        """This spec as plain data that validates back to the same spec: the keys that were set, at every
+        level. (Not ``exclude_defaults``: a stage that sets a value back to its default over a top-level
+        ``block:`` / ``stage:`` would lose it, and the inherited value would come back on re-validation.)"""
+        return self.model_dump(mode="json", exclude_unset=True, exclude=exclude)
+
+    def tree(self) -> Any:
+        """This spec as a loader tree (``--set``-style changes apply to it), validating back to the same spec."""
+        from .loader import from_mapping
+
+        return from_mapping(self.data())
+
 
 # --- validation ------------------------------------------------------------------------------------
 
@@ -269,7 +281,7 @@ class _Pass:
             else:
                 self.add((*path, "shortcut"), f"{kind.name} blocks accept shortcut kinds {', '.join(offered)}, "
                                               f"not {short!r}")
-        for j, attn in enumerate(raw.get("attn") or []):
+        for j, attn in enumerate(_items(raw.get("attn"))):
             position = attn.get("position", "pre_add") if isinstance(attn, dict) else None
             if isinstance(position, str) and position not in kind.attn_positions:
                 where = (*path, "attn", j, "position")
@@ -307,8 +319,8 @@ class _Pass:
                         if isinstance(stage.get(key), list):
                             stage[key] = [self.block(b, ("stages", i, key, j), i, drop_block)
                                           for j, b in enumerate(stage[key])]
-                    if not any(v is FAILED for v in [stage.get("block"), *(stage.get("blocks") or []),
-                                                     *(stage.get("pattern") or [])]):
+                    if not any(v is FAILED for v in [stage.get("block"), *_items(stage.get("blocks")),
+                                                     *_items(stage.get("pattern"))]):
                         stage = self.stage(stage, ("stages", i), i, drop_block)  # else its blocks' problems stand
                 stages.append(stage)
             data["stages"] = stages
@@ -323,6 +335,11 @@ class _Failed:
 
 
 FAILED = _Failed()
+
+
+def _items(value: Any) -> list:
+    """A list field's items, or none where it is of another shape (pass one says what is wrong with it)."""
+    return value if isinstance(value, list) else []
 
 
 def _number(value: Any) -> float:

@@ -196,6 +196,30 @@ def make_plan(model: nn.Module, source: dict[str, torch.Tensor], label: str, *, 
     return TransferPlan(label, items)
 
 
+def structure_problem(plan: TransferPlan, state: dict[str, torch.Tensor]) -> str | None:
+    """Why a plan keeps less than the whole, where the checkpoint's structure differs from the model's:
+    some of its tensors go unused *while* some of the model's stay as initialized (no key of one side
+    where the other has one: another block form, another attention type). Fewer blocks alone (only
+    unused) or new modules alone (only re-initialized) are what a transfer is for."""
+    unused = plan.of("unused")
+    fresh = [i for i in plan.of("reinit") if i.source_shape is None and i.parameter]
+    if not unused or not fresh:
+        return None
+    lost = sum(i.numel for i in fresh)
+    share = lost / max(1, plan.params_total)
+    hint = ""
+    if any(k.endswith("reparam_conv.weight") for k in state):
+        hint = " (deploy-form weights: build the spec with deploy: true to load them)"
+    return (f"{plan.source}: the checkpoint's structure differs from the model's: {len(unused)} of its tensors "
+            f"would go unused ({_first(unused)}) while {len(fresh)} of the model's ({lost:,} parameters, "
+            f"{share:.0%}) stay random ({_first(fresh)}){hint}; pass --allow-partial (allow_partial=True) "
+            "to load what matches anyway")
+
+
+def _first(items: list[Item], limit: int = 2) -> str:
+    return ", ".join(i.key for i in items[:limit]) + (", ..." if len(items) > limit else "")
+
+
 def _adaptable(src: tuple[int, ...], dst: tuple[int, ...]) -> bool:
     return len(src) == len(dst) == 4 and src[0] == dst[0] and src[2:] == dst[2:] and src[1] > 0
 

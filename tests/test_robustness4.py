@@ -1,0 +1,284 @@
+"""Issue 31 (robustness 4): what a fresh install, a hidden property test and a fourth hostile trial
+broke. Each case goes through the public API or the CLI, as a user meets it."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+import archkit
+from archkit import SpecError
+from archkit.catalog import BLOCKS
+from archkit.cli import main
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main([*argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+# --- fields of the wrong shape: one located line, exit 2 -------------------------------------------
+
+@pytest.mark.parametrize("field", ["blocks: 3", "pattern: 7", "block: {attn: 3}", "pattern: [{attn: 5}]",
+                                   "blocks: {a: 1}", "block: 5", "depth: [2]", "planes: {a: 1}"])
+def test_a_field_of_the_wrong_shape_is_one_located_line(write, capsys, field) -> None:
+    path = write("base: resnet18\nname: shape\nstages:\n"
+                 f"  - {{planes: 64, depth: 2, {field}}}\n  - {{planes: 128, depth: 2, stride: 2}}\n"
+                 "  - {planes: 256, depth: 2, stride: 2}\n  - {planes: 512, depth: 2, stride: 2}\n")
+    code, _, err = run(capsys, "validate", str(path))
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert lines and all(line.startswith(f"{path}:4:") for line in lines), err
+    assert "Error" not in err and "Traceback" not in err, err
+
+
+# --- a model's spec rebuilds exactly the model it describes ----------------------------------------
+
+ROUND_TRIP = """base: repvgg_a0
+name: rt
+input: {size: [32, 32]}
+block: {type: rep, kernel_size: 5}
+stages:
+  - {planes: 8, depth: 1, stride: 2}
+  - {planes: 16, depth: 2, stride: 2, block: {kernel_size: 3}}
+  - {planes: 16, depth: 1, stride: 2}
+  - {planes: 32, depth: 1, stride: 2}
+"""
+
+
+def test_a_value_set_back_to_its_default_survives_the_round_trip(write) -> None:
+    """The issue's reproducer: a stage's kernel_size 3 (the default) over a top-level 5."""
+    model = archkit.create_model(write(ROUND_TRIP)).eval()
+    assert model.stages[1][0].conv_kxk.conv.kernel_size == (3, 3)
+    again = archkit.create_model(model.spec, num_classes=5)
+    assert again.stages[1][0].conv_kxk.conv.kernel_size == (3, 3)
+    fused = archkit.reparameterize(model)  # rebuilt from model.spec: it raised on the 5x5 kernel
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), atol=1e-4, rtol=1e-4)
+    model.reset_classifier(7)
+    assert archkit.create_model(model.spec).stages[1][0].conv_kxk.conv.kernel_size == (3, 3)
+
+
+def test_an_empty_attention_list_and_a_pattern_default_survive(write) -> None:
+    path = write("""base: resnet18
+name: rt2
+input: {size: [32, 32]}
+block: {type: basic, attn: [{type: se}]}
+stages:
+  - {planes: 8, depth: 1, block: {attn: []}}
+  - {planes: 16, depth: 1, stride: 2}
+  - {planes: 16, depth: 1, stride: 2}
+  - {planes: 32, depth: 1, stride: 2}
+""", "rt2.yaml")
+    model = archkit.build_model(path, device="meta")
+    again = archkit.build_model(archkit.create_model(model.spec, num_classes=3).spec, device="meta")
+    assert not any(".se." in k for k in again.state_dict() if k.startswith("layer1."))
+    path = write("""base: mobileone_s0
+name: rt3
+input: {size: [32, 32]}
+stages:
+  - {planes: 8, depth: 2, stride: 2, block: {type: one, depthwise: true}, pattern: [{}, {depthwise: false}]}
+  - {planes: 16, depth: 1, stride: 2}
+  - {planes: 16, depth: 1, stride: 2}
+  - {planes: 32, depth: 1, stride: 2}
+""", "rt3.yaml")
+    spec = archkit.load_spec(path)
+    assert spec.stages[0].pattern[1].depthwise is False
+    assert archkit.create_model(spec, num_classes=3).spec.stages[0].pattern[1].depthwise is False
+
+
+# random specs: a top-level block and stage blocks that set values, defaults included, over it
+
+_FAMILIES = {  # a base, its block types (of one stage type), small stages
+    "resnet18": ["basic", "bottleneck"],
+    "repvgg_a0": ["rep", "bottle", "byob_basic", "dark", "edge"],
+    "mobileone_s0": ["one"],
+    "cspresnet50": ["csp_bottle"],
+}
+
+
+def _candidates(field: typing.Any) -> list:
+    """Values a block field may take in the property test: its default and a few others of its type."""
+    if field.default is not None and isinstance(field.default, bool):
+        return [False, True]
+    args = typing.get_args(field.annotation)
+    literal = [a for a in args if typing.get_origin(a) is typing.Literal]
+    if typing.get_origin(field.annotation) is typing.Literal:
+        return list(typing.get_args(field.annotation))
+    if literal:
+        return [None, *typing.get_args(literal[0])]
+    if isinstance(field.default, bool):
+        return [False, True]
+    if isinstance(field.default, int):
+        return sorted({field.default, 1, 2, 3})
+    if isinstance(field.default, float):
+        return sorted({field.default, 0.25, 0.5, 1.0})
+    return []
+
+
+def _block_keys(block_type: str) -> dict[str, list]:
+    params = BLOCKS.get(block_type).obj.params
+    keys = {k: _candidates(f) for k, f in params.model_fields.items() if k not in ("type", "shortcut", "attn")}
+    keys = {k: v for k, v in keys.items() if v}
+    keys["attn"] = [[], [{"type": "se"}]]
+    return keys
+
+
+@st.composite
+def layered_specs(draw) -> dict:
+    base = draw(st.sampled_from(sorted(_FAMILIES)))
+    block_type = draw(st.sampled_from(_FAMILIES[base]))
+    keys = _block_keys(block_type)
+
+    def settings_of() -> dict:
+        chosen = draw(st.lists(st.sampled_from(sorted(keys)), max_size=3, unique=True))
+        return {k: draw(st.sampled_from(keys[k])) for k in chosen}
+
+    stages = []
+    for i, planes in enumerate([8, 16, 16, 32]):
+        stage: dict = {"planes": planes, "depth": draw(st.integers(1, 2)), "stride": 1 if i == 0 else 2}
+        if draw(st.booleans()):
+            stage["block"] = settings_of()
+        if draw(st.booleans()):
+            stage["pattern"] = [settings_of() for _ in range(draw(st.integers(1, 2)))]
+        stages.append(stage)
+    return {"base": base, "name": "layered", "input": {"size": [32, 32]},
+            "block": {"type": block_type, **settings_of()}, "stages": stages}
+
+
+@settings(max_examples=settings.default.max_examples)
+@given(tree=layered_specs())
+def test_build_spec_build_gives_the_same_model(tree: dict) -> None:
+    """Any spec that layers block settings (top level, stage, pattern): the model's resolved spec validates
+    back to itself and builds the same modules."""
+    try:
+        spec = archkit.api.as_spec(tree)
+        first = archkit.build_model(spec, device="meta").state_dict()
+    except SpecError:
+        assume(False)
+    again = archkit.api.as_spec(spec.model_copy(), num_classes=1000)  # through the spec's tree
+    assert again == spec
+    second = archkit.build_model(again, device="meta").state_dict()
+    assert [(k, v.shape) for k, v in first.items()] == [(k, v.shape) for k, v in second.items()]
+
+
+def test_a_dict_spec_takes_every_key_a_file_takes(capsys) -> None:
+    model = archkit.create_model({"base": "resnet18", "name": "mine", "stages": [
+        {"planes": 64, "depth": 1}, {"planes": 128, "depth": 1, "stride": 2},
+        {"planes": 256, "depth": 1, "stride": 2}, {"planes": 512, "depth": 1, "stride": 2}]}, num_classes=3)
+    assert model.spec.name == "mine" and model.fc.out_features == 3 and len(model.layer2) == 1
+    with pytest.raises(SpecError, match=r"^<dict>: base: no spec named 'resnet1'"):
+        archkit.create_model({"base": "resnet1", "name": "x"})
+    with pytest.raises(SpecError, match=r"^<dict>: stages\[0\]\.depth"):
+        archkit.create_model({"base": "resnet18", "name": "x", "stages": [{"planes": 8, "depth": "two"}]})
+
+
+# --- a transfer that keeps less than the whole is refused unless asked ------------------------------
+
+def test_deploy_form_weights_into_a_train_form_spec_are_refused(tmp_path, capsys) -> None:
+    small = ["--set", "input.size=[32, 32]", "--set", "width_multiplier=0.25"]
+    saved = tmp_path / "a0_deploy.safetensors"
+    code, _, err = run(capsys, "build", "repvgg_a0", "--set", "deploy=true", *small, "--output", str(saved))
+    assert code == 0, err
+    code, out, err = run(capsys, "build", "repvgg_a0", *small, "--weights", str(saved))
+    assert code == 2 and out == "", err
+    line = err.strip()
+    assert "\n" not in line and "structure differs" in line and "deploy: true" in line, err
+    assert "--allow-partial" in line and "stay random" in line, err
+    code, out, err = run(capsys, "build", "repvgg_a0", *small, "--weights", str(saved), "--allow-partial")
+    assert code == 0, err
+    # what a transfer is for stays allowed: fewer blocks (unused only), new modules (re-initialized only)
+    full = tmp_path / "r18.safetensors"
+    assert run(capsys, "build", "resnet18", "--set", "input.size=[32, 32]", "--output", str(full))[0] == 0
+    assert run(capsys, "build", "resnet18", "--set", "stages.3.depth=1", "--weights", str(full))[0] == 0
+    code, _, err = run(capsys, "build", "resnet18", "--set", "block.attn=[{type: se}]", "--weights", str(full))
+    assert code == 0, err
+
+
+# --- sharing: nothing outside the folder, nothing unchecked, one truth --------------------------------
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory):
+    """A folder archkit wrote (timm's architecture name) and one of an archkit-only variant."""
+    root = tmp_path_factory.mktemp("shared")
+    timm_named = archkit.save_pretrained(archkit.create_model("resnet18", num_classes=3), root / "r18")
+    variant = archkit.create_model("resnet18", num_classes=3, **{"stages.0.depth": 1, "name": "mine"})
+    own = archkit.save_pretrained(variant, root / "mine")
+    return timm_named, own
+
+
+def _clone(src, dst):
+    import shutil
+
+    shutil.copytree(src, dst)
+    return dst
+
+
+@pytest.fixture
+def uploads(monkeypatch):
+    import huggingface_hub
+
+    calls: list = []
+    monkeypatch.setattr(huggingface_hub, "create_repo", lambda repo_id, **kw: calls.append(("create", repo_id)))
+    monkeypatch.setattr(huggingface_hub, "upload_folder",
+                        lambda **kw: calls.append(("upload", kw)) or type("Info", (), {"commit_url": "u"})())
+    return calls
+
+
+def test_push_refuses_a_symlink_and_sends_nothing_outside(tmp_path, shared, uploads, capsys) -> None:
+    folder = _clone(shared[0], tmp_path / "f")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the hub")
+    (folder / "README.md").unlink()
+    (folder / "README.md").symlink_to(secret)
+    code, _, err = run(capsys, "push", str(folder), "--repo", "someone/x")
+    assert code == 2 and not uploads, err
+    assert err.strip() == f"{folder / 'README.md'}: a symlink; a folder to push holds its own " \
+                          "files (nothing outside it is read or sent)", err
+
+
+@pytest.mark.parametrize("damage", ["no_hash", "no_weights", "other_weights"])
+def test_push_refuses_weights_it_cannot_check(tmp_path, shared, uploads, capsys, damage) -> None:
+    import json
+
+    folder = _clone(shared[0], tmp_path / "f")
+    if damage == "no_hash":
+        cfg = json.loads((folder / "config.json").read_text())
+        del cfg["archkit"]["weights_sha256"]
+        (folder / "config.json").write_text(json.dumps(cfg))
+    elif damage == "no_weights":
+        (folder / "model.safetensors").unlink()
+    else:
+        (folder / "model.safetensors").write_bytes((shared[1] / "model.safetensors").read_bytes())
+    code, out, err = run(capsys, "push", str(folder), "--repo", "someone/x")
+    assert code == 2 and not uploads and "pushed" not in out, err
+    assert {"no_hash": "records no weights_sha256", "no_weights": "has no model.safetensors",
+            "other_weights": "does not match the SHA-256"}[damage] in err
+    assert run(capsys, "push", str(shared[0]), "--repo", "someone/x")[0] == 0 and uploads
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_a_folder_whose_two_copies_of_the_model_differ_is_refused(tmp_path, shared, capsys, which) -> None:
+    import json
+
+    folder = _clone(shared[which], tmp_path / "f")
+    cfg = json.loads((folder / "config.json").read_text())
+    if which == 0:  # timm builds resnet18 from its name and keywords
+        assert cfg["architecture"] == "resnet18"
+        cfg["model_args"]["num_classes"] = 7
+    else:  # timm builds the archkit architecture from model_args.spec
+        assert cfg["architecture"] == "archkit"
+        cfg["model_args"]["spec"]["stages"][1]["depth"] = 3
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    code, _, err = run(capsys, "build", f"local-dir:{folder}", "--json")
+    assert code == 2, err
+    line = err.strip()
+    assert "\n" not in line and line.startswith(f"{folder / 'config.json'}:"), err
+    assert "the two copies of the model in config.json disagree" in line, err
+    assert ("head[2].features" if which == 0 else "stages[1].depth") in line, err
