@@ -203,8 +203,8 @@ def structure_problem(plan: TransferPlan, state: dict[str, torch.Tensor]) -> str
     unused) or new modules alone (only re-initialized) are what a transfer is for."""
     unused = plan.of("unused")
     fresh = [i for i in plan.of("reinit") if i.source_shape is None and i.parameter]
-    if not unused or not fresh:
-        return None
+    if not unused or not fresh or plan.of("mismatch") or not (plan.of("copied") or plan.of("adapted")):
+        return None  # nothing amiss, or ``apply``'s refusal says more (another shape; nothing matches at all)
     lost = sum(i.numel for i in fresh)
     share = lost / max(1, plan.params_total)
     hint = ""

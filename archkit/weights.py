@@ -32,6 +32,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .deadline import Deadline
 from .errors import WeightsError, first_line
 
 CHUNK = 1 << 20
@@ -111,6 +112,10 @@ def file_url_path(url: str) -> Path:
 
 
 def _shown(text: str, limit: int = 200) -> str:
+    """A URL for a message: without the ``user:password@`` it may carry, cut to ``limit`` characters."""
+    parts = urllib.parse.urlsplit(text)
+    if "@" in parts.netloc:
+        text = urllib.parse.urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -285,23 +290,24 @@ def _download(url: str, target: Path, expected: list[tuple[str, str]], recorded:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)
     shown = _shown(url)
-    deadline = time.monotonic() + timeout
+    where = shown if label == url else f"{label}: {shown}"  # a URL given as is is named once
+    late = DownloadError(f"{where}: not complete after {timeout:g} s (${DOWNLOAD_TIMEOUT_ENV}); nothing cached")
     try:
-        with removed_on_signal(tmp):
+        with removed_on_signal(tmp), Deadline(timeout) as deadline:
             digest = hashlib.sha256()
             received = 0
-            opener = urllib.request.build_opener(_HttpOnlyRedirects)
+            opener = deadline.opener(_HttpOnlyRedirects)
             try:
                 with os.fdopen(fd, "wb") as out, \
                         contextlib.closing(opener.open(url, timeout=min(STALL_TIMEOUT_S, timeout))) as response:
                     encoding = (response.headers.get("Content-Encoding") or "identity").lower()
                     if encoding != "identity":
-                        raise DownloadError(f"{label}: {shown}: the server sent {encoding}-encoded bytes, not the "
+                        raise DownloadError(f"{where}: the server sent {encoding}-encoded bytes, not the "
                                             "file; nothing cached")
                     size = response.headers.get("Content-Length")
                     size = int(size) if size is not None and size.isdigit() else None
                     if size is not None and size > limit:
-                        raise DownloadError(f"{label}: {shown}: {size:,} bytes, above the download limit of "
+                        raise DownloadError(f"{where}: {size:,} bytes, above the download limit of "
                                             f"{limit:,} (${MAX_DOWNLOAD_ENV}); nothing cached")
                     while True:
                         chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
@@ -309,11 +315,8 @@ def _download(url: str, target: Path, expected: list[tuple[str, str]], recorded:
                             break
                         received += len(chunk)
                         if received > limit:
-                            raise DownloadError(f"{label}: {shown}: more than {limit:,} bytes, the download limit "
+                            raise DownloadError(f"{where}: more than {limit:,} bytes, the download limit "
                                                 f"(${MAX_DOWNLOAD_ENV}); nothing cached")
-                        if time.monotonic() > deadline:
-                            raise DownloadError(f"{label}: {shown}: not complete after {timeout:g} s "
-                                                f"(${DOWNLOAD_TIMEOUT_ENV}); nothing cached")
                         digest.update(chunk)
                         out.write(chunk)
                     out.flush()
@@ -321,26 +324,30 @@ def _download(url: str, target: Path, expected: list[tuple[str, str]], recorded:
             except DownloadError:
                 raise
             except urllib.error.HTTPError as exc:
-                raise DownloadError(f"{label}: {shown}: HTTP {exc.code} {exc.reason}; nothing cached at {target}") \
+                raise DownloadError(f"{where}: HTTP {exc.code} {exc.reason}; nothing cached at {target}") \
                     from None
             except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+                if deadline.expired:  # the deadline cut the connection: whatever the read made of it
+                    raise late from None
                 reason = getattr(exc, "reason", None) or exc
-                raise DownloadError(f"{label}: cannot download {shown} ({first_line(reason, 200)}); no cached "
+                raise DownloadError(f"{where}: cannot download ({first_line(reason, 200)}); no cached "
                                     f"copy at {target}") from None
+            if deadline.expired:
+                raise late
             if size is not None and received != size:
-                raise DownloadError(f"{label}: {shown}: connection closed after {received:,} of {size:,} "
+                raise DownloadError(f"{where}: connection closed after {received:,} of {size:,} "
                                     "bytes; nothing cached")
             actual = digest.hexdigest()
             for want, what in expected:
                 if not actual.startswith(want.lower()):
-                    raise DownloadError(f"{label}: {shown}: SHA-256 {actual[:16]}... does not match the {what} "
+                    raise DownloadError(f"{where}: SHA-256 {actual[:16]}... does not match the {what} "
                                         f"{want}; nothing cached")
             if recorded and not actual.startswith(recorded):
-                raise DownloadError(f"{label}: {shown}: SHA-256 {actual[:16]}... differs from the {recorded[:16]}... "
+                raise DownloadError(f"{where}: SHA-256 {actual[:16]}... differs from the {recorded[:16]}... "
                                     f"recorded on the first download; nothing cached (delete "
                                     f"{_record_of(target)} to trust the new file)")
             if not _looks_like_weights(tmp):
-                raise DownloadError(f"{label}: {shown}: the response is not a weights file (a torch archive, "
+                raise DownloadError(f"{where}: the response is not a weights file (a torch archive, "
                                     "pickle or safetensors); nothing cached")
             os.replace(tmp, target)
             if not expected and not recorded:  # trust on first use: later uses must match what was fetched now

@@ -3,6 +3,10 @@ broke. Each case goes through the public API or the CLI, as a user meets it."""
 
 from __future__ import annotations
 
+import http.server
+import socket
+import threading
+import time
 import typing
 
 import pytest
@@ -282,3 +286,55 @@ def test_a_folder_whose_two_copies_of_the_model_differ_is_refused(tmp_path, shar
     assert "\n" not in line and line.startswith(f"{folder / 'config.json'}:"), err
     assert "the two copies of the model in config.json disagree" in line, err
     assert ("head[2].features" if which == 0 else "stages[1].depth") in line, err
+
+
+# --- a download's deadline covers the whole transfer, headers included --------------------------------
+
+class _Dribble(http.server.BaseHTTPRequestHandler):
+    """A server sending its status line and headers a byte at a time, every 0.25 s."""
+
+    def do_GET(self) -> None:  # noqa: N802
+        head = b"HTTP/1.1 200 OK\r\n" + b"".join(b"X-Pad-%d: %s\r\n" % (i, b"y" * 20) for i in range(100))
+        try:
+            for byte in head:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.25)
+        except OSError:
+            pass
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def dribbler():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Dribble)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd.server_address[1]
+    httpd.shutdown()
+
+
+def test_a_server_dribbling_headers_meets_the_deadline(tmp_path, monkeypatch, capsys, dribbler) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ARCHKIT_DOWNLOAD_TIMEOUT", "2")
+    url = f"http://127.0.0.1:{dribbler}/w.pth"
+    started = time.monotonic()
+    code, _, err = run(capsys, "build", "resnet18", "--weights", url)
+    took = time.monotonic() - started
+    assert code == 1 and took < 10, (took, err)  # the 3.6 kB of headers take 900 s at this pace
+    line = err.strip()
+    assert "\n" not in line and "not complete after 2 s ($ARCHKIT_DOWNLOAD_TIMEOUT)" in line, err
+    assert line.count(f"127.0.0.1:{dribbler}") == 1, err
+    cache = tmp_path / "home" / "hub" / "checkpoints"
+    assert not cache.exists() or not list(cache.iterdir())
+
+
+def test_a_refused_connection_names_the_url_once_without_credentials(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = run(capsys, "build", "resnet18", "--weights", f"http://me:secret@127.0.0.1:{port}/w.pth")
+    assert code == 1 and "secret" not in err and err.count(f"127.0.0.1:{port}") == 1, err
