@@ -10,9 +10,9 @@ def load_spec(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] | 
               num_classes: int | None = None, in_chans: int | None = None):
     """Load a spec by name (``"resnet50"``) or file, merge ``base:``, apply ``--set``-style overrides
     (``"stages.2.depth=23"``), timm's ``num_classes`` / ``in_chans``, and validate it."""
-    from . import specs
+    from . import zoo
 
-    return specs.load(path, overrides, num_classes=num_classes, in_chans=in_chans)
+    return zoo.load(path, overrides, num_classes=num_classes, in_chans=in_chans)
 
 
 def as_spec(spec: Any, *, num_classes: int | None = None, in_chans: int | None = None,
@@ -39,20 +39,24 @@ def as_spec(spec: Any, *, num_classes: int | None = None, in_chans: int | None =
     return specs.validate(tree, source)
 
 
-def build_model(spec: Any, device: Any = None, *, features_only: bool | None = None, out_indices: Any = None):
+def build_model(spec: Any, device: Any = None, *, features_only: bool | None = None, out_indices: Any = None,
+                max_params: int | None = None):
     """Build the ``nn.Sequential`` for a spec (ModelSpec, name, path or dict); ``device="meta"`` allocates nothing.
 
     ``features_only=True`` returns a backbone giving the feature maps of ``out_indices`` (0 = the stem
     before its final pool, i = stage i), with ``.feature_info`` (channels and reduction per output), as timm's.
+    More than ``max_params`` parameters (default ``$ARCHKIT_MAX_PARAMS``, else 2e9) are refused before
+    anything is allocated.
     """
     from . import build
 
-    return build.build(as_spec(spec), device=device, features_only=features_only, out_indices=out_indices)
+    return build.build(as_spec(spec), device=device, features_only=features_only, out_indices=out_indices,
+                       max_params=max_params)
 
 
 def create_model(name_or_spec: Any, *, weights: str | os.PathLike | None = None, pretrained: bool = False,
                  num_classes: int | None = None, in_chans: int | None = None, allow_partial: bool = False,
-                 device: Any = None, **overrides: Any):
+                 device: Any = None, max_params: int | None = None, **overrides: Any):
     """timm's habit: a model by name, resized and changed by keyword, optionally from pretrained weights.
 
     ``num_classes`` resizes the head's classifier (0 removes it), ``in_chans`` the first conv; other
@@ -61,7 +65,8 @@ def create_model(name_or_spec: Any, *, weights: str | os.PathLike | None = None,
     (``pretrained=True``: the spec's first declared weights); they load through a transfer plan
     (``model.transfer_plan``) that copies what fits, adapts the first conv to ``in_chans``,
     re-initializes a resized classifier and new modules, and refuses other shape changes unless
-    ``allow_partial``.
+    ``allow_partial``. More than ``max_params`` parameters (default ``$ARCHKIT_MAX_PARAMS``, else 2e9) are
+    refused before anything is allocated.
     """
     from . import build
 
@@ -70,7 +75,7 @@ def create_model(name_or_spec: Any, *, weights: str | os.PathLike | None = None,
         from .weights import default_name
 
         weights = default_name(spec)
-    model = build.build(spec, device=device if weights is None else None)
+    model = build.build(spec, device=device if weights is None else None, max_params=max_params)
     if weights is not None:
         model.transfer_plan = load_pretrained(model, spec, weights, allow_partial=allow_partial)
         if device is not None:

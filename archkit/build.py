@@ -12,7 +12,7 @@ from typing import Any, Iterator
 import torch
 from torch import nn
 
-from .errors import first_line
+from .errors import SpecError, first_line
 from .lower import TorchContext, _restore, module_of  # noqa: F401 - plugins import TorchContext from here; older pickles name archkit.build._restore
 from .model import ArchkitNet, FeatureExtractor, Freezable
 from .nn.attention_pool import AttentionPool2d
@@ -124,7 +124,7 @@ def _assemble(spec: ModelSpec, p: Plan, features: bool, indices: list[int]) -> n
 
 
 def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = None,
-          out_indices: Any = None) -> nn.Module:
+          out_indices: Any = None, max_params: int | None = None) -> nn.Module:
     """Assemble the model: stem layers, ``layer1``..``layerN``, head layers, as one ``nn.Sequential``.
 
     ``device="meta"`` builds the structure without allocating or initializing weights.
@@ -136,9 +136,58 @@ def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = N
     ``to_empty`` on ``device`` and initialized by ``init_weights`` (PyTorch's default init, which
     torchvision then overwrites, never runs). A model holding plugin modules with state of their own
     is built directly on ``device`` instead, so their constructors' values stay.
+
+    Weights are allocated only for at most ``max_params`` parameters (default: ``$ARCHKIT_MAX_PARAMS``,
+    else ``MAX_PARAMS``), counted before anything is allocated; more is a SpecError.
     """
     with _float32():  # whatever a plugin or the caller set as torch's default: the dtype the summary reports
-        return _build(spec, device, features_only, out_indices)
+        return _build(spec, device, features_only, out_indices, max_params)
+
+
+MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
+
+
+def params_limit(max_params: int | None = None) -> int:
+    """The most parameters a build allocates: ``max_params``, else ``$ARCHKIT_MAX_PARAMS``, else ``MAX_PARAMS``."""
+    import os
+
+    from .loader import MAX_PARAMS
+
+    if max_params is not None:
+        return max_params
+    env = os.environ.get(MAX_PARAMS_ENV)
+    if env is None:
+        return MAX_PARAMS
+    if not env.isdigit() or int(env) < 1:
+        raise SpecError(f"${MAX_PARAMS_ENV} must be a positive integer, got {env!r}")
+    return int(env)
+
+
+def check_budget(spec: ModelSpec, max_params: int | None = None) -> None:
+    """Refuse, from the plan alone (no module built), a spec whose declared parameters exceed the limit."""
+    features = spec.features_only
+    indices = _indices(spec, None) if features else []
+    _within_budget(spec, _planned_params(plan(spec, head=not features), features, indices), params_limit(max_params))
+
+
+def _within_budget(spec: ModelSpec, count: int, limit: int) -> None:
+    if count > limit:
+        raise SpecError(f"{spec.name} has {count:,} parameters, above the limit of {limit:,} for allocating its "
+                        f"weights; raise it with ${MAX_PARAMS_ENV} (max_params= in the API, --max-params in the CLI)")
+
+
+def _planned_params(p: Plan, features: bool, indices: list) -> int:
+    """Parameters the plan declares for what is built (a lower bound: what must be measured counts 0)."""
+    stem, stages, final = p.backbone(indices) if features else (p.stem, p.stages, p.final)
+    return sum(_declared(part) for part in (*stem, *stages, *final, *(() if features else p.head)))
+
+
+def _declared(part: Any) -> int:
+    try:
+        cost = part.cost
+    except (ValueError, TypeError, NotImplementedError, RuntimeError):  # a plugin's module, measured later
+        return 0
+    return cost.params if cost is not None else 0
 
 
 @contextlib.contextmanager
@@ -151,16 +200,20 @@ def _float32() -> Iterator[None]:
         torch.set_default_dtype(before)
 
 
-def _build(spec: ModelSpec, device: Any, features_only: bool | None, out_indices: Any) -> nn.Module:
+def _build(spec: ModelSpec, device: Any, features_only: bool | None, out_indices: Any,
+           max_params: int | None) -> nn.Module:
     features = spec.features_only if features_only is None else features_only
     indices = _indices(spec, out_indices) if features else []
     p = plan(spec, head=not features)
     if str(device) == "meta":
         with torch.device("meta"):
             return _assemble(spec, p, features, indices)
+    limit = params_limit(max_params)
+    _within_budget(spec, _planned_params(p, features, indices), limit)  # before even the meta build: a giant is refused at once
     target = torch.device(device) if device is not None else torch.device("cpu")
     with torch.device("meta"):
         skeleton = _assemble(spec, p, features, indices)
+    _within_budget(spec, sum(q.numel() for q in skeleton.parameters()), limit)  # exact, nothing allocated yet
     if _fully_initialized_by_us(skeleton):
         model = skeleton.to_empty(device=target)
         with _seeded(spec.seed):

@@ -230,7 +230,7 @@ def _variant_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load(args: argparse.Namespace, overrides: list[str] | None = None) -> Any:
-    from .specs import load as load_spec
+    from .zoo import load as load_spec
 
     overrides = _overrides(args, scale=True) if overrides is None else list(overrides)
     return load_spec(args.spec, overrides,
@@ -253,14 +253,9 @@ def _overrides(args: argparse.Namespace, scale: bool = False) -> list[str]:
 
 
 def _max_params(args: argparse.Namespace) -> int:
-    if args.max_params is not None:
-        return args.max_params
-    env = os.environ.get(MAX_PARAMS_ENV)
-    if env is None:
-        return DEFAULT_MAX_PARAMS
-    if not env.isdigit() or int(env) < 1:
-        raise SpecError(f"${MAX_PARAMS_ENV} must be a positive integer, got {env!r}")
-    return int(env)
+    from .build import params_limit
+
+    return params_limit(args.max_params)
 
 
 def _count_params(spec: Any) -> int:
@@ -279,15 +274,16 @@ def _count_params(spec: Any) -> int:
 def _materialize(spec: Any, args: argparse.Namespace) -> tuple[Any, int]:
     """Build real weights, after checking the parameter count and the shapes (on meta) against the size
     guard and the plan."""
-    from .build import build
+    from .build import build, check_budget
     from .oracle import check_shapes, checked_params
 
-    count, checked = checked_params(spec)
     limit = _max_params(args)
+    check_budget(spec, limit)  # from the plan: a giant is refused before its meta build
+    count, checked = checked_params(spec)
     if count > limit:
         raise SpecError(f"{spec.name} has {count:,} parameters, above the limit of {limit:,} for materializing; "
                         f"raise it with --max-params {count} or ${MAX_PARAMS_ENV}", None)
-    model = build(spec)
+    model = build(spec, max_params=limit)
     if not checked:  # could not run on meta: checked once for real, at batch 1
         check_shapes(model, spec)
     return model, count
@@ -373,7 +369,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     """archkit build."""
     _destination(args)
     spec = _load(args)
-    out = sys.stdout
+    out = getattr(args, "stdout", sys.stdout)
     transfer = None
     model = None
     if args.weights:
@@ -502,7 +498,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """archkit list [PATTERN]."""
     from . import summary, zoo
     from .api import list_models
-    from .specs import load as load_spec
+    from .zoo import load as load_spec
 
     names = list_models(args.pattern)
     if not names:
@@ -586,10 +582,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     """archkit diff A B: exit 0 when equal, 1 when different."""
     from . import design
-    from .specs import load as load_spec
+    from .zoo import load as load_spec
 
     result = design.diff(load_spec(args.a), load_spec(args.b))
-    print(json.dumps(result, indent=2) if args.json else design.render_diff(result))
+    print(json.dumps(result, indent=2) if args.json else design.render_diff(result), file=getattr(args, "stdout", None))
     return EXIT_OK if result["equal"] else EXIT_FAILURE
 
 
@@ -622,7 +618,7 @@ def cmd_draw(args: argparse.Namespace) -> int:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     """archkit validate: every file is checked, whatever the earlier ones did."""
-    from .specs import load as load_spec
+    from .zoo import load as load_spec
 
     status = EXIT_OK
     for path in args.specs:
@@ -853,7 +849,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from . import plugins
 
         plugins.set_enabled(False)
-    with _escaped_output():
+    with _escaped_output(machine=bool(getattr(args, "json", False))) as stdout:
+        args.stdout = stdout  # where a command writes its result
         return _guard(args.func, args)
 
 
@@ -878,13 +875,16 @@ class _Escaping:
 
 
 @contextlib.contextmanager
-def _escaped_output() -> Any:
+def _escaped_output(machine: bool = False) -> Any:
     """While the command runs, nothing it prints (names, descriptions, paths from a spec) can send
-    terminal escapes: every control character is printed as an escape sequence."""
+    terminal escapes: every control character is printed as an escape sequence. Yields the stream for the
+    command's result; with ``machine`` (--json) anything else printed to stdout (a plugin's chatter) goes
+    to stderr, so the result parses."""
     out, err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _Escaping(out), _Escaping(err)
+    result = _Escaping(out)
+    sys.stdout, sys.stderr = (_Escaping(err) if machine else result), _Escaping(err)
     try:
-        yield
+        yield result
     finally:
         sys.stdout, sys.stderr = out, err
 

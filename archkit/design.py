@@ -288,7 +288,7 @@ def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Cand
 
     def reads_back(path: Path) -> bool:
         try:
-            got = specs.load(path)
+            got = zoo.load(path)
         except SpecError:
             return False
         counted = measure(got)
@@ -427,7 +427,7 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
     stage's value may come from the top-level ``block:`` / ``stage:`` defaults of any file of the chain."""
     from . import loader, zoo
     from .errors import Mark
-    from .specs import load as load_spec
+    from .zoo import load as load_spec
 
     spec = load_spec(ref, overrides)
     parts = field.split(".")

@@ -15,10 +15,7 @@ for ``hf-hub:``. It knows no spec names: ``zoo.resolve`` hands it its own ``find
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 

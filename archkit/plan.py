@@ -18,8 +18,9 @@ from .complexity import Cost
 from .errors import SpecError, first_line
 from .graph import DescriptionError, Graph, Scope
 from .layers import describe as describe_layer
-from .specs import ModelSpec, scaled, stage_name
-from .catalog import block_type, stage_kind
+from .specs import MAX_BLOCKS, ModelSpec, scaled, stage_name
+from .catalog import BLOCKS, STAGES, block_type, stage_kind
+from .registry import BUILTIN
 from .stages import StageInput, StageProblem, StageResult, describe_block
 
 Shape = tuple[int, ...]
@@ -271,6 +272,8 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
     found = _PLAN_CACHE.get(key)
     if found is None:
         found = _plan(spec, with_head, width, depth)
+        if spec.deploy:
+            _check_deploy(spec, found, _plan(spec.model_copy(update={"deploy": False}), with_head, width, depth))
         if len(_PLAN_CACHE) > _CACHE_MAX:
             _PLAN_CACHE.clear()
         _PLAN_CACHE[key] = found
@@ -283,7 +286,7 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
     stem, shape = _layers(spec, "stem", input_shape, taken)
     sizes = [scaled(s.planes, s.depth, width, depth_multiplier, spec.width_divisor) for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes))
-    stages, dilation, n = [], 1, 0
+    stages, dilation, n, planned = [], 1, 0, 0
     # timm's output_stride: once the network's stride reaches it, later strides become dilation
     net_stride = max(1, round(input_shape[1] / shape[1])) if len(shape) == 3 else 1
     for i, (stage, (planes, depth)) in enumerate(zip(spec.stages, sizes)):
@@ -299,13 +302,61 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         try:
             result = _stage(si)
         except StageProblem as exc:
-            raise spec.error((*path, *exc.where), str(exc)) from None
+            origin = _plugin(BLOCKS, exc.block) if exc.block else ""
+            raise spec.error((*path, *exc.where), f"{exc}{origin}") from (exc.__cause__ if exc.block else None)
+        except SpecError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a stage type's own code failing (a plugin's): located, named
+            raise spec.error(path, f"{stage.type} stage: {type(exc).__name__}: {first_line(exc)}"
+                                   f"{_plugin(STAGES, stage.type)}") from exc
         out = result.out_shape
         stages.append(StagePlan(i, si.name, result.blocks, result.ops, shape, out, result.shapes, result, stage))
         shape, dilation, n = out, result.dilation, n + depth
+        planned += len(result.blocks)
+        if planned > MAX_BLOCKS:  # a stage type may plan more blocks than its depth says
+            raise spec.error(path, f"{planned:,} blocks planned up to stage {i + 1}, above the {MAX_BLOCKS:,} "
+                                   f"supported (stage type {stage.type}{_plugin(STAGES, stage.type)})")
     final, shape = _layers(spec, "final", shape, taken) if spec.final else ((), shape)
     head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()
     return input_shape, stem, tuple(stages), head_plan, final
+
+
+def _plugin(registry: Any, name: str) -> str:
+    """`` (plugin DIST VERSION)`` for a plugin's type, so a user knows whose code failed; nothing for built-ins."""
+    try:
+        entry = registry.get(name)
+    except SpecError:
+        return ""
+    return "" if entry.origin == BUILTIN else f" (plugin {entry.origin})"
+
+
+def _check_deploy(spec: ModelSpec, deployed: tuple, trained: tuple) -> None:
+    """``deploy: true`` must change something: a spec without a block or layer that has a deploy form would
+    build the same model and say nothing."""
+    if _differ(deployed, trained) is False:
+        raise spec.error(("deploy",), "changes nothing here: no block or layer of this spec has a deploy form "
+                                      "(re-parameterizable ones such as rep, one, rep_stem, one_stem)")
+
+
+def has_deploy_form(spec: ModelSpec) -> bool | None:
+    """Whether ``deploy: true`` changes what ``spec`` builds (None: a part is measured at build time)."""
+    args = (not spec.features_only, spec.width_multiplier, spec.depth_multiplier)
+    return _differ(_plan(spec.model_copy(update={"deploy": True}), *args),
+                   _plan(spec.model_copy(update={"deploy": False}), *args))
+
+
+def _differ(a: tuple, b: tuple) -> bool | None:
+    """Whether two plans differ in some part's parameters (compared where every part declares them)."""
+    def params(found: tuple) -> list | None:
+        _, stem, stages, head, final = found
+        try:
+            costs = [part.cost for part in (*stem, *stages, *final, *head)]
+        except (ValueError, TypeError, NotImplementedError, RuntimeError):
+            return None  # a plugin's module measured at build time: not compared
+        return None if any(c is None for c in costs) else [c.params for c in costs]
+
+    ours, theirs = params(a), params(b)
+    return None if ours is None or theirs is None else ours != theirs
 
 
 def out_indices(spec: ModelSpec, indices: Any) -> list[int]:

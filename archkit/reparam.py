@@ -23,6 +23,7 @@ def reparameterize(model: Any) -> Any:
     without re-parameterizable units is refused; one already in deploy form is returned as it is."""
     from .build import build
     from .errors import SpecError
+    from .plan import has_deploy_form
 
     spec = getattr(model, "spec", None)
     if spec is None or not hasattr(spec, "deploy"):
@@ -37,6 +38,8 @@ def reparameterize(model: Any) -> Any:
         tree = spec.tree()
         loader.set_classes_and_channels(tree, model.num_classes, None)
         spec = specs.validate(tree, f"<{spec.name}>")
+    if has_deploy_form(spec) is False:
+        raise SpecError(f"{spec.name} has no re-parameterizable blocks or stems (rep, one); nothing to convert")
     deploy_spec = spec.model_copy(update=update)
     indices = [d["index"] for d in model.feature_info] if features else None
     first = next(iter(model.parameters()), None)

@@ -11,7 +11,6 @@ sizes, stage counts) run beside both, so a spec with three independent mistakes 
 from __future__ import annotations
 
 import math
-import os
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
@@ -358,11 +357,13 @@ def validate(tree: Any, source: str = "<spec>") -> ModelSpec:
         from . import regnet
 
         tree = regnet.expand(tree, *flatten(tree))
+    own = _own_patterns(tree)
     tree = resolve_stage_blocks(tree)
     data, marks = flatten(tree)
     second = _Pass(data, marks)
     typed = second.run()
-    problems = list(second.problems)
+    problems = list(second.problems) + [Problem(message, mark_for(path, marks), format_path(path))
+                                        for path, message in own]
     spec = None
     try:
         spec = ModelSpec.model_validate(typed)
@@ -379,16 +380,29 @@ def validate(tree: Any, source: str = "<spec>") -> ModelSpec:
     return _apply_scale(spec)
 
 
-def load(ref: Any, overrides: Any = (), *, num_classes: int | None = None, in_chans: int | None = None) -> ModelSpec:
-    """A spec by name (``"resnet50"``: packaged or a plugin's) or file, ``base:`` merged, ``--set``-style
-    overrides (``"stages.2.depth=23"``) and timm's ``num_classes`` / ``in_chans`` applied, validated."""
-    from . import loader, zoo
+def _own_patterns(tree: Any) -> list[tuple[tuple, str]]:
+    """A stage's own ``pattern:`` longer than its depth would be cut short without a word (a pattern set for
+    every stage in ``stage:`` is cut by each stage's depth on purpose, as timm's, and so is one that
+    ``depth_multiplier`` shortens)."""
+    stages = tree.get("stages") if isinstance(tree, dict) else None
+    default = tree.get("stage") if isinstance(tree, dict) else None
+    default = default.get("pattern") if isinstance(default, dict) else None
+    out = []
+    for i, stage in enumerate(stages if isinstance(stages, list) else []):
+        pattern, depth = (stage.get("pattern"), stage.get("depth")) if isinstance(stage, dict) else (None, None)
+        if _inherited(pattern, default):
+            continue  # the default's items, merged over the stage's block (a resolved spec's dump)
+        if isinstance(pattern, list) and type(depth) is int and 0 < depth < len(pattern):
+            out.append((("stages", i, "pattern"), f"lists {len(pattern)} block settings for a stage of depth "
+                                                  f"{depth}: the last {len(pattern) - depth} would never be used"))
+    return out
 
-    if not isinstance(ref, (str, os.PathLike)) or isinstance(ref, bytes):
-        raise SpecError(f"a spec is a name or a file path (or, for build_model, a dict or a ModelSpec), "
-                        f"not a {type(ref).__name__}")
-    tree = loader.load(ref, overrides or (), num_classes=num_classes, in_chans=in_chans, resolve=zoo.resolve)
-    return validate(tree, str(ref))
+
+def _inherited(pattern: Any, default: Any) -> bool:
+    """Whether ``pattern`` is the default pattern, item by item (each item may add keys the default leaves out)."""
+    return isinstance(pattern, list) and isinstance(default, list) and len(pattern) == len(default) and all(
+        isinstance(p, dict) and isinstance(d, dict) and all(k in p and p[k] == v for k, v in d.items())
+        for p, d in zip(pattern, default))
 
 
 def _typed_part_failed(err: dict, typed: dict) -> bool:

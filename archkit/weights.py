@@ -41,7 +41,9 @@ MAX_DOWNLOAD_ENV = "ARCHKIT_MAX_DOWNLOAD_BYTES"
 DEFAULT_MAX_DOWNLOAD = 4 << 30  # the largest declared file (resnext101_32x32d) is 1.9 GB
 DOWNLOAD_TIMEOUT_ENV = "ARCHKIT_DOWNLOAD_TIMEOUT"
 DEFAULT_DOWNLOAD_TIMEOUT_S = 3600.0  # the whole download
-_SAFETENSORS_MAX_HEADER = 100 << 20
+_SAFETENSORS_MAX_HEADER = 100 << 20  # what still looks like a safetensors file (and is refused by the bounds below)
+MAX_HEADER_BYTES = 8 << 20  # resnet152's header is 60 kB; 8 MiB describes some 100,000 tensors
+MAX_TENSORS = 100_000  # resnet1001 has about 5,000
 
 
 class DownloadError(WeightsError):
@@ -69,8 +71,8 @@ def cache_dir() -> Path:
 
 def resolve(ref: str | os.PathLike, spec: Any) -> Source:
     """A weights reference: a name ``spec`` declares, ``SPEC:NAME`` (another spec's), a URL, or a file."""
-    from . import zoo
-    from .specs import load as load_spec
+    from . import hub, zoo
+    from .zoo import load as load_spec
     from .registry import suggest
 
     text = os.fspath(ref)
@@ -84,6 +86,8 @@ def resolve(ref: str | os.PathLike, spec: Any) -> Source:
     declared = getattr(spec, "weights", {}) or {}
     if text in declared:
         return _declared(text, declared[text], spec)
+    if hub.is_ref(text):
+        return _folder_weights(text)
     other, sep, name = text.partition(":")
     if sep and other and name and not Path(text).exists() and not zoo.is_path(other) and zoo.find(other) is None:
         raise WeightsError(f"{_shown(text)}: no spec named {other!r} (SPEC:NAME takes a spec's declared weights)"
@@ -101,6 +105,23 @@ def resolve(ref: str | os.PathLike, spec: Any) -> Source:
     choices = list(declared)
     hint = suggest(text, choices) if choices else f"; {getattr(spec, 'name', 'this spec')} declares no weights"
     raise WeightsError(f"no weights named {text!r} (a declared name, SPEC:NAME, a file or a URL){hint}")
+
+
+def _folder_weights(text: str) -> Source:
+    """A shared folder's weights as a reference: ``local-dir:PATH`` / ``hf-hub:ORG/NAME`` (its one declared set,
+    ``folder``), or the same with ``:folder`` after it, as ``SPEC:NAME`` is written."""
+    from . import hub
+    from .registry import suggest
+    from .zoo import load as load_spec
+
+    ref, sep, name = text.rpartition(":")
+    if not (sep and hub.is_ref(ref) and ref not in (hub.LOCAL, hub.HUB) and re.fullmatch(r"[A-Za-z0-9_.\-]+", name)):
+        ref, name = text, hub.WEIGHTS_NAME
+    folder_spec = load_spec(ref)
+    if name not in folder_spec.weights:
+        raise WeightsError(f"{ref}: the folder declares no weights {name!r}" + (
+            suggest(name, list(folder_spec.weights)) if folder_spec.weights else " (it holds no weights file)"))
+    return _declared(text, folder_spec.weights[name], folder_spec)
 
 
 def file_url_path(url: str) -> Path:
@@ -440,10 +461,19 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
     if is_safetensors(path):
         from safetensors import SafetensorError, safe_open
 
+        with open(path, "rb") as fh:
+            header = int.from_bytes(fh.read(8), "little")
+        if header > MAX_HEADER_BYTES:  # parsing it alone would take seconds and gigabytes
+            raise WeightsError(f"{label}: a safetensors header of {header:,} bytes, above {MAX_HEADER_BYTES:,} (more "
+                               f"tensors than any model has); refused before reading it")
         try:
             with safe_open(str(path), framework="pt") as fh:
                 meta = fh.metadata() or {}
-                state = {k: fh.get_tensor(k) for k in fh.keys()}
+                keys = list(fh.keys())
+                if len(keys) > MAX_TENSORS:
+                    raise WeightsError(f"{label}: {len(keys):,} tensors, above {MAX_TENSORS:,} (more than any "
+                                       "model has); refused before reading them")
+                state = {k: fh.get_tensor(k) for k in keys}
         except (SafetensorError, OSError, ValueError) as exc:
             raise WeightsError(f"{label}: not a readable safetensors file: {first_line(exc, 200)}") from None
         spec = None

@@ -338,3 +338,162 @@ def test_a_refused_connection_names_the_url_once_without_credentials(tmp_path, m
         port = s.getsockname()[1]
     code, _, err = run(capsys, "build", "resnet18", "--weights", f"http://me:secret@127.0.0.1:{port}/w.pth")
     assert code == 1 and "secret" not in err and err.count(f"127.0.0.1:{port}") == 1, err
+
+
+# --- one parameter budget wherever weights are allocated -------------------------------------------
+
+GIANT = """base: resnet18
+name: giant
+stages:
+  - {planes: 65536, depth: 3000}
+  - {planes: 128, depth: 2, stride: 2}
+  - {planes: 256, depth: 2, stride: 2}
+  - {planes: 512, depth: 2, stride: 2}
+"""
+
+
+def test_every_way_of_building_has_the_parameter_budget(write, monkeypatch, tmp_path) -> None:
+    import timm
+
+    import archkit.timm  # noqa: F401 - timm's local-dir: folders of archkit models
+
+    path = write(GIANT, "giant.yaml")
+    started = time.monotonic()
+    for make in (lambda: archkit.create_model(path), lambda: archkit.build_model(path),
+                 lambda: archkit.create_model(path, device="cpu")):
+        with pytest.raises(SpecError, match=r"giant has 231,890,503,130,152 parameters, above the limit of "
+                                            r"2,000,000,000"):
+            make()
+    assert time.monotonic() - started < 5  # from the plan: nothing built, not even on meta
+    assert archkit.build_model(path, device="meta") is not None  # meta allocates nothing: no budget
+    mine = archkit.create_model("resnet18", num_classes=3, name="mine")  # timm builds it through archkit
+    small = archkit.save_pretrained(mine, tmp_path / "mine")
+    monkeypatch.setenv("ARCHKIT_MAX_PARAMS", "1000000")
+    with pytest.raises(SpecError, match="11,178,051 parameters, above the limit of 1,000,000"):
+        archkit.create_model("resnet18", num_classes=3)
+    with pytest.raises(SpecError, match="above the limit of 1,000,000"):
+        timm.create_model(f"local-dir:{small}", pretrained=True)
+    assert archkit.build_model("resnet18", max_params=20_000_000) is not None
+
+
+# --- nothing silent: a deploy form that changes nothing, a pattern cut short ------------------------
+
+def test_deploy_on_a_spec_without_a_deploy_form_is_refused(capsys) -> None:
+    code, _, err = run(capsys, "validate", "resnet18", "--set", "deploy=true")
+    assert code == 2 and err.strip() == ("--set deploy=true: deploy: changes nothing here: no block or layer of "
+                                         "this spec has a deploy form (re-parameterizable ones such as rep, one, "
+                                         "rep_stem, one_stem)"), err
+    for name in ("repvgg_a0", "mobileone_s0"):
+        assert run(capsys, "validate", name, "--set", "deploy=true")[0] == 0
+    # a resnet with a rep stem only: the stem has a deploy form
+    code, _, err = run(capsys, "validate", "resnet18", "--set", "deploy=true",
+                       "--set", "stem=[{type: rep_stem, channels: 64}]")
+    assert code == 0, err
+
+
+def test_a_stage_pattern_longer_than_its_depth_is_refused(capsys) -> None:
+    code, _, err = run(capsys, "validate", "resnet18", "--set", "stages.0.pattern=[{}, {}, {}]")
+    assert code == 2 and err.strip().endswith("stages[0].pattern: lists 3 block settings for a stage of depth 2: "
+                                              "the last 1 would never be used"), err
+    # a pattern for every stage (stage:) is cut by each stage's depth, as timm's; so is one depth_multiplier cuts
+    assert run(capsys, "validate", "repvgg_b1g4")[0] == 0  # its last stage has depth 1
+    assert run(capsys, "validate", "resnet18", "--set", "stages.0.pattern=[{}, {}]",
+               "--set", "depth_multiplier=0.5")[0] == 0
+
+
+@pytest.mark.parametrize("count, fragment", [(1_000_000, "a safetensors header of"),
+                                             (120_000, "120,000 tensors, above 100,000")])
+def test_a_safetensors_file_of_countless_tensors_is_refused_at_once(tmp_path, capsys, count, fragment) -> None:
+    import json
+    import struct
+
+    header = json.dumps({f"t{i}": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}
+                         for i in range(count)}, separators=(",", ":")).encode()
+    path = tmp_path / "many.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+    started = time.monotonic()
+    code, _, err = run(capsys, "build", "resnet18", "--weights", str(path))
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+    assert time.monotonic() - started < 20  # it took a minute and 2.3 GB
+
+
+def test_a_shared_folders_weights_start_a_variant(tmp_path, shared, capsys) -> None:
+    folder = shared[0]
+    for ref in (f"local-dir:{folder}", f"local-dir:{folder}:folder"):
+        code, out, err = run(capsys, "build", "resnet34", "--num-classes", "3", "--weights", ref)
+        assert code == 0 and "transferred 11,178,051 of 21,286,211 parameters" in out, err
+    code, _, err = run(capsys, "build", "resnet18", "--weights", f"local-dir:{folder}:other")
+    assert code == 2 and "the folder declares no weights 'other' (choose from: folder)" in err, err
+    model = archkit.create_model("resnet18", num_classes=3, weights=f"local-dir:{folder}")
+    assert model.transfer_plan.params_transferred == model.transfer_plan.params_total
+
+
+# --- plugins: named when they fail, kept off --json, held to the block cap ------------------------------
+
+class _Dist:
+    def __init__(self, name: str, version: str):
+        self.name, self.version, self.metadata = name, version, {"Name": name}
+
+
+@pytest.fixture
+def stage_plugin(monkeypatch):
+    """Install one stage type from a fake distribution, 'hostile-stages 6.6'."""
+    import dataclasses
+    import sys
+    import types
+    from importlib.metadata import EntryPoint
+
+    from archkit import plugins
+    from archkit.params import StageParams
+    from archkit.stages import StageInput, StageResult, stage_type
+    from archkit.stages.resnet import resnet
+
+    @stage_type("raising", StageParams)
+    def raising(si: StageInput) -> StageResult:
+        """Fails while planning."""
+        raise RuntimeError("the plugin's own bug")
+
+    @stage_type("chatty", StageParams)
+    def chatty(si: StageInput) -> StageResult:
+        """Prints while planning."""
+        print("planning a chatty stage")
+        return resnet.plan(si)
+
+    @stage_type("multiplying", StageParams)
+    def multiplying(si: StageInput) -> StageResult:
+        """Plans 2,000 blocks per block its depth asks for."""
+        return resnet.plan(dataclasses.replace(si, depth=si.depth * 2000, rates=si.rates * 2000))
+
+    module = types.ModuleType("hostile_stages")
+    module.raising, module.chatty, module.multiplying = raising, chatty, multiplying
+    monkeypatch.setitem(sys.modules, "hostile_stages", module)
+    eps = [EntryPoint(name=n, value=f"hostile_stages:{n}", group=plugins.STAGE_GROUP)
+           for n in ("raising", "chatty", "multiplying")]
+    eps = [ep._for(_Dist("hostile-stages", "6.6")) if hasattr(ep, "_for") else ep for ep in eps]
+    monkeypatch.setattr(plugins, "_entry_points", lambda group: [e for e in eps if e.group == group])
+    plugins.set_enabled(True)
+    yield
+    monkeypatch.undo()
+    plugins.set_enabled(None)
+
+
+def test_a_plugin_failing_while_planning_is_named(stage_plugin, capsys) -> None:
+    code, _, err = run(capsys, "build", "resnet18", "--set", "stages.1.type=raising", "--summary")
+    assert code == 2, err
+    assert err.strip().endswith("stages[1]: raising stage: RuntimeError: the plugin's own bug "
+                                "(plugin hostile-stages 6.6)"), err
+
+
+def test_a_plugin_printing_while_planning_keeps_json_clean(stage_plugin, capsys) -> None:
+    import json
+
+    code, out, err = run(capsys, "build", "resnet18", "--set", "stages.1.type=chatty", "--json")
+    assert code == 0 and json.loads(out)["total_params"] == 11_689_512, (out, err)
+    assert "planning a chatty stage" in err
+
+
+def test_a_plugin_stage_cannot_plan_past_the_block_cap(stage_plugin, capsys) -> None:
+    code, _, err = run(capsys, "validate", "resnet18", "--set", "stages.1.type=multiplying",
+                       "--set", "stages.1.depth=10")
+    assert code == 2 and "20,002 blocks planned up to stage 2, above the 10,000 supported (stage type " \
+                         "multiplying (plugin hostile-stages 6.6))" in err, err

@@ -74,9 +74,10 @@ class StageResult:
 class StageProblem(ValueError):
     """A stage that cannot be built: ``where`` is the field path inside the stage, e.g. ("block",)."""
 
-    def __init__(self, where: tuple, message: str):
+    def __init__(self, where: tuple, message: str, block: str | None = None):
         super().__init__(message)
         self.where = where
+        self.block = block  # the block type whose own code failed (a plugin's, the planner names it)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -221,6 +222,9 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
                 out_shape = (out_channels, *out_size)
         except (ValueError, NotImplementedError) as exc:  # DescriptionError is a ValueError
             raise StageProblem(where, f"{block.type} block: {first_line(exc)}") from None
+        except Exception as exc:  # noqa: BLE001 - a block's own code failing (a plugin's): located, named
+            raise StageProblem(where, f"{block.type} block: {type(exc).__name__}: {first_line(exc)}",
+                               block.type) from exc
         if out_shape[0] != out_channels:
             raise StageProblem((), f"{block.type} block: its description outputs {out_shape[0]} channels, its type "
                                    f"says {out_channels}")

@@ -117,6 +117,21 @@ def find(name: str) -> Path | None:
     return None
 
 
+def load(ref: Any, overrides: Any = (), *, num_classes: int | None = None, in_chans: int | None = None) -> Any:
+    """A spec by name (``"resnet50"``: packaged or a plugin's), file or shared folder, ``base:`` merged,
+    ``--set``-style overrides (``"stages.2.depth=23"``) and timm's ``num_classes`` / ``in_chans`` applied,
+    validated (a ModelSpec)."""
+    from .. import loader
+    from ..errors import SpecError
+    from ..specs import validate
+
+    if not isinstance(ref, (str, os.PathLike)) or isinstance(ref, bytes):
+        raise SpecError(f"a spec is a name or a file path (or, for build_model, a dict or a ModelSpec), "
+                        f"not a {type(ref).__name__}")
+    tree = loader.load(ref, overrides or (), num_classes=num_classes, in_chans=in_chans, resolve=resolve)
+    return validate(tree, str(ref))
+
+
 def resolve(ref: str | os.PathLike, relative_to: Path | None = None) -> Any:
     """The file a spec reference means: a path (relative to ``relative_to``), else a packaged name; for a
     shared folder (``local-dir:`` / ``hf-hub:``), the spec tree its config.json describes."""
