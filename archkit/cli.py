@@ -496,24 +496,20 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     """archkit list [PATTERN]."""
-    from . import summary, zoo
-    from .api import list_models
-    from .zoo import load as load_spec
+    from . import plugins, zoo
+    from .zoo import index
 
-    names = list_models(args.pattern)
+    names = zoo.names(args.pattern)
     if not names:
         raise SpecError(f"no spec matches {args.pattern!r}" + _suggest(args.pattern, zoo.names()))
+    key = index.key(zoo.directories(), plugins.distributions(), plugins.enabled())
     groups: dict[str, list[tuple[str, ...]]] = {}
-    for name in names:
-        try:
-            spec = load_spec(name)
-            result = summary.measure(spec)
-        except (SpecError, SummaryError) as exc:  # e.g. a family that needs --scale: listed, not fatal
-            groups.setdefault("other", []).append((name, "-", "-", "-", f"({first_line(exc, 60)})"))
+    for name, row in index.rows(names, key, _list_row).items():
+        if "error" in row:  # e.g. a family that needs --scale: listed, not fatal
+            groups.setdefault("other", []).append((name, "-", "-", "-", f"({row['error']})"))
             continue
-        groups.setdefault(spec.family or "other", []).append(
-            (name, f"{result.total_params:,}", f"{result.macs / 1e9:,.3f}", "x".join(map(str, spec.input.size)),
-             ", ".join(spec.weights) or "-"))
+        groups.setdefault(row["family"] or "other", []).append(
+            (name, f"{row['params']:,}", f"{row['macs'] / 1e9:,.3f}", row["input"], row["weights"]))
     header = ("NAME", "PARAMS", "GMACS", "INPUT", "WEIGHTS")
     rows = [r for g in groups.values() for r in g]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
@@ -532,6 +528,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         for text in conflicts:
             print(f"  {text}")
     return EXIT_OK
+
+
+def _list_row(name: str) -> dict:
+    """What ``archkit list`` shows of one spec (``archkit.zoo.index`` keeps it)."""
+    from . import summary
+    from .zoo import load as load_spec
+
+    try:
+        spec = load_spec(name)
+        result = summary.measure(spec)
+    except (SpecError, SummaryError) as exc:
+        return {"error": first_line(exc, 60)}
+    return {"family": spec.family, "params": result.total_params, "macs": result.macs,
+            "input": "x".join(map(str, spec.input.size)), "weights": ", ".join(spec.weights) or "-"}
 
 
 def cmd_fit(args: argparse.Namespace) -> int:

@@ -84,6 +84,14 @@ def _distribution(ep: EntryPoint) -> tuple[str, str]:
     return dist.metadata["Name"] or dist.name, dist.version
 
 
+def distributions() -> list[str]:
+    """``"NAME VERSION"`` of every installed distribution that has an archkit entry point (none when off)."""
+    if not enabled():
+        return []
+    groups = (BLOCK_GROUP, LAYER_GROUP, ATTENTION_GROUP, STAGE_GROUP, "archkit.specs")
+    return sorted({" ".join(_distribution(ep)) for group in groups for ep in entry_points_of(group)})
+
+
 def qualified_name(distribution: str, name: str) -> str:
     """``archkit-se`` + ``se_bottleneck`` -> ``archkit_se:se_bottleneck``."""
     return f"{re.sub(r'[^A-Za-z0-9_]', '_', distribution).lower()}:{name}"

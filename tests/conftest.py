@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,9 @@ settings.register_profile("ci", max_examples=60, derandomize=True, database=None
                           suppress_health_check=_SLOW_IS_FINE)
 settings.register_profile("soak", max_examples=2000, deadline=None, suppress_health_check=_SLOW_IS_FINE)
 settings.load_profile("ci")  # --hypothesis-profile, applied later by hypothesis' pytest plugin, overrides it
+
+# archkit list's index lives in the user's cache; the tests keep their own (one per process)
+os.environ["ARCHKIT_CACHE"] = os.path.join(tempfile.mkdtemp(prefix="archkit-test-cache-"), "list-index.json")
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

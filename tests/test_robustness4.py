@@ -497,3 +497,28 @@ def test_a_plugin_stage_cannot_plan_past_the_block_cap(stage_plugin, capsys) -> 
                        "--set", "stages.1.depth=10")
     assert code == 2 and "20,002 blocks planned up to stage 2, above the 10,000 supported (stage type " \
                          "multiplying (plugin hostile-stages 6.6))" in err, err
+
+
+# --- archkit list reads an index ----------------------------------------------------------------------
+
+def test_list_is_served_from_its_index_and_rebuilt_when_a_spec_changes(tmp_path, monkeypatch, capsys) -> None:
+    import shutil
+
+    from archkit import cli, zoo
+
+    monkeypatch.setenv("ARCHKIT_CACHE", str(tmp_path / "index.json"))
+    specs = tmp_path / "zoo"
+    specs.mkdir()
+    for name in ("resnet18", "resnet34"):
+        shutil.copy(zoo.find(name), specs / f"{name}.yaml")
+    monkeypatch.setattr(zoo, "directories", lambda: [("built-in", specs)])
+    code, first, err = run(capsys, "list")
+    assert code == 0 and "11,689,512" in first and "21,797,672" in first, err  # torchvision's counts
+    monkeypatch.setattr(cli, "_list_row", lambda name: pytest.fail(f"{name} measured again"))
+    assert run(capsys, "list")[1] == first  # from the index
+    (specs / "resnet34.yaml").write_text((specs / "resnet34.yaml").read_text().replace("depth: 6", "depth: 5"))
+    measured = []
+    monkeypatch.setattr(cli, "_list_row", lambda name: measured.append(name) or
+                        {"family": "x", "params": 1, "macs": 1, "input": "1x1", "weights": "-"})
+    run(capsys, "list")
+    assert measured == ["resnet18", "resnet34"]  # a changed file rebuilds the index
