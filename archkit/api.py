@@ -88,12 +88,17 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
     returns the transfer plan (raises WeightsError, loading nothing, when the plan refuses)."""
     from . import transfer
     from . import weights as w
+    from .errors import WeightsError
     from .plan import plan
 
     spec = as_spec(spec)
     source = w.resolve(weights, spec)
     path = w.fetch(source)
-    state, stored = w.read_state(path, source.label)
+    try:
+        state, stored = w.read_state(path, source.label)
+    except WeightsError:
+        w.forget(source, path)  # a download that is no usable checkpoint does not stay cached, trusted
+        raise
     if stored is not None:
         transfer.check_same_function(stored, spec, source.label, allow_partial)
     head = [lp.name for lp in plan(spec).head] if not spec.features_only else []
@@ -105,16 +110,12 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
     fused = [i for i in result.items if i.action == "reinit" and i.key.endswith(("reparam_conv.weight",
                                                                                  "reparam_conv.bias"))]
     if spec.deploy and fused and any(".conv_kxk." in f".{k}" for k in state):
-        from .errors import WeightsError
-
         units = len({i.key.rsplit(".", 2)[0] for i in fused})
         raise WeightsError(f"{label}: train-form weights (conv_kxk branches) for a deploy-form spec ({units} "
                            "fused convs would stay random); load them without deploy: true, then "
                            "archkit.reparameterize the model (or archkit export --reparameterize)")
     partial = None if allow_partial else transfer.structure_problem(result, state)
     if partial is not None:
-        from .errors import WeightsError
-
         raise WeightsError(partial)
     if weights == "folder" and "folder" in spec.weights and not allow_partial:  # a shared folder's own weights
         resized = {*first_keys, *classifier_keys}  # num_classes / in_chans asked of the folder's model
@@ -122,8 +123,6 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
         off = [i for i in result.items if i.action in ("reinit", "unused")  # mismatches: refused below
                and (i.key.rpartition(".")[0] not in modules or (i.action == "reinit" and i.source_shape is None))]
         if off and not result.of("mismatch"):  # tensors of another shape: the plan's own refusal says which
-            from .errors import WeightsError
-
             raise WeightsError(f"{label}: a shared folder's weights must be its model's whole state; "
                                f"{len(off)} tensors are missing or extra ({_first_keys(off)}); "
                                "pass --allow-partial to load them anyway")

@@ -11,6 +11,7 @@ connection itself, whoever else holds it (a TLS socket takes over the plain one'
 from __future__ import annotations
 
 import http.client
+import math
 import socket
 import threading
 import urllib.request
@@ -24,8 +25,9 @@ class Deadline:
         self.expired = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+        self._timer = threading.Timer(seconds, self._expire) if math.isfinite(seconds) else None  # inf: none
+        if self._timer is not None:
+            self._timer.daemon = True
 
     def watch(self, sock: socket.socket) -> socket.socket:
         """Watch ``sock``'s connection (shut down at once if the deadline has passed); returns ``sock``."""
@@ -42,11 +44,13 @@ class Deadline:
                 _shut(sock)
 
     def __enter__(self) -> "Deadline":
-        self._timer.start()
+        if self._timer is not None:
+            self._timer.start()
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        self._timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         with self._lock:
             for sock in self._sockets:
                 sock.close()  # the duplicates only: their owners close the connections

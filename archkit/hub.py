@@ -118,6 +118,11 @@ def _check_file(path: Path, root: Path, ref: str, *, hub: bool) -> None:
     """A folder's file is a regular file inside it (a symlink may point into the hub's own cache only)."""
     if path.is_symlink() and not hub:
         raise SpecError(f"{path.name} is a symlink; a shared folder holds its files", Mark(str(path)))
+    if path.is_symlink():  # a hub snapshot links its files to the repository's blobs (../../blobs/SHA), nowhere else
+        repo = root.resolve().parent.parent
+        if not path.resolve().is_relative_to(repo):
+            raise SpecError(f"{path.name} links outside the Hugging Face cache ({path.resolve()}); refused",
+                            Mark(str(path)))
     if not path.is_file():
         raise SpecError(f"{path.name}: not a regular file" if path.exists() else f"no {path.name} in the folder",
                         Mark(str(path) if path.exists() else ref))
@@ -142,6 +147,14 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
         raise SpecError(f"nested more than {loader.MAX_DEPTH} levels deep", Mark(str(config))) from None
     except ValueError as exc:  # NaN / Infinity, an integer of thousands of digits
         raise SpecError(f"not valid JSON: {_first(exc)}", Mark(str(config))) from None
+    # escaped surrogate pairs (Python's json.dumps writes every emoji so) as the characters they mean, for the
+    # YAML parser that reads positions; a lone half is no character, and nothing downstream can read it
+    text = _SURROGATE_PAIR.sub(lambda m: json.loads(f'"{m.group(0)}"'), text)
+    lone = _LONE_SURROGATE.search(text)
+    if lone is not None:
+        line = text.count("\n", 0, lone.start()) + 1
+        raise SpecError(f"not valid JSON text: {lone.group(0)} is half of a UTF-16 surrogate pair, not a character",
+                        Mark(str(config), line, lone.start() - text.rfind("\n", 0, lone.start())))
     data = loader.parse(text, str(config), budget=budget)
     if not isinstance(data, dict):
         raise SpecError("config.json must hold a JSON object", Mark(str(config), 1, 1))
@@ -275,6 +288,10 @@ def _folder_meta(data: dict, marks: dict) -> Any:
     return meta or None
 
 
+_SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
+_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
 def _no_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
@@ -292,7 +309,11 @@ def _timm_args(data: dict, marks: dict) -> tuple[int | None, int | None]:
     in_chans = args.get("in_chans")
     if in_chans is None and isinstance(cfg.get("input_size"), list) and cfg["input_size"]:
         in_chans = cfg["input_size"][0]
-    for name, value in (("num_classes", num_classes), ("in_chans", in_chans)):
+    where = getattr(data.get("model_args"), "marks", {})
+    for name, value, low in (("num_classes", num_classes, 0), ("in_chans", in_chans, 1)):
+        mark = where.get(name) or marks.get(name) or marks.get("model_args")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
-            raise SpecError(f"must be an integer (got {value!r})", marks.get(name) or marks.get("model_args"), name)
+            raise SpecError(f"must be an integer (got {value!r})", mark, name)
+        if value is not None and value < low:
+            raise SpecError(f"must be an integer >= {low} (got {value})", mark, name)
     return num_classes, in_chans

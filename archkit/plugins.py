@@ -112,10 +112,14 @@ class PluginTimeout(Exception):
 
 
 def _timeout_s() -> float:
+    """$ARCHKIT_PLUGIN_TIMEOUT: seconds; 0 or inf turn the limit off; anything else unreadable is the default."""
     try:
-        return max(0.0, float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S)))
+        value = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
     except ValueError:
         return float(DEFAULT_TIMEOUT_S)
+    if value != value:  # NaN
+        return float(DEFAULT_TIMEOUT_S)
+    return 0.0 if value == float("inf") else max(0.0, value)
 
 
 def load_isolated(ep: EntryPoint) -> Any:

@@ -9,8 +9,10 @@ only by timm's keywords) is written as ``architecture: <timm name>`` and loads w
 
 from __future__ import annotations
 
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -153,9 +155,10 @@ def save_pretrained(model: Any, directory: str | os.PathLike, spec: Any = None, 
 
     spec = spec if spec is not None else model.spec
     target = Path(directory).resolve() if Path(directory).name in ("", ".", "..") else Path(directory)
+    _remove_leftovers(target.resolve().parent, target.name)
     check_folder_target(target)
     parent = target.resolve().parent
-    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp", dir=parent))
     try:
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         save_file(state, str(work / WEIGHTS), metadata={"format": "pt"})
@@ -234,6 +237,32 @@ def _is_archkit_config(target: Path) -> bool:
     except (OSError, ValueError, RecursionError):
         return False
     return isinstance(cfg, dict) and isinstance(cfg.get("archkit"), dict)
+
+
+def _remove_leftovers(parent: Path, name: str) -> None:
+    """The work and old folders of an earlier export of ``name`` killed mid-way (their process is gone): an old
+    folder comes back if it was moved aside and nothing replaced it (nothing lost), then both are removed."""
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(?:old-(\d+)|(\d+)\.[^/]*\.tmp)$")
+    for path in sorted(parent.glob(f".{glob.escape(name)}.*")):
+        found = pattern.match(path.name)
+        if not found or not path.is_dir() or path.is_symlink() or _alive(int(found.group(1) or found.group(2))):
+            continue
+        if found.group(1) and not (parent / name).exists() and not (parent / name).is_symlink():
+            os.replace(path, parent / name)  # the previous export, moved aside just before the kill
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # another user's process: alive
+    return True
 
 
 def _replace_folder(work: Path, target: Path) -> None:

@@ -33,6 +33,9 @@ POSITION_SYNONYMS = {"after_add": "post_add", "after": "post_add", "post": "post
                      "pre": "pre_add", "preadd": "pre_add", "middle": "mid", "inside": "mid", "center": "mid"}
 
 
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")  # reorder what a terminal shows
+
+
 class InputSpec(SpecModel):
     """The input the model is designed for; used for shape checks and summaries."""
 
@@ -59,9 +62,17 @@ class WeightsMeta(SpecModel):
         None, min_length=2, max_length=2, description="Input [height, width] (the crop) it was evaluated at.")
     resize_size: int | None = Field(None, ge=1, le=65536, description="Resize the shorter side to this, then crop.")
     crop_pct: float | None = Field(None, gt=0, le=1, description="Crop fraction (timm): resize = input / crop_pct.")
-    interpolation: str | None = Field(None, max_length=40, description="Resize interpolation (bilinear, bicubic).")
+    interpolation: Literal["bilinear", "bicubic", "nearest", "box", "hamming", "lanczos", "random"] | None = Field(
+        None, description="Resize interpolation (timm's names: bilinear, bicubic, nearest, box, hamming, lanczos, random).")
     mean: list[float] | None = Field(None, min_length=1, max_length=16, description="Normalization mean per channel.")
-    std: list[float] | None = Field(None, min_length=1, max_length=16, description="Normalization std per channel.")
+    std: list[Annotated[float, Field(gt=0)]] | None = Field(None, min_length=1, max_length=16,
+                                                           description="Normalization std per channel (positive).")
+
+    @model_validator(mode="after")
+    def _one_value_per_channel(self) -> "WeightsMeta":
+        if self.mean is not None and self.std is not None and len(self.mean) != len(self.std):
+            raise ValueError(f"mean has {len(self.mean)} values and std {len(self.std)}: one each per channel")
+        return self
     accuracy: dict[str, float] | None = Field(None, description="Published metrics, e.g. imagenet1k_top1.")
     recipe: str | None = Field(None, max_length=1000, description="Where the training recipe is described.")
     license: str | None = Field(None, max_length=200, description="The weights' license.")
@@ -106,8 +117,20 @@ class ScaleSpec(SpecModel):
 class ModelSpec(SpecModel):
     """An archkit network: stem, stages of residual blocks, head."""
 
-    name: str = Field(min_length=1, max_length=200, description="Model name.")
-    description: str = Field("", max_length=10_000, description="Free text: what this spec reproduces.")
+    name: str = Field(min_length=1, max_length=200, description="Model name (printable: it titles summaries "
+                                                                 "and model cards).")
+    description: str = Field("", max_length=10_000, description="Free text: what this spec reproduces (printable; "
+                                                               "newlines and tabs allowed).")
+
+    @field_validator("name", "description")
+    @classmethod
+    def _printable(cls, value: str, info: Any) -> str:
+        allowed = "" if info.field_name == "name" else "\n\t"
+        bad = next((c for c in value if c not in allowed and (ord(c) < 32 or 0x7F <= ord(c) <= 0x9F or c in _BIDI)),
+                   None)
+        if bad is not None:
+            raise ValueError(f"holds the control character {bad!r}; write printable text")
+        return value
     family: str = Field("", max_length=100, description="The model family `archkit list` groups by "
                         "(inherited through base:).")
     input: InputSpec = Field(default_factory=InputSpec, description="Input channels and size.")
@@ -466,6 +489,7 @@ def _cross_checks(data: dict, marks: dict) -> list[Problem]:
             flagged.add("widths")
             add(("width_multiplier",), f"stage {i + 1} sets explicit widths (widths:, out_channels:), which "
                                        "width_multiplier cannot scale")
+    problems += _check_meta(data, marks)
     frozen = data.get("frozen_stages")
     if isinstance(frozen, int) and not isinstance(frozen, bool) and stages and frozen > len(stages):
         add(("frozen_stages",), f"{frozen} is beyond the {len(stages)} stages (0 freezes the stem, "
@@ -473,6 +497,22 @@ def _cross_checks(data: dict, marks: dict) -> list[Problem]:
     problems += _check_size(stages, width, depth_mult, _number(data.get("width_divisor", 1)) or 1, marks)
     problems += _check_names(data, len(stages), marks)
     return problems
+
+
+def _check_meta(data: dict, marks: dict) -> list[Problem]:
+    """Declared preprocessing fits the input: a mean and std per channel (or for RGB, which in_chans adapts)."""
+    channels = (data.get("input") or {}).get("channels", 3) if isinstance(data.get("input"), dict) else 3
+    weights = data.get("weights") if isinstance(data.get("weights"), dict) else {}
+    out = []
+    for name, entry in weights.items():
+        meta = entry.get("meta") if isinstance(entry, dict) else None
+        for key in ("mean", "std"):
+            values = meta.get(key) if isinstance(meta, dict) else None
+            if isinstance(values, list) and isinstance(channels, int) and len(values) not in (1, 3, channels):
+                path = ("weights", name, "meta", key)
+                out.append(Problem(f"{len(values)} values for a {channels}-channel input (one per channel)",
+                                   mark_for(path, marks), format_path(path)))
+    return out
 
 
 def _fields(value: Any) -> Any:

@@ -185,9 +185,21 @@ def fetch(source: Source) -> Path:
     if target.is_file():
         if expected or recorded:
             _verify(target, [h for h, _ in expected] or [recorded], source.label, cached=True, recorded=not expected)
-        return target
+            return target
+        # no hash and no record (deleted, or never written): the file cannot be checked, so it is fetched
+        # again and trusted on that first use, as deleting the record is documented to do
+        target.unlink()
     _download(source.url, target, expected, recorded, source.label)
     return target
+
+
+def forget(source: Source, path: Path) -> None:
+    """Take a downloaded file that turned out not to be usable weights out of the cache, with its record."""
+    if source.url is None or path.parent != cache_dir():
+        return  # the user's own file: never deleted
+    for stale in (path, _record_of(path)):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def provenance(source: Source, path: Path) -> str:
@@ -264,8 +276,8 @@ def _env_number(name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         value = -1.0
-    if not value > 0:
-        raise WeightsError(f"${name} must be a positive number, got {raw!r}")
+    if not value > 0:  # NaN included; inf is no limit
+        raise WeightsError(f"${name} must be a positive number (inf: no limit), got {raw!r}")
     return value
 
 
@@ -301,7 +313,7 @@ def _remove_stale_parts(target: Path, older_than: float) -> None:
 def _download(url: str, target: Path, expected: list[tuple[str, str]], recorded: str | None, label: str) -> None:
     from .files import removed_on_signal
 
-    limit = int(_env_number(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD))
+    limit = _env_number(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD)
     timeout = _env_number(DOWNLOAD_TIMEOUT_ENV, DEFAULT_DOWNLOAD_TIMEOUT_S)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -451,7 +463,6 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
     torch files load with ``weights_only=True``: a file that would run code is refused.
     """
     import pickle
-    import zipfile
 
     import torch
 
@@ -496,8 +507,7 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
             raise WeightsError(f"{label}: refused: loading it would run code (it imports {imports[0]}, not just "
                                "tensors); archkit never unpickles objects") from None
         raise WeightsError(f"{label}: not a readable checkpoint (not a tensor file, or corrupted)") from None
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, zipfile.BadZipFile, RecursionError,
-            MemoryError) as exc:
+    except Exception as exc:  # noqa: BLE001 - whatever torch's unpickler makes of junk (KeyError, IndexError...)
         raise WeightsError(f"{label}: not a readable checkpoint (truncated or corrupted?): "
                            f"{first_line(exc, 160)}") from None
     spec = None

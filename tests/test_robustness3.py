@@ -398,9 +398,9 @@ def test_terminal_escapes_from_a_spec_are_printed_escaped(tmp_path, capsys) -> N
     spec = tmp_path / "esc.yaml"
     spec.write_text('base: resnet18\nname: "x\\e[31mred\\u202e"\n')
     for argv in (["build", str(spec), "--summary"], ["validate", str(spec)], ["diff", str(spec), "resnet18"]):
-        code, out, err = run(capsys, *argv)
-        assert code in (0, 1) and "\x1b" not in out + err and "\u202e" not in out + err
-        assert "x\\x1b[31mred\\u202e" in out
+        code, out, err = run(capsys, *argv)  # refused (issue 31: a name is printable), and said escaped
+        assert code == 2 and "\x1b" not in out + err and "\u202e" not in out + err
+        assert err.strip().endswith("name: holds the control character '\\x1b'; write printable text"), err
 
 
 def test_a_model_is_float32_whatever_the_default_dtype(capsys, monkeypatch, tmp_path) -> None:

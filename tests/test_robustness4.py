@@ -522,3 +522,151 @@ def test_list_is_served_from_its_index_and_rebuilt_when_a_spec_changes(tmp_path,
                         {"family": "x", "params": 1, "macs": 1, "input": "1x1", "weights": "-"})
     run(capsys, "list")
     assert measured == ["resnet18", "resnet34"]  # a changed file rebuilds the index
+
+
+# --- the low items: leftovers, trust records, cached junk, metadata, names, env numbers, JSON text, links -----
+
+def test_an_interrupted_export_leaves_nothing_behind_and_loses_nothing(tmp_path, capsys) -> None:
+    import subprocess
+    import sys
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # a pid no process has now
+    assert run(capsys, "export", "resnet18", "--format", "hf", "--output", str(tmp_path / "r18"))[0] == 0
+    (tmp_path / f".r18.{dead.pid}.abc.tmp").mkdir()  # killed while writing
+    (tmp_path / f".r18.{dead.pid}.abc.tmp" / "model.safetensors").write_bytes(b"x" * 1000)
+    assert run(capsys, "export", "resnet18", "--format", "hf", "--output", str(tmp_path / "r18"))[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r18"]
+    previous = tmp_path / f".mine.old-{dead.pid}"  # killed between moving the old folder aside and the new in
+    previous.mkdir()
+    (previous / "notes.txt").write_text("mine")
+    code, _, err = run(capsys, "export", "resnet18", "--format", "hf", "--output", str(tmp_path / "mine"))
+    assert code == 2 and "holds files archkit did not write" in err, err  # it came back, and is kept
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "r18"]
+
+
+def test_a_deleted_trust_record_means_download_and_trust_again(tmp_path, monkeypatch, capsys, dribbler) -> None:
+    import io
+
+    from archkit import weights
+
+    torch.manual_seed(0)
+    buffer = io.BytesIO()
+    torch.save(archkit.create_model("resnet18").state_dict(), buffer)
+    served = {"n": 0}
+
+    class Serve(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            served["n"] += 1
+            body = buffer.getvalue() if self.path == "/w.pth" else b"\x80\x04junk that is no checkpoint"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Serve)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    try:
+        code, out, err = run(capsys, "build", "resnet18", "--weights", f"{url}/w.pth")
+        assert code == 0 and "trusted on first download" in out, err
+        cached = weights.cache_dir() / weights._cache_name(f"{url}/w.pth")
+        (cached.parent / (cached.name + ".sha256")).unlink()  # the record deleted, the file kept
+        code, out, err = run(capsys, "build", "resnet18", "--weights", f"{url}/w.pth")
+        assert code == 0 and "trusted on first download" in out and "not verified" not in out, err
+        assert served["n"] == 2 and (cached.parent / (cached.name + ".sha256")).exists()
+        code, _, err = run(capsys, "build", "resnet18", "--weights", f"{url}/junk.pth")
+        assert code == 2, err
+        assert not [p for p in weights.cache_dir().iterdir() if "junk" in p.name]  # refused: not kept, not trusted
+    finally:
+        httpd.shutdown()
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    ("weights.IMAGENET1K_V1.meta.mean=[0.1, 0.2, 0.3, 0.4, 0.5]", "meta.mean: 5 values for a 3-channel input"),
+    ("weights.IMAGENET1K_V1.meta.std=[0.2, -0.2, 0.2]", "meta.std[1]: must be > 0"),
+    ('weights.IMAGENET1K_V1.meta.interpolation="bi\\x1b[0mlinear"', "meta.interpolation: must be one of"),
+    ('name="mine\\x1b[31m"', "name: holds the control character '\\x1b'"),
+    ('description="a\\x07bell"', "description: holds the control character '\\x07'"),
+])
+def test_declared_preprocessing_and_names_are_checked(capsys, setting, fragment) -> None:
+    code, _, err = run(capsys, "validate", "resnet18", "--set", setting)
+    assert code == 2 and fragment in err, err
+    assert "\x1b" not in err and "\x07" not in err
+
+
+@pytest.mark.parametrize("env, value, fragment", [("ARCHKIT_MAX_DOWNLOAD_BYTES", "nan", "must be a positive number"),
+                                                  ("ARCHKIT_DOWNLOAD_TIMEOUT", "-1", "must be a positive number")])
+def test_limits_from_the_environment_are_numbers_or_one_line(tmp_path, monkeypatch, capsys, env, value,
+                                                             fragment) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv(env, value)
+    code, _, err = run(capsys, "build", "resnet18", "--weights", "http://127.0.0.1:9/w.pth")
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_inf_means_no_limit(tmp_path, monkeypatch, capsys) -> None:
+    from archkit import plugins
+
+    monkeypatch.setenv(plugins.TIMEOUT_ENV, "inf")
+    assert plugins._timeout_s() == 0.0  # off
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("ARCHKIT_MAX_DOWNLOAD_BYTES", "inf")
+    monkeypatch.setenv("ARCHKIT_DOWNLOAD_TIMEOUT", "inf")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, _, err = run(capsys, "build", "resnet18", "--weights", f"http://127.0.0.1:{port}/w.pth")
+    assert code == 1 and "cannot download" in err and "Traceback" not in err, err  # refused, not a raw error
+
+
+def test_config_json_text_is_read_as_json(tmp_path, shared, capsys) -> None:
+    folder = _clone(shared[1], tmp_path / "f")
+    text = (folder / "config.json").read_text()
+    (folder / "config.json").write_text(text.replace('"name": "mine"', '"name": "mine\\ud83d\\ude80"'))
+    spec = archkit.load_spec(f"local-dir:{folder}")  # Python's json.dumps escapes every emoji so
+    assert spec.name == "mine\U0001f680"
+    (folder / "config.json").write_text(text.replace('"name": "mine"', '"name": "mine\\ud800"'))
+    code, _, err = run(capsys, "validate", f"local-dir:{folder}")
+    assert code == 2 and "not valid JSON text: \\ud800 is half of a UTF-16 surrogate pair" in err, err
+    assert "YAML" not in err
+
+
+def test_a_hub_snapshot_link_may_not_leave_the_cache(tmp_path, shared, monkeypatch, capsys) -> None:
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    repo = tmp_path / "hf" / "models--someone--r18"
+    snapshot = repo / "snapshots" / ("a" * 40)
+    (repo / "blobs").mkdir(parents=True)
+    snapshot.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("a" * 40)
+    for name in ("config.json", "model.safetensors"):  # huggingface_hub's layout: links into ../../blobs
+        (repo / "blobs" / name).write_bytes((shared[0] / name).read_bytes())
+        (snapshot / name).symlink_to(f"../../blobs/{name}")
+    assert run(capsys, "build", "hf-hub:someone/r18", "--weights", "folder")[0] == 0
+    outside = tmp_path / "elsewhere.safetensors"
+    outside.write_bytes((shared[0] / "model.safetensors").read_bytes())
+    (snapshot / "model.safetensors").unlink()
+    (snapshot / "model.safetensors").symlink_to(outside)
+    code, _, err = run(capsys, "build", "hf-hub:someone/r18", "--weights", "folder")
+    assert code == 2 and "model.safetensors links outside the Hugging Face cache" in err, err
+
+
+def test_timm_keywords_in_a_config_are_located(tmp_path, shared, capsys) -> None:
+    import json
+
+    folder = _clone(shared[0], tmp_path / "f")
+    cfg = json.loads((folder / "config.json").read_text())
+    cfg["model_args"]["num_classes"] = -4
+    (folder / "config.json").write_text(json.dumps(cfg, indent=2))
+    code, _, err = run(capsys, "validate", f"local-dir:{folder}")
+    assert code == 2 and err.startswith(f"{folder / 'config.json'}:") and "num_classes: must be an integer >= 0" \
+        in err, err
