@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import http.client
 import json
+import math
 import os
 import re
 import tempfile
@@ -314,6 +315,7 @@ def _download(url: str, target: Path, expected: list[tuple[str, str]], recorded:
     from .files import removed_on_signal
 
     limit = _env_number(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD)
+    limit = int(limit) if math.isfinite(limit) else limit  # inf: no limit
     timeout = _env_number(DOWNLOAD_TIMEOUT_ENV, DEFAULT_DOWNLOAD_TIMEOUT_S)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
