@@ -117,10 +117,14 @@ def _fill_stages(registry: Registry) -> None:
     plugins.discover(registry, plugins.STAGE_GROUP, check_stage, lambda obj: "stage")
 
 
-BLOCKS = Registry("block", _fill_blocks)
-LAYERS = Registry("layer", _fill_layers)
-ATTENTION = Registry("attention", _fill_attention)
-STAGES = Registry("stage", _fill_stages)
+def _plugins_off() -> str:
+    return "" if plugins.enabled() else f" (plugins are off: --no-plugins or ${plugins.DISABLE_ENV}; a plugin may provide it)"
+
+
+BLOCKS = Registry("block", _fill_blocks, _plugins_off)
+LAYERS = Registry("layer", _fill_layers, _plugins_off)
+ATTENTION = Registry("attention", _fill_attention, _plugins_off)
+STAGES = Registry("stage", _fill_stages, _plugins_off)
 REGISTRIES = (BLOCKS, LAYERS, ATTENTION, STAGES)
 
 

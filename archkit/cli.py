@@ -239,16 +239,18 @@ def _load(args: argparse.Namespace, overrides: list[str] | None = None) -> Any:
 
 def _overrides(args: argparse.Namespace, scale: bool = False) -> list[str]:
     """The command's ``--set`` overrides, with ``--seed``, ``--input-size`` (and ``--scale``) as overrides."""
+    from .loader import Override
+
     overrides = list(args.set)
     if getattr(args, "seed", None) is not None:
-        overrides.append(f"seed={args.seed}")
+        overrides.append(Override(f"seed={args.seed}", f"--seed {args.seed}"))
     size = getattr(args, "input_size", None)
     if size:
         if len(size) > 2:
             raise SpecError("--input-size takes HEIGHT [WIDTH]")
-        overrides.append(f"input.size=[{size[0]}, {size[-1]}]")
+        overrides.append(Override(f"input.size=[{size[0]}, {size[-1]}]", f"--input-size {' '.join(map(str, size))}"))
     if scale and getattr(args, "scale", None):
-        overrides.append(f"scale={args.scale}")
+        overrides.append(Override(f"scale={args.scale}", f"--scale {args.scale}"))
     return overrides
 
 
@@ -370,6 +372,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     _destination(args)
     spec = _load(args)
     out = getattr(args, "stdout", sys.stdout)
+    _notes(spec)
     transfer = None
     model = None
     if args.weights:
@@ -644,7 +647,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
             status = max(status, EXIT_FAILURE) if status != EXIT_USAGE else status
             continue
         print(f"OK {path} ({spec.name}, {count:,} parameters)")
+        _notes(spec)
     return status
+
+
+def _notes(spec: Any) -> None:
+    """The plan's notes on what builds but is likely not what was meant, on stderr."""
+    from .plan import plan
+
+    for note in plan(spec).notes():
+        print(f"archkit: note: {spec.name}: {note}", file=sys.stderr)
 
 
 def _field_rows(model: Any) -> list[tuple[str, str, str, str, str]]:
@@ -705,7 +717,8 @@ def _describe(entry: Any) -> None:
         kinds = [k.value for k in entry.obj.shortcuts]
         print(f"expansion: {entry.expansion}")
         print(f"shortcut kinds: {', '.join(kinds)} (default {kinds[0]})")
-        print(f"attention positions: {', '.join(entry.obj.attn_positions)}")
+        print(f"attention positions: {', '.join(entry.obj.attn_positions) or 'none'}"
+              + (f" (default {entry.obj.attn_default})" if entry.obj.attn_default else ""))
     from .params import StageSpec
 
     envelope = {"block": BlockSpec, "attention": AttentionSpec, "stage": StageSpec}.get(entry.kind, LayerSpec)
@@ -770,6 +783,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
         write_text(args.output, text)
+        print(f"wrote {args.output} (the JSON Schema of archkit specs, {len(text):,} bytes)")
     else:
         sys.stdout.write(text)
     return EXIT_OK

@@ -34,8 +34,25 @@ _HF_REPO_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Z
 def valid_repo_id(repo: str) -> bool:
     """The hub's rules for ORG/NAME: letters, digits, ``._-``; no ``--`` or ``..``; not ending in ``.``, ``-``
     or ``.git``."""
-    return bool(_HF_REPO_PATTERN.match(repo)) and "--" not in repo and ".." not in repo \
-        and not repo.endswith((".", "-", ".git"))
+    return repo_id_problem(repo) is None
+
+
+def repo_id_problem(repo: str) -> str | None:
+    """What breaks the hub's rules in ``repo`` (None: a valid ORG/NAME)."""
+    if repo.count("/") != 1 or not all(repo.split("/")):
+        return "it must be ORG/NAME, one slash between two names"
+    if len(repo.split("/")[0]) > 96 or len(repo.split("/")[1]) > 96:
+        return "each part is at most 96 characters"
+    if not _HF_REPO_PATTERN.match(repo):
+        return "names take letters, digits, '.', '_' and '-', and start with a letter or digit"
+    for bad, why in (("--", "'--' is reserved"), ("..", "'..' is not allowed")):
+        if bad in repo:
+            return why
+    if repo.endswith(".git"):
+        return "it may not end in '.git'"
+    if repo.endswith((".", "-")):
+        return "it may not end in '.' or '-'"
+    return None
 
 
 _REMOTE: dict[Path, tuple[str, str | None]] = {}  # snapshot folder -> (repo id, revision): fetched on demand

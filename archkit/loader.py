@@ -347,9 +347,22 @@ def merge(base: Any, over: Any) -> Any:
     return out
 
 
+class Override(str):
+    """A ``KEY=VALUE`` override that another option stands for (``--scale xl`` is ``scale=xl``): its messages
+    name the option the user typed."""
+
+    label: str
+
+    def __new__(cls, text: str, label: str) -> "Override":
+        made = super().__new__(cls, text)
+        made.label = label
+        return made
+
+
 def apply_override(tree: MDict, text: str) -> None:
     """Apply one ``--set dotted.key=value`` override in place; the value is parsed as YAML."""
-    mark = Mark(f"--set {text if len(text) <= 100 else text[:97] + '...'}")
+    label = getattr(text, "label", None) or f"--set {text}"
+    mark = Mark(label if len(label) <= 104 else label[:101] + "...")
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecError("--set expects KEY=VALUE, e.g. stages.2.depth=23", mark)

@@ -63,7 +63,8 @@ class AttentionSpec(_Envelope):
 
     type: str = Field(max_length=200, description="Attention type (`archkit blocks` lists them).")
     position: str = Field("pre_add", max_length=40, description="Where in the block: pre_add (before the shortcut "
-                          "add), mid (after the middle conv) or post_add (after the add).")
+                          "add), mid (after the middle conv) or post_add (after the add); default: the block's own "
+                          "(pre_add where it offers it, else its first position: `archkit blocks NAME`).")
 
 
 class BlockSpec(_Envelope):

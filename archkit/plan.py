@@ -104,6 +104,16 @@ class Plan:
         """The module layout: torchvision (conv1, layer1.0, fc) or timm (stem.*, stages.0.*, head.*)."""
         return self.spec.layout
 
+    def notes(self) -> list[str]:
+        """What builds but is likely not what was meant: strides on a map already 1x1 (a small input)."""
+        for sp in self.stages:
+            if len(sp.in_shape) == 3 and sp.in_shape[1:] == (1, 1) and sp.stage is not None and \
+                    sp.stage.stride > 1 and not sp.stage.dilate:
+                size = "x".join(map(str, self.input_shape[1:]))
+                return [f"stages[{sp.index}] and later strides act on a 1x1 map and do nothing: the {size} input is "
+                        "1x1 before them (a larger input size, or fewer strides?)"]
+        return []
+
     @property
     def blocks(self) -> list[BlockPlan]:
         """Every block in forward order."""

@@ -81,9 +81,11 @@ class Registry:
     the owner) when first asked for. ``reset()`` re-arms everything (tests, ``--no-plugins``).
     """
 
-    def __init__(self, what: str, fill: Callable[["Registry"], None] | None = None):
+    def __init__(self, what: str, fill: Callable[["Registry"], None] | None = None,
+                 hint: Callable[[], str] | None = None):
         self.what = what
         self._fill_fn = fill
+        self._hint = hint  # more to say about an unknown name (the owner knows, e.g. that plugins are off)
         self.generation = 0  # bumped on every change: caches built from the registry key on it
         self.reset()
 
@@ -180,7 +182,8 @@ class Registry:
             return self._entries[name]
         if name in self._notes:
             raise UnknownName(self._notes[name])
-        raise UnknownName(f"unknown {self.what} type {name!r}" + suggest(str(name), self.names()))
+        raise UnknownName(f"unknown {self.what} type {name!r}" + suggest(str(name), self.names())
+                          + (self._hint() if self._hint is not None else ""))
 
     def names(self, kind: str | None = None) -> list[str]:
         """Usable names (plugin entries also under ``dist:name``), optionally of one kind (loads plugins)."""

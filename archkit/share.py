@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import Mark, SpecError
-from .hub import CARD, CONFIG, WEIGHTS, _first, valid_repo_id
+from .hub import CARD, CONFIG, WEIGHTS, _first, repo_id_problem
 
 def timm_name(spec: Any) -> str | None:
     """timm's model name when ``spec`` is that timm model changed only by timm's keywords (num_classes,
@@ -285,8 +285,9 @@ def push(directory: str | os.PathLike, repo_id: str, *, private: bool = False, r
     """Upload a folder archkit wrote to the Hugging Face hub (``huggingface_hub.upload_folder``); the URL."""
     target = Path(directory)
     _check_pushable(target)
-    if not valid_repo_id(repo_id):
-        raise SpecError(f"--repo takes ORG/NAME (got {repo_id!r})")
+    problem = repo_id_problem(repo_id)
+    if problem is not None:
+        raise SpecError(f"--repo {repo_id!r}: {problem} (the hub's rules for a repository id)")
     try:
         from huggingface_hub import create_repo, upload_folder
     except ImportError:

@@ -244,8 +244,28 @@ class _Pass:
             return cls.model_validate(value)
         except ValidationError as exc:
             for err in exc.errors():
+                if what == "block" and self._foreign_key(err, name, path):
+                    continue
                 self.problems.append(problem(err, value, self.marks, cls, prefix=path))
             return FAILED
+
+    def _foreign_key(self, err: dict, block_type: str, path: tuple) -> bool:
+        """A key another block type takes, on a block whose type changed under it (a base's per-stage settings
+        under a new top-level ``block: {type: ...}``): said once, as the cause, not once per stage."""
+        if err["type"] != "extra_forbidden" or len(err["loc"]) != 1:
+            return False
+        key = err["loc"][0]
+        owners = sorted({e.name.split(":")[-1] for e in BLOCKS if key in e.obj.params.model_fields})
+        if not owners:
+            return False
+        type_mark = mark_for((*path, "type"), self.marks)
+        where = f", its type set at {type_mark}" if type_mark is not None else ""
+        shown = ", ".join(owners[:4]) + (", ..." if len(owners) > 4 else "")
+        fields = sorted(k for k in BLOCKS.get(block_type).obj.params.model_fields)
+        self.add((*path, key), f"{key!r} is a key of {shown} blocks, not of this {block_type} block{where} "
+                               f"(a setting for another block type; {block_type} takes: {', '.join(fields)})",
+                 ("foreign", key, block_type))
+        return True
 
     def layer(self, value: Any, path: tuple, role: str | None = None) -> Any:
         def nested(entry: Any, raw: dict) -> dict:
@@ -266,6 +286,9 @@ class _Pass:
     def block(self, value: Any, path: tuple, stage: int | None, drop_block: bool) -> Any:
         def nested(entry: Any, raw: dict) -> dict:
             kind = entry.obj
+            if isinstance(raw.get("attn"), list) and kind.attn_default is not None:  # the block's own default
+                raw = {**raw, "attn": [{**a, "position": kind.attn_default} if isinstance(a, dict) and
+                                       "position" not in a else a for a in raw["attn"]]}
             self._block_offers(kind, raw, path, stage, drop_block)
             if isinstance(raw.get("attn"), list):
                 raw = {**raw, "attn": [self.typed(ATTENTION, v, (*path, "attn", i), "attention")

@@ -670,3 +670,42 @@ def test_timm_keywords_in_a_config_are_located(tmp_path, shared, capsys) -> None
     code, _, err = run(capsys, "validate", f"local-dir:{folder}")
     assert code == 2 and err.startswith(f"{folder / 'config.json'}:") and "num_classes: must be an integer >= 0" \
         in err, err
+
+
+# --- issue 36: everything archkit says is true -------------------------------------------------------------
+
+@pytest.mark.parametrize("name, position, child", [("cspdarknet53", "mid", "attn"), ("repvgg_a0", "post_add", "attn"),
+                                                   ("resnet50", "pre_add", "se"), ("cs3darknet_s", "mid", "attn")])
+def test_attention_without_a_position_goes_where_its_block_puts_it(capsys, name, position, child) -> None:
+    """The documented default is valid for every block (issue 36.2): each block type states its own."""
+    spec = archkit.as_spec(name, values={"block.attn": [{"type": "se"}]})
+    block = spec.stages[1].block
+    assert block.attn[0].position == position
+    keys = archkit.build_model(spec, device="meta").state_dict()
+    assert any(f".{child}.fc1.weight" in k or f".{child}.conv_reduce" in k or f".{child}.fc.0" in k for k in keys) \
+        or any(f".{child}." in k for k in keys), [k for k in keys if "attn" in k or "se" in k][:5]
+    code, out, _ = run(capsys, "blocks", block.type)
+    assert f"(default {position})" in out
+
+
+def test_a_block_type_changed_under_a_bases_settings_is_one_line(write, capsys) -> None:
+    path = write("base: cspdarknet53\nname: x\nblock: {type: rep}\n", "wb.yaml")
+    code, _, err = run(capsys, "validate", str(path))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err  # was five, one per stage, about bottle_ratio
+    assert "'bottle_ratio' is a key of" in lines[0] and "csp_dark" in lines[0] and "not of this rep block, its " \
+        f"type set at {path}:3:" in lines[0], err
+
+
+def test_messages_name_what_the_user_typed(tmp_path, capsys, shared) -> None:
+    code, _, err = run(capsys, "build", "resnet18", "--scale", "xl")
+    assert code == 2 and err.startswith("--scale xl: scale: unknown scale 'xl'"), err
+    code, _, err = run(capsys, "push", str(shared[0]), "--repo", "a/b.git")
+    assert code == 2 and "--repo 'a/b.git': it may not end in '.git'" in err, err
+    code, _, err = run(capsys, "validate", "resnet18", "--set", "block.type=se_bottleneck", "--no-plugins")
+    assert code == 2 and "(plugins are off: --no-plugins or $ARCHKIT_NO_PLUGINS" in err, err
+    code, out, err = run(capsys, "schema", "--output", str(tmp_path / "s.json"))
+    assert code == 0 and out.startswith(f"wrote {tmp_path / 's.json'}"), err
+    code, out, err = run(capsys, "build", "resnet18", "--input-size", "16")
+    assert code == 0 and "archkit: note: resnet18: stages[3] and later strides act on a 1x1 map" in err, err
+    assert run(capsys, "build", "resnet18", "--input-size", "32")[2] == ""  # 2x2 before the last stage: fine

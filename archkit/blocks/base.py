@@ -161,6 +161,14 @@ class BlockType:
     out_channels: Callable[[int, Any], int] | None = None  # planes, params -> channels (default planes x expansion)
     doc: str = ""
 
+    @property
+    def attn_default(self) -> str | None:
+        """Where an attention attachment that names no position goes: pre_add where the block offers it
+        (the residual branch's end, as timm's ``se_layer``), else the block's first offered position."""
+        if "pre_add" in self.attn_positions:
+            return "pre_add"
+        return self.attn_positions[0] if self.attn_positions else None
+
     def channels_out(self, planes: int, params: Any) -> int:
         """The channels this block outputs for ``planes``."""
         rule = self.out_channels or _default_out_channels(self.expansion)
