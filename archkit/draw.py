@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 from xml.sax.saxutils import escape
 
 from . import summary
+from .graph import Add, Conv1d, Conv2d, Graph, Linear
 from .plan import StagePlan, plan
 from .specs import ModelSpec
 
@@ -29,11 +31,32 @@ def _dims(shape) -> str:  # noqa: ANN001
 
 
 def _shortcuts(stage: StagePlan) -> str:
-    """``1 projection + 2 identity``: the stage's shortcuts by kind, as the plan has them."""
+    """``1 projection + 2 identity``: the stage's shortcuts by kind, as the plan has them; blocks without a
+    shortcut of their own may still add their input back inside (RepVGG's identity branch)."""
     counts = Counter(b.shortcut for b in stage.blocks)
     if counts.get("none") == stage.depth:
+        inside = sum(_identity_path(op) for op in stage.ops)
+        if inside:
+            return f"{inside} of {stage.depth} blocks add their input inside (identity branch)"
         return "no shortcuts (plain)"
     return " + ".join(f"{n} {kind}" for kind, n in counts.items()) + (" shortcuts" if stage.depth > 1 else " shortcut")
+
+
+def _identity_path(op: Any) -> bool:
+    """Whether a block's description adds its input, through no weighted layer, to something (a residual)."""
+    if not isinstance(op, Graph) or not op.inputs:
+        return False
+    source, made_by = op.inputs[0].index, {n.output: n for n in op.nodes}
+
+    def unweighted(index: int) -> bool:
+        while index != source:
+            node = made_by.get(index)
+            if node is None or len(node.inputs) != 1 or isinstance(node.op, (Graph, Conv2d, Conv1d, Linear)):
+                return False
+            index = node.inputs[0]
+        return True
+
+    return any(isinstance(n.op, Add) and any(unweighted(i) for i in n.inputs) for n in op.nodes)
 
 
 def _flow(sp: StagePlan, blocks: str) -> str:
@@ -67,9 +90,12 @@ def render(spec: ModelSpec) -> str:
     if p.stem:
         text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.stem)
         items.append(("stem", "stem", f"{text}  \u21d2  {_dims(p.stem[-1].out_shape)}", None))
+    dilation = 1
     for sp in p.stages:
         first, stage = sp.blocks[0], spec.stages[sp.index]
-        stride = f"dilated \u00d7{stage.stride}" if stage.dilate and stage.stride > 1 else f"stride {stage.stride}"
+        after = sp.result.dilation if sp.result is not None else dilation  # dilate: or output_stride's doing
+        stride = f"dilated \u00d7{after // dilation} (dilation {after})" if after > dilation else f"stride {stage.stride}"
+        dilation = after
         attn = "+".join(a.type for a in first.attn)
         blocks = f"{first.type}{' + ' + attn if attn else ''} \u00d7{sp.depth}"
         flow = _flow(sp, blocks)
@@ -87,7 +113,9 @@ def render(spec: ModelSpec) -> str:
     total = sum(r.params for r in rows.values())
     macs = sum(r.macs for r in rows.values())
 
-    height = 70 + len(items) * (ROW_H + GAP)
+    wrapped = [_wrap(detail, 72) for _, _, detail, _ in items]  # every word shown: a box grows to hold it
+    heights = [max(ROW_H, 22 + 17 * (len(lines) - 1) + 15) for lines in wrapped]
+    height = 70 + sum(heights) + len(items) * GAP
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height}' "
            f"viewBox='0 0 {WIDTH} {height}' {FONT}>",
            "<defs><marker id='arrow' viewBox='0 0 10 10' refX='9' refY='5' markerWidth='7' markerHeight='7' "
@@ -99,27 +127,25 @@ def render(spec: ModelSpec) -> str:
            f"{total:,} parameters \u00b7 {macs / 1e9:,.3f} GMACs at {_dims(spec.input.size)} \u00b7 "
            f"{escape(_norm_act(spec))}</text>"]
     y = 64
-    for n, (kind, title, detail, note) in enumerate(items):
+    for n, ((kind, title, _, note), lines, box) in enumerate(zip(items, wrapped, heights)):
         if n:
             out.append(f"<line x1='{BOX_X + BOX_W / 2}' y1='{y - GAP}' x2='{BOX_X + BOX_W / 2}' y2='{y - 2}' "
                        "stroke='#555' stroke-width='1.5' marker-end='url(#arrow)'/>")
-        out.append(f"<rect x='{BOX_X}' y='{y}' width='{BOX_W}' height='{ROW_H}' rx='8' fill='{COLORS[kind]}' "
+        out.append(f"<rect x='{BOX_X}' y='{y}' width='{BOX_W}' height='{box}' rx='8' fill='{COLORS[kind]}' "
                    "stroke='#7a8591'/>")
-        out.append(f"<text x='{BOX_X - 12}' y='{y + ROW_H / 2 + 5}' font-size='14' font-weight='bold' "
+        out.append(f"<text x='{BOX_X - 12}' y='{y + box / 2 + 5}' font-size='14' font-weight='bold' "
                    f"text-anchor='end'>{escape(title)}</text>")
-        lines = _wrap(detail, 72)
-        if len(lines) > 2:  # a long stem: say that text was cut
-            lines = [lines[0], lines[1][:71] + "\u2026"]
         for k, line in enumerate(lines):
             out.append(f"<text x='{BOX_X + 12}' y='{y + 22 + 17 * k}' font-size='12'>{escape(line)}</text>")
         if note:  # the residual shortcuts around the stage
             x = BOX_X + BOX_W
-            out.append(f"<path d='M{x},{y + 10} C{x + 40},{y + 10} {x + 40},{y + ROW_H - 10} {x + 4},{y + ROW_H - 10}' "
+            out.append(f"<path d='M{x},{y + 10} C{x + 40},{y + 10} {x + 40},{y + box - 10} {x + 4},{y + box - 10}' "
                        "fill='none' stroke='#2f7d32' stroke-width='1.5' stroke-dasharray='4 3' "
                        "marker-end='url(#arrow)'/>")
-            out.append(f"<text x='{x + 38}' y='{y + ROW_H / 2 + 4}' font-size='11' fill='#2f7d32'>"
-                       f"{escape(note)}</text>")
-        y += ROW_H + GAP
+            for k, part in enumerate(_wrap(note, 36)):
+                out.append(f"<text x='{x + 38}' y='{y + box / 2 + 4 + 13 * k}' font-size='11' fill='#2f7d32'>"
+                           f"{escape(part)}</text>")
+        y += box + GAP
     out.append("</svg>")
     return "\n".join(out) + "\n"
 

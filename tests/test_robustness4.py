@@ -709,3 +709,16 @@ def test_messages_name_what_the_user_typed(tmp_path, capsys, shared) -> None:
     code, out, err = run(capsys, "build", "resnet18", "--input-size", "16")
     assert code == 0 and "archkit: note: resnet18: stages[3] and later strides act on a 1x1 map" in err, err
     assert run(capsys, "build", "resnet18", "--input-size", "32")[2] == ""  # 2x2 before the last stage: fine
+
+
+def test_draw_shows_what_matters_whole(tmp_path, capsys) -> None:
+    out = tmp_path / "c.svg"
+    assert run(capsys, "draw", "cspdarknet53", "--set", "output_stride=16", "--output", str(out))[0] == 0
+    text = out.read_text()
+    assert "\u2026" not in text and "dilated \u00d72 (dilation 2)" in text  # was cut to "· stride…"
+    assert run(capsys, "draw", "repvgg_a0", "--output", str(out))[0] == 0
+    text = out.read_text()
+    assert text.count("blocks add their input") == 3 and "13 of 14 blocks add their input" in text
+    assert text.count("no shortcuts (plain)") == 1  # the last stage: one strided block, no identity branch
+    assert run(capsys, "draw", "resnet18", "--set", "block.shortcut=none", "--output", str(out))[0] == 0
+    assert "no shortcuts (plain)" in out.read_text()  # a plain net is still called plain
