@@ -252,18 +252,26 @@ def _bytes(n: int) -> str:
     return f"{value:,.2f} {prefix}" if prefix != "B" else f"{n} B"
 
 
+def _names(rows: list) -> list[str]:
+    """Each row's name as shown: below depth 1, relative to the row it sits in (indented under it)."""
+    out, parents = [], {}
+    for r in rows:
+        parent = parents.get(r.depth - 1)
+        out.append(r.name[len(parent) + 1:] if parent and r.name.startswith(parent + ".") else r.name)
+        parents[r.depth] = r.name
+    return out
+
+
 def render(summary: Summary, width: int = 80) -> str:
     """The summary as a table that fits ``width`` columns, then totals."""
     header = ("Layer", "Type", "Output shape", "Params", "MACs")
-    cells = [(("  " * (r.depth - 1)) + r.name, r.type, _dims(r.output_shape),
-              f"{r.params:,}", _human(r.macs) if r.macs else "-") for r in summary.rows]
+    cells = [(("  " * (r.depth - 1)) + name, r.type, _dims(r.output_shape),
+              f"{r.params:,}", _human(r.macs) if r.macs else "-") for r, name in zip(summary.rows, _names(summary.rows))]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(header)]
     overflow = sum(widths) + 2 * (len(widths) - 1) - width
-    for i in (0, 1):  # shorten the name, then the type column, never the numbers
-        if overflow > 0:
-            cut = min(overflow, widths[i] - len(header[i]) - 1 if widths[i] > 8 else 0)
-            widths[i] -= max(cut, 0)
-            overflow -= max(cut, 0)
+    if overflow > 0:  # shorten the type column; never a name (two would read alike) nor a number
+        cut = min(overflow, widths[1] - len(header[1]) - 1 if widths[1] > 8 else 0)
+        widths[1] -= max(cut, 0)
 
     def fit(text: str, n: int) -> str:
         return text if len(text) <= n else text[: n - 1] + "~"

@@ -36,7 +36,9 @@ def test_summary_of_resnet50_states_torchvision_figures(capsys) -> None:
 
 def test_summary_depth_two_lists_blocks(capsys) -> None:
     code, out, _ = run(capsys, "build", str(SPECS / "resnet18.yaml"), "--summary", "--depth", "2")
-    assert code == 0 and "layer4.1" in out and "BasicBlock" in out
+    lines = out.splitlines()
+    after = lines[next(i for i, line in enumerate(lines) if line.startswith("layer4 ")) + 1:]
+    assert code == 0 and after[1].startswith("  1 ") and "BasicBlock" in after[1]  # layer4.1, under layer4
     assert all(len(line) <= 80 for line in out.splitlines())
 
 

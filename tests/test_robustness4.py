@@ -722,3 +722,15 @@ def test_draw_shows_what_matters_whole(tmp_path, capsys) -> None:
     assert text.count("no shortcuts (plain)") == 1  # the last stage: one strided block, no identity branch
     assert run(capsys, "draw", "resnet18", "--set", "block.shortcut=none", "--output", str(out))[0] == 0
     assert "no shortcuts (plain)" in out.read_text()  # a plain net is still called plain
+
+
+@pytest.mark.parametrize("name", ["cspdarknet53", "resnet50", "repvgg_a0"])
+def test_summary_names_are_never_cut_into_each_other(capsys, name) -> None:
+    from archkit import summary
+
+    result = summary.measure(archkit.load_spec(name), depth=3)
+    table = summary.render(result).splitlines()[4:4 + len(result.rows)]
+    for row, line in zip(result.rows, table):
+        shown = line[: line.index("  ", 2 * (row.depth - 1))].strip() if "  " in line.strip() else line.split()[0]
+        assert "~" not in shown and row.name.endswith(shown), (row.name, line)
+    assert len({r.name for r in result.rows}) == len(result.rows)
