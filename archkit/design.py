@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import gc
 import itertools
+import re
 from typing import Any, Callable, Iterator
 
 from .errors import SpecError
@@ -430,6 +431,7 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
     from .zoo import load as load_spec
 
     spec = load_spec(ref, overrides)
+    field = re.sub(r"\[(\d+)\]", r".\1", field)  # block.attn[0] is block.attn.0, as --set spells it
     parts = field.split(".")
     if parts[0] == "regnet":  # expanded into stages on validation: its numbers are read from the merged file
         value = _lookup(loader.flatten(loader.load(ref, overrides, resolve=zoo.resolve))[0], parts, field)
@@ -486,9 +488,12 @@ def _lookup(data: Any, parts: list[str], field: str) -> Any:
         elif isinstance(node, list) and part.isascii() and part.isdecimal() and int(part) < len(node):
             node = node[int(part)]
         else:
-            choices = list(node) if isinstance(node, dict) else [str(i) for i in range(len(node))] \
-                if isinstance(node, list) else []
             where = ".".join(done) or "the spec"
+            if isinstance(node, list):
+                what = f"item {part}" if part.isdecimal() else f"field {part!r} (a list has numbered items)"
+                held = "an empty list" if not node else f"a list of {len(node)} (items 0..{len(node) - 1})"
+                raise SpecError(f"{where} is {held}: no {what}", None, field)
+            choices = list(node) if isinstance(node, dict) else []
             raise SpecError(f"no field {part!r} in {where}" + suggest(part, choices, limit=20), None, field)
         done.append(part)
     return node

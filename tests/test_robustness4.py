@@ -734,3 +734,13 @@ def test_summary_names_are_never_cut_into_each_other(capsys, name) -> None:
         shown = line[: line.index("  ", 2 * (row.depth - 1))].strip() if "  " in line.strip() else line.split()[0]
         assert "~" not in shown and row.name.endswith(shown), (row.name, line)
     assert len({r.name for r in result.rows}) == len(result.rows)
+
+
+def test_explain_takes_list_items_in_both_spellings(capsys) -> None:
+    for field in ("block.attn[0].rd_ratio", "block.attn.0.rd_ratio"):
+        code, out, err = run(capsys, "explain", "seresnet50", field)
+        assert code == 0 and out.startswith("block.attn.0.rd_ratio = 0.0625"), err
+    code, _, err = run(capsys, "explain", "resnet50", "block.attn.0.rd_ratio")
+    assert code == 2 and "block.attn is an empty list: no item 0" in err, err
+    code, _, err = run(capsys, "explain", "seresnet50", "block.attn[3]")
+    assert code == 2 and "block.attn is a list of 1 (items 0..0): no item 3" in err, err
