@@ -146,7 +146,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--output", required=True, metavar="FILE", help="file to write (atomically); a folder for hf")
     e.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
     e.add_argument("--batch-size", type=_positive, default=2, metavar="N", help="example batch size (default 2)")
-    e.add_argument("--dynamic-batch", action="store_true", help="let the batch dimension vary (onnx, exported-program)")
+    e.add_argument("--dynamic-batch", action="store_true", help="let the batch dimension vary (onnx, "
+                   "exported-program; the default, kept for older scripts)")
+    e.add_argument("--static-batch", action="store_true", help="fix the batch dimension at --batch-size (onnx, "
+                   "exported-program; by default it varies, 1..4096)")
     e.add_argument("--fuse", action="store_true", help="fold every BatchNorm that follows a conv into it first")
     e.add_argument("--reparameterize", action="store_true", help="convert re-parameterizable blocks (RepVGG, "
                    "MobileOne) to their deploy form first (archkit.reparameterize)")
@@ -433,14 +436,19 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         model = fuse(model)
     # torch's exporters print progress and, on failure, whole graphs; the CLI says one line of its own
+    if args.static_batch and args.dynamic_batch:
+        raise SpecError("--static-batch and --dynamic-batch contradict each other; give one")
+    dynamic = not args.static_batch and args.format != "torchscript"  # a trace takes any batch as it is
     chatter = io.StringIO()
     logging.disable(logging.WARNING)
     try:
         with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
-            export(model, args.format, args.output, example_input(spec, args.batch_size), args.dynamic_batch)
+            export(model, args.format, args.output, example_input(spec, args.batch_size), dynamic)
     finally:
         logging.disable(logging.NOTSET)
-    print(f"wrote {args.output} ({args.format}, {spec.name})")
+    batch = "batch: dynamic, 1..4096" if dynamic else (f"batch fixed at {args.batch_size}"
+                                                        if args.format != "torchscript" else "traced")
+    print(f"wrote {args.output} ({args.format}, {spec.name}; {batch})")
     return EXIT_OK
 
 

@@ -60,8 +60,9 @@ def _culprit(model: nn.Module, fmt: str, example: torch.Tensor) -> str:
 
 
 def export(model: nn.Module, fmt: str, output: str | os.PathLike, example: torch.Tensor,
-           dynamic_batch: bool = False) -> None:
-    """Export ``model`` (put in eval mode) to ``output``, written atomically; ExportError names what failed."""
+           dynamic_batch: bool = True) -> None:
+    """Export ``model`` (put in eval mode) to ``output``, written atomically; ExportError names what failed.
+    ``dynamic_batch``: the batch dimension may vary (1..4096) in ONNX and ExportedProgram files."""
     if fmt not in FORMATS:
         raise ExportError(f"unknown export format {fmt!r}; choose from: {', '.join(FORMATS)}")
     model.eval()

@@ -744,3 +744,17 @@ def test_explain_takes_list_items_in_both_spellings(capsys) -> None:
     assert code == 2 and "block.attn is an empty list: no item 0" in err, err
     code, _, err = run(capsys, "explain", "seresnet50", "block.attn[3]")
     assert code == 2 and "block.attn is a list of 1 (items 0..0): no item 3" in err, err
+
+
+def test_exports_take_any_batch_unless_fixed(tmp_path, capsys) -> None:
+    small = ["--set", "width_multiplier=0.25", "--input-size", "32"]
+    x = torch.randn(3, 3, 32, 32)
+    path = tmp_path / "m.pt2"
+    code, out, err = run(capsys, "export", "resnet18", *small, "--format", "exported-program", "--output", str(path))
+    assert code == 0 and "batch: dynamic, 1..4096" in out, err
+    assert torch.export.load(str(path)).module()(x).shape == (3, 1000)  # the example had 2
+    code, out, err = run(capsys, "export", "resnet18", *small, "--format", "exported-program", "--static-batch",
+                         "--output", str(path))
+    assert code == 0 and "batch fixed at 2" in out, err
+    with pytest.raises(Exception):
+        torch.export.load(str(path)).module()(x)
