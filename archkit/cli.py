@@ -194,6 +194,8 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--vary", metavar="NAMES", help="comma-separated numbers to vary (default: width,depth, the "
                    "multipliers); a RegNet's: w_0, w_a, w_m, group_width, bottleneck_multiplier, regnet.depth")
     f.add_argument("--output", metavar="FILE", help="write the chosen spec (a few lines over base: SPEC)")
+    f.add_argument("--divisor", type=_positive, default=8, metavar="N", help="keep scaled widths a multiple of N "
+                   "(default 8, hardware-friendly; the spec's width_divisor where larger; 1: any width)")
     f.add_argument("--plot", metavar="FILE.svg", help="draw every evaluated candidate, the budget and the choice")
     f.set_defaults(func=cmd_fit)
 
@@ -565,6 +567,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
         _svg_name(args.plot, "--plot")
         check_destination(args.plot, _inputs(args), [args.output])
     spec = _load(args)
+    if spec.width_divisor < args.divisor and not any(s.partition("=")[0].strip() == "width_divisor" for s in args.set):
+        from .loader import Override
+
+        args.set = [*args.set, Override(f"width_divisor={args.divisor}", f"--divisor {args.divisor}")]
+        spec = _load(args)  # widths the multiplier scales stay multiples of the divisor (written with the result)
     tree = loader.load(args.spec, _overrides(args), resolve=zoo.resolve) if args.vary else None  # regnet: numbers
     vary = design.axes(args.vary, tree)
     best, seen = design.fit(spec, args.macs, args.params_max, vary, tree)

@@ -535,14 +535,17 @@ def plot_svg(candidates: list[Candidate], best: Candidate | None, macs: float, p
                f"budget {macs / 1e9:g} GMACs</text>")
     if params_max:
         out.append(f"<line x1='{left}' y1='{py(params_max)}' x2='{width - right}' y2='{py(params_max)}' "
-                   f"stroke='#c62828' stroke-dasharray='6 4'/>")
+                   f"stroke='#c62828' stroke-dasharray='6 4'/><text x='{width - right - 4}' y='{py(params_max) - 5}' "
+                   f"font-size='11' fill='#c62828' text-anchor='end'>at most {params_max / 1e6:g} M parameters</text>")
     for c in candidates:
         out.append(f"<circle class='candidate' cx='{px(c.macs):.1f}' cy='{py(c.params):.1f}' r='3' "
                    f"fill='#1565c0' fill-opacity='0.5'/>")
-    if best is not None:
-        out.append(f"<circle class='chosen' cx='{px(best.macs):.1f}' cy='{py(best.params):.1f}' r='8' fill='none' "
-                   f"stroke='#2e7d32' stroke-width='3'/><text x='{px(best.macs) - 10}' y='{py(best.params) - 12}' "
-                   f"font-size='12' fill='#2e7d32' text-anchor='end'>chosen: {escape(best.text)}"
-                   f"</text>")
+    if best is not None:  # the label in the plot's free top-left corner, a leader line to the point
+        bx, by, lx, ly = px(best.macs), py(best.params), left + 12, top + 16
+        out.append(f"<circle class='chosen' cx='{bx:.1f}' cy='{by:.1f}' r='8' fill='none' stroke='#2e7d32' "
+                   f"stroke-width='3'/><line x1='{lx + 4}' y1='{ly + 6}' x2='{bx:.1f}' y2='{by - 8:.1f}' "
+                   f"stroke='#2e7d32' stroke-width='1' stroke-dasharray='2 3'/><text x='{lx}' y='{ly}' "
+                   f"font-size='12' fill='#2e7d32'>chosen: {escape(best.text)} ({best.macs / 1e9:.3f} GMACs, "
+                   f"{best.params / 1e6:.2f} M parameters)</text>")
     out.append("</svg>")
     return "\n".join(out) + "\n"

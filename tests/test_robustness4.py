@@ -758,3 +758,22 @@ def test_exports_take_any_batch_unless_fixed(tmp_path, capsys) -> None:
     assert code == 0 and "batch fixed at 2" in out, err
     with pytest.raises(Exception):
         torch.export.load(str(path)).module()(x)
+
+
+def test_fit_chooses_hardware_friendly_widths_and_labels_its_plot(tmp_path, capsys) -> None:
+    import re
+
+    out, plot = tmp_path / "fit.yaml", tmp_path / "fit.svg"
+    code, text, err = run(capsys, "fit", "resnet50", "--macs", "1G", "--params-max", "12M", "--output", str(out),
+                          "--plot", str(plot))
+    assert code == 0, err
+    spec = archkit.load_spec(out)
+    widths = [sp.blocks[0].out_channels for sp in archkit.plan.plan(spec).stages]
+    assert spec.width_divisor == 8 and all(w % 8 == 0 for w in widths), widths
+    svg = plot.read_text()
+    assert "at most 12 M parameters" in svg
+    label = re.search(r"<text x='([\d.]+)' y='([\d.]+)'[^>]*>chosen:", svg)
+    point = re.search(r"class='chosen' cx='([\d.]+)' cy='([\d.]+)'", svg)
+    assert float(label.group(2)) < 80 and float(point.group(2)) - float(label.group(2)) > 20  # above the points
+    code, _, err = run(capsys, "fit", "resnet50", "--macs", "1G", "--divisor", "1", "--output", str(out))
+    assert code == 0 and archkit.load_spec(out).width_divisor == 1, err
