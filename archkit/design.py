@@ -354,22 +354,28 @@ def diff(a: Any, b: Any) -> dict[str, Any]:
 
         stages.append({"stage": name, "a": side(sa, ra), "b": side(sb, rb)})
     ta, tb = measure(a), measure(b)
-    fields = {}
-    for key in ("norm", "activation", "drop_path_rate", "width_multiplier", "depth_multiplier", "input"):
-        va, vb = getattr(a, key), getattr(b, key)
-        va = va.model_dump() if hasattr(va, "model_dump") else va
-        vb = vb.model_dump() if hasattr(vb, "model_dump") else vb
-        if va != vb:
-            fields[key] = {"a": va, "b": vb}
+    # every top-level field but the parts compared above and below (a stage's block: / stage: defaults are
+    # compared where they land, in the stages), the name and the words
+    da, db = (spec.model_dump(mode="json") for spec in (a, b))
+    skip = {"name", "description", "family", "weights", "stages", "stem", "final", "head", "block", "stage"}
+    fields = {key: {"a": da.get(key), "b": db.get(key)} for key in [*da, *(k for k in db if k not in da)]
+              if key not in skip and da.get(key) != db.get(key)}
     layers = {part: {"a": [[lp.name, _block_text(lp.layer)] for lp in getattr(pa, part)],
-                     "b": [[lp.name, _block_text(lp.layer)] for lp in getattr(pb, part)]}
+                     "b": [[lp.name, _block_text(lp.layer)] for lp in getattr(pb, part)],
+                     "figures": {"a": _figures(getattr(pa, part), ra), "b": _figures(getattr(pb, part), rb)}}
               for part in ("stem", "final", "head")}
     total = {"a": {"params": ta.total_params, "macs": ta.macs, "output_shape": ta.output_shape},
              "b": {"params": tb.total_params, "macs": tb.macs, "output_shape": tb.output_shape}}
     same = (all(s["a"] == s["b"] for s in stages) and not fields and total["a"] == total["b"]
-            and all(v["a"] == v["b"] for v in layers.values()))
+            and all(v["a"] == v["b"] and v["figures"]["a"] == v["figures"]["b"] for v in layers.values()))
     return {"a": a.name, "b": b.name, "equal": same, "stages": stages, "fields": fields,
             "layers": layers, "total": total}
+
+
+def _figures(part: Any, rows: dict) -> dict:
+    """A part's parameters and MACs (its layers' rows summed)."""
+    found = [rows[lp.name] for lp in part if lp.name in rows]
+    return {"params": sum(r.params for r in found), "macs": sum(r.macs for r in found)}
 
 
 def _stage_text(sp: Any) -> str:
@@ -392,19 +398,25 @@ def render_diff(d: dict) -> str:
     for key, v in d["fields"].items():
         out.append(f"  {key}: {v['a']} -> {v['b']}")
     for part, v in d["layers"].items():
-        if v["a"] == v["b"]:
+        fa, fb = v["figures"]["a"], v["figures"]["b"]
+        if v["a"] == v["b"] and fa == fb:
             continue
         if [n for n, _ in v["a"]] != [n for n, _ in v["b"]]:  # other layers: both lists, by name
             out.append(f"  {part}: {' '.join(n for n, _ in v['a'])} -> {' '.join(n for n, _ in v['b'])}")
         for (name, ta), (_, tb) in zip(v["a"], v["b"]):
             if ta != tb:
                 out.append(f"  {part} {name}: {ta} -> {tb}")
+        for key in ("params", "macs"):  # a part changes with what feeds it too (a head after narrower stages)
+            if fa[key] != fb[key]:
+                out.append(f"  {part} {key}: {fa[key]:,} -> {fb[key]:,} ({fb[key] - fa[key]:+,})")
     for s in d["stages"]:
         a, b = s["a"], s["b"]
         if a == b:
             continue
         if a is None or b is None:
-            out.append(f"  {s['stage']}: {'only in ' + (d['b'] if a is None else d['a'])}")
+            only = a or b
+            out.append(f"  {s['stage']}: only in {d['b'] if a is None else d['a']} ({only['block']} x{only['depth']}, "
+                       f"{only['params']:,} params, {only['macs']:,} MACs, out {'x'.join(map(str, only['output_shape']))})")
             continue
         out.append(f"  {s['stage']}:")
         for key in ("stage", "block", "depth", "channels", "output_shape"):

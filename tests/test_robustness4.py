@@ -777,3 +777,17 @@ def test_fit_chooses_hardware_friendly_widths_and_labels_its_plot(tmp_path, caps
     assert float(label.group(2)) < 80 and float(point.group(2)) - float(label.group(2)) > 20  # above the points
     code, _, err = run(capsys, "fit", "resnet50", "--macs", "1G", "--divisor", "1", "--output", str(out))
     assert code == 0 and archkit.load_spec(out).width_divisor == 1, err
+
+
+def test_diff_lists_every_field_and_every_parts_figures(write, capsys) -> None:
+    path = write("base: cspdarknet53\nname: v\noutput_stride: 16\nnorm_eval: true\n", "v.yaml")
+    code, out, _ = run(capsys, "diff", "cspdarknet53", str(path))
+    assert code == 1 and "  output_stride: 32 -> 16" in out and "  norm_eval: False -> True" in out, out
+    path = write("base: repvgg_a0\nname: mine\nstages:\n  - {planes: 48, depth: 2, stride: 2}\n"
+                 "  - {planes: 96, depth: 4, stride: 2}\n  - {planes: 192, depth: 14, stride: 2}\n", "mine.yaml")
+    code, out, _ = run(capsys, "diff", "repvgg_a0", str(path))
+    a, b = archkit.build_model("repvgg_a0", device="meta"), archkit.build_model(str(path), device="meta")
+    head = [sum(p.numel() for p in m.head.parameters()) for m in (a, b)]
+    assert f"  head params: {head[0]:,} -> {head[1]:,} ({head[1] - head[0]:+,})" in out, out
+    removed = sum(p.numel() for p in a.stages[3].parameters())
+    assert f"  stages.3: only in repvgg_a0 (rep x1, {removed:,} params" in out, out
