@@ -272,6 +272,10 @@ def load_file(path: str | os.PathLike, budget: Budget | None = None, resolve: Re
     tree = files[-1][1]
     for _, child in reversed(files[:-1]):
         tree.pop("weights", None)  # declared weights belong to the base's architecture, not to what derives from it
+        if "description" not in child and isinstance(tree.get("name"), str):  # its words describe the base
+            said = tree.get("description")
+            tree["description"] = f"A variant of {tree['name']}" + (f" ({said})" if isinstance(said, str) and said
+                                                                    else "")
         tree = merge(tree, child)
     return tree
 

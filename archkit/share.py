@@ -131,8 +131,15 @@ def card(spec: Any, cfg: dict, provenance: str) -> str:
     spec_yaml = yaml.safe_dump(spec.data(exclude={"weights"}),
                                sort_keys=False, width=100)
     name = cfg["architecture"] if cfg["architecture"] != "archkit" else spec.name
-    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", f"# {spec.name}", ""]
-    if spec.description:
+    changes = _changes_from_packaged(spec)
+    title = f"# {spec.name}" + (" (modified)" if changes is not None else "")
+    lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", title, ""]
+    if changes is not None:  # the packaged spec's words describe the packaged model, not this one
+        classes = _num_classes(spec)
+        lines += [f"A variant of archkit's packaged `{spec.name}`"
+                  + (f" with {classes} classes" if classes else " without a classifier") + ", changed as follows:",
+                  "", "```text", *changes, "```", "", f"The packaged `{spec.name}`: {spec.description}", ""]
+    elif spec.description:
         lines += [spec.description, ""]
     lines += ["Built by [archkit](https://pypi.org/project/archkit/) from the spec below; the folder loads with "
               "`archkit.create_model(\"local-dir:PATH\", pretrained=True)`"
@@ -142,6 +149,23 @@ def card(spec: Any, cfg: dict, provenance: str) -> str:
               "", "## Summary", "", "```text", render(measure(spec)), "```", "",
               "## Weights", "", provenance, "", "## Spec", "", "```yaml", spec_yaml.rstrip(), "```", ""]
     return "\n".join(lines)
+
+
+def _changes_from_packaged(spec: Any) -> list[str] | None:
+    """``archkit diff``'s lines from the packaged spec of the same name to ``spec`` (None: no such spec, or the
+    same model)."""
+    from . import design, zoo
+
+    if zoo.find(spec.name) is None:
+        return None
+    try:
+        packaged = zoo.load(spec.name)
+    except SpecError:
+        return None
+    skip = {"weights", "description"}
+    if packaged.model_dump(mode="json", exclude=skip) == spec.model_dump(mode="json", exclude=skip):
+        return None
+    return design.render_diff(design.diff(packaged, spec)).splitlines()[1:]
 
 
 def save_pretrained(model: Any, directory: str | os.PathLike, spec: Any = None, provenance: str | None = None) -> Path:

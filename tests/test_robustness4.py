@@ -791,3 +791,19 @@ def test_diff_lists_every_field_and_every_parts_figures(write, capsys) -> None:
     assert f"  head params: {head[0]:,} -> {head[1]:,} ({head[1] - head[0]:+,})" in out, out
     removed = sum(p.numel() for p in a.stages[3].parameters())
     assert f"  stages.3: only in repvgg_a0 (rep x1, {removed:,} params" in out, out
+
+
+def test_a_variants_card_and_description_say_what_it_is(tmp_path, write, capsys) -> None:
+    folder = tmp_path / "v"
+    code, _, err = run(capsys, "export", "resnet50d", "--set", "block.attn=[{type: se}]", "--num-classes", "10",
+                       "--format", "hf", "--output", str(folder))
+    assert code == 0, err
+    card = (folder / "README.md").read_text()
+    assert "# resnet50d (modified)" in card and "A variant of archkit's packaged `resnet50d` with 10 classes" in card
+    assert "head fc: linear(features=1000) -> linear(features=10)" in card and "attn=[{'type': 'se'}]" in card
+    assert "\n# resnet50d\n" not in card
+    unchanged = tmp_path / "same"
+    assert run(capsys, "export", "resnet50d", "--format", "hf", "--output", str(unchanged))[0] == 0
+    assert "\n# resnet50d\n" in (unchanged / "README.md").read_text()
+    path = write("base: resnet50d\nname: mine\nblock: {attn: [{type: se}]}\n", "mine.yaml")
+    assert archkit.load_spec(path).description.startswith("A variant of resnet50d (ResNet-50 with a deep")
