@@ -17,7 +17,7 @@ from .lower import TorchContext, _restore, module_of  # noqa: F401 - plugins imp
 from .model import ArchkitNet, FeatureExtractor, Freezable
 from .nn.attention_pool import AttentionPool2d
 from .nn.layers import BlurPool2d, EvoNorm2dS0a
-from .plan import Plan, out_indices as _indices, plan
+from .plan import Plan, check_reads, out_indices as _indices, plan
 from .specs import ModelSpec
 
 
@@ -103,6 +103,7 @@ def _assemble(spec: ModelSpec, p: Plan, features: bool, indices: list[int]) -> n
              "final": OrderedDict((lp.name, _child(spec, (lp.part, lp.index), lp.layer.type, lp.op)) for lp in final),
              "head": OrderedDict((lp.name.rpartition(".")[2], _child(spec, (lp.part, lp.index), lp.layer.type, lp.op))
                                  for lp in head)}
+    check_reads(spec, stages)  # module-form blocks: what their constructors read is known now
     if p.layout == "timm":  # stem.*, stages.N.*, head.*
         children = OrderedDict()
         for part, modules in parts.items():

@@ -30,7 +30,7 @@ def check_block(name: str, obj: Any) -> BlockType:
                         f"class, got {obj!r}")
     if not (isinstance(kind.params, type) and issubclass(kind.params, BlockParams)):
         raise TypeError(f"block {name!r}: its params must subclass archkit.blocks.BlockParams")
-    if "type" in vars(kind.params).get("__annotations__", {}):
+    if kind.params is not BlockParams and "type" in vars(kind.params).get("__annotations__", {}):
         raise TypeError(f"block {name!r}: Params must not define 'type' (archkit adds the tag)")
     if not kind.shortcuts or not all(isinstance(k, Shortcut) for k in kind.shortcuts):
         raise TypeError(f"block {name!r}: shortcuts must be a non-empty tuple of shortcut kinds")

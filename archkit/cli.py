@@ -798,7 +798,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2) + "\n"
     if args.output:
         write_text(args.output, text)
-        print(f"wrote {args.output} (the JSON Schema of archkit specs, {len(text):,} bytes)")
+        print(f"wrote {args.output} (the JSON Schema of archkit specs, {len(text):,} bytes)",
+              file=sys.stderr)  # stderr: the output may be stdout itself (/dev/stdout)
     else:
         sys.stdout.write(text)
     return EXIT_OK

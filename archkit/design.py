@@ -285,7 +285,7 @@ def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Cand
     short = {"base": base, "name": f"{expected.name}_fit",
              **{k: v for k, v in own.items() if k not in inherited or _plain(inherited[k]) != v}}
     whole = {"name": f"{expected.name}_fit", **own}
-    want = expected.model_dump(mode="json", exclude={"name", "weights"})
+    want = expected.model_dump(mode="json", exclude={"name", "weights", "description"})
 
     def reads_back(path: Path) -> bool:
         try:
@@ -293,7 +293,7 @@ def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Cand
         except SpecError:
             return False
         counted = measure(got)
-        return got.model_dump(mode="json", exclude={"name", "weights"}) == want and \
+        return got.model_dump(mode="json", exclude={"name", "weights", "description"}) == want and \
             (counted.total_params, counted.macs) == (c.params, c.macs)
 
     for tree in (short, whole):

@@ -116,11 +116,33 @@ class LayerSpec(_Envelope):
                              description="Child module name, the state_dict prefix; defaults to the type name.")
 
 
+_READS: list[set] = []  # while a description runs (``reading``): the block params fields it reads
+
+
 class BlockParams(BlockSpec):
-    """Base of a block type's params: subclasses add fields with defaults, bounds and descriptions."""
+    """Base of a block type's params: subclasses add fields with defaults, bounds and descriptions.
+
+    The planner records which fields a block's description reads (``reading``): a key that a spec sets
+    and no description of its type ever reads would change nothing, and is refused."""
 
     model_config = ConfigDict(extra="forbid")
     type: str = Field("", max_length=200, description="Block type (`archkit blocks` lists them).")
+
+    def __getattribute__(self, name: str) -> Any:
+        if _READS and not name.startswith("_") and name in type(self).model_fields:
+            _READS[-1].add(name)
+        return super().__getattribute__(name)
+
+
+class reading:  # noqa: N801 - used as ``with reading() as fields:``
+    """Collect the names of the block params fields read inside the ``with`` block."""
+
+    def __enter__(self) -> set:
+        _READS.append(set())
+        return _READS[-1]
+
+    def __exit__(self, *exc: Any) -> None:
+        _READS.pop()
 
 
 class AttentionParams(AttentionSpec):

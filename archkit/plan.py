@@ -20,6 +20,7 @@ from .graph import DescriptionError, Graph, Scope
 from .layers import describe as describe_layer
 from .specs import MAX_BLOCKS, ModelSpec, scaled, stage_name
 from .catalog import BLOCKS, STAGES, block_type, stage_kind
+from .params import reading
 from .registry import BUILTIN
 from .stages import StageInput, StageProblem, StageResult, describe_block
 
@@ -326,9 +327,44 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         if planned > MAX_BLOCKS:  # a stage type may plan more blocks than its depth says
             raise spec.error(path, f"{planned:,} blocks planned up to stage {i + 1}, above the {MAX_BLOCKS:,} "
                                    f"supported (stage type {stage.type}{_plugin(STAGES, stage.type)})")
+    check_reads(spec, stages)
     final, shape = _layers(spec, "final", shape, taken) if spec.final else ((), shape)
     head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()
     return input_shape, stem, tuple(stages), head_plan, final
+
+
+_SHARED_KEYS = frozenset({"type", "shortcut", "attn"})  # every block's, read by the planner itself
+
+
+def check_reads(spec: ModelSpec, stages: Any) -> None:
+    """A block key the spec sets that no description of its type reads anywhere in the network would change
+    nothing (a plugin's params inherited from another block's, say): refused where it is set. A module-form
+    block's reads are known once it is built (the builder calls this again then)."""
+    reads: dict[str, set | None] = {}
+    for sp in stages:
+        for bp, op in zip(sp.blocks, sp.ops):
+            found = getattr(op, "reads", None)
+            if found is None:
+                found = getattr(getattr(op, "factory", None), "reads", None)  # a built module-form block
+            if found is None:  # not built yet: its constructor reads what it reads
+                reads[bp.type] = None
+            elif reads.get(bp.type, set()) is not None:
+                with reading() as fields:
+                    bp.kind.channels_out(bp.planes, bp.params)
+                reads[bp.type] = reads.get(bp.type, set()) | found | fields
+    for i, sp in enumerate(stages):
+        stage = sp.stage
+        places = [(("block",), stage.block)] + [((key, j), b) for key in ("blocks", "pattern")
+                                                 for j, b in enumerate(getattr(stage, key, None) or ())]
+        for where, block in places:
+            if block is None or reads.get(block.type) is None:  # not planned here, or a module-form block
+                continue
+            known = reads[block.type]
+            unread = sorted(set(block.model_fields_set) - _SHARED_KEYS - known)
+            if unread:
+                raise spec.error(("stages", i, *where, unread[0]), f"{block.type} blocks never read {unread[0]!r}: "
+                                 "set here it would change nothing (a key of the block's params that its "
+                                 "description ignores)")
 
 
 def _plugin(registry: Any, name: str) -> str:

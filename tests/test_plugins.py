@@ -240,7 +240,7 @@ def test_a_block_asking_torch_compiler_summarises_through_the_cli(tmp_path) -> N
 class OneConvBlock(torch.nn.Module):
     """docs/plugins.md's module-form block, as written there."""
 
-    from archkit.blocks import ResNetParams as Params
+    from archkit.blocks import BlockParams as Params
     expansion = 1
     shortcuts = ("projection", "avg_down", "zero_pad")
     attn_positions = ("pre_add",)

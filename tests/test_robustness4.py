@@ -18,12 +18,22 @@ import archkit
 from archkit import SpecError
 from archkit.catalog import BLOCKS
 from archkit.cli import main
+from archkit.plan import plan
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main([*argv])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(autouse=True)
+def _plugins_back_on():
+    """``--no-plugins`` turns plugins off for the process (as the CLI means it); the next test gets them back."""
+    from archkit import plugins
+
+    yield
+    plugins.set_enabled(None)
 
 
 # --- fields of the wrong shape: one located line, exit 2 -------------------------------------------
@@ -705,7 +715,7 @@ def test_messages_name_what_the_user_typed(tmp_path, capsys, shared) -> None:
     code, _, err = run(capsys, "validate", "resnet18", "--set", "block.type=se_bottleneck", "--no-plugins")
     assert code == 2 and "(plugins are off: --no-plugins or $ARCHKIT_NO_PLUGINS" in err, err
     code, out, err = run(capsys, "schema", "--output", str(tmp_path / "s.json"))
-    assert code == 0 and out.startswith(f"wrote {tmp_path / 's.json'}"), err
+    assert code == 0 and err.startswith(f"wrote {tmp_path / 's.json'}"), err
     code, out, err = run(capsys, "build", "resnet18", "--input-size", "16")
     assert code == 0 and "archkit: note: resnet18: stages[3] and later strides act on a 1x1 map" in err, err
     assert run(capsys, "build", "resnet18", "--input-size", "32")[2] == ""  # 2x2 before the last stage: fine
@@ -807,3 +817,79 @@ def test_a_variants_card_and_description_say_what_it_is(tmp_path, write, capsys)
     assert "\n# resnet50d\n" in (unchanged / "README.md").read_text()
     path = write("base: resnet50d\nname: mine\nblock: {attn: [{type: se}]}\n", "mine.yaml")
     assert archkit.load_spec(path).description.startswith("A variant of resnet50d (ResNet-50 with a deep")
+
+
+# --- a key no description reads is refused ----------------------------------------------------------
+
+def test_a_key_the_block_never_reads_is_refused_in_both_forms() -> None:
+    """docs/plugins.md's old advice: a module-form block with ResNetParams accepted aa and reduce_first and
+    ignored them; a description that ignores a key of its params, the same."""
+    from archkit.blocks import ResNetParams, block, residual
+    from archkit.catalog import BLOCKS
+
+    class Ignoring(torch.nn.Module):
+        Params = ResNetParams
+        expansion = 1
+        shortcuts = ("projection",)
+        attn_positions = ()
+
+        def __init__(self, b):  # noqa: ANN001
+            super().__init__()
+            from archkit.build import TorchContext
+
+            t = TorchContext(b.norm, b.act, b)
+            self.conv1 = torch.nn.Conv2d(b.in_channels, b.planes, 3, b.stride, 1, bias=False)
+            self.bn1, self.downsample = t.norm(b.planes), t.shortcut()
+
+        def forward(self, x):  # noqa: ANN001, ANN201
+            return self.bn1(self.conv1(x)) + (x if self.downsample is None else self.downsample(x))
+
+    @block("ignoring_desc", ResNetParams, cls_name="IgnoringDesc")
+    def ignoring_desc(b, s, x):  # noqa: ANN001, ANN201
+        return residual(b, s, s.norm("bn1", s.conv("conv1", x, b.out_channels, 3, stride=b.stride)), x)
+
+    archkit.register_block("ignoring_mod", Ignoring)
+    archkit.register_block("ignoring_desc", ignoring_desc)
+    try:
+        small = {"input.size": [32, 32]}
+        for kind in ("ignoring_mod", "ignoring_desc"):
+            assert archkit.create_model("resnet18", **small, **{"block.type": kind}) is not None  # nothing set: fine
+            for key, value in (("aa", "blur"), ("reduce_first", 2)):
+                with pytest.raises(SpecError, match=rf"stages\[0\]\.block\.{key}: {kind} blocks never read '{key}'"):
+                    archkit.create_model("resnet18", **small, **{"block.type": kind, f"block.{key}": value})
+        with pytest.raises(SpecError, match="never read 'aa'"):  # a description: refused without building
+            plan(archkit.load_spec("resnet18", ["block.type=ignoring_desc", "block.aa=blur"]))
+    finally:
+        BLOCKS.unregister("ignoring_mod")
+        BLOCKS.unregister("ignoring_desc")
+
+
+_BASES = ["resnet18", "repvgg_a0", "mobileone_s0", "cspresnet50", "cspdarknet53"]
+
+
+@pytest.mark.parametrize("block_type", sorted({e.name.split(":")[-1] for e in BLOCKS if e.obj.describe is not None}))
+def test_every_key_of_every_described_block_matters(block_type: str) -> None:
+    """Every field of a built-in (or example plugin) block's params is read by its description in some
+    network: setting any of them to another value is never refused as ignored."""
+    params = BLOCKS.get(block_type).obj.params
+    ignored = []
+    for key, field in params.model_fields.items():
+        if key in ("type", "shortcut", "attn"):
+            continue
+        values = [v for v in _candidates(field) if v != field.default] or \
+            ([[64, 64, 64]] if key == "widths" else [256] if key == "out_channels" else [])
+        for value in values:
+            problems = []
+            for base in _BASES:
+                try:
+                    spec = archkit.as_spec(base, values={"block": {"type": block_type, key: value},
+                                                         "input.size": [64, 64]})
+                    plan(spec)
+                except SpecError as exc:
+                    problems.append(str(exc))
+                    continue
+                problems = []
+                break
+            if any("never read" in p for p in problems):
+                ignored.append((key, value, next(p for p in problems if "never read" in p)))
+    assert not ignored, ignored

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from ..blocks.base import BlockPlan, BlockType, Shortcut
 from ..errors import first_line
 from ..graph import Custom, Graph, Scope, Value
-from ..params import StageParams
+from ..params import StageParams, reading
 
 Shape = tuple[int, ...]
 
@@ -120,7 +120,9 @@ def describe_block(bp: BlockPlan) -> Graph:
     if graph is None:
         s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act, deploy=bp.deploy)
         x = s.input((bp.in_channels, *bp.in_size))
-        graph = s.finish(bp.kind.describe(bp, s, x))
+        with reading() as fields:
+            graph = s.finish(bp.kind.describe(bp, s, x))
+        graph.reads = frozenset(fields)  # the params keys this description depends on (the planner checks)
         if bp.shortcut is Shortcut.NONE:  # zero_init_residual zeroes a residual branch; with no shortcut to add
             graph.zero_init = ()           # to, it would zero the block's output (timm's init_weights rule)
         if len(_BLOCK_CACHE) > _CACHE_MAX:
@@ -135,8 +137,13 @@ class ModuleBlock:
     def __init__(self, bp: BlockPlan):
         self.bp = bp
 
+    reads: frozenset | None = None  # the params keys its constructor read, once built (the builder checks)
+
     def __call__(self, context: Any) -> Any:
-        return self.bp.kind.module(self.bp)
+        with reading() as fields:
+            module = self.bp.kind.module(self.bp)
+        self.reads = frozenset(fields) | (self.reads or frozenset())
+        return module
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ModuleBlock) and other.bp.key() == self.bp.key()
