@@ -117,3 +117,12 @@ def test_counts_quoted_in_the_readme_are_the_real_counts() -> None:
 def test_pictures_in_the_docs_are_what_draw_makes(svg: Path, tmp_path) -> None:
     assert main(["draw", svg.stem, "--output", str(tmp_path / "x.svg")]) == 0
     assert (tmp_path / "x.svg").read_text() == svg.read_text(), f"docs/{svg.name} is stale: archkit draw {svg.stem}"
+
+
+def test_the_readme_keeps_a_cpu_only_torch() -> None:
+    """Issue 36.13: the test extra needs torchvision; installed alone from PyPI it pulls PyPI's (CUDA) torch,
+    so the README installs both from the CPU index first, and the package pins neither."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    assert "pip install torch torchvision --index-url https://download.pytorch.org/whl/cpu" in text
+    project = (ROOT / "pyproject.toml").read_text()
+    assert not re.search(r'"torch(vision)?==', project) and '"torch>=' in project
