@@ -18,9 +18,14 @@ class Cost(NamedTuple):
     params: int = 0
     macs: int = 0
     writes: int = 0
+    fixed: int = 0  # elements written once per call whatever the batch (a constant made in forward: torch.eye)
 
     def __add__(self, other: "Cost") -> "Cost":  # type: ignore[override]
-        return Cost(self[0] + other[0], self[1] + other[1], self[2] + other[2])
+        return Cost(self[0] + other[0], self[1] + other[1], self[2] + other[2], self[3] + other[3])
 
     def __mul__(self, n: int) -> "Cost":  # type: ignore[override]
-        return Cost(self[0] * n, self[1] * n, self[2] * n)
+        return Cost(self[0] * n, self[1] * n, self[2] * n, self[3] * n)
+
+    def without_params(self) -> "Cost":
+        """The same call again: its parameters were counted on the first (a layer used twice)."""
+        return Cost(0, self[1], self[2], self[3])

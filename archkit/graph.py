@@ -584,6 +584,24 @@ class MatMul(Functional):
 
 
 @_frozen
+class Pad(Functional):
+    """Zero padding of each map by (left, right, top, bottom) (``F.pad``): asymmetric where a symmetric conv
+    padding cannot say it (TF's 'same' padding, stems that pad one side before a 2x2 conv)."""
+
+    left: int
+    right: int
+    top: int
+    bottom: int
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        c, h, w = spatial(shapes[0], "pad")
+        return (c, h + self.top + self.bottom, w + self.left + self.right)
+
+    def code(self, args: list[str]) -> str:
+        return f"torch.nn.functional.pad({args[0]}, ({self.left}, {self.right}, {self.top}, {self.bottom}))"
+
+
+@_frozen
 class Concat(Functional):
     """Channel concatenation (``torch.cat(..., dim=1)``)."""
 
@@ -783,7 +801,7 @@ class Scope:
         out = op.out_shape(*shapes)
         cost = _cost(op, shapes, out)
         if cost is not None and target in self._params_seen:
-            cost = Cost(0, cost.macs, cost.writes)  # a reused layer's parameters count once
+            cost = cost.without_params()  # a reused layer's parameters count once
         self._params_seen.add(target)
         value = self._value(out)
         self._nodes.append(Node(target, op, tuple(v.index for v in inputs), value.index, cost, shapes, out))

@@ -209,20 +209,12 @@ class ArchkitNet(Freezable, nn.Sequential):
 
     # --- layer-wise learning-rate decay ------------------------------------------------------------
 
-    def group_matcher(self, coarse: bool = False) -> dict[str, str]:
-        """timm's ``group_matcher``: the stem, then each block (``coarse``: each stage); a stage of timm's
-        layout whose modules are not all in blocks (a CSP stage's transitions) is one group; a BYOB stage
-        (its blocks are its children, ``stages.N.M``) groups by block, as timm's ByobNet."""
-        stem = "|".join(re.escape(n) for n in self.stem_names) or "$^"
-        if self.stage_names and self.stage_names[0].startswith("stages."):
-            flat = all(type(self.get_submodule(n)) is nn.Sequential for n in self.stage_names)  # byob: stages.N.M
-            blocks: Any = r"^stages\.(\d+)\.(\d+)" if flat and not coarse else r"^stages\.(\d+)"
-        else:
-            blocks = r"^layer(\d+)" if coarse else r"^layer(\d+)\.(\d+)"
-        final = getattr(self, "final_names", ())
-        if final:  # timm's form: final layers join the last block's group (timm's MATCH_PREV_GROUP, 99999)
-            blocks = [(blocks, None), (rf"^(?:{'|'.join(re.escape(n) for n in final)})(?:\.|$)", (99999,))]
-        return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": blocks}
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's ``group_matcher``, from the plan's module paths (``archkit.plan.Plan.group_matcher``)."""
+        from .plan import plan
+
+        return plan(self.spec).group_matcher(coarse)
+
 
 class FeatureExtractor(Freezable, nn.Sequential):
     """The stem and stages of a spec, returning the chosen stages' feature maps (timm's ``features_only``).

@@ -14,37 +14,29 @@ from typing import Any
 from torch import nn
 
 
+MATCH_PREV_GROUP = 99999  # timm's suffix: the layer joins the group before it
+
+
 def layer_ids(model: nn.Module) -> dict[str, int]:
-    """Each trainable parameter's layer id (0 = stem, 1.. = blocks in order, last = head)."""
+    """Each trainable parameter's layer id, as timm's ``group_with_matcher`` numbers ``group_matcher``'s
+    groups: a parameter's key is (the matcher's ordinal, the numbers its rule captures, the rule's suffix);
+    keys sort; each new key is the next layer unless it ends in ``MATCH_PREV_GROUP``; unmatched: last."""
     matcher = model.group_matcher(coarse=False)
-    stem = re.compile(matcher["stem"])
-    specs = matcher["blocks"] if isinstance(matcher["blocks"], list) else [(matcher["blocks"], None)]
-    blocks = re.compile(specs[0][0])
-    # timm's MATCH_PREV_GROUP suffix (99999,): those layers (final_conv) join the last block's group
-    final = next((re.compile(r) for r, suffix in specs[1:] if suffix == (99999,)), None)
-    order: dict[tuple, int] = {}
-    ids: dict[str, int] = {}
-    pending, finals = [], []
+    rules = []
+    for ordinal, spec in enumerate(matcher.values()):
+        for pattern, suffix in (spec if isinstance(spec, list) else [(spec, None)]):
+            rules.append((re.compile(pattern), (ordinal,), suffix or ()))
+    keys: dict[str, tuple] = {}
     for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if stem.match(name):
-            ids[name] = 0
-            continue
-        m = blocks.match(name)
-        if m:
-            key = tuple(int(g) for g in m.groups())
-            ids[name] = order.setdefault(key, len(order) + 1)
-        elif final is not None and final.match(name):
-            finals.append(name)
-        else:
-            pending.append(name)
-    for name in finals:  # the final layers join the last block's group (timm's final_conv: MATCH_PREV_GROUP)
-        ids[name] = max(len(order), 1)
-    last = len(order) + 1
-    for name in pending:  # the head
-        ids[name] = last
-    return ids
+        if p.requires_grad:
+            keys[name] = next((tuple(map(float, (*prefix, *found.groups(), *suffix))) for rule, prefix, suffix in rules
+                               if (found := rule.match(name))), (float("inf"),))
+    ids, layer = {}, -1
+    for key in sorted(set(keys.values())):
+        if layer < 0 or key[-1] != MATCH_PREV_GROUP:
+            layer += 1
+        ids[key] = layer
+    return {name: ids[key] for name, key in keys.items()}
 
 
 def param_groups(model: nn.Module, lr: float, layer_decay: float = 1.0, weight_decay: float = 0.0) -> list[dict]:

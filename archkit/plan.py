@@ -11,6 +11,7 @@ and timm's stochastic-depth and DropBlock schedules.
 from __future__ import annotations
 
 import dataclasses
+import re
 from typing import Any
 
 from .blocks.base import BlockPlan
@@ -150,6 +151,31 @@ class Plan:
                   and lp.out_shape[1] * lp.out_shape[2] > final[1] * final[2]]
         return larger[-1] if larger else self.stem[-1]
 
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """timm's ``group_matcher`` for layer-wise decay, from the plan's module paths: the stem; each block
+        (``coarse``: each stage); a stage's own modules join its first block's group where they come before
+        its blocks (a downsample conv) and its last block's where they come after (CSP's transitions), as
+        timm's stages do; final layers join the last block's (timm's ``MATCH_PREV_GROUP``, 99999)."""
+        stem = "|".join(re.escape(lp.name) for lp in self.stem) or "$^"
+        rules: list[tuple[str, tuple | None]] = []
+        for sp in self.stages:
+            stage = re.sub(r"(\d+)$", r"(\1)", re.escape(sp.name))  # its index captured: the group's ordinal
+            if coarse:
+                rules.append((rf"^{stage}(?:\.|$)", None))
+                continue
+            inner = sp.blocks[0].name[len(sp.name):].rpartition(".")[0]  # "" or ".blocks": where the blocks live
+            rules.append((rf"^{stage}{re.escape(inner)}\.(\d+)(?:\.|$)", None))
+            own = list(sp.graph().children) if sp.result is not None and sp.result.graph is not None else []
+            container = inner.lstrip(".").partition(".")[0]
+            after = own[own.index(container) + 1:] if container in own else []
+            if after:
+                rules.append((rf"^{stage}\.(?:{'|'.join(map(re.escape, after))})(?:\.|$)", (99999,)))
+            if len(own) > len(after) + (container in own):
+                rules.append((rf"^{stage}(?:\.|$)", (0,)))
+        if self.final:
+            rules.append((rf"^(?:{'|'.join(re.escape(lp.name) for lp in self.final)})(?:\.|$)", (99999,)))
+        return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": rules}
+
     def backbone(self, indices: list[int]) -> tuple[tuple, tuple, tuple]:
         """The stem layers, stages and final layers a backbone for outputs ``indices`` keeps: up to the last
         output (the stem up to its feature map for output 0 alone; final layers with the last stage)."""
@@ -185,9 +211,10 @@ def layer_names(layers: list, taken: set[str]) -> list[str]:
     for layer in layers:
         name = layer.name
         if name is None:
-            name, k = layer.type, 2
+            base = layer.type.rpartition(":")[2]  # a plugin's type by its qualified name: its bare name
+            name, k = base, 2
             while name in taken:
-                name, k = f"{layer.type}{k}", k + 1
+                name, k = f"{base}{k}", k + 1
             taken.add(name)
         names.append(name)
     return names

@@ -84,7 +84,7 @@ def cost_of(op: Any, in_shapes: tuple, out_shape: tuple, where: str = "") -> Cos
             if cost is None:
                 cost = cost_of(node.op, node.in_shapes, node.out_shape, f"{where}.{node.target}")
             if node.target is not None and node.target in seen:
-                cost = Cost(0, cost.macs, cost.writes)
+                cost = cost.without_params()
             seen.add(node.target)
             total = total + cost
         return total
@@ -201,7 +201,7 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "
         trainable_params=total.params - frozen,
         macs=total.macs * batch_size,
         param_bytes=total.params * size,
-        activation_bytes=total.writes * batch_size * size,
+        activation_bytes=(total.writes * batch_size + total.fixed) * size,
         dtype=dtype,
         rows=rows,
     )

@@ -48,7 +48,8 @@ def check_block(block: Any, params: dict | None = None, *, planes: int = 16, siz
             spec = {"name": "check", "input": {"channels": 3, "size": [size, size]},
                     "stem": [{"type": "conv", "channels": in_channels or kind.channels_out(planes, _params(kind, params)),
                               "kernel_size": 1}],
-                    "block": block_spec, "stages": stages, "drop_path_rate": 0.5 if attn else 0.0,
+                    "block": block_spec, "stages": stages, "stage": {"type": kind.stage},
+                    "drop_path_rate": 0.5 if attn else 0.0,
                     "init": {"zero_init_residual": True}}
             case = f"{kind.cls_name}(stride={stride}, dilation={dilation}, in={in_channels}, shortcut={short}, " \
                    f"attn={[a['position'] for a in attn]})"

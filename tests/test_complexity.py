@@ -41,12 +41,12 @@ def _params(draw, model: type) -> dict:
 
 @st.composite
 def random_specs(draw) -> dict:
-    block_type = draw(st.sampled_from(BLOCKS.names()))
+    block_type = draw(st.sampled_from(sorted(BLOCKS.names("block"))))  # every plugin loaded: a stable list
     kind = BLOCKS.get(block_type).obj
     block = {"type": block_type, **_params(draw, kind.params),
              "shortcut": draw(st.sampled_from([None, *[k.value for k in kind.shortcuts if k.value != "stage_conv"]]))}
     attn = []
-    for _ in range(draw(st.integers(0, 2))):
+    for _ in range(draw(st.integers(0, 2)) if kind.attn_positions else 0):
         name = draw(st.sampled_from(ATTENTION.names()))
         attn.append({"type": name, "position": draw(st.sampled_from(kind.attn_positions)),
                      **_params(draw, ATTENTION.get(name).obj)})
@@ -65,7 +65,7 @@ def random_specs(draw) -> dict:
         "stem": [{"name": "conv1", "type": "conv", "channels": stem_channels, "kernel_size": draw(st.sampled_from([1, 3, 7])),
                   "stride": draw(st.sampled_from([1, 2]))}, {"name": "bn1", "type": "norm"}, {"type": "act"},
                  {"type": draw(st.sampled_from(["maxpool", "avgpool"])), "kernel_size": 2, "stride": 1}],
-        "block": block, "stages": stages,
+        "block": block, "stages": stages, "stage": {"type": kind.stage},  # the stage type the block is built in
         "head": [{"type": "adaptive_avgpool"}, {"type": "flatten"}, {"name": "fc", "type": "linear",
                                                                       "features": draw(st.integers(1, 20))}],
     }

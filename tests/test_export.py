@@ -72,7 +72,7 @@ def test_export_with_checkpoint_weights(tmp_path, capsys) -> None:
 
 
 def _tiny(block: str) -> dict:
-    return {"name": "tiny", "input": {"size": [16, 16]}, "seed": 0,
+    return {"name": "tiny", "input": {"size": [16, 16]}, "seed": 0, "stage": {"type": BLOCKS.get(block).obj.stage},
             "stem": [{"type": "conv", "channels": 32}, {"type": "norm"}, {"type": "act"}],
             "stages": [{"planes": 16, "depth": 2, "block": {"type": block}},
                        {"planes": 32, "depth": 1, "stride": 2, "block": {"type": block}}],

@@ -10,6 +10,7 @@ import archkit
 from archkit.catalog import BLOCKS, LAYERS
 from archkit.registry import Registry
 from archkit.errors import SpecError
+from archkit.plan import plan
 
 
 def _tiny(block: dict, **extra) -> dict:
@@ -25,40 +26,47 @@ def _tiny(block: dict, **extra) -> dict:
     }
 
 
+def _in_its_stage(name: str, **extra) -> dict:
+    """The tiny network, in the stage type the block declares (a block that leaves striding to its stage)."""
+    return _tiny({"type": name}, stage={"type": BLOCKS.get(name).obj.stage}, **extra)
+
+
 @pytest.mark.parametrize("name", BLOCKS.names())
 def test_every_block_builds_runs_and_trains(name: str) -> None:
-    model = archkit.build_model(_tiny({"type": name}, seed=0))
+    spec = archkit.as_spec(_in_its_stage(name, seed=0))
+    model = archkit.build_model(spec)
     x = torch.randn(2, 3, 16, 16)
     out = model(x)
     assert out.shape == (2, 5)
     out.sum().backward()
-    stage2 = model.layer2
-    grads = [p.grad for p in stage2.parameters()]
+    grads = [p.grad for p in model.layer2.parameters()]
     assert grads and all(g is not None for g in grads), "every block parameter takes part in the forward pass"
+    first, later = (model.get_submodule(bp.name) for bp in plan(spec).stages[1].blocks)  # paths from the plan
     # the stage's first block got the shortcut (stride 2), later blocks did not; re-parameterizable blocks
     # have no shortcut module: their identity branch (a norm) is there only where the shape is kept
-    if [k.value for k in BLOCKS.get(name).obj.shortcuts] == ["none"]:
-        assert stage2[0].identity is None and stage2[1].identity is not None
-    else:  # torchvision's downsample (None where not needed), timm byobnet's shortcut (an Identity there)
-        slot = "shortcut" if hasattr(stage2[0], "shortcut") else "downsample"
-        first, later = getattr(stage2[0], slot), getattr(stage2[1], slot)
-        assert first is not None and any(True for _ in first.parameters())
-        assert later is None or not any(True for _ in later.parameters())
+    kinds = [k.value for k in BLOCKS.get(name).obj.shortcuts]
+    if kinds == ["none"]:
+        assert first.identity is None and later.identity is not None
+    elif kinds != ["identity"]:  # torchvision's downsample (None where not needed), timm byobnet's shortcut
+        slot = "shortcut" if hasattr(first, "shortcut") else "downsample"
+        assert getattr(first, slot) is not None and any(True for _ in getattr(first, slot).parameters())
+        assert getattr(later, slot) is None or not any(True for _ in getattr(later, slot).parameters())
     assert model.layer2(model.layer1(model[:3](x))).shape[-1] == 8
 
 
 @pytest.mark.parametrize("name", BLOCKS.names())
 def test_every_block_supports_meta_and_zero_init(name: str) -> None:
-    spec = _tiny({"type": name}, init={"zero_init_residual": True})
+    spec = _in_its_stage(name, init={"zero_init_residual": True})
     model = archkit.build_model(spec, device="meta")
     assert all(p.device.type == "meta" for p in model.parameters())
     model = archkit.build_model(spec)  # zero_init_last (where the block has one) runs on real weights
-    block = model.layer2[1]
+    path = plan(archkit.as_spec(spec)).stages[1].blocks[1].name
+    block = model.get_submodule(path)
     if callable(getattr(block, "zero_init_last", None)):
         zeroed = [n for n, p in block.named_parameters() if p.dim() == 1 and not p.any() and n.endswith("weight")]
         assert zeroed, "zero_init_residual left every norm scale of the block non-zero"
-        plain = archkit.build_model(_tiny({"type": name}))
-        assert all(p.any() for n, p in plain.layer2[1].named_parameters() if n.endswith("weight"))
+        plain = archkit.build_model(_in_its_stage(name))
+        assert all(p.any() for n, p in plain.get_submodule(path).named_parameters() if n.endswith("weight"))
 
 
 def _example(params_model: type[BaseModel]) -> dict:

@@ -44,8 +44,12 @@ class BilinearAttention(_Reduced):
         params = c * r + 2 * r + r * g + 2 * g + 2 * (bs ** 3 * g * g + bs * bs * g) + r * r + 2 * r + r * c + 2 * c
         macs = c * r * area + r * g * area + 2 * bs ** 3 * g * g + r * h * h * w + r * h * w * w + r * r * area \
             + r * c * area
-        writes = 6 * r * area + 2 * g * area + 3 * c * area + 8 * g * bs + 6 * g * bs * bs + 2 * r * bs * bs
+        writes = 6 * r * area + 2 * g * area + 3 * c * area + 8 * g * bs + 6 * g * bs * bs
+        if r != g:  # p and q expanded over each group's channels, then copied (a no-op view where r == g)
+            writes += 2 * r * bs * bs
+        fixed = 0
         for t in (h // bs, w // bs):
-            if t > 1:  # resize_mat: the identity, its product and two concatenations
-                writes += t * t + 3 * r * bs * bs * t * t
-        return Cost(params, macs, writes)
+            if t > 1:  # resize_mat: the identity (once per call, whatever the batch), its product, two concatenations
+                fixed += t * t
+                writes += 3 * r * bs * bs * t * t
+        return Cost(params, macs, writes, fixed)
