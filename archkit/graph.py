@@ -19,6 +19,7 @@ Shapes are per sample: ``(channels, height, width)`` or ``(features,)``. Nothing
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable, ClassVar
 
 from .complexity import Cost
@@ -125,6 +126,31 @@ class Conv2d(Op):
     def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
         weights = self.out_channels * (self.in_channels // self.groups) * self.kernel_size ** 2
         return Cost(self.params, weights * out[1] * out[2], numel(out))
+
+
+@_frozen
+class Conv2dSame(Conv2d):
+    """TensorFlow's 'SAME' convolution (timm's ``Conv2dSame``): the input padded, more on the right and below,
+    to ``ceil(size / stride)`` outputs, the padding computed from each input's size as timm's ``pad_same``."""
+
+    type_name: ClassVar[str] = "Conv2dSame"
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        c, h, w = spatial(shapes[0], "conv")
+        padded = (c, h + same_padding(h, self.kernel_size, self.stride, self.dilation),
+                  w + same_padding(w, self.kernel_size, self.stride, self.dilation))
+        return Conv2d.out_shape(self, padded)
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        c, h, w = shapes[0]
+        k, s, d = self.kernel_size, self.stride, self.dilation
+        padded = c * (h + same_padding(h, k, s, d)) * (w + same_padding(w, k, s, d))  # F.pad's copy
+        return Conv2d.cost(self, shapes, out) + Cost(0, 0, padded)
+
+
+def same_padding(size: int, kernel_size: int, stride: int, dilation: int = 1) -> int:
+    """timm's ``get_same_padding``: the total padding of one dimension for TF's 'SAME'."""
+    return max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
 
 
 @_frozen
@@ -256,6 +282,36 @@ class LayerNorm2d(Op):
 
 
 @_frozen
+class RmsNorm2d(Op):
+    """RMS normalization over the channels of a feature map (timm's ``RmsNorm2d``: a ``weight``, no bias)."""
+
+    channels: int
+    eps: float = 1e-6
+    type_name: ClassVar[str] = "RmsNorm2d"
+
+    @property
+    def params(self) -> int:
+        return self.channels
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        # x ** 2, its channel mean, + eps, rsqrt (one per position each), x * rsqrt, * weight
+        return Cost(self.params, 0, 3 * numel(out) + 3 * numel(out[1:]))
+
+
+@_frozen
+class LayerScale(Op):
+    """A learnable per-channel scale (timm's ``LayerScale2d``: ``gamma``), initialized to ``init``."""
+
+    channels: int
+    init: float = 1e-5
+    type_name: ClassVar[str] = "LayerScale2d"
+
+    @property
+    def params(self) -> int:
+        return self.channels
+
+
+@_frozen
 class Activation(Op):
     """An elementwise activation: ``relu``, ``leaky_relu`` (``slope``), ``silu``, ``sigmoid``, ``gelu``,
     ``tanh``, ``hardswish``; in place where ``inplace`` (it then writes nothing new)."""
@@ -273,7 +329,8 @@ class Activation(Op):
 
 
 _ACT_NAMES = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "silu": "SiLU", "sigmoid": "Sigmoid", "gelu": "GELU",
-              "tanh": "Tanh", "hardswish": "Hardswish", "identity": "Identity"}
+              "gelu_tanh": "GELU", "tanh": "Tanh", "hardswish": "Hardswish", "hardsigmoid": "Hardsigmoid",
+              "relu6": "ReLU6", "mish": "Mish", "identity": "Identity"}
 
 
 @_frozen

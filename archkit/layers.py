@@ -6,9 +6,9 @@ Input channels and features always come from the previous layer; a spec never st
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SerializeAsAny
+from pydantic import Field, SerializeAsAny, field_validator
 
 from . import graph as g
 from .graph import Scope, Value, spatial
@@ -23,13 +23,25 @@ class Conv(LayerParams):
     channels: int = Field(ge=1, le=1 << 20, description="Output channels.")
     kernel_size: int = Field(3, ge=1, le=63, description="Square kernel size.")
     stride: int = Field(1, ge=1, le=64, description="Stride.")
-    padding: int | None = Field(None, ge=0, le=1024, description="Zero padding; default keeps size at stride 1.")
+    padding: int | Literal["same"] | None = Field(None, description="Zero padding (0-1024); default keeps the size "
+                                                  "at stride 1; 'same': TensorFlow's, from the input's size, more on "
+                                                  "the right and below (timm's Conv2dSame, the tf_ models).")
     dilation: int = Field(1, ge=1, le=64, description="Dilation.")
     groups: int = Field(1, ge=1, le=1 << 20, description="Groups; must divide input and output channels.")
     bias: bool = Field(False, description="Add a bias (off: a norm usually follows).")
 
+    @field_validator("padding")
+    @classmethod
+    def _padding(cls, value: Any) -> Any:
+        if isinstance(value, int) and not 0 <= value <= 1024:
+            raise ValueError(f"must be between 0 and 1024 (got {value})")
+        return value
+
     def emit(self, s: Scope, name: str, x: Value) -> Value:
         c, _, _ = spatial(x.shape, "conv")
+        if self.padding == "same":
+            return s.call(name, g.Conv2dSame(c, self.channels, self.kernel_size, self.stride, 0, self.dilation,
+                                             self.groups, self.bias), x)
         padding = self.dilation * (self.kernel_size - 1) // 2 if self.padding is None else self.padding
         return s.call(name, g.Conv2d(c, self.channels, self.kernel_size, self.stride, padding, self.dilation,
                                    self.groups, self.bias), x)
@@ -143,6 +155,108 @@ class SiLU(LayerParams):
         return s.call(name, self.op(), x)
 
 
+class _Elementwise(LayerParams):
+    """An activation without settings of its own beyond ``inplace``: its graph kind in ``kind``."""
+
+    role: ClassVar[str] = "activation"
+    kind: ClassVar[str] = ""
+    inplace: bool = Field(False, description="Overwrite the input (saves memory; torch's default is off).")
+
+    def op(self) -> g.Activation:
+        return g.Activation(self.kind, self.inplace)
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        return s.call(name, self.op(), x)
+
+
+class HardSwish(_Elementwise):
+    """Hard swish (MobileNetV3): x * relu6(x + 3) / 6."""
+
+    kind: ClassVar[str] = "hardswish"
+
+
+class HardSigmoid(_Elementwise):
+    """Hard sigmoid (MobileNetV3's gates): relu6(x + 3) / 6."""
+
+    kind: ClassVar[str] = "hardsigmoid"
+
+
+class ReLU6(_Elementwise):
+    """ReLU clipped at 6 (MobileNetV2)."""
+
+    kind: ClassVar[str] = "relu6"
+
+
+class Mish(_Elementwise):
+    """Mish: x * tanh(softplus(x))."""
+
+    kind: ClassVar[str] = "mish"
+
+
+class Sigmoid(LayerParams):
+    """The logistic sigmoid."""
+
+    role: ClassVar[str] = "activation"
+
+    def op(self) -> g.Activation:
+        return g.Activation("sigmoid")
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        return s.call(name, self.op(), x)
+
+
+class Tanh(Sigmoid):
+    """The hyperbolic tangent."""
+
+    def op(self) -> g.Activation:
+        return g.Activation("tanh")
+
+
+class GELU(LayerParams):
+    """Gaussian error linear unit (ConvNeXt, transformers); ``approximate: tanh`` as torch's."""
+
+    role: ClassVar[str] = "activation"
+    approximate: Literal["none", "tanh"] = Field("none", description="The exact erf form, or its tanh estimate.")
+
+    def op(self) -> g.Activation:
+        return g.Activation("gelu" if self.approximate == "none" else "gelu_tanh")
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        return s.call(name, self.op(), x)
+
+
+class LayerNorm2d(LayerParams):
+    """LayerNorm over the channels of a feature map (timm's ``LayerNorm2d``: ConvNeXt's norm)."""
+
+    role: ClassVar[str] = "norm"
+    eps: float = Field(1e-6, gt=0, lt=1, description="Added to the variance for stability (timm's 1e-6).")
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        spatial(x.shape, "layernorm2d")
+        return s.call(name, g.LayerNorm2d(x.shape[0], self.eps), x)
+
+
+class RmsNorm2d(LayerParams):
+    """RMS normalization over the channels of a feature map (timm's ``RmsNorm2d``: a weight, no bias)."""
+
+    role: ClassVar[str] = "norm"
+    eps: float = Field(1e-6, gt=0, lt=1, description="Added to the mean square for stability (timm's 1e-6).")
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        spatial(x.shape, "rmsnorm2d")
+        return s.call(name, g.RmsNorm2d(x.shape[0], self.eps), x)
+
+
+class LayerScale(LayerParams):
+    """A learnable per-channel scale (timm's ``LayerScale2d``, key ``gamma``; CaiT, ConvNeXt)."""
+
+    init_values: float = Field(1e-5, gt=0, le=1e3, description="The scale's initial value.")
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        spatial(x.shape, "layer_scale")
+        return s.call(name, g.LayerScale(x.shape[0], self.init_values), x)
+
+
 def timm_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
     """timm's ``get_padding``: 'same'-like symmetric padding for a square kernel."""
     return ((stride - 1) + dilation * (kernel_size - 1)) // 2
@@ -210,6 +324,12 @@ class AvgPool(_Pool):
     """2-D average pooling."""
 
     kind: ClassVar[str] = "avg"
+    count_include_pad: bool = Field(True, description="Count padded zeros in each average (torch's default; timm's "
+                                                      "avg_down shortcuts leave them out).")
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        return s.call(name, g.Pool2d("avg", self.kernel_size, self.stride or self.kernel_size, self.padding,
+                                     count_include_pad=self.count_include_pad), x)
 
 
 class BlurPool(LayerParams):
@@ -301,6 +421,16 @@ BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "relu": ReLU,
     "leaky_relu": LeakyReLU,
     "silu": SiLU,
+    "gelu": GELU,
+    "hard_swish": HardSwish,
+    "hard_sigmoid": HardSigmoid,
+    "relu6": ReLU6,
+    "mish": Mish,
+    "sigmoid": Sigmoid,
+    "tanh": Tanh,
+    "layernorm2d": LayerNorm2d,
+    "rmsnorm2d": RmsNorm2d,
+    "layer_scale": LayerScale,
     "maxpool": MaxPool,
     "avgpool": AvgPool,
     "blurpool": BlurPool,

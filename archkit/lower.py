@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from . import graph as g
-from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, DropBlock2d, DropPath, EvoNorm2dS0a, LayerNorm2d,
-                        ZeroPadShortcut)
+from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, Conv2dSame, DropBlock2d, DropPath, EvoNorm2dS0a,
+                        LayerNorm2d, LayerScale2d, RmsNorm2d, ZeroPadShortcut)
 
 # --- primitives --------------------------------------------------------------------------------------
 
@@ -30,8 +30,11 @@ def _activation(op: g.Activation) -> nn.Module:
         return nn.LeakyReLU(op.slope, inplace=op.inplace)
     if kind == "silu":
         return nn.SiLU(inplace=op.inplace)
-    if kind == "hardswish":
-        return nn.Hardswish(inplace=op.inplace)
+    if kind in ("hardswish", "hardsigmoid", "relu6", "mish"):
+        return {"hardswish": nn.Hardswish, "hardsigmoid": nn.Hardsigmoid, "relu6": nn.ReLU6,
+                "mish": nn.Mish}[kind](inplace=op.inplace)
+    if kind == "gelu_tanh":
+        return nn.GELU(approximate="tanh")
     return {"sigmoid": nn.Sigmoid, "gelu": nn.GELU, "tanh": nn.Tanh, "identity": nn.Identity}[kind]()
 
 
@@ -69,6 +72,10 @@ _PRIMITIVES: dict[type, Any] = {
     g.BatchNormAct: lambda op: BatchNormAct2d(op.channels, op.eps, op.momentum,
                                               _activation(op.act) if op.act is not None else None),
     g.LayerNorm2d: lambda op: LayerNorm2d(op.channels, eps=op.eps),
+    g.RmsNorm2d: lambda op: RmsNorm2d(op.channels, op.eps),
+    g.LayerScale: lambda op: LayerScale2d(op.channels, op.init),
+    g.Conv2dSame: lambda op: Conv2dSame(op.in_channels, op.out_channels, op.kernel_size, op.stride, 0, op.dilation,
+                                        op.groups, op.bias),
     g.EvoNormS0a: lambda op: EvoNorm2dS0a(op.channels, op.groups, op.eps, op.act),
     g.Activation: _activation,
     g.Pool2d: _pool,

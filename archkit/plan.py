@@ -321,6 +321,8 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
 def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: float) -> tuple:
     input_shape: Shape = (spec.input.channels, *spec.input.size)
     taken = {stage_name(i) for i in range(len(spec.stages))}
+    if spec.layout == "torchvision":  # one namespace: a later part's given name is no stem layer's default
+        taken |= {layer.name for part in (spec.final, spec.head) for layer in part if layer.name is not None}
     stem, shape = _layers(spec, "stem", input_shape, taken)
     sizes = [scaled(s.planes, s.depth, width, depth_multiplier, spec.width_divisor) for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes))

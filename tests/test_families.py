@@ -28,3 +28,69 @@ def test_layer_decay_groups_equal_timms_in_every_family(name: str) -> None:
     expected = _scales(theirs, param_groups_layer_decay(theirs, weight_decay=0.0, layer_decay=0.75))
     assert _scales(ours, param_groups_layer_decay(ours, weight_decay=0.0, layer_decay=0.75)) == expected
     assert _scales(ours, archkit.param_groups(ours, lr=1.0, layer_decay=0.75)) == expected  # without timm
+
+
+# --- one primitive table: what a spec may now say, each equal to timm's or torch's module ----------------
+
+SMALL = ["input.size=[30, 30]", "width_multiplier=0.125"]
+PRIMITIVES = {
+    "gelu": ["activation={type: gelu}"], "gelu_tanh": ["activation={type: gelu, approximate: tanh}"],
+    "hard_swish": ["activation={type: hard_swish}"], "hard_sigmoid": ["activation={type: hard_sigmoid}"],
+    "relu6": ["activation={type: relu6}"], "mish": ["activation={type: mish}"], "sigmoid": ["activation={type: sigmoid}"],
+    "tanh": ["activation={type: tanh}"], "layernorm2d": ["norm={type: layernorm2d}"], "rmsnorm2d": ["norm={type: rmsnorm2d}"],
+    "same_s2": ["stem.0.padding=same"], "same_even": ["stem.0.padding=same", "stem.0.stride=1", "stem.0.kernel_size=4"],
+    "layer_scale_pool": ["stem=[{type: conv, channels: 8, kernel_size: 3}, {type: layer_scale}, "
+                         "{type: avgpool, kernel_size: 3, stride: 2, padding: 1, count_include_pad: false}]"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRIMITIVES))
+def test_new_primitives_cost_what_a_meta_forward_measures(case: str) -> None:
+    from archkit import summary
+    from archkit.oracle import measure_meta
+
+    spec = archkit.load_spec("resnet18", [*SMALL, *PRIMITIVES[case]])
+    ours, oracle = summary.measure(spec, depth=2), measure_meta(spec, depth=2)
+    assert [(r.name, r.output_shape, r.params, r.macs) for r in ours.rows] == \
+        [(r.name, r.output_shape, r.params, r.macs) for r in oracle.rows]
+    assert ours.activation_bytes == oracle.activation_bytes
+
+
+def test_new_primitives_compute_what_timm_and_torch_do() -> None:
+    import importlib
+
+    import torch.nn.functional as F
+    from timm.layers import LayerNorm2d, LayerScale2d, RmsNorm2d
+
+    from archkit import lower
+    from archkit import graph as g
+
+    conv_same = importlib.import_module("timm.layers.conv2d_same").Conv2dSame
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 11, 13)
+    acts = {"gelu": F.gelu, "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"), "hardswish": F.hardswish,
+            "hardsigmoid": F.hardsigmoid, "relu6": F.relu6, "mish": F.mish, "sigmoid": torch.sigmoid, "tanh": torch.tanh}
+    for kind, fn in acts.items():
+        torch.testing.assert_close(lower.module_of(g.Activation(kind))(x), fn(x))
+    for ours_op, theirs in ((g.LayerNorm2d(6, 1e-6), LayerNorm2d(6)), (g.RmsNorm2d(6, 1e-6), RmsNorm2d(6)),
+                            (g.LayerScale(6, 0.3), LayerScale2d(6, 0.3)),
+                            (g.Conv2dSame(6, 4, 3, 2, 0, 1, 1, True), conv_same(6, 4, 3, 2)),
+                            (g.Conv2dSame(6, 4, 4, 1, 0, 2, 2, False), conv_same(6, 4, 4, 1, dilation=2, groups=2,
+                                                                                 bias=False))):
+        ours = lower.module_of(ours_op)
+        with torch.no_grad():
+            for p in theirs.parameters():
+                p.uniform_(-1, 1)
+        ours.load_state_dict(theirs.state_dict(), strict=True)  # timm's keys (gamma, weight, bias)
+        with torch.no_grad():
+            torch.testing.assert_close(ours(x), theirs(x))
+            assert tuple(ours(x).shape) == (2, *ours_op.out_shape(tuple(x.shape[1:])))
+    pool = lower.module_of(g.Pool2d("avg", 3, 2, 1, count_include_pad=False))
+    torch.testing.assert_close(pool(x), F.avg_pool2d(x, 3, 2, 1, count_include_pad=False))
+
+
+def test_a_stem_layers_default_name_never_takes_a_head_layers_name() -> None:
+    """torchvision's layout is one namespace: an unnamed stem avgpool next to the head's named avgpool."""
+    spec = archkit.load_spec("resnet18", [*SMALL, "stem=[{type: conv, channels: 8}, {type: avgpool, kernel_size: 2}]"])
+    model = archkit.build_model(spec, device="meta")
+    assert type(model.avgpool).__name__ == "AdaptiveAvgPool2d" and type(model.avgpool2).__name__ == "AvgPool2d"

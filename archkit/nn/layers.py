@@ -176,3 +176,40 @@ class LayerNorm2d(nn.LayerNorm):
     def forward(self, x: Tensor) -> Tensor:
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+class RmsNorm2d(nn.Module):
+    """RMS normalization over the channels of an NCHW map, a ``weight`` per channel (timm's ``RmsNorm2d``)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6):
+        super().__init__()
+        self.normalized_shape, self.eps = (channels,), eps
+        self.weight = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x * torch.rsqrt(torch.mean(x.pow(2), dim=1, keepdim=True) + self.eps)
+        return x * self.weight.reshape(1, -1, 1, 1)
+
+
+class LayerScale2d(nn.Module):
+    """A learnable per-channel scale of an NCHW map (timm's ``LayerScale2d``: ``gamma``)."""
+
+    def __init__(self, channels: int, init_values: float = 1e-5):
+        super().__init__()
+        self.init_values = init_values
+        self.gamma = nn.Parameter(init_values * torch.ones(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma.view(1, -1, 1, 1)
+
+
+class Conv2dSame(nn.Conv2d):
+    """TensorFlow's 'SAME' convolution (timm's ``Conv2dSame``): the input padded from its size, then a conv."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        ih, iw = x.shape[-2:]
+        kh, kw = self.kernel_size
+        pad_h = max((-(-ih // self.stride[0]) - 1) * self.stride[0] + (kh - 1) * self.dilation[0] + 1 - ih, 0)
+        pad_w = max((-(-iw // self.stride[1]) - 1) * self.stride[1] + (kw - 1) * self.dilation[1] + 1 - iw, 0)
+        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
