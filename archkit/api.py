@@ -114,7 +114,7 @@ def load_pretrained(model: Any, spec: Any, weights: str | os.PathLike, *, allow_
         raise WeightsError(f"{label}: train-form weights (conv_kxk branches) for a deploy-form spec ({units} "
                            "fused convs would stay random); load them without deploy: true, then "
                            "archkit.reparameterize the model (or archkit export --reparameterize)")
-    partial = None if allow_partial else transfer.structure_problem(result, state)
+    partial = None if allow_partial else transfer.structure_problem(result, state) or transfer.share_problem(result)
     if partial is not None:
         raise WeightsError(partial)
     if weights == "folder" and "folder" in spec.weights and not allow_partial:  # a shared folder's own weights

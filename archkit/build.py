@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from .errors import SpecError, first_line
+from .loader import MAX_PARAMS_ENV
 from .lower import TorchContext, _restore, module_of  # noqa: F401 - plugins import TorchContext from here; older pickles name archkit.build._restore
 from .model import ArchkitNet, FeatureExtractor, Freezable
 from .nn.attention_pool import AttentionPool2d
@@ -145,9 +146,6 @@ def build(spec: ModelSpec, device: Any = None, *, features_only: bool | None = N
         return _build(spec, device, features_only, out_indices, max_params)
 
 
-MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
-
-
 def params_limit(max_params: int | None = None) -> int:
     """The most parameters a build allocates: ``max_params``, else ``$ARCHKIT_MAX_PARAMS``, else ``MAX_PARAMS``."""
     import os
@@ -159,7 +157,7 @@ def params_limit(max_params: int | None = None) -> int:
     env = os.environ.get(MAX_PARAMS_ENV)
     if env is None:
         return MAX_PARAMS
-    if not env.isdigit() or int(env) < 1:
+    if not (env.isascii() and env.isdigit()) or int(env) < 1:
         raise SpecError(f"${MAX_PARAMS_ENV} must be a positive integer, got {env!r}")
     return int(env)
 

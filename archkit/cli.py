@@ -20,8 +20,7 @@ from .errors import (EXIT_FAILURE, EXIT_OK, EXIT_USAGE, BadDestination, Checkpoi
                      NothingToFuse, SpecError, SummaryError, WeightsError, first_line)
 from .files import write_text
 
-from .loader import MAX_PARAMS as DEFAULT_MAX_PARAMS
-MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"
+from .loader import MAX_PARAMS as DEFAULT_MAX_PARAMS, MAX_PARAMS_ENV
 MAX_PARAMS_HELP = (f"refuse to materialize more parameters than this (default {DEFAULT_MAX_PARAMS:,}, "
                    f"or ${MAX_PARAMS_ENV}); counted from the spec before anything is allocated")
 

@@ -25,7 +25,8 @@ class Deadline:
         self.expired = False
         self._sockets: list[socket.socket] = []
         self._lock = threading.Lock()
-        self._timer = threading.Timer(seconds, self._expire) if math.isfinite(seconds) else None  # inf: none
+        finite = math.isfinite(seconds) and seconds < threading.TIMEOUT_MAX  # inf (or past what a timer takes): none
+        self._timer = threading.Timer(seconds, self._expire) if finite else None
         if self._timer is not None:
             self._timer.daemon = True
 

@@ -166,12 +166,12 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
         raise SpecError(f"not valid JSON: {_first(exc)}", Mark(str(config))) from None
     # escaped surrogate pairs (Python's json.dumps writes every emoji so) as the characters they mean, for the
     # YAML parser that reads positions; a lone half is no character, and nothing downstream can read it
-    text = _SURROGATE_PAIR.sub(lambda m: json.loads(f'"{m.group(0)}"'), text)
+    text = _SURROGATE_PAIR.sub(lambda m: m.group(1) + json.loads(f'"{m.group(2)}"'), text)
     lone = _LONE_SURROGATE.search(text)
     if lone is not None:
         line = text.count("\n", 0, lone.start()) + 1
-        raise SpecError(f"not valid JSON text: {lone.group(0)} is half of a UTF-16 surrogate pair, not a character",
-                        Mark(str(config), line, lone.start() - text.rfind("\n", 0, lone.start())))
+        raise SpecError(f"not valid JSON text: {lone.group(2)} is half of a UTF-16 surrogate pair, not a character",
+                        Mark(str(config), line, lone.start(2) - text.rfind("\n", 0, lone.start(2))))
     data = loader.parse(text, str(config), budget=budget)
     if not isinstance(data, dict):
         raise SpecError("config.json must hold a JSON object", Mark(str(config), 1, 1))
@@ -247,9 +247,12 @@ def _one_truth(ours: Any, data: dict, marks: dict, config: Path, find: Callable[
     """A folder archkit wrote says what the model is twice: its spec under ``archkit`` (archkit reads it) and
     what timm builds (``model_args.spec`` of the ``archkit`` architecture, else a timm name with its keywords).
     An edit to one alone would make archkit and timm build different models: refused, naming the field."""
+    from . import loader
     from .specs import validate
+    from .version import __version__
 
     args = data.get("model_args")
+    skip = {"weights", "description"}
     if data.get("architecture") == "archkit":
         if not isinstance(args, dict) or "spec" not in args:
             return  # timm cannot build it either: nothing to disagree with
@@ -257,12 +260,15 @@ def _one_truth(ours: Any, data: dict, marks: dict, config: Path, find: Callable[
                                        "model_args.spec")
         if not isinstance(theirs, dict):
             raise SpecError("must be an object (the spec timm builds)", *where)
-        theirs.pop("weights", None)
+        # two full copies written together: compared as written
+        a, b = ({k: v for k, v in loader.flatten(t)[0].items() if k not in skip} for t in (ours, theirs))
     else:
+        if (data.get("archkit") or {}).get("version") != __version__:
+            return  # what timm builds is archkit's packaged spec of today: a folder of another version may differ
         theirs = _timm_tree(data, marks, config, find, resolve)
         where = (marks.get("model_args") or marks.get("architecture") or Mark(str(config)), "model_args")
-    a = validate(ours, str(config)).model_dump(mode="json", exclude={"weights", "description"})
-    b = validate(theirs, str(config)).model_dump(mode="json", exclude={"weights", "description"})
+        a = validate(ours, str(config)).model_dump(mode="json", exclude=skip)
+        b = validate(theirs, str(config)).model_dump(mode="json", exclude=skip)
     if a != b:
         raise SpecError(f"differs from archkit.spec at {_first_difference(a, b)}: the two copies of the model in "
                         "config.json disagree (edited by hand?); export the folder again", *where)
@@ -305,8 +311,10 @@ def _folder_meta(data: dict, marks: dict) -> Any:
     return meta or None
 
 
-_SURROGATE_PAIR = re.compile(r"\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}")
-_LONE_SURROGATE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# an escape is a backslash that an even number of backslashes precede (``\\\\ud83d`` is text, not an escape)
+_ESCAPED = r"(?<!\\)((?:\\\\)*)"
+_SURROGATE_PAIR = re.compile(_ESCAPED + r"(\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2})")
+_LONE_SURROGATE = re.compile(_ESCAPED + r"(\\u[dD][89a-fA-F][0-9a-fA-F]{2})")
 
 
 def _no_constant(name: str) -> Any:

@@ -22,6 +22,7 @@ MAX_DEPTH = 64  # a spec nests at most ~5 levels deep
 MAX_CHAIN = 32  # base: files in one spec
 MAX_TOTAL_BYTES = 4 << 20  # the whole base: chain: limits are per spec, not per file
 MAX_PARAMS = 2_000_000_000  # materialized at most by default (8 GB of float32 weights: a third of 24 GiB)
+MAX_PARAMS_ENV = "ARCHKIT_MAX_PARAMS"  # another limit, from the environment
 _CHECKPOINT_MAGIC = (b"PK\x03\x04", b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05")
 
 
@@ -271,13 +272,23 @@ def load_file(path: str | os.PathLike, budget: Budget | None = None, resolve: Re
     files = chain(path, resolve, budget)
     tree = files[-1][1]
     for _, child in reversed(files[:-1]):
-        tree.pop("weights", None)  # declared weights belong to the base's architecture, not to what derives from it
-        if "description" not in child and isinstance(tree.get("name"), str):  # its words describe the base
-            said = tree.get("description")
-            tree["description"] = f"A variant of {tree['name']}" + (f" ({said})" if isinstance(said, str) and said
-                                                                    else "")
-        tree = merge(tree, child)
+        tree = inherit(tree, child)
     return tree
+
+
+MAX_DESCRIPTION = 10_000  # ModelSpec.description's bound
+
+
+def inherit(base: MDict, child: MDict) -> MDict:
+    """``child`` merged over its ``base:``: the base's declared weights stay with the base's architecture, and
+    its description, unless the child has its own, becomes "A variant of BASE (its description)"."""
+    base.pop("weights", None)
+    if "description" not in child and isinstance(base.get("name"), str):  # the base's words describe the base
+        said = base.get("description")
+        text = f"A variant of {base['name']}"
+        base["description"] = text + (f" ({said})" if isinstance(said, str) and said and
+                                      len(text) + len(said) + 3 <= MAX_DESCRIPTION else "")
+    return merge(base, child)
 
 
 _PARSED: dict[tuple, tuple[Any, int, int]] = {}  # (path, mtime, size, inode) -> tree, values, bytes
@@ -501,9 +512,7 @@ def load_mapping(data: dict, resolve: Resolver = paths_only, source: str = "<dic
         found = resolve(base, None)
     except SpecError as exc:
         raise SpecError(exc.problems[0].message, mark, "base") from None
-    parent = found if isinstance(found, MDict) else load_file(found, resolve=resolve)
-    parent.pop("weights", None)  # declared weights belong to the base's architecture
-    return merge(parent, tree)
+    return inherit(found if isinstance(found, MDict) else load_file(found, resolve=resolve), tree)
 
 
 def flatten(tree: Any) -> tuple[Any, dict[tuple, Mark]]:

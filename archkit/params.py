@@ -11,6 +11,7 @@ instance is an envelope too, so ``ModelSpec.stages[i].block`` is always a ``Bloc
 
 from __future__ import annotations
 
+import threading
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny
@@ -116,7 +117,14 @@ class LayerSpec(_Envelope):
                              description="Child module name, the state_dict prefix; defaults to the type name.")
 
 
-_READS: list[set] = []  # while a description runs (``reading``): the block params fields it reads
+_LOCAL = threading.local()  # per thread: the stack of sets ``reading`` collects into
+
+
+def _stack() -> list[set]:
+    stack = getattr(_LOCAL, "reads", None)
+    if stack is None:
+        stack = _LOCAL.reads = []
+    return stack
 
 
 class BlockParams(BlockSpec):
@@ -129,20 +137,38 @@ class BlockParams(BlockSpec):
     type: str = Field("", max_length=200, description="Block type (`archkit blocks` lists them).")
 
     def __getattribute__(self, name: str) -> Any:
-        if _READS and not name.startswith("_") and name in type(self).model_fields:
-            _READS[-1].add(name)
+        stack = getattr(_LOCAL, "reads", None)
+        if stack and not name.startswith("_") and name in type(self).model_fields:
+            stack[-1].add(name)
         return super().__getattribute__(name)
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        note_reads(type(self).model_fields)  # whoever takes them all (Module(**params.model_dump())) reads them all
+        return super().model_dump(**kwargs)
+
+    def __iter__(self) -> Any:
+        note_reads(type(self).model_fields)
+        return super().__iter__()
+
+
+def note_reads(fields: Any) -> None:
+    """Count ``fields`` as read where ``reading`` collects (a cached description's reads, say)."""
+    stack = getattr(_LOCAL, "reads", None)
+    if stack:
+        stack[-1].update(fields)
 
 
 class reading:  # noqa: N801 - used as ``with reading() as fields:``
-    """Collect the names of the block params fields read inside the ``with`` block."""
+    """Collect the names of the block params fields read inside the ``with`` block (per thread); what a
+    nested ``reading`` collects counts for the enclosing one too."""
 
     def __enter__(self) -> set:
-        _READS.append(set())
-        return _READS[-1]
+        _stack().append(set())
+        return _stack()[-1]
 
     def __exit__(self, *exc: Any) -> None:
-        _READS.pop()
+        done = _stack().pop()
+        note_reads(done)
 
 
 class AttentionParams(AttentionSpec):

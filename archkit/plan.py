@@ -21,7 +21,7 @@ from .graph import DescriptionError, Graph, Scope
 from .layers import describe as describe_layer
 from .specs import MAX_BLOCKS, ModelSpec, scaled, stage_name
 from .catalog import BLOCKS, STAGES, block_type, stage_kind
-from .params import reading
+from .params import note_reads, reading
 from .registry import BUILTIN
 from .stages import StageInput, StageProblem, StageResult, describe_block
 
@@ -279,10 +279,14 @@ def drop_path_rates(rate: float, blocks: int) -> list[float]:
 
 def _stage(si: StageInput) -> StageResult:
     found = _STAGE_CACHE.get(si)
-    if found is None:  # a stage is planned once per configuration (fit and list repeat them)
+    if found is not None:
+        note_reads(found.reads)
+    else:  # a stage is planned once per configuration (fit and list repeat them)
         kind = stage_kind(si.stage.type)
-        found = kind.plan(si)
+        with reading() as fields:  # the block keys its planning and its blocks' descriptions read
+            found = kind.plan(si)
         object.__setattr__(found, "type", kind.name)
+        object.__setattr__(found, "reads", frozenset(fields))
         if len(_STAGE_CACHE) > _CACHE_MAX:
             _STAGE_CACHE.clear()
         _STAGE_CACHE[si] = found
@@ -371,16 +375,13 @@ def check_reads(spec: ModelSpec, stages: Any) -> None:
     block's reads are known once it is built (the builder calls this again then)."""
     reads: dict[str, set | None] = {}
     for sp in stages:
+        planned = sp.result.reads if sp.result is not None else frozenset()  # the stage's planning, its blocks'
         for bp, op in zip(sp.blocks, sp.ops):
-            found = getattr(op, "reads", None)
-            if found is None:
-                found = getattr(getattr(op, "factory", None), "reads", None)  # a built module-form block
-            if found is None:  # not built yet: its constructor reads what it reads
+            built = getattr(getattr(op, "factory", None), "reads", ...)  # a module-form block: known once built
+            if built is None:
                 reads[bp.type] = None
             elif reads.get(bp.type, set()) is not None:
-                with reading() as fields:
-                    bp.kind.channels_out(bp.planes, bp.params)
-                reads[bp.type] = reads.get(bp.type, set()) | found | fields
+                reads[bp.type] = reads.get(bp.type, set()) | planned | (built if built is not ... else set())
     for i, sp in enumerate(stages):
         stage = sp.stage
         places = [(("block",), stage.block)] + [((key, j), b) for key in ("blocks", "pattern")

@@ -37,8 +37,7 @@ def timm_name(spec: Any) -> str | None:
         same = specs.validate(tree, name)
     except SpecError:
         return None
-    skip = {"weights", "description"}
-    return name if same.model_dump(mode="json", exclude=skip) == spec.model_dump(mode="json", exclude=skip) else None
+    return name if _same_model(same, spec) else None
 
 
 def _timm_names() -> set[str]:
@@ -131,14 +130,14 @@ def card(spec: Any, cfg: dict, provenance: str) -> str:
     spec_yaml = yaml.safe_dump(spec.data(exclude={"weights"}),
                                sort_keys=False, width=100)
     name = cfg["architecture"] if cfg["architecture"] != "archkit" else spec.name
-    changes = _changes_from_packaged(spec)
-    title = f"# {spec.name}" + (" (modified)" if changes is not None else "")
+    packaged, changes = _changes_from_packaged(spec)
+    title = f"# {spec.name}" + (" (modified)" if changes else "")
     lines = ["---", yaml.safe_dump(front, sort_keys=False).strip(), "---", "", title, ""]
-    if changes is not None:  # the packaged spec's words describe the packaged model, not this one
+    if changes:  # the packaged spec's words describe the packaged model, not this one
         classes = _num_classes(spec)
-        lines += [f"A variant of archkit's packaged `{spec.name}`"
+        lines += [f"A variant of the packaged spec `{spec.name}`"
                   + (f" with {classes} classes" if classes else " without a classifier") + ", changed as follows:",
-                  "", "```text", *changes, "```", "", f"The packaged `{spec.name}`: {spec.description}", ""]
+                  "", "```text", *changes, "```", "", f"The packaged `{spec.name}`: {packaged.description}", ""]
     elif spec.description:
         lines += [spec.description, ""]
     lines += ["Built by [archkit](https://pypi.org/project/archkit/) from the spec below; the folder loads with "
@@ -151,21 +150,26 @@ def card(spec: Any, cfg: dict, provenance: str) -> str:
     return "\n".join(lines)
 
 
-def _changes_from_packaged(spec: Any) -> list[str] | None:
-    """``archkit diff``'s lines from the packaged spec of the same name to ``spec`` (None: no such spec, or the
-    same model)."""
+def _changes_from_packaged(spec: Any) -> tuple[Any, list[str]]:
+    """The packaged (or a plugin's) spec of the same name and ``archkit diff``'s lines from it to ``spec``
+    (no lines: no such spec, or the same model)."""
     from . import design, zoo
 
     if zoo.find(spec.name) is None:
-        return None
+        return None, []
     try:
         packaged = zoo.load(spec.name)
     except SpecError:
-        return None
+        return None, []
+    if _same_model(packaged, spec):
+        return packaged, []
+    return packaged, design.render_diff(design.diff(packaged, spec)).splitlines()[1:]
+
+
+def _same_model(a: Any, b: Any) -> bool:
+    """Whether two specs build the same model (their weights declarations and words aside)."""
     skip = {"weights", "description"}
-    if packaged.model_dump(mode="json", exclude=skip) == spec.model_dump(mode="json", exclude=skip):
-        return None
-    return design.render_diff(design.diff(packaged, spec)).splitlines()[1:]
+    return a.model_dump(mode="json", exclude=skip) == b.model_dump(mode="json", exclude=skip)
 
 
 def save_pretrained(model: Any, directory: str | os.PathLike, spec: Any = None, provenance: str | None = None) -> Path:
@@ -245,6 +249,11 @@ def _check_pushable(target: Path) -> None:
     if links:
         raise SpecError(f"{target / links[0]}: a symlink; a folder to push holds its own files (nothing outside "
                         "it is read or sent)")
+    shared = sorted(name for name in (CONFIG, WEIGHTS, CARD) if (target / name).is_file()
+                    and os.stat(target / name).st_nlink > 1)
+    if shared:
+        raise SpecError(f"{target / shared[0]}: a hard link (the same file is also elsewhere); a folder to push "
+                        "holds its own files: export the folder again")
     if not (target / CONFIG).is_file() or not _is_archkit_config(target):
         raise SpecError(f"{target}: not a folder archkit wrote (no config.json with an archkit section); "
                         "write one with 'archkit export SPEC --format hf --output DIR'")
@@ -271,9 +280,13 @@ def _remove_leftovers(parent: Path, name: str) -> None:
         found = pattern.match(path.name)
         if not found or not path.is_dir() or path.is_symlink() or _alive(int(found.group(1) or found.group(2))):
             continue
+        try:
+            archkits = {p.name for p in path.iterdir()} <= {CONFIG, WEIGHTS, CARD}
+        except OSError:
+            continue
         if found.group(1) and not (parent / name).exists() and not (parent / name).is_symlink():
-            os.replace(path, parent / name)  # the previous export, moved aside just before the kill
-        else:
+            os.replace(path, parent / name)  # the previous folder, moved aside just before the kill
+        elif archkits:  # only what archkit writes is removed: anything else is somebody's
             shutil.rmtree(path, ignore_errors=True)
 
 

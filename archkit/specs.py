@@ -436,12 +436,27 @@ def _own_patterns(tree: Any) -> list[tuple[tuple, str]]:
     out = []
     for i, stage in enumerate(stages if isinstance(stages, list) else []):
         pattern, depth = (stage.get("pattern"), stage.get("depth")) if isinstance(stage, dict) else (None, None)
-        if _inherited(pattern, default):
-            continue  # the default's items, merged over the stage's block (a resolved spec's dump)
+        if _inherited(pattern, default) or _cut_by_a_later_depth(tree, stage):
+            continue  # the default's items (a resolved spec's dump), or a base's pattern under a depth set later
         if isinstance(pattern, list) and type(depth) is int and 0 < depth < len(pattern):
             out.append((("stages", i, "pattern"), f"lists {len(pattern)} block settings for a stage of depth "
                                                   f"{depth}: the last {len(pattern) - depth} would never be used"))
     return out
+
+
+def _cut_by_a_later_depth(tree: Any, stage: Any) -> bool:
+    """Whether a stage's pattern came from a base file and its depth from elsewhere (the user's own file or
+    ``--set``): cutting the base's pattern is then the point, as ``depth_multiplier`` does."""
+    marks = getattr(stage, "marks", None) if isinstance(stage, dict) else None
+    if not isinstance(marks, dict):
+        return False
+    top = getattr(getattr(tree, "marks", {}).get("name"), "source", None)
+
+    def rank(source: str | None) -> int:  # base files, then the user's own file, then --set
+        return 2 if source is None or source.startswith("--") else 1 if source == top else 0
+
+    pattern, depth = (getattr(marks.get(k), "source", None) for k in ("pattern", "depth"))
+    return pattern is not None and rank(depth) > rank(pattern)
 
 
 def _inherited(pattern: Any, default: Any) -> bool:

@@ -216,6 +216,20 @@ def structure_problem(plan: TransferPlan, state: dict[str, torch.Tensor]) -> str
             "to load what matches anyway")
 
 
+MIN_SHARE = 0.5  # below it, the checkpoint is a fragment of this model, or another model's weights
+
+
+def share_problem(plan: TransferPlan) -> str | None:
+    """Why a plan keeps too little: less than half the model's parameters would come from the checkpoint
+    (new modules and more blocks are what a transfer is for, but not a model that is mostly random)."""
+    total, moved = plan.params_total, plan.params_transferred
+    if not total or moved >= MIN_SHARE * total or plan.of("mismatch") or not moved:
+        return None  # whole enough, or ``apply``'s refusal says more
+    return (f"{plan.source}: only {moved:,} of {total:,} parameters ({moved / total:.1%}) would come from the "
+            "checkpoint, the rest random (a fragment of this model, or another model's weights?); pass "
+            "--allow-partial (allow_partial=True) to load them anyway")
+
+
 def _first(items: list[Item], limit: int = 2) -> str:
     return ", ".join(i.key for i in items[:limit]) + (", ..." if len(items) > limit else "")
 

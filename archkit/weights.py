@@ -487,6 +487,8 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
                     raise WeightsError(f"{label}: {len(keys):,} tensors, above {MAX_TENSORS:,} (more than any "
                                        "model has); refused before reading them")
                 state = {k: fh.get_tensor(k) for k in keys}
+        except WeightsError:
+            raise
         except (SafetensorError, OSError, ValueError) as exc:
             raise WeightsError(f"{label}: not a readable safetensors file: {first_line(exc, 200)}") from None
         spec = None

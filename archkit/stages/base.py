@@ -7,7 +7,7 @@ from typing import Any, Callable
 from ..blocks.base import BlockPlan, BlockType, Shortcut
 from ..errors import first_line
 from ..graph import Custom, Graph, Scope, Value
-from ..params import StageParams, reading
+from ..params import StageParams, note_reads, reading
 
 Shape = tuple[int, ...]
 
@@ -45,6 +45,7 @@ class StageResult:
     dilation: int
     graph: Graph | None = None
     type: str = ""  # the stage type that planned it (the plan fills it in)
+    reads: frozenset = frozenset()  # the block params keys its planning read (the plan fills it in)
 
     @property
     def out_shape(self) -> Shape:
@@ -117,7 +118,9 @@ def describe_block(bp: BlockPlan) -> Graph:
     """The block's description (cached: blocks of a stage, and of many specs, share one)."""
     key = bp.key()
     graph = _BLOCK_CACHE.get(key)
-    if graph is None:
+    if graph is not None:
+        note_reads(graph.reads)  # a cached description read these when it was made
+    else:
         s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act, deploy=bp.deploy)
         x = s.input((bp.in_channels, *bp.in_size))
         with reading() as fields:

@@ -30,10 +30,13 @@ def cache_file() -> Path:
 
 
 def key(directories: list[tuple[str, Path]], plugin_dists: list[str], enabled: bool) -> str:
-    """What the rows depend on, hashed: the version, the plugins, every spec file's name and bytes."""
+    """What the rows depend on, hashed: the version and archkit's own files (an editable install changes them
+    without a new version), the plugins, every spec file's name and bytes."""
     from ..version import __version__
 
-    digest = hashlib.sha256(json.dumps([FORMAT, __version__, enabled, sorted(plugin_dists)]).encode())
+    package = Path(__file__).resolve().parent.parent
+    code = sorted((str(p.relative_to(package)), p.stat().st_mtime_ns, p.stat().st_size) for p in package.rglob("*.py"))
+    digest = hashlib.sha256(json.dumps([FORMAT, __version__, enabled, sorted(plugin_dists), code]).encode())
     for origin, directory in directories:
         for path in sorted(directory.glob("*.yaml")):
             try:
@@ -58,9 +61,10 @@ def rows(names: list[str], index_key: str, measure: Callable[[str], Row]) -> dic
     missing = [n for n in names if not isinstance(cached.get(n), dict)]
     if not missing:
         return {n: cached[n] for n in names}
-    cached.update({n: measure(n) for n in missing})
+    fresh = {n: measure(n) for n in missing}
+    cached.update({n: row for n, row in fresh.items() if "error" not in row})  # an error may pass: measured again
     _write(path, {"key": index_key, "rows": cached})
-    return {n: cached[n] for n in names}
+    return {n: cached.get(n) or fresh[n] for n in names}
 
 
 def _write(path: Path, data: dict) -> None:
