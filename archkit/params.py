@@ -179,6 +179,11 @@ class AttentionParams(AttentionSpec):
     role: ClassVar[str] = "attention"
     type: str = Field("", max_length=200, description="Attention type (`archkit blocks` lists them).")
 
+    def emit_in(self, s: Any, name: str, x: Any, block: Any) -> Any:
+        """``emit`` inside a block, given the block's plan (``archkit.blocks.BlockPlan``: its input, output and
+        planned widths, stride): a type that sizes itself from them overrides this (SE's ``rd_from``)."""
+        return self.emit(s, name, x)
+
     def emit(self, s: Any, name: str, x: Any) -> Any:
         """Record this attachment as child ``name`` of scope ``s`` on value ``x`` (see ``archkit.graph``)."""
         from .graph import Custom

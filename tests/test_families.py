@@ -94,3 +94,43 @@ def test_a_stem_layers_default_name_never_takes_a_head_layers_name() -> None:
     spec = archkit.load_spec("resnet18", [*SMALL, "stem=[{type: conv, channels: 8}, {type: avgpool, kernel_size: 2}]"])
     model = archkit.build_model(spec, device="meta")
     assert type(model.avgpool).__name__ == "AdaptiveAvgPool2d" and type(model.avgpool2).__name__ == "AvgPool2d"
+
+
+# --- attachments see their block: an SE sized from the block's input or output, its gate and names as keys ----
+
+def test_an_se_sized_from_the_blocks_input_is_efficientnets() -> None:
+    """EfficientNet's SqueezeExcite (se_from_exp=False): on the expanded width, its hidden width from the block's
+    input, SiLU between, no norm slot, timm's child names; equal to timm's module with the same weights."""
+    from timm.models._efficientnet_blocks import SqueezeExcite
+
+    attn = {"type": "se", "position": "mid", "rd_from": "in", "rd_ratio": 0.25, "rounding": "round", "act": "spec",
+            "norm": "none", "names": {"reduce": "conv_reduce", "act": "act1", "expand": "conv_expand"}}
+    spec = archkit.as_spec("resnet50", values={"input.size": [32, 32], "activation": {"type": "silu"},
+                                               "block.attn": [attn]})
+    model = archkit.build_model(spec).eval()
+    ours = model.layer2[1].attn  # the block's input: 512 channels -> 128 hidden (in the 128-wide middle)
+    theirs = SqueezeExcite(128, rd_channels=round(512 * 0.25), act_layer=torch.nn.SiLU).eval()
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 128, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))
+
+
+def test_an_se_with_mobilenetv3s_rounding_and_gate() -> None:
+    """MobileNetV3's SE: the expanded width / 4 made divisible by 8 (round_limit 0.9), ReLU, hard sigmoid."""
+    from functools import partial
+
+    from timm.layers import make_divisible
+    from timm.models._efficientnet_blocks import SqueezeExcite
+
+    attn = {"type": "se", "position": "mid", "rd_ratio": 0.25, "rd_divisor": 8, "round_limit": 0.9, "norm": "none",
+            "gate": "hard_sigmoid", "names": {"reduce": "conv_reduce", "act": "act1", "expand": "conv_expand"}}
+    model = archkit.create_model("resnet18", **{"input.size": [32, 32], "width_multiplier": 0.375, "block.attn": [attn]})
+    ours = model.layer1[0].attn.eval()  # 24 channels: 24 / 4 = 6 -> 8
+    theirs = SqueezeExcite(24, rd_round_fn=partial(make_divisible, divisor=8), gate_layer=torch.nn.Hardsigmoid).eval()
+    assert ours.conv_reduce.out_channels == theirs.conv_reduce.out_channels == 8
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 24, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), theirs(x))

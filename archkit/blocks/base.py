@@ -205,10 +205,10 @@ def attend(b: BlockPlan, s: Scope, position: str, x: Value, name: str) -> Value:
         s.empty(name)
         return x
     if len(chosen) == 1:
-        return chosen[0].emit(s, name, x)
+        return chosen[0].emit_in(s, name, x, b)
     inner, (y,) = s.enter(name, "Sequential", x, sequential=True)
     for i, a in enumerate(chosen):
-        y = a.emit(inner, str(i), y)
+        y = a.emit_in(inner, str(i), y, b)
     return inner.exit(y)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ..attention.se import squeeze_excite
+from ..attention.se import SqueezeExcite
 from ..graph import Scope, Value
 from .base import BlockParams, BlockPlan, attend, block, residual
 
@@ -34,8 +34,9 @@ def regnet(b: BlockPlan, s: Scope, x: Value) -> Value:
     out = s.act("relu", s.norm("bn1", s.conv("conv1", x, inner, 1)))
     out = s.conv("conv2", out, inner, 3, stride=b.stride, dilation=b.dilation, groups=inner // p.group_width)
     out = s.act("relu", s.norm("bn2", out))
-    if p.se_ratio:
-        out = squeeze_excite(s, "excite", out, int(round(p.se_ratio * b.in_channels)))
+    if p.se_ratio:  # the SE any block may take, sized from the block's input as torchvision's RegNet-Y
+        se = SqueezeExcite(type="se", rd_ratio=p.se_ratio, rd_from="in", rounding="round")
+        out = se.emit_in(s, "excite", out, b)
     out = attend(b, s, "mid", out, "attn")
     out = s.norm("bn3", s.conv("conv3", out, b.planes, 1), zero_init=True)
     return attend(b, s, "post_add", s.act("relu", residual(b, s, out, x)), "attn_out")
