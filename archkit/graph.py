@@ -203,6 +203,7 @@ class BatchNormAct(Op):
     eps: float = 1e-5
     momentum: float = 0.1
     act: "Activation | None" = None  # None: an Identity (timm's apply_act=False)
+    drop: tuple[float, int, float] | None = None  # DropBlock (rate, size, gamma) as its ``drop`` (timm's drop_layer)
     type_name: ClassVar[str] = "BatchNormAct2d"
 
     @property

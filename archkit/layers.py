@@ -6,6 +6,7 @@ Input channels and features always come from the previous layer; a spec never st
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, SerializeAsAny, field_validator
@@ -58,9 +59,10 @@ class BatchNorm(LayerParams):
     def emit(self, s: Scope, name: str, x: Value) -> Value:
         return s.call(name, g.BatchNorm(x.shape[0], self.eps, self.momentum, len(x.shape) == 1), x)
 
-    def emit_act(self, s: Scope, name: str, x: Value, act: g.Activation | None) -> Value:
-        """The norm with ``act`` inside (timm's ``BatchNormAct2d``; None: no activation)."""
-        return s.call(name, g.BatchNormAct(x.shape[0], self.eps, self.momentum, act), x)
+    def emit_act(self, s: Scope, name: str, x: Value, act: g.Activation | None, drop: tuple | None = None) -> Value:
+        """The norm with ``act`` inside (timm's ``BatchNormAct2d``; None: no activation) and ``drop`` (DropBlock's
+        rate, size, gamma) between them, as timm's ``drop_layer``."""
+        return s.call(name, g.BatchNormAct(x.shape[0], self.eps, self.momentum, act, drop), x)
 
 
 class EvoNormS0a(LayerParams):
@@ -264,10 +266,11 @@ def timm_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
 
 def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1, *, stride: int = 1,
                   dilation: int = 1, groups: int = 1, padding: int | None = None, apply_act: bool = True,
-                  zero_init: bool = False, aa: str | None = None) -> Value:
+                  zero_init: bool = False, aa: str | None = None, drop: tuple | None = None) -> Value:
     """timm's ``ConvNormAct`` as child ``name``: ``conv`` (no bias, timm's padding), then ``bn``, the
     spec's norm with the spec's activation inside it (``apply_act=False``: none). ``aa`` (``avg``, ``blur``):
-    timm's ``aa_layer``: a strided conv runs at stride 1 and child ``aa`` downsamples after the norm."""
+    timm's ``aa_layer``: a strided conv runs at stride 1 and child ``aa`` downsamples after the norm.
+    ``drop``: DropBlock (rate, size, gamma) inside the norm, before its activation (timm's ``drop_layer``)."""
     inner, (y,) = s.enter(name, "ConvNormAct", x)
     use_aa = aa is not None and stride > 1  # the conv then runs at stride 1, padded for it (timm's)
     pad = timm_padding(kernel_size, 1 if use_aa else stride, dilation) if padding is None else padding
@@ -279,7 +282,9 @@ def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1,
     if apply_act and not callable(getattr(act, "op", None)):
         raise ValueError(f"a conv-norm-act unit puts the activation inside the norm: the {act.type} activation "
                          "cannot sit there (use relu, leaky_relu or silu)")
-    y = norm.emit_act(inner, "bn", y, act.op() if apply_act else None)
+    if drop is not None and "drop" not in inspect.signature(norm.emit_act).parameters:
+        raise ValueError(f"DropBlock sits inside the norm of a conv-norm-act unit: the {norm.type} norm cannot hold it")
+    y = norm.emit_act(inner, "bn", y, act.op() if apply_act else None, **({"drop": drop} if drop else {}))
     if use_aa:  # timm's create_aa: AvgPool2d(stride) for avg, BlurPool2d(channels, stride) for blur
         op = g.BlurPool2d(out, 3, stride) if aa == "blur" else g.Pool2d("avg", stride, stride)
         y = inner.call("aa", op, y)

@@ -24,6 +24,7 @@ from .catalog import BLOCKS, STAGES, block_type, stage_kind
 from .params import note_reads, reading
 from .registry import BUILTIN
 from .stages import StageInput, StageProblem, StageResult, describe_block
+from .stages.base import drop_block_of
 
 Shape = tuple[int, ...]
 
@@ -310,6 +311,7 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
     key = (spec.input.channels, tuple(spec.input.size), tuple(spec.stem), tuple(spec.stages), tuple(spec.final),
            tuple(spec.head),
            spec.norm, spec.activation, width, depth, spec.width_divisor, spec.drop_path_rate, spec.drop_block_rate,
+           spec.drop_block_size,
            with_head, spec.layout, spec.output_stride, spec.deploy)
     found = _PLAN_CACHE.get(key)
     if found is None:
@@ -342,7 +344,8 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
             net_stride *= stage.stride
         si = StageInput(i, stage_name(i) if spec.layout == "torchvision" else f"stages.{i}", stage, planes, depth,
                         shape, dilation, n, tuple(rates[n:n + depth]), spec.norm, spec.activation,
-                        spec.drop_block_rate, spec.layout, block_type, dilate, spec.deploy)
+                        spec.drop_block_rate, spec.layout, block_type, dilate, spec.deploy,
+                        drop_block_of(spec.drop_block_rate, i, len(spec.stages), spec.drop_block_size))
         try:
             result = _stage(si)
         except StageProblem as exc:

@@ -145,8 +145,10 @@ class ModelSpec(SpecModel):
     depth_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's depth (rounded up).")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="Stochastic depth: block i of N drops its residual "
                                   "branch with probability rate * i / (N - 1), as timm's ResNet.")
-    drop_block_rate: float = Field(0.0, ge=0, lt=1, description="DropBlock (Ghiasi et al. 2018) in the third "
-                                   "and fourth stages, as timm's drop_block_rate (blocks with a drop_block slot).")
+    drop_block_rate: float = Field(0.0, ge=0, lt=1, description="DropBlock (Ghiasi et al. 2018) in the last two "
+                                   "stages, as timm's drop_block_rate (blocks with a drop_block slot).")
+    drop_block_size: int = Field(3, ge=1, le=63, description="DropBlock's block size in the last stage; the stage "
+                                 "before takes 2 * size - 1 (timm's byobnet drop_block_size; ResNet's 5 and 3).")
     weights: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]{1,100}$")], WeightsEntry] = Field(
         default_factory=dict, description="Declared pretrained weights by name; the first is the default. "
                                           "Not inherited through base: (they belong to one architecture).")
@@ -336,10 +338,11 @@ class _Pass:
                 else:
                     self.add(where, f"{kind.name} blocks offer attention positions "
                                     f"{', '.join(kind.attn_positions)}, not {position!r}")
-        if drop_block and stage is not None and drop_block_of(1.0, stage) and not kind.drop_block:
+        stages = len(self.data["stages"]) if isinstance(self.data.get("stages"), list) else 4
+        if drop_block and stage is not None and drop_block_of(1.0, stage, stages) and not kind.drop_block:
             takers = sorted({e.name.split(":")[-1] for e in BLOCKS if e.obj.drop_block})
             self.add(("drop_block_rate",), f"{kind.name} blocks have no DropBlock slot; drop_block_rate needs "
-                                           f"{', '.join(takers)} blocks in stages 3 and 4", ("drop_block", kind.name))
+                                           f"{', '.join(takers)} blocks in the last two stages", ("drop_block", kind.name))
 
     def run(self) -> dict:
         """The data with every envelope replaced by its typed instance where it validates."""

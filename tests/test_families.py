@@ -134,3 +134,20 @@ def test_an_se_with_mobilenetv3s_rounding_and_gate() -> None:
     x = torch.randn(2, 24, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x))
+
+
+# --- stage rules as data: DropBlock in the last two stages, in every family that has a slot for it -------------
+
+@pytest.mark.parametrize("name", ["resnet50d", "gernet_s", "resnet33ts", "regnetz_b16", "repvgg_a0"])
+def test_drop_block_sits_where_timms_does(name: str) -> None:
+    """timm's drop_blocks: the last two stages (gernet_s has five), sizes 5 then 3; byob blocks in a kxk conv's
+    norm (``conv2_kxk.bn.drop``), ResNet blocks as their own ``drop_block`` child."""
+    def blocks(model: torch.nn.Module) -> dict:
+        return {n: (m.drop_prob, m.block_size, m.gamma_scale) for n, m in model.named_modules()
+                if type(m).__name__ == "DropBlock2d"}
+
+    theirs = blocks(timm.create_model(name, drop_block_rate=0.1, device="meta"))
+    assert theirs and blocks(archkit.create_model(name, drop_block_rate=0.1, device="meta")) == theirs
+    if name != "resnet50d":  # timm's byobnet takes the last stage's block size too (9, then 5)
+        size = blocks(timm.create_model(name, drop_block_rate=0.1, drop_block_size=5, device="meta"))
+        assert blocks(archkit.create_model(name, drop_block_rate=0.1, drop_block_size=5, device="meta")) == size

@@ -79,7 +79,10 @@ class SqueezeExcite(_Reduced):
         if self.rd_channels:
             return self.rd_channels
         if self.rounding == "round":
-            return max(1, round(channels * self.rd_ratio))
+            hidden = round(channels * self.rd_ratio)
+            if hidden < 1:
+                raise ValueError(f"rd_ratio {self.rd_ratio} of {channels} channels would give 0 hidden channels")
+            return hidden
         return make_divisible(channels * self.rd_ratio, self.rd_divisor, round_limit=self.round_limit)
 
     def emit(self, s: Scope, name: str, x: Value) -> Value:

@@ -101,7 +101,7 @@ def _finish(b: BlockPlan, s: Scope, out: Value, sc: Value | None) -> Value:
     return s.act("act", out)
 
 
-_KINDS = dict(shortcuts=_SHORTCUTS, attn_positions=("mid", "pre_add"))
+_KINDS = dict(shortcuts=_SHORTCUTS, attn_positions=("mid", "pre_add"), drop_block=True)  # in a kxk's norm, as timm's
 
 
 @block("byob_basic", ByobParams, cls_name="BasicBlock", **_KINDS)
@@ -113,7 +113,7 @@ def byob_basic(b: BlockPlan, s: Scope, x: Value) -> Value:
     out = conv_norm_act(s, "conv1_kxk", x, mid, p.kernel_size, stride=b.stride, dilation=b.dilation, aa=p.aa)
     out = attend(b, s, "mid", out, "attn")
     out = conv_norm_act(s, "conv2_kxk", out, b.out_channels, p.kernel_size, dilation=b.stage_dilation, groups=groups,
-                        apply_act=False)
+                        apply_act=False, drop=b.drop_block)
     s.mark_zero_init("conv2_kxk.bn")
     return _finish(b, s, out, sc)
 
@@ -126,7 +126,7 @@ def bottle(b: BlockPlan, s: Scope, x: Value) -> Value:
     sc = _shortcut(b, s, x)
     out = conv_norm_act(s, "conv1_1x1", x, mid, 1)
     out = conv_norm_act(s, "conv2_kxk", out, mid, p.kernel_size, stride=b.stride, dilation=b.dilation, groups=groups,
-                        aa=p.aa)
+                        aa=p.aa, drop=b.drop_block)
     if p.extra_conv:
         out = conv_norm_act(s, "conv2b_kxk", out, mid, p.kernel_size, dilation=b.stage_dilation, groups=groups)
     else:
@@ -145,7 +145,7 @@ def dark(b: BlockPlan, s: Scope, x: Value) -> Value:
     sc = _shortcut(b, s, x)
     out = attend(b, s, "mid", conv_norm_act(s, "conv1_1x1", x, mid, 1), "attn")
     out = conv_norm_act(s, "conv2_kxk", out, b.out_channels, p.kernel_size, stride=b.stride, dilation=b.dilation,
-                        groups=groups, apply_act=False, aa=p.aa)
+                        groups=groups, apply_act=False, aa=p.aa, drop=b.drop_block)
     s.mark_zero_init("conv2_kxk.bn")
     return _finish(b, s, out, sc)
 
@@ -157,7 +157,7 @@ def edge(b: BlockPlan, s: Scope, x: Value) -> Value:
     mid, groups = _mid(b, b.out_channels)
     sc = _shortcut(b, s, x)
     out = conv_norm_act(s, "conv1_kxk", x, mid, p.kernel_size, stride=b.stride, dilation=b.dilation, groups=groups,
-                        aa=p.aa)
+                        aa=p.aa, drop=b.drop_block)
     out = attend(b, s, "mid", out, "attn")
     out = conv_norm_act(s, "conv2_1x1", out, b.out_channels, 1, apply_act=False)
     s.mark_zero_init("conv2_1x1.bn")

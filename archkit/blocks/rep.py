@@ -29,7 +29,8 @@ Attend = Callable[[Scope, Value], Value]
 
 def rep_unit(s: Scope, x: Value, out: int, kernel_size: int, *, stride: int = 1, dilation: int = 1,
              identity_dilation: bool = True, groups: int = 1, branches: int | None = None,
-             attention: Attend | None = None, drop: Callable[[Scope, Value], Value] | None = None) -> Value:
+             attention: Attend | None = None, drop: Callable[[Scope, Value], Value] | None = None,
+             drop_block: tuple | None = None) -> Value:
     """A re-parameterizable unit recorded on ``s`` (the block's own scope): RepVGG's (``branches=None``:
     ``conv_kxk`` and ``conv_1x1``) or MobileOne's (``conv_kxk.0..branches-1`` and ``conv_scale``), in
     timm's child order and summation order; one ``reparam_conv`` where ``s.deploy``."""
@@ -48,7 +49,7 @@ def rep_unit(s: Scope, x: Value, out: int, kernel_size: int, *, stride: int = 1,
             s.empty("identity")
         if branches is None:  # RepVGG: x = conv_1x1(x) + conv_kxk(x)
             kxk = conv_norm_act(s, "conv_kxk", x, out, kernel_size, stride=stride, dilation=dilation, groups=groups,
-                                apply_act=False)
+                                apply_act=False, drop=drop_block)  # DropBlock in its norm, as timm's RepVggBlock
             y = s.add(conv_norm_act(s, "conv_1x1", x, out, 1, stride=stride, groups=groups, apply_act=False), kxk)
         else:  # MobileOne: out = scale; out += each kxk branch
             unit = Scope("_", norm_layer=s.norm_layer, act_layer=s.act_layer)
@@ -103,11 +104,12 @@ def _odd_kernel(k: int) -> int:
 def _block_unit(b: BlockPlan, s: Scope, x: Value, branches: int | None) -> Value:
     return rep_unit(s, x, b.out_channels, b.params.kernel_size, stride=b.stride, dilation=b.dilation,
                     identity_dilation=b.dilation == b.stage_dilation, groups=_groups(b), branches=branches,
+                    drop_block=b.drop_block if branches is None else None,
                     attention=lambda sc, v: attend(b, sc, "post_add", v, "attn"),
                     drop=lambda sc, v: drop_path(b, sc, v))
 
 
-@block("rep", RepParams, cls_name="RepVggBlock", shortcuts=("none",), attn_positions=("post_add",))
+@block("rep", RepParams, cls_name="RepVggBlock", shortcuts=("none",), attn_positions=("post_add",), drop_block=True)
 def rep(b: BlockPlan, s: Scope, x: Value) -> Value:
     """RepVGG: kxk + 1x1 + identity-norm branches summed, then the activation (re-parameterizable)."""
     return _block_unit(b, s, x, None)

@@ -152,9 +152,10 @@ class BatchNormAct2d(nn.BatchNorm2d):
 
     archkit_primitive = True  # one op of archkit.graph: tables do not list its children
 
-    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1, act: nn.Module | None = None):
+    def __init__(self, channels: int, eps: float = 1e-5, momentum: float = 0.1, act: nn.Module | None = None,
+                 drop: nn.Module | None = None):
         super().__init__(channels, eps, momentum)
-        self.drop = nn.Identity()
+        self.drop = drop if drop is not None else nn.Identity()
         self.act = act if act is not None else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:

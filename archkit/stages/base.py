@@ -32,6 +32,7 @@ class StageInput:
     block_type: Callable[[str], BlockType] | None = None  # the block registry's lookup (the plan passes it)
     dilate: bool = False  # turn this stage's stride into dilation (its dilate: key, or the spec's output_stride)
     deploy: bool = False  # re-parameterizable blocks in their deploy form (the spec's deploy:)
+    drop_block: tuple[float, int, float] | None = None  # this stage's DropBlock (rate, size, gamma), the plan's rule
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,11 +162,13 @@ def _module_block(bp: BlockPlan, out_size: tuple[int, ...]) -> Custom:
                   declared.params if declared is not None else 0)
 
 
-def drop_block_of(rate: float, stage: int) -> tuple[float, int, float] | None:
-    """timm's ``drop_blocks``: block size 5 and gamma scale 0.25 in the third stage, 3 and 1.0 in the fourth."""
-    if rate <= 0 or stage not in (2, 3):
+def drop_block_of(rate: float, stage: int, stages: int = 4, size: int = 3) -> tuple[float, int, float] | None:
+    """timm's ``drop_blocks`` (resnet.py, byobnet.py): DropBlock in the last two stages, block size ``size`` and
+    gamma scale 1.0 in the last, ``2 * size - 1`` and 0.25 in the one before (4 stages: 5 and 3 in the third
+    and fourth, as timm's ResNet)."""
+    if rate <= 0 or stage not in (stages - 2, stages - 1):
         return None
-    return (rate, 5, 0.25) if stage == 2 else (rate, 3, 1.0)
+    return (rate, 2 * size - 1, 0.25) if stage == stages - 2 else (rate, size, 1.0)
 
 
 def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, first_dilation: int,
@@ -217,7 +220,7 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
                                                      "use projection or avg_down")
         bp = BlockPlan(i, j, si.first_block + j, kind, block, shape[0], planes_j, out_channels, s, block_dilation,
                        dilation, (shape[1], shape[2]), shortcut, si.rates[j],
-                       drop_block_of(si.drop_block_rate, i) if kind.drop_block else None,
+                       si.drop_block if kind.drop_block else None,
                        tuple(block.attn), si.norm, si.act, f"{name}.{j}", si.deploy)
         try:
             if kind.describe is not None:
