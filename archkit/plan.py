@@ -273,8 +273,11 @@ def _layer_op(layer: Any, name: str, shape: Shape, norm: Any, act: Any, deploy: 
     return found
 
 
-def drop_path_rates(rate: float, blocks: int) -> list[float]:
-    """timm's linear rule: block i of N gets rate * i / (N - 1); the first block never drops."""
+def drop_path_rates(rate: float, blocks: int, schedule: str = "linspace") -> list[float]:
+    """timm's rules: ``linspace`` (its ResNet, CSP and BYOB models: block i of N gets rate * i / (N - 1), the last
+    the full rate) or ``fraction`` (its EfficientNet builder: rate * i / N); the first block never drops."""
+    if schedule == "fraction":
+        return [rate * i / blocks for i in range(blocks)]
     return [rate * i / (blocks - 1) if blocks > 1 else 0.0 for i in range(blocks)]
 
 
@@ -308,11 +311,7 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
     width = spec.width_multiplier if width_multiplier is None else width_multiplier
     depth = spec.depth_multiplier if depth_multiplier is None else depth_multiplier
     with_head = not spec.features_only if head is None else head
-    key = (spec.input.channels, tuple(spec.input.size), tuple(spec.stem), tuple(spec.stages), tuple(spec.final),
-           tuple(spec.head),
-           spec.norm, spec.activation, width, depth, spec.width_divisor, spec.drop_path_rate, spec.drop_block_rate,
-           spec.drop_block_size,
-           with_head, spec.layout, spec.output_stride, spec.deploy)
+    key = (spec, width, depth, with_head)  # the spec by value (hashed once): a new field can never be left out
     found = _PLAN_CACHE.get(key)
     if found is None:
         found = _plan(spec, with_head, width, depth)
@@ -331,7 +330,7 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         taken |= {layer.name for part in (spec.final, spec.head) for layer in part if layer.name is not None}
     stem, shape = _layers(spec, "stem", input_shape, taken)
     sizes = [scaled(s.planes, s.depth, width, depth_multiplier, spec.width_divisor) for s in spec.stages]
-    rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes))
+    rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes), spec.drop_path_schedule)
     stages, dilation, n, planned = [], 1, 0, 0
     # timm's output_stride: once the network's stride reaches it, later strides become dilation
     net_stride = max(1, round(input_shape[1] / shape[1])) if len(shape) == 3 else 1

@@ -145,6 +145,10 @@ class ModelSpec(SpecModel):
     depth_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's depth (rounded up).")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="Stochastic depth: block i of N drops its residual "
                                   "branch with probability rate * i / (N - 1), as timm's ResNet.")
+    drop_path_schedule: Literal["linspace", "fraction"] = Field("linspace", description="How the rate grows over "
+                                                                "the blocks: rate * i / (N - 1) (timm's linspace: "
+                                                                "ResNet, CSP, BYOB) or rate * i / N (timm's "
+                                                                "EfficientNet builder).")
     drop_block_rate: float = Field(0.0, ge=0, lt=1, description="DropBlock (Ghiasi et al. 2018) in the last two "
                                    "stages, as timm's drop_block_rate (blocks with a drop_block slot).")
     drop_block_size: int = Field(3, ge=1, le=63, description="DropBlock's block size in the last stage; the stage "
