@@ -98,7 +98,7 @@ def test_shipped_specs_analytic_equals_meta(name: str) -> None:
 
 
 def test_a_block_without_a_cost_is_measured_in_the_same_table() -> None:
-    from archkit.nn.blocks import Bottleneck
+    from archkit.modules import Bottleneck
 
     class Doubled(Bottleneck):
         """Inherits Bottleneck's structure but not its cost (a subclass may change the structure)."""

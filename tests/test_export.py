@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import archkit
-from archkit.nn.blocks import BasicBlock
+from archkit.modules import BasicBlock
 from archkit.cli import main
 from archkit.catalog import BLOCKS
 from conftest import SPECS

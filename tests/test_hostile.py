@@ -241,7 +241,7 @@ def test_a_plugin_calling_sys_exit_cannot_end_the_run(tmp_path, monkeypatch, cap
 
 
 def test_a_printing_plugin_keeps_json_clean(monkeypatch, capsys) -> None:
-    from archkit.nn.blocks import BasicBlock
+    from archkit.modules import BasicBlock
 
     class Chatty(BasicBlock):
         """Prints when imported."""
@@ -267,7 +267,7 @@ def test_a_plugin_that_hangs_at_import_is_cut_off(monkeypatch, capsys) -> None:
 
 
 def test_traceback_shows_the_plugins_own_frame(capsys) -> None:
-    from archkit.nn.blocks import BasicBlock
+    from archkit.modules import BasicBlock
 
     class Fragile(BasicBlock):
         """Fails when built."""

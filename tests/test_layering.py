@@ -69,6 +69,20 @@ def test_the_import_graph_has_no_cycle_and_nothing_imports_the_facade() -> None:
     assert sorted(m for m, deps in graph.items() if "archkit" in deps) == []
 
 
+def test_no_cycle_between_packages() -> None:
+    """Counting a subpackage as one unit (archkit.nn, archkit.blocks, archkit.attention, ...), no cycle either:
+    archkit.nn holds torch primitives and imports nothing of archkit above them (issue 32)."""
+    def unit(module: str) -> str:
+        return ".".join(module.split(".")[:2])
+
+    packages: dict[str, set[str]] = {}
+    for module, deps in _import_graph().items():
+        packages.setdefault(unit(module), set()).update(unit(d) for d in deps if unit(d) != unit(module))
+    assert {"archkit.nn", "archkit.blocks", "archkit.attention", "archkit.stages"} <= set(packages)
+    assert _cycle(packages) == []
+    assert packages["archkit.nn"] == set()
+
+
 def test_model_spec_fields_are_typed() -> None:
     from archkit.params import BlockSpec, LayerSpec
     from archkit.specs import ModelSpec, StageSpec

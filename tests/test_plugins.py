@@ -14,7 +14,7 @@ import torch
 import archkit
 import archkit.summary
 from archkit import plugins
-from archkit.nn.blocks import BasicBlock
+from archkit.modules import BasicBlock
 from archkit.cli import main
 from archkit.errors import SpecError
 from archkit.attention import AttentionParams
@@ -224,7 +224,7 @@ def test_attention_plugins_join_specs_and_are_isolated(fake_plugins) -> None:
 def test_a_block_asking_torch_compiler_summarises_through_the_cli(tmp_path) -> None:
     """No stubs of torch internals: a plugin forward calling torch.compiler/torch._dynamo works."""
     env = _installed(tmp_path, "compiling-example", "1.0", "compiling_block", "compiling_example_mod",
-                     "import torch\nimport torch._dynamo\nfrom archkit.nn.blocks import BasicBlock\n\n"
+                     "import torch\nimport torch._dynamo\nfrom archkit.modules import BasicBlock\n\n"
                      "class Block(BasicBlock):\n    \"\"\"Asks whether it is being compiled.\"\"\"\n\n"
                      "    def forward(self, x):\n"
                      "        assert not torch.compiler.is_compiling() and not torch._dynamo.is_compiling()\n"

@@ -111,7 +111,7 @@ def test_duplicate_registration_names_both_owners() -> None:
 
 
 def test_register_block_joins_the_spec_union() -> None:
-    from archkit.nn.blocks import BasicBlock
+    from archkit.modules import BasicBlock
 
     class Doubled(BasicBlock):
         """A BasicBlock under another name."""
@@ -149,7 +149,7 @@ def test_groupnorm_and_silu_flow_to_blocks() -> None:
 
 
 def test_plugin_state_set_in_a_constructor_survives_the_build() -> None:
-    from archkit.nn.blocks import BasicBlock
+    from archkit.modules import BasicBlock
 
     class Filtered(BasicBlock):
         """Holds a fixed filter, as an anti-aliasing block would."""

@@ -331,7 +331,7 @@ def test_a_relative_file_given_on_the_command_line_is_relative_to_the_working_di
 
 def test_guards_count_on_meta_not_on_a_plugins_word(tmp_path, capsys) -> None:
     from archkit.complexity import Cost
-    from archkit.nn.blocks import BasicBlock
+    from archkit.modules import BasicBlock
 
     class Lying(BasicBlock):
         """Declares one parameter."""
@@ -371,7 +371,7 @@ def test_a_plugin_that_changes_the_channels_is_caught_before_saving(tmp_path, ca
 
 
 def test_a_block_that_gives_other_channels_than_declared_is_named(tmp_path, capsys) -> None:
-    from archkit.nn.blocks import BasicBlock
+    from archkit.modules import BasicBlock
 
     class Narrowing(BasicBlock):
         """Gives half the channels it declares."""

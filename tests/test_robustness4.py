@@ -905,7 +905,7 @@ def test_a_subclass_of_a_built_in_modules_reads_are_counted() -> None:
     """docs/plugins.md's way to extend a block in Python: a module-form subclass of the built-in Bottleneck
     reads the keys through the built-in description (a nested, maybe cached, one)."""
     from archkit.catalog import BLOCKS
-    from archkit.nn.blocks import Bottleneck
+    from archkit.modules import Bottleneck
 
     class MyBottle(Bottleneck):
         """The bottleneck, by another name."""
