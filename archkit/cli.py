@@ -104,7 +104,13 @@ def _parser() -> argparse.ArgumentParser:
                      parents=[common])
     parser.add_argument("--version", action=_Version, nargs=0, help="show archkit's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add in (_add_build, _add_inspect, _add_export, _add_share, _add_fit):
+        add(sub, common)
+    return parser
 
+
+def _add_build(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The build command."""
     b = sub.add_parser("build", parents=[common], help="build a spec; --summary, --json, --output",
                        description="Build the model a spec describes. --summary and --json compute shapes, "
                                    "parameters and MACs from the spec's description (no weights, no torch); --output "
@@ -125,18 +131,9 @@ def _parser() -> argparse.ArgumentParser:
     _variant_args(b)
     b.set_defaults(func=cmd_build)
 
-    v = sub.add_parser("validate", parents=[common], help="validate one or more specs",
-                       description="Validate specs (every field, then every shape and block); exit 2 if any fails.")
-    v.add_argument("specs", metavar="SPEC", nargs="+", help="spec names or files")
-    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
-    v.set_defaults(func=cmd_validate)
 
-    k = sub.add_parser("blocks", parents=[common], help="list block, layer and attention types, or show one",
-                       description="List every registered block, layer and attention type and the shortcut "
-                                   "kinds, or show one type's parameters.")
-    k.add_argument("name", nargs="?", metavar="NAME", help="a block, layer or attention type to describe")
-    k.set_defaults(func=cmd_blocks)
-
+def _add_export(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The export command."""
     e = sub.add_parser("export", parents=[common], help="export to ONNX, TorchScript or an ExportedProgram",
                        description="Build a spec (random or checkpoint weights) and export it for deployment.")
     e.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
@@ -157,30 +154,9 @@ def _parser() -> argparse.ArgumentParser:
     _variant_args(e)
     e.set_defaults(func=cmd_export)
 
-    d = sub.add_parser("draw", parents=[common], help="draw the architecture as SVG",
-                       description="Draw stem, stages and head as boxes with block type, depth, channels, "
-                                   "resolution and shortcuts, as an SVG file.")
-    d.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
-    d.add_argument("--output", required=True, metavar="FILE", help="SVG file to write")
-    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
-    d.set_defaults(func=cmd_draw)
 
-    h = sub.add_parser("push", parents=[common], help="upload a shared folder to the Hugging Face hub",
-                       description="Upload a folder written by 'archkit export SPEC --format hf --output DIR' "
-                                   "to the Hugging Face hub (needs huggingface_hub and a login: 'hf auth login').")
-    h.add_argument("folder", metavar="DIR", help="the folder archkit wrote")
-    h.add_argument("--repo", required=True, metavar="ORG/NAME", help="the hub repository (created if missing)")
-    h.add_argument("--private", action="store_true", help="create the repository private")
-    h.add_argument("--revision", metavar="REV", help="branch to push to (default: main)")
-    h.add_argument("--message", metavar="TEXT", help="commit message")
-    h.set_defaults(func=cmd_push)
-
-    m = sub.add_parser("list", parents=[common], help="list the packaged specs with parameters and GMACs",
-                       description="List the packaged (and plugin) specs matching PATTERN, with parameters, GMACs "
-                                   "at their input size and declared weights.")
-    m.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="shell-style pattern, e.g. 'resnet*'")
-    m.set_defaults(func=cmd_list)
-
+def _add_fit(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The fit command."""
     f = sub.add_parser("fit", parents=[common], help="fit a spec's width and depth (or RegNet numbers) to a budget",
                        description="Find width and depth multipliers (or the RegNet numbers named in --vary) whose "
                                    "MACs come closest to a budget (from below), deterministically, from the analytic "
@@ -198,6 +174,31 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--plot", metavar="FILE.svg", help="draw every evaluated candidate, the budget and the choice")
     f.set_defaults(func=cmd_fit)
 
+
+def _add_inspect(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The validate, blocks, draw, list, diff, explain commands."""
+    v = sub.add_parser("validate", parents=[common], help="validate one or more specs",
+                       description="Validate specs (every field, then every shape and block); exit 2 if any fails.")
+    v.add_argument("specs", metavar="SPEC", nargs="+", help="spec names or files")
+    v.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    v.set_defaults(func=cmd_validate)
+    k = sub.add_parser("blocks", parents=[common], help="list block, layer and attention types, or show one",
+                       description="List every registered block, layer and attention type and the shortcut "
+                                   "kinds, or show one type's parameters.")
+    k.add_argument("name", nargs="?", metavar="NAME", help="a block, layer or attention type to describe")
+    k.set_defaults(func=cmd_blocks)
+    d = sub.add_parser("draw", parents=[common], help="draw the architecture as SVG",
+                       description="Draw stem, stages and head as boxes with block type, depth, channels, "
+                                   "resolution and shortcuts, as an SVG file.")
+    d.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
+    d.add_argument("--output", required=True, metavar="FILE", help="SVG file to write")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
+    d.set_defaults(func=cmd_draw)
+    m = sub.add_parser("list", parents=[common], help="list the packaged specs with parameters and GMACs",
+                       description="List the packaged (and plugin) specs matching PATTERN, with parameters, GMACs "
+                                   "at their input size and declared weights.")
+    m.add_argument("pattern", nargs="?", default="*", metavar="PATTERN", help="shell-style pattern, e.g. 'resnet*'")
+    m.set_defaults(func=cmd_list)
     df = sub.add_parser("diff", parents=[common], help="compare two specs stage by stage",
                         description="Parameters, MACs, output shapes and block settings that differ between two "
                                     "specs, per stage and in total. Exit 0 when equal, 1 when different.")
@@ -205,7 +206,6 @@ def _parser() -> argparse.ArgumentParser:
     df.add_argument("b", metavar="B", help="spec name or YAML file")
     df.add_argument("--json", action="store_true", help="print the differences as JSON")
     df.set_defaults(func=cmd_diff)
-
     x = sub.add_parser("explain", parents=[common], help="where a field's value comes from",
                        description="The value of FIELD after base: merging and --set, the file and line that set "
                                    "it, and what it overrode.")
@@ -214,12 +214,23 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     x.set_defaults(func=cmd_explain)
 
+
+def _add_share(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The push, schema commands."""
+    h = sub.add_parser("push", parents=[common], help="upload a shared folder to the Hugging Face hub",
+                       description="Upload a folder written by 'archkit export SPEC --format hf --output DIR' "
+                                   "to the Hugging Face hub (needs huggingface_hub and a login: 'hf auth login').")
+    h.add_argument("folder", metavar="DIR", help="the folder archkit wrote")
+    h.add_argument("--repo", required=True, metavar="ORG/NAME", help="the hub repository (created if missing)")
+    h.add_argument("--private", action="store_true", help="create the repository private")
+    h.add_argument("--revision", metavar="REV", help="branch to push to (default: main)")
+    h.add_argument("--message", metavar="TEXT", help="commit message")
+    h.set_defaults(func=cmd_push)
     s = sub.add_parser("schema", parents=[common], help="print the JSON Schema of the spec format",
                        description="Print the JSON Schema of specs, with every registered block's parameters, "
                                    "for editors (yaml-language-server) and CI.")
     s.add_argument("--output", metavar="FILE", help="write to FILE instead of stdout")
     s.set_defaults(func=cmd_schema)
-    return parser
 
 
 def _variant_args(p: argparse.ArgumentParser) -> None:

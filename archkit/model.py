@@ -10,7 +10,6 @@ stem and the first N stages: no gradients, norms in eval mode, surviving ``model
 
 from __future__ import annotations
 
-import re
 from collections import OrderedDict
 from typing import Any, Iterator
 

@@ -314,8 +314,6 @@ def _remove_stale_parts(target: Path, older_than: float) -> None:
 def _download(url: str, target: Path, expected: list[tuple[str, str]], recorded: str | None, label: str) -> None:
     from .files import removed_on_signal
 
-    limit = _env_number(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD)
-    limit = int(limit) if math.isfinite(limit) else limit  # inf: no limit
     timeout = _env_number(DOWNLOAD_TIMEOUT_ENV, DEFAULT_DOWNLOAD_TIMEOUT_S)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -326,70 +324,73 @@ def _download(url: str, target: Path, expected: list[tuple[str, str]], recorded:
     tmp = Path(tmp_name)
     shown = _shown(url)
     where = shown if label == url else f"{label}: {shown}"  # a URL given as is is named once
-    late = DownloadError(f"{where}: not complete after {timeout:g} s (${DOWNLOAD_TIMEOUT_ENV}); nothing cached")
     try:
         with removed_on_signal(tmp), Deadline(timeout) as deadline:
-            digest = hashlib.sha256()
-            received = 0
-            opener = deadline.opener(_HttpOnlyRedirects)
-            try:
-                with os.fdopen(fd, "wb") as out, \
-                        contextlib.closing(opener.open(url, timeout=min(STALL_TIMEOUT_S, timeout))) as response:
-                    encoding = (response.headers.get("Content-Encoding") or "identity").lower()
-                    if encoding != "identity":
-                        raise DownloadError(f"{where}: the server sent {encoding}-encoded bytes, not the "
-                                            "file; nothing cached")
-                    size = response.headers.get("Content-Length")
-                    size = int(size) if size is not None and size.isdigit() else None
-                    if size is not None and size > limit:
-                        raise DownloadError(f"{where}: {size:,} bytes, above the download limit of "
-                                            f"{limit:,} (${MAX_DOWNLOAD_ENV}); nothing cached")
-                    while True:
-                        chunk = response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)
-                        if not chunk:
-                            break
-                        received += len(chunk)
-                        if received > limit:
-                            raise DownloadError(f"{where}: more than {limit:,} bytes, the download limit "
-                                                f"(${MAX_DOWNLOAD_ENV}); nothing cached")
-                        digest.update(chunk)
-                        out.write(chunk)
-                    out.flush()
-                    os.fsync(out.fileno())
-            except DownloadError:
-                raise
-            except urllib.error.HTTPError as exc:
-                raise DownloadError(f"{where}: HTTP {exc.code} {exc.reason}; nothing cached at {target}") \
-                    from None
-            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
-                if deadline.expired:  # the deadline cut the connection: whatever the read made of it
-                    raise late from None
-                reason = getattr(exc, "reason", None) or exc
-                raise DownloadError(f"{where}: cannot download ({first_line(reason, 200)}); no cached "
-                                    f"copy at {target}") from None
-            if deadline.expired:
-                raise late
-            if size is not None and received != size:
-                raise DownloadError(f"{where}: connection closed after {received:,} of {size:,} "
-                                    "bytes; nothing cached")
-            actual = digest.hexdigest()
-            for want, what in expected:
-                if not actual.startswith(want.lower()):
-                    raise DownloadError(f"{where}: SHA-256 {actual[:16]}... does not match the {what} "
-                                        f"{want}; nothing cached")
-            if recorded and not actual.startswith(recorded):
-                raise DownloadError(f"{where}: SHA-256 {actual[:16]}... differs from the {recorded[:16]}... "
-                                    f"recorded on the first download; nothing cached (delete "
-                                    f"{_record_of(target)} to trust the new file)")
-            if not _looks_like_weights(tmp):
-                raise DownloadError(f"{where}: the response is not a weights file (a torch archive, "
-                                    "pickle or safetensors); nothing cached")
+            actual = _transfer(url, fd, where, target, deadline, timeout)
+            _check_download(actual, tmp, expected, recorded, where, target)
             os.replace(tmp, target)
             if not expected and not recorded:  # trust on first use: later uses must match what was fetched now
                 _record_of(target).write_text(actual + "\n")
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
+
+
+def _transfer(url: str, fd: int, where: str, target: Path, deadline: Deadline, timeout: float) -> str:
+    """The response's bytes into ``fd``, within the size limit and the deadline; their SHA-256."""
+    limit = _env_number(MAX_DOWNLOAD_ENV, DEFAULT_MAX_DOWNLOAD)
+    limit = int(limit) if math.isfinite(limit) else limit  # inf: no limit
+    late = DownloadError(f"{where}: not complete after {timeout:g} s (${DOWNLOAD_TIMEOUT_ENV}); nothing cached")
+    digest, received = hashlib.sha256(), 0
+    try:
+        with os.fdopen(fd, "wb") as out, contextlib.closing(
+                deadline.opener(_HttpOnlyRedirects).open(url, timeout=min(STALL_TIMEOUT_S, timeout))) as response:
+            encoding = (response.headers.get("Content-Encoding") or "identity").lower()
+            if encoding != "identity":
+                raise DownloadError(f"{where}: the server sent {encoding}-encoded bytes, not the file; nothing cached")
+            size = response.headers.get("Content-Length")
+            size = int(size) if size is not None and size.isdigit() else None
+            if size is not None and size > limit:
+                raise DownloadError(f"{where}: {size:,} bytes, above the download limit of {limit:,} "
+                                    f"(${MAX_DOWNLOAD_ENV}); nothing cached")
+            while chunk := (response.read1(CHUNK) if hasattr(response, "read1") else response.read(CHUNK)):
+                received += len(chunk)
+                if received > limit:
+                    raise DownloadError(f"{where}: more than {limit:,} bytes, the download limit "
+                                        f"(${MAX_DOWNLOAD_ENV}); nothing cached")
+                digest.update(chunk)
+                out.write(chunk)
+            out.flush()
+            os.fsync(out.fileno())
+    except DownloadError:
+        raise
+    except urllib.error.HTTPError as exc:
+        raise DownloadError(f"{where}: HTTP {exc.code} {exc.reason}; nothing cached at {target}") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        if deadline.expired:  # the deadline cut the connection: whatever the read made of it
+            raise late from None
+        reason = getattr(exc, "reason", None) or exc
+        raise DownloadError(f"{where}: cannot download ({first_line(reason, 200)}); no cached copy at {target}") \
+            from None
+    if deadline.expired:
+        raise late
+    if size is not None and received != size:
+        raise DownloadError(f"{where}: connection closed after {received:,} of {size:,} bytes; nothing cached")
+    return digest.hexdigest()
+
+
+def _check_download(actual: str, tmp: Path, expected: list[tuple[str, str]], recorded: str | None, where: str,
+                    target: Path) -> None:
+    """A complete download is the file it should be: the hashes it must match, the shape of a weights file."""
+    for want, what in expected:
+        if not actual.startswith(want.lower()):
+            raise DownloadError(f"{where}: SHA-256 {actual[:16]}... does not match the {what} {want}; nothing cached")
+    if recorded and not actual.startswith(recorded):
+        raise DownloadError(f"{where}: SHA-256 {actual[:16]}... differs from the {recorded[:16]}... recorded on the "
+                            f"first download; nothing cached (delete {_record_of(target)} to trust the new file)")
+    if not _looks_like_weights(tmp):
+        raise DownloadError(f"{where}: the response is not a weights file (a torch archive, pickle or safetensors); "
+                            "nothing cached")
 
 
 def is_safetensors(path: Path) -> bool:
@@ -464,42 +465,47 @@ def read_state(path: Path, label: str | None = None) -> tuple[dict, dict | None]
 
     torch files load with ``weights_only=True``: a file that would run code is refused.
     """
+    label = label or str(path)
+    if not path.is_file():
+        raise WeightsError(f"{label}: no such file" if not path.exists() else f"{label}: not a regular file")
+    return _read_safetensors(path, label) if is_safetensors(path) else _read_torch(path, label)
+
+
+def _read_safetensors(path: Path, label: str) -> tuple[dict, dict | None]:
+    from safetensors import SafetensorError, safe_open
+
+    with open(path, "rb") as fh:
+        header = int.from_bytes(fh.read(8), "little")
+    if header > MAX_HEADER_BYTES:  # parsing it alone would take seconds and gigabytes
+        raise WeightsError(f"{label}: a safetensors header of {header:,} bytes, above {MAX_HEADER_BYTES:,} (more "
+                           f"tensors than any model has); refused before reading it")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+            keys = list(fh.keys())
+            if len(keys) > MAX_TENSORS:
+                raise WeightsError(f"{label}: {len(keys):,} tensors, above {MAX_TENSORS:,} (more than any model has); "
+                                   "refused before reading them")
+            state = {k: fh.get_tensor(k) for k in keys}
+    except WeightsError:
+        raise
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"{label}: not a readable safetensors file: {first_line(exc, 200)}") from None
+    if meta.get("format") != "archkit-checkpoint" or not meta.get("spec"):
+        return state, None
+    try:
+        return state, json.loads(meta["spec"])
+    except ValueError:
+        raise WeightsError(f"{label}: its stored archkit spec is not valid JSON") from None
+    except RecursionError:
+        raise WeightsError(f"{label}: its stored archkit spec nests too deep to be a spec") from None
+
+
+def _read_torch(path: Path, label: str) -> tuple[dict, dict | None]:
     import pickle
 
     import torch
 
-    label = label or str(path)
-    if not path.is_file():
-        raise WeightsError(f"{label}: no such file" if not path.exists() else f"{label}: not a regular file")
-    if is_safetensors(path):
-        from safetensors import SafetensorError, safe_open
-
-        with open(path, "rb") as fh:
-            header = int.from_bytes(fh.read(8), "little")
-        if header > MAX_HEADER_BYTES:  # parsing it alone would take seconds and gigabytes
-            raise WeightsError(f"{label}: a safetensors header of {header:,} bytes, above {MAX_HEADER_BYTES:,} (more "
-                               f"tensors than any model has); refused before reading it")
-        try:
-            with safe_open(str(path), framework="pt") as fh:
-                meta = fh.metadata() or {}
-                keys = list(fh.keys())
-                if len(keys) > MAX_TENSORS:
-                    raise WeightsError(f"{label}: {len(keys):,} tensors, above {MAX_TENSORS:,} (more than any "
-                                       "model has); refused before reading them")
-                state = {k: fh.get_tensor(k) for k in keys}
-        except WeightsError:
-            raise
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise WeightsError(f"{label}: not a readable safetensors file: {first_line(exc, 200)}") from None
-        spec = None
-        if meta.get("format") == "archkit-checkpoint" and meta.get("spec"):
-            try:
-                spec = json.loads(meta["spec"])
-            except ValueError:
-                raise WeightsError(f"{label}: its stored archkit spec is not valid JSON") from None
-            except RecursionError:
-                raise WeightsError(f"{label}: its stored archkit spec nests too deep to be a spec") from None
-        return state, spec
     _check_archive(path, label)
     try:
         with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says enough
