@@ -81,38 +81,14 @@ def _norm_act(spec: ModelSpec) -> str:
     return f"norm {_layer_text(spec.norm)} \u00b7 act {_layer_text(spec.activation)}"
 
 
+Item = tuple[str, str, str, "str | None"]  # (kind, title, detail, shortcut note)
+
+
 def render(spec: ModelSpec) -> str:
     """The SVG document for ``spec``: shapes and shortcuts from the plan, parameters and MACs measured."""
-    p = plan(spec)
     rows = {r.name: r for r in summary.measure(spec, depth=1).rows}
-    items: list[tuple[str, str, str, str | None]] = []  # (kind, title, detail, shortcut note)
-    items.append(("io", "input", _dims(p.input_shape), None))
-    if p.stem:
-        text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.stem)
-        items.append(("stem", "stem", f"{text}  \u21d2  {_dims(p.stem[-1].out_shape)}", None))
-    dilation = 1
-    for sp in p.stages:
-        first, stage = sp.blocks[0], spec.stages[sp.index]
-        after = sp.result.dilation if sp.result is not None else dilation  # dilate: or output_stride's doing
-        stride = f"dilated \u00d7{after // dilation} (dilation {after})" if after > dilation else f"stride {stage.stride}"
-        dilation = after
-        attn = "+".join(a.type for a in first.attn)
-        blocks = f"{first.type}{' + ' + attn if attn else ''} \u00d7{sp.depth}"
-        flow = _flow(sp, blocks)
-        detail = (f"{sp.type + ': ' if sp.type != 'resnet' else ''}{flow or blocks}  \u00b7  {sp.in_shape[0]}\u2192"
-                  f"{sp.out_shape[0]} ch  \u00b7  {stride}  \u00b7  out {_dims(sp.out_shape)}  \u00b7  "
-                  f"{rows[sp.name].params:,} params")
-        items.append(("stage", sp.name, detail, _shortcuts(sp)))
-    if p.final:
-        text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.final)
-        items.append(("stem", "final", f"{text}  \u21d2  {_dims(p.final[-1].out_shape)}", None))
-    if p.head:
-        text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.head)
-        items.append(("head", "head", text, None))
-    items.append(("io", "output", _dims(p.output_shape), None))
-    total = sum(r.params for r in rows.values())
-    macs = sum(r.macs for r in rows.values())
-
+    items = _items(spec, plan(spec), rows)
+    total, macs = sum(r.params for r in rows.values()), sum(r.macs for r in rows.values())
     wrapped = [_wrap(detail, 72) for _, _, detail, _ in items]  # every word shown: a box grows to hold it
     heights = [max(ROW_H, 22 + 17 * (len(lines) - 1) + 15) for lines in wrapped]
     height = 70 + sum(heights) + len(items) * GAP
@@ -127,27 +103,60 @@ def render(spec: ModelSpec) -> str:
            f"{total:,} parameters \u00b7 {macs / 1e9:,.3f} GMACs at {_dims(spec.input.size)} \u00b7 "
            f"{escape(_norm_act(spec))}</text>"]
     y = 64
-    for n, ((kind, title, _, note), lines, box) in enumerate(zip(items, wrapped, heights)):
+    for n, (item, lines, box) in enumerate(zip(items, wrapped, heights)):
         if n:
             out.append(f"<line x1='{BOX_X + BOX_W / 2}' y1='{y - GAP}' x2='{BOX_X + BOX_W / 2}' y2='{y - 2}' "
                        "stroke='#555' stroke-width='1.5' marker-end='url(#arrow)'/>")
-        out.append(f"<rect x='{BOX_X}' y='{y}' width='{BOX_W}' height='{box}' rx='8' fill='{COLORS[kind]}' "
-                   "stroke='#7a8591'/>")
-        out.append(f"<text x='{BOX_X - 12}' y='{y + box / 2 + 5}' font-size='14' font-weight='bold' "
-                   f"text-anchor='end'>{escape(title)}</text>")
-        for k, line in enumerate(lines):
-            out.append(f"<text x='{BOX_X + 12}' y='{y + 22 + 17 * k}' font-size='12'>{escape(line)}</text>")
-        if note:  # the residual shortcuts around the stage
-            x = BOX_X + BOX_W
-            out.append(f"<path d='M{x},{y + 10} C{x + 40},{y + 10} {x + 40},{y + box - 10} {x + 4},{y + box - 10}' "
-                       "fill='none' stroke='#2f7d32' stroke-width='1.5' stroke-dasharray='4 3' "
-                       "marker-end='url(#arrow)'/>")
-            for k, part in enumerate(_wrap(note, 36)):
-                out.append(f"<text x='{x + 38}' y='{y + box / 2 + 4 + 13 * k}' font-size='11' fill='#2f7d32'>"
-                           f"{escape(part)}</text>")
+        out += _box(item, lines, y, box)
         y += box + GAP
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _items(spec: ModelSpec, p: Any, rows: dict) -> list[Item]:
+    """The boxes: input, stem, each stage (its flow, widths, stride or dilation, parameters), final, head, output."""
+    items: list[Item] = [("io", "input", _dims(p.input_shape), None)]
+    if p.stem:
+        text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.stem)
+        items.append(("stem", "stem", f"{text}  \u21d2  {_dims(p.stem[-1].out_shape)}", None))
+    dilation = 1
+    for sp in p.stages:
+        first, stage = sp.blocks[0], spec.stages[sp.index]
+        after = sp.result.dilation if sp.result is not None else dilation  # dilate: or output_stride's doing
+        stride = f"dilated \u00d7{after // dilation} (dilation {after})" if after > dilation else f"stride {stage.stride}"
+        dilation = after
+        attn = "+".join(a.type for a in first.attn)
+        blocks = f"{first.type}{' + ' + attn if attn else ''} \u00d7{sp.depth}"
+        detail = (f"{sp.type + ': ' if sp.type != 'resnet' else ''}{_flow(sp, blocks) or blocks}  \u00b7  "
+                  f"{sp.in_shape[0]}\u2192{sp.out_shape[0]} ch  \u00b7  {stride}  \u00b7  out {_dims(sp.out_shape)}"
+                  f"  \u00b7  {rows[sp.name].params:,} params")
+        items.append(("stage", sp.name, detail, _shortcuts(sp)))
+    if p.final:
+        text = " \u2192 ".join(_layer_text(lp.layer) for lp in p.final)
+        items.append(("stem", "final", f"{text}  \u21d2  {_dims(p.final[-1].out_shape)}", None))
+    if p.head:
+        items.append(("head", "head", " \u2192 ".join(_layer_text(lp.layer) for lp in p.head), None))
+    items.append(("io", "output", _dims(p.output_shape), None))
+    return items
+
+
+def _box(item: Item, lines: list[str], y: float, box: float) -> list[str]:
+    """One box's SVG: its title on the left, its lines, and the shortcut arc and note on the right."""
+    kind, title, _, note = item
+    out = [f"<rect x='{BOX_X}' y='{y}' width='{BOX_W}' height='{box}' rx='8' fill='{COLORS[kind]}' "
+           "stroke='#7a8591'/>",
+           f"<text x='{BOX_X - 12}' y='{y + box / 2 + 5}' font-size='14' font-weight='bold' "
+           f"text-anchor='end'>{escape(title)}</text>"]
+    for k, line in enumerate(lines):
+        out.append(f"<text x='{BOX_X + 12}' y='{y + 22 + 17 * k}' font-size='12'>{escape(line)}</text>")
+    if note:  # the residual shortcuts around the stage
+        x = BOX_X + BOX_W
+        out.append(f"<path d='M{x},{y + 10} C{x + 40},{y + 10} {x + 40},{y + box - 10} {x + 4},{y + box - 10}' "
+                   "fill='none' stroke='#2f7d32' stroke-width='1.5' stroke-dasharray='4 3' marker-end='url(#arrow)'/>")
+        for k, part in enumerate(_wrap(note, 36)):
+            out.append(f"<text x='{x + 38}' y='{y + box / 2 + 4 + 13 * k}' font-size='11' fill='#2f7d32'>"
+                       f"{escape(part)}</text>")
+    return out
 
 
 def _wrap(text: str, width: int) -> list[str]:

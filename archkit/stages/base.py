@@ -195,57 +195,70 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
             block, where = stage.block, ("block",)
         kind: BlockType = si.block_type(block.type)
         planes_j = shape[0] if own_widths and getattr(block, "depthwise", False) else planes
-        try:
-            out_j = kind.channels_out(planes_j, block)
-        except (ValueError, NotImplementedError) as exc:
-            raise StageProblem((), f"{block.type} block: {first_line(exc)}") from None
-        if own_widths:
-            out_channels = None
-        if out_channels is not None and out_j != out_channels:
+        out_j = _channels(kind, planes_j, block)
+        if not own_widths and out_channels is not None and out_j != out_channels:
             raise StageProblem(where, f"outputs {out_j} channels where the stage's first block outputs "
                                       f"{out_channels}; a stage's blocks share their output width")
-        out_channels = out_j
-        s = stride if j == 0 else 1
+        out_channels, s = out_j, stride if j == 0 else 1
         block_dilation = first_dilation if j == 0 else dilation
         if block_dilation > 1 and not kind.dilation:
             raise StageProblem((), f"{block.type} blocks cannot dilate (stage {i + 1} needs dilation {block_dilation})")
-        asked = Shortcut(block.shortcut) if block.shortcut else kind.shortcuts[0]
         changes = s != 1 or shape[0] != out_channels or (dilation_changes and block_dilation != dilation)
-        if asked is Shortcut.NONE or (asked is Shortcut.IDENTITY and changes):
-            shortcut = Shortcut.NONE
-        else:
-            shortcut = asked if changes else Shortcut.IDENTITY
-        if shortcut is Shortcut.ZERO_PAD and out_channels < shape[0]:
-            raise StageProblem((*where, "shortcut"), f"zero_pad cannot shrink {shape[0]} channels to {out_channels}; "
-                                                     "use projection or avg_down")
+        shortcut = _shortcut_kind(kind, block, changes, shape[0], out_channels, where)
         bp = BlockPlan(i, j, si.first_block + j, kind, block, shape[0], planes_j, out_channels, s, block_dilation,
                        dilation, (shape[1], shape[2]), shortcut, si.rates[j],
                        si.drop_block if kind.drop_block else None,
                        tuple(block.attn), si.norm, si.act, f"{name}.{j}", si.deploy)
-        try:
-            if kind.describe is not None:
-                op = describe_block(bp)
-                out_shape = op.output.shape
-            else:
-                out_size = ((shape[1] - 1) // s + 1, (shape[2] - 1) // s + 1)
-                sizer = getattr(kind.module, "out_size", None)
-                if sizer is not None:
-                    out_size = tuple(sizer(in_size=(shape[1], shape[2]), stride=s, params=block))
-                op = _module_block(bp, out_size)
-                out_shape = (out_channels, *out_size)
-        except (ValueError, NotImplementedError) as exc:  # DescriptionError is a ValueError
-            raise StageProblem(where, f"{block.type} block: {first_line(exc)}") from None
-        except Exception as exc:  # noqa: BLE001 - a block's own code failing (a plugin's): located, named
-            raise StageProblem(where, f"{block.type} block: {type(exc).__name__}: {first_line(exc)}",
-                               block.type) from exc
-        if out_shape[0] != out_channels:
-            raise StageProblem((), f"{block.type} block: its description outputs {out_shape[0]} channels, its type "
-                                   f"says {out_channels}")
+        op, shape = _described(bp, where)
         blocks.append(bp)
         ops.append(op)
-        shapes.append(tuple(out_shape))
-        shape = tuple(out_shape)
+        shapes.append(shape)
     return blocks, ops, shapes
+
+
+def _channels(kind: BlockType, planes: int, block: Any) -> int:
+    try:
+        return kind.channels_out(planes, block)
+    except (ValueError, NotImplementedError) as exc:
+        raise StageProblem((), f"{block.type} block: {first_line(exc)}") from None
+
+
+def _shortcut_kind(kind: BlockType, block: Any, changes: bool, c_in: int, c_out: int, where: tuple) -> Shortcut:
+    """The kind asked for (the block's first by default) where the block changes shape, else the identity;
+    ``none`` always none, ``identity`` none where the shape changes (timm's ``downsample=''``)."""
+    asked = Shortcut(block.shortcut) if block.shortcut else kind.shortcuts[0]
+    if asked is Shortcut.NONE or (asked is Shortcut.IDENTITY and changes):
+        return Shortcut.NONE
+    shortcut = asked if changes else Shortcut.IDENTITY
+    if shortcut is Shortcut.ZERO_PAD and c_out < c_in:
+        raise StageProblem((*where, "shortcut"), f"zero_pad cannot shrink {c_in} channels to {c_out}; "
+                                                 "use projection or avg_down")
+    return shortcut
+
+
+def _described(bp: BlockPlan, where: tuple) -> tuple[Any, Shape]:
+    """The block's description (or module-form op) and its output shape, problems located at ``where``."""
+    block, (h, w) = bp.params, bp.in_size
+    try:
+        if bp.kind.describe is not None:
+            op = describe_block(bp)
+            out_shape = op.output.shape
+        else:
+            out_size = ((h - 1) // bp.stride + 1, (w - 1) // bp.stride + 1)
+            sizer = getattr(bp.kind.module, "out_size", None)
+            if sizer is not None:
+                out_size = tuple(sizer(in_size=(h, w), stride=bp.stride, params=block))
+            op = _module_block(bp, out_size)
+            out_shape = (bp.out_channels, *out_size)
+    except (ValueError, NotImplementedError) as exc:  # DescriptionError is a ValueError
+        raise StageProblem(where, f"{block.type} block: {first_line(exc)}") from None
+    except Exception as exc:  # noqa: BLE001 - a block's own code failing (a plugin's): located, named
+        raise StageProblem(where, f"{block.type} block: {type(exc).__name__}: {first_line(exc)}",
+                           block.type) from exc
+    if out_shape[0] != bp.out_channels:
+        raise StageProblem((), f"{block.type} block: its description outputs {out_shape[0]} channels, its type "
+                               f"says {bp.out_channels}")
+    return op, tuple(out_shape)
 
 
 def call_blocks(s: Scope, name: str, x: Value, ops: list[Any]) -> Value:
