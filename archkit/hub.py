@@ -149,14 +149,39 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
     """The spec a folder describes, as a loader tree with positions in its ``config.json``; the folder's
     weights (if any) declared as ``weights: {folder: {file: ...}}``. ``find`` gives the file of a packaged
     spec name (a folder timm wrote names its ``architecture``), ``resolve`` that file's ``base:`` names."""
-    from . import loader
-
     root = folder(ref)
     config = root / CONFIG
     _check_file(config, root, ref, hub=ref.startswith(HUB))
+    data = _config_json(config)
+    marks = getattr(data, "marks", {})
+    section = data.get("archkit")
+    if section is not None:
+        if not isinstance(section, dict) or not isinstance(section.get("spec"), dict):
+            raise SpecError("must be an object with the archkit spec under 'spec'", marks.get("archkit"), "archkit")
+        tree = section["spec"]
+        tree.pop("weights", None)
+        _one_truth(tree, data, marks, config, find, resolve)
+    else:
+        tree = _timm_tree(data, marks, config, find, resolve)
+    weights = next((root / n for n in _WEIGHT_FILES if (root / n).exists() or (root / n).is_symlink()), None)
+    if weights is None and ref.startswith(HUB):
+        weights = root / WEIGHTS  # fetched from the hub when first used
+    elif weights is not None:
+        _check_file(weights, root, ref, hub=ref.startswith(HUB))
+    if weights is not None:
+        tree["weights"] = _declared_weights(weights, data, section, config)
+        tree.marks["weights"] = Mark(str(config))
+    return tree
+
+
+def _config_json(config: Path) -> Any:
+    """``config.json`` as a loader tree with positions, read as strict JSON (no YAML anchors or tags, no NaN
+    or Infinity) within the loader's limits."""
+    from . import loader
+
     budget = loader.Budget()
     text = loader.read_text(config, budget)
-    try:  # JSON, strictly (no YAML anchors or tags, no NaN or Infinity); then parsed again for positions
+    try:
         json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise SpecError(f"not valid JSON: {exc.msg}", Mark(str(config), exc.lineno, exc.colno)) from None
@@ -175,42 +200,31 @@ def spec_tree(ref: str, find: Callable[[str], Path | None], resolve: Callable[..
     data = loader.parse(text, str(config), budget=budget)
     if not isinstance(data, dict):
         raise SpecError("config.json must hold a JSON object", Mark(str(config), 1, 1))
+    return data
+
+
+def _declared_weights(weights: Path, data: Any, section: Any, config: Path) -> Any:
+    """``{folder: {file, format, meta, sha256}}``: the folder's weights as a spec declares weights."""
+    from . import loader
+
     marks = getattr(data, "marks", {})
-    section = data.get("archkit")
-    if section is not None:
-        if not isinstance(section, dict) or not isinstance(section.get("spec"), dict):
-            raise SpecError("must be an object with the archkit spec under 'spec'", marks.get("archkit"), "archkit")
-        tree = section["spec"]
-        tree.pop("weights", None)
-        _one_truth(tree, data, marks, config, find, resolve)
-    else:
-        tree = _timm_tree(data, marks, config, find, resolve)
-    weights = next((root / n for n in _WEIGHT_FILES if (root / n).exists() or (root / n).is_symlink()), None)
-    if weights is None and ref.startswith(HUB):
-        weights = root / WEIGHTS  # fetched from the hub when first used
-    elif weights is not None:
-        _check_file(weights, root, ref, hub=ref.startswith(HUB))
-    if weights is not None:
-        entry = loader.MDict({"file": weights.name,
-                              "format": "safetensors" if weights.suffix == ".safetensors" else "timm"},
-                             mark=Mark(str(config)))
-        entry.marks = {"file": Mark(str(config)), "format": Mark(str(config))}
-        meta = _folder_meta(data, marks)
-        if meta:
-            entry["meta"] = meta
-            entry.marks["meta"] = marks.get("pretrained_cfg") or Mark(str(config))
-        digest = section.get("weights_sha256") if isinstance(section, dict) else None
-        if digest is not None and not isinstance(digest, str):
-            raise SpecError(f"must be a hex string (got {digest!r})", getattr(section, "marks", {}).get(
-                "weights_sha256") or marks.get("archkit"), "archkit.weights_sha256")
-        if isinstance(digest, str):
-            entry["sha256"] = digest
-            entry.marks["sha256"] = marks.get("archkit") or Mark(str(config))
-        declared = loader.MDict({WEIGHTS_NAME: entry}, mark=Mark(str(config)))
-        declared.marks = {WEIGHTS_NAME: Mark(str(config))}
-        tree["weights"] = declared
-        tree.marks["weights"] = Mark(str(config))
-    return tree
+    entry = loader.MDict({"file": weights.name, "format": "safetensors" if weights.suffix == ".safetensors" else "timm"},
+                         mark=Mark(str(config)))
+    entry.marks = {"file": Mark(str(config)), "format": Mark(str(config))}
+    meta = _folder_meta(data, marks)
+    if meta:
+        entry["meta"] = meta
+        entry.marks["meta"] = marks.get("pretrained_cfg") or Mark(str(config))
+    digest = section.get("weights_sha256") if isinstance(section, dict) else None
+    if digest is not None and not isinstance(digest, str):
+        raise SpecError(f"must be a hex string (got {digest!r})", getattr(section, "marks", {}).get(
+            "weights_sha256") or marks.get("archkit"), "archkit.weights_sha256")
+    if isinstance(digest, str):
+        entry["sha256"] = digest
+        entry.marks["sha256"] = marks.get("archkit") or Mark(str(config))
+    declared = loader.MDict({WEIGHTS_NAME: entry}, mark=Mark(str(config)))
+    declared.marks = {WEIGHTS_NAME: Mark(str(config))}
+    return declared
 
 
 def _timm_tree(data: dict, marks: dict, config: Path, find: Callable[[str], Path | None],
