@@ -256,14 +256,13 @@ def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Cand
     the whole spec is written without ``base:``. SpecError if neither reads back equal: nothing written.
     """
     import os
-    import tempfile
     from pathlib import Path
 
     import yaml
 
     from . import loader, specs, zoo
     from .errors import Mark
-    from .files import atomic_path, is_special
+    from .files import is_special
     from .summary import measure
 
     final = loader.load(ref, overrides, num_classes=num_classes, in_chans=in_chans, resolve=zoo.resolve)
@@ -297,24 +296,40 @@ def write_fitted(output: str, ref: str, overrides: list[str], spec: Any, c: Cand
             (counted.total_params, counted.macs) == (c.params, c.macs)
 
     for tree in (short, whole):
-        text = header + yaml.safe_dump(tree, sort_keys=False, allow_unicode=False, width=100)
-        if special:  # /dev/stdout and the like: checked beside nothing, written in place
-            with tempfile.TemporaryDirectory() as tmp:
-                check = Path(tmp) / "fit.yaml"
-                check.write_text(text, encoding="utf-8")
-                ok = reads_back(check)
-            if ok:
-                with atomic_path(output) as path, open(path, "w", encoding="utf-8") as fh:
-                    fh.write(text)
-                return
-            continue
-        with atomic_path(output) as path:  # replaces the target only if the block succeeds
-            path.write_text(text, encoding="utf-8")
-            if reads_back(path):
-                return
-            if tree is whole:
-                raise SpecError(f"fit: {output} would not build the measured spec; nothing written")
+        if _written_if_it_reads_back(output, header + yaml.safe_dump(tree, sort_keys=False, allow_unicode=False,
+                                                                      width=100), special, reads_back):
+            return
     raise SpecError(f"fit: {output} would not build the measured spec; nothing written")
+
+
+def _written_if_it_reads_back(output: str, text: str, special: bool, reads_back: Callable[[Any], bool]) -> bool:
+    """Write ``text`` to ``output`` only if it reads back as the measured spec; whether it was written."""
+    import tempfile
+    from pathlib import Path
+
+    from .files import atomic_path
+
+    if special:  # /dev/stdout and the like: checked beside nothing, written in place
+        with tempfile.TemporaryDirectory() as tmp:
+            check = Path(tmp) / "fit.yaml"
+            check.write_text(text, encoding="utf-8")
+            if not reads_back(check):
+                return False
+        with atomic_path(output) as path, open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        return True
+    try:
+        with atomic_path(output) as path:  # replaces the target only if the block ends without an exception
+            path.write_text(text, encoding="utf-8")
+            if not reads_back(path):
+                raise _NotWritten
+    except _NotWritten:
+        return False
+    return True
+
+
+class _NotWritten(Exception):
+    """A candidate file that does not read back: its atomic write is rolled back."""
 
 
 # --- diff ------------------------------------------------------------------------------------------

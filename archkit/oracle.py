@@ -68,44 +68,20 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
     model = build(spec, device="meta").to(dtype).eval()
     x = torch.empty(batch_size, spec.input.channels, *spec.input.size, device="meta", dtype=dtype)
     counter = FlopCounterMode(display=False)
-    rows: list[Row] = []
-    hooks = []
-    entered: list[str] = []  # modules whose forward started, innermost last
+    recorder = _Recorder(counter, depth)
     written = WrittenBytes()
-
-    def attach(module: nn.Module, name: str, level: int) -> None:
-        row = Row(name, _type_name(module), level, [], sum(p.numel() for p in module.parameters()), 0)
-        rows.append(row)
-        start = [0]
-
-        def pre(_m: nn.Module, _args: Any) -> None:
-            start[0] = counter.get_total_flops()
-            entered.append(f"{name} ({type(_m).__name__})")
-
-        def post(_m: nn.Module, _args: Any, out: Any) -> None:
-            row.macs = (counter.get_total_flops() - start[0]) // 2
-            row.output_shape = _shape(out)
-            entered.pop()
-
-        hooks.append(module.register_forward_pre_hook(pre))
-        hooks.append(module.register_forward_hook(post))
-        if level < depth and not getattr(module, "archkit_primitive", False):
-            for child_name, child in module.named_children():
-                attach(child, f"{name}.{child_name}", level + 1)
-
     # the rows of depth 1 are the plan's parts (stem layers, stages, head layers) whatever the layout
     for name in (*model.stem_names, *model.stage_names, *getattr(model, "final_names", ()),
                  *getattr(model, "head_names", ())):
-        attach(model.get_submodule(name), name, 1)
+        recorder.attach(model.get_submodule(name), name, 1)
     try:
         with torch.no_grad(), counter, written.mode:
             out = model(x)
     except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
-        where = entered[-1] if entered else spec.name
+        where = recorder.entered[-1] if recorder.entered else spec.name
         raise SummaryError(f"{where} cannot run on the meta device: {first_line(exc, 200)}") from exc
     finally:
-        for h in hooks:
-            h.remove()
+        recorder.remove()
     params = list(model.parameters())
     return Summary(
         name=spec.name,
@@ -118,9 +94,41 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         activation_bytes=written.total,
         dtype=str(dtype).replace("torch.", ""),
-        rows=rows,
+        rows=recorder.rows,
     )
 
+
+class _Recorder:
+    """Forward hooks that give each attached module a row: its type, output shape, parameters and MACs."""
+
+    def __init__(self, counter: Any, depth: int):
+        self.counter, self.depth = counter, depth
+        self.rows: list[Row] = []
+        self.hooks: list[Any] = []
+        self.entered: list[str] = []  # modules whose forward started, innermost last
+
+    def attach(self, module: nn.Module, name: str, level: int) -> None:
+        row = Row(name, _type_name(module), level, [], sum(p.numel() for p in module.parameters()), 0)
+        self.rows.append(row)
+        start = [0]
+
+        def pre(_m: nn.Module, _args: Any) -> None:
+            start[0] = self.counter.get_total_flops()
+            self.entered.append(f"{name} ({type(_m).__name__})")
+
+        def post(_m: nn.Module, _args: Any, out: Any) -> None:
+            row.macs = (self.counter.get_total_flops() - start[0]) // 2
+            row.output_shape = _shape(out)
+            self.entered.pop()
+
+        self.hooks += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        if level < self.depth and not getattr(module, "archkit_primitive", False):
+            for child_name, child in module.named_children():
+                self.attach(child, f"{name}.{child_name}", level + 1)
+
+    def remove(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
 
 
 def check_shapes(model: nn.Module, spec: ModelSpec) -> None:
