@@ -107,23 +107,7 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
     from .summary import estimate
 
     vary = vary or tuple(AXES[n] for n in DEFAULT_AXES)
-    explicit = [i + 1 for i, s in enumerate(spec.stages) if s.blocks is not None
-                or getattr(s.block, "widths", None) or getattr(s.block, "out_channels", None)]
-    if explicit and any(a.name in DEFAULT_AXES for a in vary):
-        raise SpecError(f"stage {explicit[0]} lists its blocks or sets explicit widths (a pruned network): its "
-                        "width and depth multipliers cannot scale it, so fit has nothing to vary", None, "--vary")
-    current = {a.name: _current(spec, tree, a.name) for a in vary}
-    primary = next((a for a in AXES.values() if a in vary and a.bounds is not None), None)
-    others = [a for a in vary if a is not primary]
-    grids = [sorted(set(a.grid(current[a.name]))) for a in others]
-    bound = 40 if primary is not None else 1  # bisection steps per combination of the others
-    for g in grids:
-        bound *= len(g)
-    if bound > MAX_CANDIDATES:
-        sizes = " x ".join(f"{len(g)} {a.label}" for a, g in zip(others, grids))
-        raise SpecError(f"fit would evaluate up to {bound:,} candidates ({sizes}"
-                        + (f" x 40 bisection steps of {primary.label}" if primary else "")
-                        + f"), above {MAX_CANDIDATES:,}; vary fewer numbers", None, "--vary")
+    current, primary, others, grids = _search_space(spec, tree, vary)
     specs: dict[tuple, Any] = {}  # validated spec per combination of regnet: numbers
     seen: list[Candidate] = []
     best: Candidate | None = None
@@ -158,6 +142,29 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
     with _collector_paused():  # thousands of short-lived descriptions: no cycles to collect, only time lost
         _search(grids, others, primary, current, evaluate, consider)
     return best, seen
+
+
+def _search_space(spec: Any, tree: Any, vary: tuple[Axis, ...]) -> tuple[dict, Any, list, list]:
+    """Each axis' current value, the axis bisected (continuous), the others and their grids; refused where a
+    pruned network has nothing to scale or the grid is too large."""
+    explicit = [i + 1 for i, s in enumerate(spec.stages) if s.blocks is not None
+                or getattr(s.block, "widths", None) or getattr(s.block, "out_channels", None)]
+    if explicit and any(a.name in DEFAULT_AXES for a in vary):
+        raise SpecError(f"stage {explicit[0]} lists its blocks or sets explicit widths (a pruned network): its "
+                        "width and depth multipliers cannot scale it, so fit has nothing to vary", None, "--vary")
+    current = {a.name: _current(spec, tree, a.name) for a in vary}
+    primary = next((a for a in AXES.values() if a in vary and a.bounds is not None), None)
+    others = [a for a in vary if a is not primary]
+    grids = [sorted(set(a.grid(current[a.name]))) for a in others]
+    bound = 40 if primary is not None else 1  # bisection steps per combination of the others
+    for g in grids:
+        bound *= len(g)
+    if bound > MAX_CANDIDATES:
+        sizes = " x ".join(f"{len(g)} {a.label}" for a, g in zip(others, grids))
+        raise SpecError(f"fit would evaluate up to {bound:,} candidates ({sizes}"
+                        + (f" x 40 bisection steps of {primary.label}" if primary else "")
+                        + f"), above {MAX_CANDIDATES:,}; vary fewer numbers", None, "--vary")
+    return current, primary, others, grids
 
 
 @contextlib.contextmanager

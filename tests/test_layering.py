@@ -153,3 +153,13 @@ def test_a_stem_layer_named_like_a_stage_is_still_stem(tmp_path: Path) -> None:
     features = backbone(x)
     sum(f.sum() for f in features).backward()
     assert [tuple(f.shape[1:]) for f in features] == [(64, 16, 16), (128, 8, 8), (256, 4, 4), (512, 2, 2)]
+
+
+def test_no_function_is_longer_than_60_lines() -> None:
+    """Small functions (issue 32): each under 60 lines, docstring included."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 >= 60:
+                long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name}")
+    assert not long, long
