@@ -6,10 +6,13 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from pydantic import BaseModel
+
 from . import plugins
 from .blocks import BUILTIN_BLOCKS, REP_LAYERS
 from .blocks.base import ATTN_POSITIONS, BlockType, Shortcut, USER_SHORTCUTS
 from .attention import BUILTIN_ATTENTION
+from .generators import BUILTIN_GENERATORS, Generator
 from .stages import BUILTIN_STAGES
 from .stages.base import StageType
 from .layers import BUILTIN_LAYERS
@@ -117,6 +120,26 @@ def _fill_stages(registry: Registry) -> None:
     plugins.discover(registry, plugins.STAGE_GROUP, check_stage, lambda obj: "stage")
 
 
+def check_generator(name: str, obj: Any) -> Generator:
+    """A registered generator: an ``archkit.generators.Generator`` named by its spec key."""
+    if not isinstance(obj, Generator):
+        raise TypeError(f"generator {name!r} must be an archkit.generators.Generator, got {obj!r}")
+    if obj.name != name:
+        raise TypeError(f"generator {name!r} is registered under another name than its spec key {obj.name!r}")
+    if not (isinstance(obj.params, type) and issubclass(obj.params, BaseModel)) or not callable(obj.stages):
+        raise TypeError(f"generator {name!r} needs params (a pydantic model) and stages (a callable)")
+    missing = [a.name for a in obj.axes if a.name not in obj.params.model_fields]
+    if missing:
+        raise TypeError(f"generator {name!r} varies {', '.join(missing)}, which its params do not declare")
+    return obj
+
+
+def _fill_generators(registry: Registry) -> None:
+    for name, gen in BUILTIN_GENERATORS.items():
+        registry.register(name, gen, kind="generator")
+    plugins.discover(registry, plugins.GENERATOR_GROUP, check_generator, lambda obj: "generator")
+
+
 def _plugins_off() -> str:
     return "" if plugins.enabled() else f" (plugins are off: --no-plugins or ${plugins.DISABLE_ENV}; a plugin may provide it)"
 
@@ -125,7 +148,8 @@ BLOCKS = Registry("block", _fill_blocks, _plugins_off)
 LAYERS = Registry("layer", _fill_layers, _plugins_off)
 ATTENTION = Registry("attention", _fill_attention, _plugins_off)
 STAGES = Registry("stage", _fill_stages, _plugins_off)
-REGISTRIES = (BLOCKS, LAYERS, ATTENTION, STAGES)
+GENERATORS = Registry("generator", _fill_generators, _plugins_off)
+REGISTRIES = (BLOCKS, LAYERS, ATTENTION, STAGES, GENERATORS)
 
 
 def _reset() -> None:

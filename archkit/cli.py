@@ -157,8 +157,8 @@ def _add_export(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def _add_fit(sub: Any, common: argparse.ArgumentParser) -> None:
     """The fit command."""
-    f = sub.add_parser("fit", parents=[common], help="fit a spec's width and depth (or RegNet numbers) to a budget",
-                       description="Find width and depth multipliers (or the RegNet numbers named in --vary) whose "
+    f = sub.add_parser("fit", parents=[common], help="fit a spec's width and depth (or a generator's numbers) to a budget",
+                       description="Find width and depth multipliers (or the generator numbers named in --vary) whose "
                                    "MACs come closest to a budget (from below), deterministically, from the analytic "
                                    "costs; write the result as a spec.")
     f.add_argument("spec", metavar="SPEC", help="spec name or YAML file")
@@ -167,7 +167,8 @@ def _add_fit(sub: Any, common: argparse.ArgumentParser) -> None:
     f.add_argument("--input-size", type=_positive, nargs="+", metavar="N", help="input height [width]")
     f.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field (repeatable)")
     f.add_argument("--vary", metavar="NAMES", help="comma-separated numbers to vary (default: width,depth, the "
-                   "multipliers); a RegNet's: w_0, w_a, w_m, group_width, bottleneck_multiplier, regnet.depth")
+                   "multipliers); a generated spec's: its generator's numbers (regnet: w_0, w_a, w_m, group_width, "
+                   "bottleneck_multiplier, regnet.depth; see `archkit blocks`)")
     f.add_argument("--output", metavar="FILE", help="write the chosen spec (a few lines over base: SPEC)")
     f.add_argument("--divisor", type=_positive, default=8, metavar="N", help="keep scaled widths a multiple of N "
                    "(default 8, hardware-friendly; the spec's width_divisor where larger; 1: any width)")
@@ -582,7 +583,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
         args.set = [*args.set, Override(f"width_divisor={args.divisor}", f"--divisor {args.divisor}")]
         spec = _load(args)  # widths the multiplier scales stay multiples of the divisor (written with the result)
-    tree = loader.load(args.spec, _overrides(args), resolve=zoo.resolve) if args.vary else None  # regnet: numbers
+    tree = loader.load(args.spec, _overrides(args), resolve=zoo.resolve) if args.vary else None  # a generator's numbers
     vary = design.axes(args.vary, tree)
     best, seen = design.fit(spec, args.macs, args.params_max, vary, tree)
     unique = sorted({c.values: c for c in seen}.values(), key=lambda c: (-c.macs, c.values))
@@ -718,26 +719,29 @@ def _type_text(annotation: Any) -> str:
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
 
 
-def _find_type(name: str) -> Any:
-    """The block, layer or attention entry named ``name``; unknown names get suggestions from all three."""
+def _find_types(name: str) -> list[Any]:
+    """Every entry named ``name`` (a block and a generator may share one); unknown names get suggestions."""
     from .catalog import REGISTRIES
     from .registry import UnknownName, suggest
 
-    for registry in REGISTRIES:
-        if name in registry:
-            return registry.get(name)
+    found = [registry.get(name) for registry in REGISTRIES if name in registry]
+    if found:
+        return found
     for registry in REGISTRIES:
         if registry.explain(name):
             raise UnknownName(registry.explain(name))
     every = [n for registry in REGISTRIES for n in registry.names()]
-    raise UnknownName(f"unknown block, layer or attention type {name!r}" + suggest(name, every, 0))
+    raise UnknownName(f"unknown block, layer, attention, stage or generator type {name!r}" + suggest(name, every, 0))
 
 
 def _describe(entry: Any) -> None:
     from .params import BlockSpec, LayerSpec, AttentionSpec
 
-    params = entry.obj.params if entry.kind in ("block", "stage") else entry.obj
+    params = entry.obj.params if entry.kind in ("block", "stage", "generator") else entry.obj
     print(f"{entry.name} ({entry.kind}, {entry.origin}): {entry.description}")
+    if entry.kind == "generator":
+        print(f"spec key {entry.name}: generates stages:; numbers fit --vary takes: "
+              + ", ".join(a.name for a in entry.obj.qualified_axes()))
     if entry.kind == "block":
         kinds = [k.value for k in entry.obj.shortcuts]
         print(f"expansion: {entry.expansion}")
@@ -773,7 +777,10 @@ def cmd_blocks(args: argparse.Namespace) -> int:
     from .catalog import REGISTRIES
 
     if args.name:
-        _describe(_find_type(args.name))
+        for i, entry in enumerate(_find_types(args.name)):
+            if i:
+                print()
+            _describe(entry)
         return EXIT_OK
     rows = [(n, e.kind, e.origin, "" if e.expansion is None else str(e.expansion), e.description)
             for reg in REGISTRIES for n, e in reg.listing()]

@@ -14,73 +14,61 @@ import re
 from typing import Any, Callable, Iterator
 
 from .errors import SpecError
+from .generators.base import Axis
 from .registry import suggest
 
 # --- fit -------------------------------------------------------------------------------------------
 
 DEPTHS = (0.5, 0.67, 0.75, 1.0, 1.25, 1.5, 2.0)
-_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
-
-
-def _round8(v: float) -> int:
-    return max(8, int(round(v / 8)) * 8)
-
-
-def _w0_grid(v: float) -> list[int]:
-    """Every multiple of 8 from half to twice ``v`` while that is a few; else nine steps in geometric progression."""
-    lattice = list(range(_round8(v / 2), _round8(2 * v) + 1, 8))
-    if len(lattice) <= 9:
-        return lattice
-    return sorted({_round8(v * 2 ** (k / 4)) for k in range(-4, 5)})
-
-
 MAX_CANDIDATES = 20_000  # a search that would evaluate more is refused with its count (a few seconds' work here)
 
-
-@dataclasses.dataclass(frozen=True)
-class Axis:
-    """One number ``fit`` may vary: bisected when it is the first continuous one, else tried on a grid."""
-
-    name: str  # the field path written to the fitted spec
-    label: str  # the column header
-    grid: Callable[[float], list[float]]
-    bounds: Callable[[float], tuple[float, float]] | None = None  # continuous: the bisection interval
-    quantum: float = 0.0  # a continuous number on a lattice (w_0: multiples of 8)
-    digits: int = 4
-
-
-AXES: dict[str, Axis] = {a.name: a for a in (
-    Axis("width_multiplier", "width", lambda v: [v], lambda v: (0.05, 4.0)),
-    Axis("depth_multiplier", "depth", lambda v: list(DEPTHS)),
-    Axis("regnet.w_a", "w_a", lambda v: [round(v * f, 2) for f in _FACTORS], lambda v: (0.0, max(8 * v, 256.0)),
-         digits=2),
-    Axis("regnet.w_0", "w_0", lambda v: _w0_grid(v),
-         lambda v: (8.0, max(8 * v, 512.0)), quantum=8),
-    Axis("regnet.depth", "blocks", lambda v: [max(1, round(v * f)) for f in DEPTHS]),
-    Axis("regnet.w_m", "w_m", lambda v: [v, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0]),
-    Axis("regnet.group_width", "group_width", lambda v: [max(1, int(v) // 2), int(v), int(v) * 2]),
-    Axis("regnet.bottleneck_multiplier", "bottleneck", lambda v: [v, 0.25, 0.5, 1.0]),
-)}
-# the short names ``--vary`` takes; ``depth`` is the multiplier, a RegNet's number of blocks is ``regnet.depth``
-ALIASES = {"width": "width_multiplier", "depth": "depth_multiplier",
-           **{n.split(".")[1]: n for n in AXES if n.startswith("regnet.") and n != "regnet.depth"}}
+# the multipliers every spec has; a generator's numbers come from the generator registry (``regnet.w_a``)
+GENERIC = (Axis("width_multiplier", "width", lambda v: [v], lambda v: (0.05, 4.0)),
+           Axis("depth_multiplier", "depth", lambda v: list(DEPTHS)))
 DEFAULT_AXES = ("width_multiplier", "depth_multiplier")
+
+
+def all_axes() -> dict[str, Axis]:
+    """Every number fit may vary, by the name a fitted spec writes: the multipliers, then each generator's."""
+    from .catalog import GENERATORS
+
+    found = {a.name: a for a in GENERIC}
+    for _, entry in GENERATORS.listing():
+        found.update((a.name, a) for a in entry.obj.qualified_axes())
+    return found
+
+
+def _aliases(known: dict[str, Axis], tree: Any) -> dict[str, str]:
+    """The short names --vary takes: width, depth (the multipliers), and a generator's own names where no
+    multiplier has them (plain ``depth`` stays the multiplier: a RegNet's block count is ``regnet.depth``).
+    Two generators may share a short name: the one this spec gives wins."""
+    out = {"width": "width_multiplier", "depth": "depth_multiplier"}
+    given = [k for k in tree if isinstance(tree.get(k), dict)] if isinstance(tree, dict) else []
+    for name in sorted(known, key=lambda n: n.split(".", 1)[0] not in given):
+        short = name.split(".", 1)[-1]
+        if "." in name and short not in out:
+            out[short] = name
+    return out
 
 
 def axes(names: str | None, tree: Any) -> tuple[Axis, ...]:
     """The axes named in ``--vary`` (comma-separated; default: the width and depth multipliers)."""
+    known = all_axes()
     if not names:
-        return tuple(AXES[n] for n in DEFAULT_AXES)
+        return tuple(known[n] for n in DEFAULT_AXES)
+    aliases = _aliases(known, tree)
     out: list[Axis] = []
     for raw in (n.strip() for n in names.split(",")):
-        name = ALIASES.get(raw, raw)
-        if name not in AXES:
-            raise SpecError(f"cannot vary {raw!r}" + suggest(raw, [*ALIASES, "regnet.depth"], limit=20), None, "--vary")
-        if name.startswith("regnet.") and not (isinstance(tree, dict) and isinstance(tree.get("regnet"), dict)):
-            raise SpecError(f"cannot vary {raw!r}: this spec has no regnet: numbers (it declares its stages); "
+        name = aliases.get(raw, raw)
+        if name not in known:
+            raise SpecError(f"cannot vary {raw!r}" + suggest(raw, [*aliases, *(n for n in known if "." in n)], limit=20),
+                            None, "--vary")
+        key = name.split(".")[0] if "." in name else None
+        if key and not (isinstance(tree, dict) and isinstance(tree.get(key), dict)):
+            raise SpecError(f"cannot vary {raw!r}: this spec has no {key}: numbers (it declares its stages); "
                             "vary width and depth", None, "--vary")
-        if AXES[name] not in out:
-            out.append(AXES[name])
+        if known[name] not in out:
+            out.append(known[name])
     return tuple(out)
 
 
@@ -94,7 +82,8 @@ class Candidate:
 
     @property
     def text(self) -> str:
-        return ", ".join(f"{AXES[n].label} {v!r}" for n, v in self.values)
+        known = all_axes()
+        return ", ".join(f"{known[n].label} {v!r}" for n, v in self.values)
 
 
 def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axis, ...] | None = None,
@@ -102,24 +91,24 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
     """The varied numbers whose MACs come closest to ``macs`` from below (and parameters stay under
     ``params_max``). One continuous axis (the width multiplier, else ``w_a``, else ``w_0``) is bisected
     for every combination of the others' grids; with none continuous the grid is searched whole.
-    ``tree`` is the loaded (unvalidated) spec, needed to vary ``regnet:`` numbers. Returns the best
+    ``tree`` is the loaded (unvalidated) spec, needed to vary a generator's numbers. Returns the best
     candidate (None if none meets the budget) and every candidate evaluated, in order; deterministic."""
     from .summary import estimate
 
-    vary = vary or tuple(AXES[n] for n in DEFAULT_AXES)
+    vary = vary or tuple(all_axes()[n] for n in DEFAULT_AXES)
     current, primary, others, grids = _search_space(spec, tree, vary)
     specs: dict[tuple, Any] = {}  # validated spec per combination of regnet: numbers
     seen: list[Candidate] = []
     best: Candidate | None = None
 
     def evaluate(values: dict[str, float]) -> Candidate | None:
-        regnet = tuple((n, v) for n, v in values.items() if n.startswith("regnet."))
-        if regnet not in specs:
-            specs[regnet] = _respec(spec, tree, regnet)
-        base = specs[regnet]
+        numbers = tuple((n, v) for n, v in values.items() if "." in n)  # a generator's: a spec of their own
+        if numbers not in specs:
+            specs[numbers] = _respec(spec, tree, numbers)
+        base = specs[numbers]
         if base is None:
             return None
-        multipliers = {n: v for n, v in values.items() if not n.startswith("regnet.")}
+        multipliers = {n: v for n, v in values.items() if "." not in n}
         try:
             cost = estimate(base, **multipliers)
         except (ValueError, ZeroDivisionError):  # e.g. a width that leaves a group empty
@@ -153,8 +142,8 @@ def _search_space(spec: Any, tree: Any, vary: tuple[Axis, ...]) -> tuple[dict, A
         raise SpecError(f"stage {explicit[0]} lists its blocks or sets explicit widths (a pruned network): its "
                         "width and depth multipliers cannot scale it, so fit has nothing to vary", None, "--vary")
     current = {a.name: _current(spec, tree, a.name) for a in vary}
-    primary = next((a for a in AXES.values() if a in vary and a.bounds is not None), None)
-    others = [a for a in vary if a is not primary]
+    primary = next((a for a in all_axes().values() if a in vary and a.bounds is not None), None)
+    others = [a for a in vary if a != primary]
     grids = [sorted(set(a.grid(current[a.name]))) for a in others]
     bound = 40 if primary is not None else 1  # bisection steps per combination of the others
     for g in grids:
@@ -201,41 +190,41 @@ def _search(grids: list, others: list, primary: Any, current: dict, evaluate: Ca
                 break
 
 
-_INTEGERS = ("regnet.depth", "regnet.w_0", "regnet.group_width")
-
-
 def _number(name: str, value: float) -> float | int:
     """A varied number as the spec takes it: an integer where the field is one, else rounded."""
-    return int(round(value)) if name in _INTEGERS else round(float(value), AXES[name].digits)
+    axis = all_axes()[name]
+    return int(round(value)) if axis.integer else round(float(value), axis.digits)
 
 
 def _current(spec: Any, tree: Any, name: str) -> float:
-    if name.startswith("regnet."):
-        from .regnet import RegNetSpec
+    if "." not in name:
+        return float(getattr(spec, name))
+    from .catalog import GENERATORS
 
-        key = name.split(".", 1)[1]
-        value = tree["regnet"].get(key, RegNetSpec.model_fields[key].default)
-        if not isinstance(value, (int, float)) or isinstance(value, bool):
-            raise SpecError(f"regnet.{key} must be a number to vary it (got {value!r})", None, "--vary")
-        return float(value)
-    return float(getattr(spec, name))
+    key, field = name.split(".", 1)
+    params = GENERATORS.get(key).obj.params
+    value = tree[key].get(field, params.model_fields[field].default)
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise SpecError(f"{name} must be a number to vary it (got {value!r})", None, "--vary")
+    return float(value)
 
 
-def _respec(spec: Any, tree: Any, regnet: tuple[tuple[str, float], ...]) -> Any:
-    """The spec with other ``regnet:`` numbers (None where they yield no valid network)."""
-    if not regnet:
+def _respec(spec: Any, tree: Any, numbers: tuple[tuple[str, float], ...]) -> Any:
+    """The spec with other generator numbers (None where they yield no valid network)."""
+    if not numbers:
         return spec
     from .loader import MDict
     from .specs import validate
 
-    numbers = MDict(tree["regnet"], mark=tree["regnet"].mark)
-    numbers.marks = dict(tree["regnet"].marks)
-    for name, value in regnet:
-        key = name.split(".", 1)[1]
-        numbers[key] = value
     changed = MDict(tree, mark=tree.mark)
     changed.marks = dict(tree.marks)
-    changed["regnet"] = numbers
+    for name, value in numbers:
+        key, field = name.split(".", 1)
+        if not isinstance(changed[key], MDict) or changed[key] is tree[key]:
+            copied = MDict(tree[key], mark=tree[key].mark)
+            copied.marks = dict(tree[key].marks)
+            changed[key] = copied
+        changed[key][field] = value
     try:
         return validate(changed)
     except SpecError:
@@ -464,10 +453,13 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
     from .errors import Mark
     from .zoo import load as load_spec
 
+    from .catalog import GENERATORS
+
     spec = load_spec(ref, overrides)
     field = re.sub(r"\[(\d+)\]", r".\1", field)  # block.attn[0] is block.attn.0, as --set spells it
     parts = field.split(".")
-    if parts[0] == "regnet":  # expanded into stages on validation: its numbers are read from the merged file
+    generators = set(GENERATORS.names())
+    if parts[0] in generators:  # expanded into stages on validation: its numbers are read from the merged file
         value = _lookup(loader.flatten(loader.load(ref, overrides, resolve=zoo.resolve))[0], parts, field)
     else:
         value = _lookup(spec.model_dump(mode="json"), parts, field)
@@ -481,15 +473,16 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
     sources = []
     top = zoo.resolve(ref)  # a file, or the tree of a shared folder's config.json (one "file")
     for path, tree in reversed([(None, top)] if isinstance(top, loader.MDict) else loader.chain(top, zoo.resolve)):
-        if parts[0] == "stages" and "regnet" in tree:
-            sources.append((str(tree.marks["regnet"]), "generated by its regnet: numbers"))
+        generator = next((key for key in tree if key in generators), None) if parts[0] == "stages" else None
+        if generator is not None:
+            sources.append((str(tree.marks[generator]), f"generated by its {generator}: numbers"))
             continue
         found = [found for alias in aliases if (found := _mark_at(tree, alias)) is not None]
         if found:
             sources.append(found[0])  # the field itself wins over a default in the same file
     for text in overrides:
         key, _, raw = text.partition("=")
-        if key.strip() in (".".join(a) for a in aliases) or (parts[0] == "stages" and key.strip().startswith("regnet")):
+        if key.strip() in (".".join(a) for a in aliases) or (parts[0] == "stages" and key.strip().partition(".")[0] in generators):
             sources.append((str(Mark(f"--set {text}")), raw))
     lines = [f"{field} = {value!r}"]
     if not sources:

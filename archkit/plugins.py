@@ -31,6 +31,7 @@ BLOCK_GROUP = "archkit.blocks"
 LAYER_GROUP = "archkit.layers"
 ATTENTION_GROUP = "archkit.attention"
 STAGE_GROUP = "archkit.stages"
+GENERATOR_GROUP = "archkit.generators"
 DISABLE_ENV = "ARCHKIT_NO_PLUGINS"
 
 _enabled: bool | None = None  # None: decided by $ARCHKIT_NO_PLUGINS
@@ -88,7 +89,7 @@ def distributions() -> list[str]:
     """``"NAME VERSION"`` of every installed distribution that has an archkit entry point (none when off)."""
     if not enabled():
         return []
-    groups = (BLOCK_GROUP, LAYER_GROUP, ATTENTION_GROUP, STAGE_GROUP, "archkit.specs")
+    groups = (BLOCK_GROUP, LAYER_GROUP, ATTENTION_GROUP, STAGE_GROUP, GENERATOR_GROUP, "archkit.specs")
     return sorted({" ".join(_distribution(ep)) for group in groups for ep in entry_points_of(group)})
 
 

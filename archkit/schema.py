@@ -71,15 +71,17 @@ def json_schema() -> dict:
     for key in ("blocks", "pattern"):
         stage_def["properties"][key] = {"type": ["array", "null"], "items": {"type": "object"},
                                         "description": stage_def["properties"][key].get("description", "")}
-    # ``regnet:`` is expanded into stages before validation: a spec may give it instead of stages
-    from .regnet import RegNetSpec
+    # a generator's key (regnet:) is expanded into stages before validation: a spec may give it instead of stages
+    from .catalog import GENERATORS
 
-    regnet = RegNetSpec.model_json_schema()
-    props["regnet"] = {k: v for k, v in regnet.items() if k != "title"}
+    generators = [e.obj for _, e in GENERATORS.listing()]
+    for gen in generators:
+        props[gen.name] = {k: v for k, v in gen.params.model_json_schema().items() if k != "title"}
     schema["if"] = {"required": ["base"]}
     # a stage's block merges over the top-level block: complete only where there is none
     schema["else"] = {"anyOf": [{"required": required},
-                                {"required": [r for r in required if r != "stages"] + ["regnet"]}],
+                                *({"required": [r for r in required if r != "stages"] + [gen.name]}
+                                  for gen in generators)],
                       "properties": strict,
                       "if": {"not": {"required": ["block"]}},
                       "then": {"properties": {"stages": {"type": "array",

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, SerializeAsAny, ValidationError, field_validator, model_validator
 
 from .blocks.base import ATTN_POSITIONS, USER_SHORTCUTS
-from .catalog import ATTENTION, BLOCKS, LAYERS, STAGES
+from .catalog import ATTENTION, BLOCKS, GENERATORS, LAYERS, STAGES
 from .errors import Mark, Problem, SpecError, format_path
 from .layers import BatchNorm, ReLU
 from .loader import flatten, resolve_stage_blocks
@@ -406,10 +406,11 @@ def validate(tree: Any, source: str = "<spec>") -> ModelSpec:
     every problem found (at most ``MAX_PROBLEMS``), each located."""
     if not isinstance(tree, dict):
         raise SpecError(f"a spec must be a mapping, not {_kind(tree)}", Mark(source))
-    if "regnet" in tree:  # a RegNet's four numbers become its stages
-        from . import regnet
+    generators = {k: GENERATORS.get(k).obj for k in tree if k not in ModelSpec.model_fields and k in GENERATORS}
+    if generators:  # a generator's numbers become the stages
+        from .generate import expand
 
-        tree = regnet.expand(tree, *flatten(tree))
+        tree = expand(tree, generators)
     own = _own_patterns(tree)
     tree = resolve_stage_blocks(tree)
     data, marks = flatten(tree)

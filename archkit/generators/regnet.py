@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import math
 import struct
-from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from .attention.base import make_divisible
-from .errors import Mark, SpecError
-from .loader import MDict, MList
+from ..attention.base import make_divisible
+from .base import Axis, Generator, GeneratorProblem
 
 QUANT = 8  # stage widths are multiples of 8
 STRIDE = 2  # every stage halves the resolution
@@ -63,8 +61,8 @@ def stages(r: RegNetSpec) -> list[dict]:
     for i, (width, depth) in enumerate(zip(stage_widths, depths)):
         inner = int(width * r.bottleneck_multiplier)
         if inner < 1:
-            raise ValueError(f"bottleneck_multiplier {r.bottleneck_multiplier:g} leaves stage {i + 1} (width {width}) "
-                             "without inner channels")
+            raise GeneratorProblem("bottleneck_multiplier", f"bottleneck_multiplier {r.bottleneck_multiplier:g} leaves "
+                                   f"stage {i + 1} (width {width}) without inner channels")
         group = min(r.group_width, inner)
         inner = make_divisible(inner, group, round_limit=0.9)  # torchvision's _make_divisible
         out.append({"planes": int(inner / r.bottleneck_multiplier), "depth": depth, "stride": STRIDE,
@@ -73,43 +71,32 @@ def stages(r: RegNetSpec) -> list[dict]:
     return out
 
 
-def expand(tree: Any, data: dict, marks: dict) -> Any:
-    """The tree with ``regnet:`` replaced by the ``stages:`` it generates (located errors otherwise)."""
-    if not isinstance(tree, dict) or "regnet" not in tree:
-        return tree
-    from .spec_errors import problem
 
-    mark = getattr(tree, "marks", {}).get("regnet")
-    try:
-        r = RegNetSpec.model_validate(data["regnet"])
-    except ValidationError as exc:
-        wrapper = type("Spec", (BaseModel,), {"__annotations__": {"regnet": RegNetSpec}})
-        raise SpecError([problem({**err, "loc": ("regnet", *err["loc"])}, data, marks, wrapper)
-                         for err in exc.errors()]) from None
-    if "stages" in tree:
-        raise SpecError("a regnet: spec generates its stages from the regnet: numbers; set those (or block:/stage: "
-                        "defaults) instead of stages:", getattr(tree, "marks", {}).get("stages") or mark, "stages")
-    try:
-        generated = stages(r)
-    except ValueError as exc:
-        numbers = tree.get("regnet")
-        raise SpecError(str(exc), getattr(numbers, "marks", {}).get("bottleneck_multiplier") or mark,
-                        "regnet.bottleneck_multiplier") from None
-    if not generated or any(s["depth"] < 1 for s in generated):
-        raise SpecError("yields no valid stage widths", mark, "regnet")
-    out = MDict(tree, mark=getattr(tree, "mark", None))
-    out.marks = dict(getattr(tree, "marks", {}))
-    del out["regnet"]
-    out.marks.pop("regnet", None)
-    stage_list = MList(mark=mark)
-    for s in generated:
-        node = MDict(s, mark=mark)
-        node.marks = {k: mark for k in s}
-        block = MDict(s["block"], mark=mark)
-        block.marks = {k: mark for k in s["block"]}
-        node["block"] = block
-        stage_list.append(node)
-        stage_list.marks.append(mark)
-    out["stages"] = stage_list
-    out.marks["stages"] = mark or Mark("regnet")
-    return out
+# what fit may vary (--vary w_a,w_0 or regnet.depth: plain depth is the depth multiplier)
+_FACTORS = (0.5, 0.75, 1.0, 1.5, 2.0)
+_DEPTHS = (0.5, 0.67, 0.75, 1.0, 1.25, 1.5, 2.0)
+
+
+def _round8(v: float) -> int:
+    return max(8, int(round(v / 8)) * 8)
+
+
+def _w0_grid(v: float) -> list[int]:
+    """Every multiple of 8 from half to twice ``v`` while that is a few; else nine steps in geometric progression."""
+    lattice = list(range(_round8(v / 2), _round8(2 * v) + 1, 8))
+    if len(lattice) <= 9:
+        return lattice
+    return sorted({_round8(v * 2 ** (k / 4)) for k in range(-4, 5)})
+
+
+regnet = Generator(
+    "regnet", RegNetSpec, stages, doc="RegNet's quantized linear stage widths and depths (Radosavovic et al. 2020), as torchvision computes "
+    "them",
+    axes=(
+        Axis("w_a", "w_a", lambda v: [round(v * f, 2) for f in _FACTORS], lambda v: (0.0, max(8 * v, 256.0)), digits=2),
+        Axis("w_0", "w_0", _w0_grid, lambda v: (8.0, max(8 * v, 512.0)), quantum=8, integer=True),
+        Axis("depth", "blocks", lambda v: [max(1, round(v * f)) for f in _DEPTHS], integer=True),
+        Axis("w_m", "w_m", lambda v: [v, 1.5, 1.75, 2.0, 2.25, 2.5, 2.75, 3.0]),
+        Axis("group_width", "group_width", lambda v: [max(1, int(v) // 2), int(v), int(v) * 2], integer=True),
+        Axis("bottleneck_multiplier", "bottleneck", lambda v: [v, 0.25, 0.5, 1.0]),
+    ))

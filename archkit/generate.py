@@ -1,0 +1,72 @@
+"""Expanding a generator's key (``regnet:``) into the ``stages:`` its numbers make, on the located tree, before
+validation: each generated stage is marked at the key's line, so a problem in it points at the numbers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from .errors import Mark, SpecError
+from .generators import Generator
+from .loader import MDict, MList, flatten
+from .spec_errors import problem
+
+
+def expand(tree: Any, generators: dict[str, Generator]) -> Any:
+    """``tree`` with every generator key it gives replaced by the stages it makes (located errors otherwise)."""
+    given = [key for key in tree if key in generators]
+    if len(given) > 1:
+        raise SpecError(f"a spec takes one generator; this one gives {' and '.join(given)}",
+                        getattr(tree, "marks", {}).get(given[1]), given[1])
+    for key in given:
+        tree = _expand_one(generators[key], tree, *flatten(tree))
+    return tree
+
+
+def _expand_one(gen: Generator, tree: Any, data: dict, marks: dict) -> Any:
+    mark = getattr(tree, "marks", {}).get(gen.name)
+    try:
+        numbers = gen.params.model_validate(data[gen.name])
+    except ValidationError as exc:
+        wrapper = type("Spec", (BaseModel,), {"__annotations__": {gen.name: gen.params}})
+        raise SpecError([problem({**err, "loc": (gen.name, *err["loc"])}, data, marks, wrapper)
+                         for err in exc.errors()]) from None
+    if "stages" in tree:
+        raise SpecError(f"a {gen.name}: spec generates its stages from the {gen.name}: numbers; set those (or "
+                        "block:/stage: defaults) instead of stages:", getattr(tree, "marks", {}).get("stages")
+                        or mark, "stages")
+    try:
+        generated = gen.stages(numbers)
+    except ValueError as exc:  # the rule's own refusal, at the number it names (GeneratorProblem)
+        field = getattr(exc, "field", None)
+        where = getattr(tree.get(gen.name), "marks", {}).get(field) if field else None
+        raise SpecError(str(exc), where or mark, f"{gen.name}.{field}" if field else gen.name) from None
+    except Exception as exc:  # a plugin's rule that broke: named, not a traceback
+        raise SpecError(f"generator {gen.name!r} failed: {type(exc).__name__}: {exc}", mark, gen.name) from None
+    if not isinstance(generated, list) or not all(isinstance(s, dict) for s in generated):
+        raise SpecError(f"generator {gen.name!r} returned {type(generated).__name__}, not a list of stage "
+                        "mappings", mark, gen.name)
+    if not generated or any(not isinstance(s.get("depth"), int) or s["depth"] < 1 for s in generated):
+        raise SpecError("yields no valid stage widths", mark, gen.name)
+    return _with_stages(tree, gen.name, generated, mark)
+
+
+def _with_stages(tree: Any, key: str, generated: list[dict], mark: Mark | None) -> Any:
+    """A copy of ``tree`` without ``key`` and with ``stages`` made of ``generated``, all marked at ``key``'s line."""
+    def marked(value: Any) -> Any:
+        if isinstance(value, dict):
+            node = MDict({k: marked(v) for k, v in value.items()}, mark=mark)
+            node.marks = {k: mark for k in value}
+            return node
+        return value
+
+    out = MDict(tree, mark=getattr(tree, "mark", None))
+    out.marks = dict(getattr(tree, "marks", {}))
+    del out[key]
+    out.marks.pop(key, None)
+    stage_list = MList([marked(s) for s in generated], mark=mark)
+    stage_list.marks = [mark] * len(generated)
+    out["stages"] = stage_list
+    out.marks["stages"] = mark or Mark(key)
+    return out
