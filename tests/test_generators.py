@@ -7,11 +7,12 @@ import json
 import sys
 import types
 from importlib.metadata import EntryPoint
+from pathlib import Path
 
 import pytest
 import torch
 import torchvision
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 import archkit
 from archkit import plugins
@@ -19,29 +20,25 @@ from archkit.catalog import GENERATORS
 from archkit.cli import main
 from archkit.errors import SpecError
 from archkit.generators import Axis, Generator
-from archkit.generators.base import GeneratorProblem
 
 
-class UniformNumbers(BaseModel):
-    """A widths-double-per-stage design space: torchvision's ResNets at width 64."""
-
-    model_config = ConfigDict(extra="forbid")
-    width: int = Field(ge=1, description="First stage's planes; each later stage doubles them.")
-    depth: int = Field(ge=1, description="Blocks per stage.")
-    stages: int = Field(default=4, ge=1, le=6)
-
-
-def _uniform(n: UniformNumbers) -> list[dict]:
-    if n.width % 8:
-        raise GeneratorProblem("width", f"width {n.width} is not a multiple of 8")
-    return [{"planes": n.width * 2 ** i, "depth": n.depth, **({"stride": 2} if i else {})} for i in range(n.stages)]
+def _documented() -> types.ModuleType:
+    """The generator docs/plugins.md §8 shows, executed as written: the doc is the plugin under test."""
+    text = (Path(__file__).parent.parent / "docs" / "plugins.md").read_text()
+    section = text[text.index("## 8. A generator"):text.index("## 9.")]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    module = types.ModuleType("fake_archkit_generators")
+    exec(compile(code, "docs/plugins.md", "exec"), module.__dict__)
+    return module
 
 
-UNIFORM = Generator("uniform", UniformNumbers, _uniform, doc="Stages doubling in width, equal in depth",
-                    axes=(Axis("width", "width", lambda v: [max(8, int(v) // 2), int(v), int(v) * 2], integer=True),
-                          Axis("depth", "blocks", lambda v: [1, 2, 3], integer=True)))
-BROKEN = Generator("broken", UniformNumbers, lambda n: 1 / 0)
-WRONG_AXIS = Generator("wrong_axis", UniformNumbers, _uniform, axes=(Axis("w_x", "w_x", lambda v: [v]),))
+class Numbers(BaseModel):
+    width: int
+    depth: int
+
+
+BROKEN = Generator("broken", Numbers, lambda n: 1 / 0)
+WRONG_AXIS = Generator("wrong_axis", Numbers, lambda n: [], axes=(Axis("w_x", "w_x", lambda v: [v]),))
 
 
 class _Dist:
@@ -56,8 +53,8 @@ def _ep(name: str) -> EntryPoint:
 
 @pytest.fixture
 def uniform_plugin(monkeypatch):
-    module = types.ModuleType("fake_archkit_generators")
-    module.UNIFORM, module.BROKEN, module.WRONG_AXIS = UNIFORM, BROKEN, WRONG_AXIS
+    module = _documented()
+    module.BROKEN, module.WRONG_AXIS = BROKEN, WRONG_AXIS
     monkeypatch.setitem(sys.modules, "fake_archkit_generators", module)
     eps = [_ep("uniform"), _ep("broken"), _ep("wrong_axis")]
     monkeypatch.setattr(plugins, "_entry_points", lambda group: [e for e in eps if e.group == group])
