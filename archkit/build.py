@@ -91,31 +91,28 @@ def _child(spec: ModelSpec, path: tuple, what: str, op: Any) -> nn.Module:
 def _stage_module(spec: ModelSpec, sp: Any) -> nn.Module:
     if sp.result is not None and sp.result.graph is not None:  # a stage type's own module (a CSP stage)
         return _child(spec, ("stages", sp.index), f"{sp.type} stage", sp.result.graph)
-    return nn.Sequential(*(_child(spec, ("stages", sp.index), f"{bp.type} block", op)
-                           for bp, op in zip(sp.blocks, sp.ops)))
+    return nn.Sequential(OrderedDict((bp.name.rpartition(".")[2], _child(spec, ("stages", sp.index),
+                                                                         f"{bp.type} block", op))
+                                     for bp, op in zip(sp.blocks, sp.ops)))
 
 
 def _assemble(spec: ModelSpec, p: Plan, features: bool, indices: list[int]) -> nn.Module:
     stem, stages, final = p.backbone(indices) if features else (p.stem, p.stages, p.final)
     head = () if features else p.head
-    parts = {"stem": OrderedDict((lp.name.rpartition(".")[2], _child(spec, (lp.part, lp.index), lp.layer.type, lp.op))
-                                 for lp in stem),
-             "stages": OrderedDict((sp.name.rpartition(".")[2], _stage_module(spec, sp)) for sp in stages),
-             "final": OrderedDict((lp.name, _child(spec, (lp.part, lp.index), lp.layer.type, lp.op)) for lp in final),
-             "head": OrderedDict((lp.name.rpartition(".")[2], _child(spec, (lp.part, lp.index), lp.layer.type, lp.op))
-                                 for lp in head)}
+    children: OrderedDict[str, nn.Module] = OrderedDict()
+    for part, planned in (("stem", stem), ("stages", stages), ("final", final), ("head", head)):
+        container = "" if part == "final" else getattr(p.names, part)  # "": the network's own children
+        modules = OrderedDict(
+            (item.name[len(container) + 1:] if container else item.name,
+             _stage_module(spec, item) if part == "stages" else
+             _child(spec, (item.part, item.index), item.layer.type, item.op)) for item in planned)
+        if not container:
+            children.update(modules)
+        elif [item.name for item in planned] == [container]:  # a whole-part layer is the part (timm's byob stems)
+            children[container] = modules[""]
+        elif modules or part != "head":  # (a backbone has no head container)
+            children[container] = nn.Sequential(modules)
     check_reads(spec, stages)  # module-form blocks: what their constructors read is known now
-    if p.layout == "timm":  # stem.*, stages.N.*, head.*
-        children = OrderedDict()
-        for part, modules in parts.items():
-            if part == "final":  # final layers are the network's own children, as timm's final_conv
-                children.update(modules)
-            elif part != "stages" and [lp.name for lp in (stem if part == "stem" else head)] == [part]:
-                children[part] = modules[part]  # a whole-part layer is the part (timm's byob stems, CLIP's head)
-            elif modules or part != "head":
-                children[part] = nn.Sequential(modules)
-    else:  # conv1, ..., layer1..N, ..., fc
-        children = OrderedDict((name, module) for modules in parts.values() for name, module in modules.items())
     if features:
         info = p.feature_info(indices)
         return FeatureExtractor(children, [d["module"] for d in info], info, spec, [lp.name for lp in stem],

@@ -85,6 +85,8 @@ class StageSpec(_Envelope):
 
     type: str = Field("resnet", max_length=200, description="Stage type (`archkit blocks` lists them): resnet "
                       "(torchvision's _make_layer), dark, csp, cs3 (timm's CSPNet stages).")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$", max_length=64, description="The stage's module "
+                             "name (default: the layout's, layer1.. or 0..).")
     planes: int = Field(ge=1, le=1 << 20, description="Block planes (resnet stages: output channels are planes x "
                         "block expansion); the stage's output channels for dark, csp and cs3 stages.")
     depth: int = Field(ge=1, le=100_000, description="Number of blocks.")

@@ -19,7 +19,7 @@ from .complexity import Cost
 from .errors import SpecError, first_line
 from .graph import DescriptionError, Graph, Scope
 from .layers import describe as describe_layer
-from .specs import MAX_BLOCKS, ModelSpec, scaled, stage_name
+from .specs import MAX_BLOCKS, ModelSpec, scaled
 from .catalog import BLOCKS, STAGES, block_type, stage_kind
 from .params import note_reads, reading
 from .registry import BUILTIN
@@ -86,8 +86,8 @@ class StagePlan:
             return self.result.graph
         s = Scope("Sequential", sequential=True)
         x = s.input(self.in_shape)
-        for j, op in enumerate(self.ops):
-            x = s.call(str(j), op, x)
+        for bp, op in zip(self.blocks, self.ops):
+            x = s.call(bp.name.rpartition(".")[2], op, x)
         return s.finish(x)
 
 
@@ -103,9 +103,9 @@ class Plan:
     final: tuple[LayerPlan, ...] = ()
 
     @property
-    def layout(self) -> str:
-        """The module layout: torchvision (conv1, layer1.0, fc) or timm (stem.*, stages.0.*, head.*)."""
-        return self.spec.layout
+    def names(self) -> Any:
+        """The module layout (``archkit.layout.Layout``): where the stem, stages, blocks and head live."""
+        return self.spec.names
 
     def notes(self) -> list[str]:
         """What builds but is likely not what was meant: strides on a map already 1x1 (a small input)."""
@@ -156,23 +156,24 @@ class Plan:
         """timm's ``group_matcher`` for layer-wise decay, from the plan's module paths: the stem; each block
         (``coarse``: each stage); a stage's own modules join its first block's group where they come before
         its blocks (a downsample conv) and its last block's where they come after (CSP's transitions), as
-        timm's stages do; final layers join the last block's (timm's ``MATCH_PREV_GROUP``, 99999)."""
+        timm's stages do; final layers join the last block's (timm's ``MATCH_PREV_GROUP``, 99999). Each rule
+        carries its group's ordinals (stage, block), so any names the layout gives order the same way."""
         stem = "|".join(re.escape(lp.name) for lp in self.stem) or "$^"
         rules: list[tuple[str, tuple | None]] = []
-        for sp in self.stages:
-            stage = re.sub(r"(\d+)$", r"(\1)", re.escape(sp.name))  # its index captured: the group's ordinal
+        for i, sp in enumerate(self.stages):
+            stage = re.escape(sp.name)
             if coarse:
-                rules.append((rf"^{stage}(?:\.|$)", None))
+                rules.append((rf"^{stage}(?:\.|$)", (i,)))
                 continue
+            rules += [(rf"^{re.escape(bp.name)}(?:\.|$)", (i, j)) for j, bp in enumerate(sp.blocks)]
             inner = sp.blocks[0].name[len(sp.name):].rpartition(".")[0]  # "" or ".blocks": where the blocks live
-            rules.append((rf"^{stage}{re.escape(inner)}\.(\d+)(?:\.|$)", None))
             own = list(sp.graph().children) if sp.result is not None and sp.result.graph is not None else []
             container = inner.lstrip(".").partition(".")[0]
             after = own[own.index(container) + 1:] if container in own else []
             if after:
-                rules.append((rf"^{stage}\.(?:{'|'.join(map(re.escape, after))})(?:\.|$)", (99999,)))
+                rules.append((rf"^{stage}\.(?:{'|'.join(map(re.escape, after))})(?:\.|$)", (i, 99999)))
             if len(own) > len(after) + (container in own):
-                rules.append((rf"^{stage}(?:\.|$)", (0,)))
+                rules.append((rf"^{stage}(?:\.|$)", (i, 0)))
         if self.final:
             rules.append((rf"^(?:{'|'.join(re.escape(lp.name) for lp in self.final)})(?:\.|$)", (99999,)))
         return {"stem": rf"^(?:{stem})(?:\.|$)", "blocks": rules}
@@ -236,21 +237,22 @@ def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[
 
 def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
                      taken: set[str]) -> tuple[tuple[LayerPlan, ...], Shape]:
-    prefix = f"{part}." if spec.layout == "timm" and part != "final" else ""
+    container = "" if part == "final" else getattr(spec.names, part)  # final layers: the network's own
+    prefix = f"{container}." if container else ""
     out = []
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
-            if spec.layout == "timm" and part in ("stem", "head") and len(layers) == 1 and \
-                    (layer.name == part or (layer.name is None and getattr(layer, "whole", False))):
+            if container and len(layers) == 1 and \
+                    (layer.name == container or (layer.name is None and getattr(layer, "whole", False))):
                 name = ""  # the part's only layer is the part itself (timm's byob stems: stem.conv.*, stem.conv_kxk.*)
-            op, out_shape = _layer_op(layer, name or part, shape, spec.norm, spec.activation, spec.deploy)
+            op, out_shape = _layer_op(layer, name or container, shape, spec.norm, spec.activation, spec.deploy)
         except (ValueError, NotImplementedError) as exc:
             raise spec.error((part, i), f"{layer.type}: {first_line(exc)}") from None
         if part in ("stem", "final") and len(out_shape) != 3:  # the stages and the feature maps need a map
             after = "the stages" if part == "stem" else "the head and the feature maps"
             raise spec.error((part, i), f"{layer.type}: {after} need a (channels, height, width) input, this {part} "
                                         f"layer gives {list(out_shape)} (pooling and flattening belong in head:)")
-        out.append(LayerPlan(part, i, prefix + name if name else part, layer, shape, out_shape, op))
+        out.append(LayerPlan(part, i, prefix + name if name else container, layer, shape, out_shape, op))
         taken.add(name)
         shape = out_shape
     return tuple(out), shape
@@ -325,9 +327,11 @@ def plan(spec: ModelSpec, *, head: bool | None = None, width_multiplier: float |
 
 def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: float) -> tuple:
     input_shape: Shape = (spec.input.channels, *spec.input.size)
-    taken = {stage_name(i) for i in range(len(spec.stages))}
-    if spec.layout == "torchvision":  # one namespace: a later part's given name is no stem layer's default
-        taken |= {layer.name for part in (spec.final, spec.head) for layer in part if layer.name is not None}
+    names = spec.names
+    taken = {names.stages} if names.stages else {spec.stage_path(i) for i in range(len(spec.stages))}
+    if not names.stem:  # the network's namespace: a later part's given name is no stem layer's default
+        taken |= {layer.name for layer in spec.final if layer.name is not None}
+        taken |= {names.head} if names.head else {layer.name for layer in spec.head if layer.name is not None}
     stem, shape = _layers(spec, "stem", input_shape, taken)
     sizes = [scaled(s.planes, s.depth, width, depth_multiplier, spec.width_divisor) for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes), spec.drop_path_schedule)
@@ -341,10 +345,10 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         dilate = stage.dilate or (net_stride >= spec.output_stride and stage.stride > 1)
         if not dilate:
             net_stride *= stage.stride
-        si = StageInput(i, stage_name(i) if spec.layout == "torchvision" else f"stages.{i}", stage, planes, depth,
+        si = StageInput(i, spec.stage_path(i), stage, planes, depth,
                         shape, dilation, n, tuple(rates[n:n + depth]), spec.norm, spec.activation,
-                        spec.drop_block_rate, spec.layout, block_type, dilate, spec.deploy,
-                        drop_block_of(spec.drop_block_rate, i, len(spec.stages), spec.drop_block_size))
+                        spec.drop_block_rate, names.like, block_type, dilate, spec.deploy,
+                        drop_block_of(spec.drop_block_rate, i, len(spec.stages), spec.drop_block_size), names)
         try:
             result = _stage(si)
         except StageProblem as exc:

@@ -113,7 +113,7 @@ def _classifier(model: Any, spec: Any) -> str | None:
 
     name = classifier_name(model, list(getattr(model, "head_names", ())))
     if name is None and spec.head:  # where num_classes puts one (loader.set_classes_and_channels), as timm's _gap
-        name = "head.fc" if spec.layout == "timm" else "fc"
+        name = f"{spec.names.head}.fc" if spec.names.head else "fc"
     return name
 
 

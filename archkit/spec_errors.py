@@ -40,10 +40,11 @@ def mark_for(path: tuple, marks: dict) -> Mark | None:
 def _clean_loc(loc: tuple, data: Any) -> tuple:
     """Drop the union-tag parts pydantic adds (``block.bottleneck.groups`` -> ``block.groups``)."""
     path, node = [], data
-    for part in loc:
+    for i, part in enumerate(loc):
         if part == "[key]":  # pydantic's marker for a mapping key's own error: the path already names it
             continue
-        if isinstance(node, dict) and part not in node and node.get("type") == part:
+        if isinstance(node, dict) and part not in node and (node.get("type") == part or (
+                isinstance(part, str) and i < len(loc) - 1)):  # a tag (layout.scheme.stage): not a missing key
             continue
         if isinstance(part, str) and not isinstance(node, dict) and path:
             continue  # e.g. a union member label under a scalar

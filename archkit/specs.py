@@ -19,6 +19,7 @@ from .blocks.base import ATTN_POSITIONS, USER_SHORTCUTS
 from .catalog import ATTENTION, BLOCKS, GENERATORS, LAYERS, STAGES
 from .errors import Mark, Problem, SpecError, format_path
 from .layers import BatchNorm, ReLU
+from .layout import Layout, LayoutField, scheme
 from .loader import flatten, resolve_stage_blocks
 from .params import AttentionSpec, BlockSpec, LayerSpec, SpecModel, StageSpec
 from .registry import UnknownName, suggest
@@ -179,10 +180,12 @@ class ModelSpec(SpecModel):
     stem: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000,
                                                   description="Layers before the stages.")
     stages: list[SerializeAsAny[StageSpec]] = Field(min_length=1, max_length=1000, description="Stages, named "
-                                                    "layer1..layerN (layout torchvision) or stages.0.. (timm).")
-    layout: Literal["torchvision", "timm"] = Field("torchvision", description="Module names: torchvision's (conv1, "
-                                                   "layer1.0, fc) or timm's newer models' (stem.*, stages.0.*, "
-                                                   "head.*). A spec's keys are its contract: it keeps its layout.")
+                                                    "layer1..layerN (layout torchvision), stages.0.. (timm) or as "
+                                                    "the layout or their name: says.")
+    layout: LayoutField = Field("torchvision", description=(
+        "Module names: torchvision's (conv1, layer1.0, fc), timm's newer models' (stem.*, stages.0.*, head.*), or "
+        "a scheme of its own ({like: timm, stage: 's{n}', block: 'b{n}'}: docs/specs.md). A spec's keys are its "
+        "contract: it keeps its layout."))
     final: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000, description=(
         "Layers after the last stage that belong to the features (timm's final_conv, a pre-activation "
         "network's last norm): children of the network itself, by name, in either layout; the last stage's "
@@ -191,6 +194,15 @@ class ModelSpec(SpecModel):
                                                   description="Layers after the stages (and final).")
 
     _marks: dict = PrivateAttr(default_factory=dict)
+
+    @property
+    def names(self) -> Layout:
+        """The layout as a ``Layout`` (a preset's name resolved): where every module lives."""
+        return scheme(self.layout)
+
+    def stage_path(self, index: int) -> str:
+        """Stage ``index``'s module path (its ``name:``, else the layout's pattern)."""
+        return self.names.stage_path(index, self.stages[index].name)
 
     def mark_of(self, path: tuple) -> Mark | None:
         """The YAML position of a field path, or of its nearest enclosing field."""
@@ -611,11 +623,6 @@ def _check_size(stages: list, width: float, depth_mult: float, divisor: float, m
                     mark_for(("stages",), marks), "stages")]
 
 
-def stage_name(index: int) -> str:
-    """The child name of stage ``index`` (0-based): ``layer1``.. as torchvision, so weights load by key."""
-    return f"layer{index + 1}"
-
-
 # attributes of torch.nn.Sequential (torch 2.x) and of archkit's model API: a child of that name
 # would replace them; names starting with "_" are torch's own
 RESERVED = frozenset("""T_destination add_module append apply bfloat16 buffers call_super_init children compile cpu
@@ -632,7 +639,8 @@ transfer_plan pretrained_cfg default_cfg return_layers""".split())
 
 def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
     problems = []
-    stages = {stage_name(i) for i in range(stage_count)}
+    names = scheme(data.get("layout", "torchvision"))
+    stages = _stage_names(data, stage_count, names, marks, problems) if names is not None else {}
     seen: dict[str, tuple] = {}
 
     def check(layers: Any, path: tuple, taken: dict[str, tuple], top: bool) -> None:
@@ -646,12 +654,11 @@ def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
             if layer.name is None:
                 continue
             where = (*path, i, "name")
+            flat = top and (path == ("final",) or names is None or not getattr(names, path[0]))
             if layer.name in RESERVED or layer.name.startswith("_"):
                 message = f"{layer.name!r} is an attribute of torch.nn.Module; choose another name"
-            elif top and layer.name in stages:
-                message = f"{layer.name!r} is the name of a stage; choose another"
-            elif path == ("final",) and layer.name in ("stem", "stages", "head"):
-                message = f"{layer.name!r} is a part of timm's layout; choose another name for a final layer"
+            elif flat and layer.name in stages:
+                message = f"{layer.name!r} is the name of {stages[layer.name]}; choose another"
             elif layer.name in taken:
                 message = f"duplicate layer name {layer.name!r} (also {format_path(taken[layer.name])})"
             else:
@@ -664,5 +671,35 @@ def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
     return problems
 
 
+def _stage_names(data: dict, count: int, names: Any, marks: dict, problems: list[Problem]) -> dict[str, str]:
+    """The names the network's own children take besides the stem, final and head layers: the layout's
+    containers, or the stages themselves (what a top-level layer name may not be). Two stages of one name,
+    and a name torch keeps, are refused at the stage."""
+    top = {c: f"the layout's {part} container" for part in ("stem", "stages", "head") if (c := getattr(names, part))}
+    stages = data.get("stages") if isinstance(data.get("stages"), list) else []
+    seen: dict[str, int] = {}
+    for i in range(count):
+        given = getattr(stages[i], "name", None) if i < len(stages) else None
+        name = names.stage_name(i, given)
+        where = ("stages", i, "name") if given else ("layout",)
+        clash = f"stage {seen[name] + 1}'s name" if name in seen else top.get(name) if not names.stages else None
+        if name in seen and not given and "{" not in names.stage:
+            problems.append(Problem(f"stage: {names.stage!r} names every stage the same; put {{i}} (0-based) or "
+                                    "{n} (1-based) in it, or give the stages name: keys",
+                                    mark_for(("layout", "stage"), marks), "layout.stage"))
+            break
+        if clash or (not names.stages and (name in RESERVED or name.startswith("_"))):
+            problems.append(Problem(f"stage {i + 1} is named {name!r}, " + (f"also {clash}" if clash else
+                                    "an attribute of torch.nn.Module") + "; choose another",
+                                    mark_for(where, marks), format_path(where)))
+        seen.setdefault(name, i)
+    for container in sorted(c for c in top if c in RESERVED):
+        problems.append(Problem(f"{container!r} is an attribute of torch.nn.Module; choose another container name",
+                                mark_for(("layout",), marks), "layout"))
+    if not names.stages:
+        top.update({name: f"stage {i + 1}" for name, i in seen.items()})
+    return top
+
+
 __all__ = ["ModelSpec", "StageSpec", "BlockSpec", "LayerSpec", "AttentionSpec", "validate",
-           "scaled", "stage_name"]
+           "scaled"]

@@ -28,11 +28,21 @@ class StageInput:
     norm: Any
     act: Any
     drop_block_rate: float
-    layout: str = "torchvision"
+    layout: str = "torchvision"  # the layout's preset (torchvision, timm); ``names`` says every name
     block_type: Callable[[str], BlockType] | None = None  # the block registry's lookup (the plan passes it)
     dilate: bool = False  # turn this stage's stride into dilation (its dilate: key, or the spec's output_stride)
     deploy: bool = False  # re-parameterizable blocks in their deploy form (the spec's deploy:)
     drop_block: tuple[float, int, float] | None = None  # this stage's DropBlock (rate, size, gamma), the plan's rule
+    names: Any = None  # the spec's module layout (archkit.layout.Layout); ``layout`` is its preset's name
+
+    def block_name(self, index: int) -> str:
+        """Block ``index``'s child name (``0``.., or as the layout names blocks: ``b1``..)."""
+        return self.names.block_name(index) if self.names is not None else str(index)
+
+    @property
+    def blocks_container(self) -> str:
+        """Where a plain stage keeps its blocks: ``""`` (the stage is its blocks) or a child (timm's ``blocks``)."""
+        return self.names.blocks if self.names is not None else "" if self.layout == "torchvision" else "blocks"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,7 +218,7 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
         bp = BlockPlan(i, j, si.first_block + j, kind, block, shape[0], planes_j, out_channels, s, block_dilation,
                        dilation, (shape[1], shape[2]), shortcut, si.rates[j],
                        si.drop_block if kind.drop_block else None,
-                       tuple(block.attn), si.norm, si.act, f"{name}.{j}", si.deploy)
+                       tuple(block.attn), si.norm, si.act, f"{name}.{si.block_name(j)}", si.deploy)
         op, shape = _described(bp, where)
         blocks.append(bp)
         ops.append(op)
@@ -261,9 +271,10 @@ def _described(bp: BlockPlan, where: tuple) -> tuple[Any, Shape]:
     return op, tuple(out_shape)
 
 
-def call_blocks(s: Scope, name: str, x: Value, ops: list[Any]) -> Value:
-    """The planned blocks as a sequential child ``name`` of ``s`` (``blocks.0``, ``blocks.1``, ...)."""
+def call_blocks(s: Scope, name: str, x: Value, ops: list[Any], blocks: list[BlockPlan] | None = None) -> Value:
+    """The planned blocks as a sequential child ``name`` of ``s`` (``blocks.0``, ``blocks.1``, ...), each named
+    as its plan (``blocks``, from ``plan_blocks``) names it: the layout's block names."""
     inner, (y,) = s.enter(name, "Sequential", x, sequential=True)
     for j, op in enumerate(ops):
-        y = inner.call(str(j), op, y)
+        y = inner.call(blocks[j].name.rpartition(".")[2] if blocks else str(j), op, y)
     return inner.exit(y)

@@ -78,7 +78,7 @@ def dark(si: StageInput) -> StageResult:
     planes = _ratio(out, si.stage.block_ratio, "block_ratio")
     blocks, ops, shapes = plan_blocks(si, x.shape, planes, stride=1, first_dilation=dilation, dilation=dilation,
                                       name=f"{si.name}.blocks")
-    graph = s.finish(call_blocks(s, "blocks", x, ops))
+    graph = s.finish(call_blocks(s, "blocks", x, ops, blocks))
     return StageResult(tuple(blocks), tuple(ops), tuple(shapes), dilation, graph)
 
 
@@ -101,7 +101,7 @@ def _cross(si: StageInput, three: bool) -> StageResult:
     through, cross = (first, second) if three else (second, first)  # the half the blocks run on
     blocks, ops, shapes = plan_blocks(si, through.shape, planes, stride=1, first_dilation=dilation,
                                       dilation=dilation, name=f"{si.name}.blocks")
-    through = call_blocks(s, "blocks", through, ops)
+    through = call_blocks(s, "blocks", through, ops, blocks)
     if three:
         merged = s.apply(Concat(), through, cross)
     else:

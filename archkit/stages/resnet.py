@@ -18,11 +18,11 @@ def resnet(si: StageInput) -> StageResult:
         dilation *= stride
         stride = 1
     # torchvision gives the first block the dilation in force before this stage, the rest the new one
-    name = si.name if si.layout == "torchvision" else f"{si.name}.blocks"
+    container = si.blocks_container  # "" (torchvision's layer1.0) or timm's newer models' stages.N.blocks.M
     blocks, ops, shapes = plan_blocks(si, si.in_shape, si.planes, stride=stride, first_dilation=si.dilation,
-                                      dilation=dilation, name=name)
+                                      dilation=dilation, name=f"{si.name}.{container}" if container else si.name)
     graph = None
-    if si.layout != "torchvision":  # timm's newer models: stages.N.blocks.M
+    if container:
         s = Scope("ResNetStage", norm_layer=si.norm, act_layer=si.act)
-        graph = s.finish(call_blocks(s, "blocks", s.input(si.in_shape), ops))
+        graph = s.finish(call_blocks(s, container, s.input(si.in_shape), ops, blocks))
     return StageResult(tuple(blocks), tuple(ops), tuple(shapes), dilation, graph)

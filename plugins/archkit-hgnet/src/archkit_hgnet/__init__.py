@@ -135,7 +135,7 @@ def hg_stage(si: StageInput) -> StageResult:
         s.call("downsample", _IDENTITY, x)
     blocks, ops, shapes = plan_blocks(si, x.shape, si.planes, stride=1, first_dilation=1, dilation=1,
                                       name=f"{si.name}.blocks")
-    graph = s.finish(call_blocks(s, "blocks", x, ops))
+    graph = s.finish(call_blocks(s, "blocks", x, ops, blocks))
     return StageResult(tuple(blocks), tuple(ops), tuple(shapes), si.dilation, graph)
 
 
