@@ -799,8 +799,25 @@ class Graph:
         return f"<Graph {self.type_name}: {len(self.children)} children, out {self.output.shape}>"
 
 
+class _Prefixed(set):
+    """A nested scope's ``renamed``: adds its paths, prefixed, to its parent's."""
+
+    def __init__(self, parent: set, prefix: str):
+        super().__init__()
+        self.parent, self.prefix = parent, prefix
+
+    def add(self, path: str) -> None:
+        super().add(path)
+        self.parent.add(f"{self.prefix}.{path}")
+
+
 class DescriptionError(ValueError):
-    """A description that contradicts itself (a name reused for another layer, a shape mismatch)."""
+    """A description that contradicts itself (a name reused for another layer, a shape mismatch); ``field``:
+    the spec key to blame, where one is (a block's ``names``)."""
+
+    def __init__(self, message: str, field: tuple = ()):
+        super().__init__(message)
+        self.field = field
 
 
 class Scope:
@@ -811,8 +828,13 @@ class Scope:
     """
 
     def __init__(self, type_name: str, *, sequential: bool = False, norm_layer: Any = None, act_layer: Any = None,
-                 deploy: bool = False):
+                 deploy: bool = False, names: dict[str, str] | None = None):
         self.type_name = type_name
+        # the spec's own names for children (a block's names: key), by dotted path: what the description
+        # calls conv1 is registered as names["conv1"]; used: the paths renamed (shared with nested scopes)
+        self.names = dict(names or {})
+        self.renamed: set[str] = set()
+        self._origin: dict[str, str] = {}  # registered name -> the description's
         self.sequential = sequential
         self.norm_layer = norm_layer
         self.act_layer = act_layer
@@ -841,8 +863,36 @@ class Scope:
 
     # children -------------------------------------------------------------------------------------
 
+    def _name(self, name: str) -> str:
+        """The name child ``name`` of the description is registered under (the spec may rename it)."""
+        new = self.names.get(name, name)
+        if self._origin.setdefault(new, name) != name:
+            raise DescriptionError(f"{self.type_name}: names: {self._origin[new]!r} and {name!r} would both be "
+                                   f"named {new!r}", ("names",))
+        if new != name:
+            self.renamed.add(name)
+        return new
+
+    def path(self, path: str) -> str:
+        """Dotted ``path`` as registered (each part as the spec renames it)."""
+        parts = path.split(".")
+        return ".".join(self.names.get(".".join(parts[:k + 1]), part) for k, part in enumerate(parts))
+
+    def child(self, name: str) -> Any:
+        """The layer (op or graph) registered as child ``name`` (the description's name)."""
+        return self._children[self.names.get(name, name)]
+
+    def graph_nodes(self) -> tuple[Node, ...]:
+        """The calls and functional ops recorded so far, in order."""
+        return tuple(self._nodes)
+
+    def child_names(self) -> list[str]:
+        """The registered children's names, in registration order."""
+        return list(self._children)
+
     def call(self, name: str, op: Any, *inputs: Value) -> Value:
         """Call child ``name`` (registered on first use; a later use must be the same layer) on ``inputs``."""
+        name = self._name(name)
         old = self._children.get(name)
         if old is None:
             if not name or not (name.isidentifier() or (self.sequential and name.isdigit())):
@@ -868,6 +918,7 @@ class Scope:
     def call_item(self, name: str, index: int, op: Any, *inputs: Value) -> Value:
         """Call item ``index`` of the list child ``name`` (an ``nn.ModuleList``, registered on first use and
         grown one item at a time) on ``inputs``."""
+        name = self._name(name)
         if not name.isidentifier():
             raise DescriptionError(f"{self.type_name}: child name {name!r} is not an identifier")
         old = self._children.get(name)
@@ -893,18 +944,21 @@ class Scope:
     def empty(self, name: str) -> None:
         """Give the module attribute ``name`` as None: a slot this configuration leaves empty, as
         torchvision's ``downsample = None`` (code written against torchvision and timm reads them)."""
+        name = self._name(name)
         if not name.isidentifier():
             raise DescriptionError(f"{self.type_name}: slot name {name!r} is not an identifier")
         self._empty.append(name)
 
     def has(self, name: str) -> bool:
         """Whether child ``name`` is registered already."""
-        return name in self._children
+        return self.names.get(name, name) in self._children
 
     def enter(self, name: str, type_name: str, *inputs: Value, sequential: bool = False) -> tuple["Scope", list[Value]]:
         """A nested module named ``name`` taking ``inputs``: record into the returned scope, then ``exit``."""
+        nested = {k[len(name) + 1:]: v for k, v in self.names.items() if k.startswith(f"{name}.")}
         child = Scope(type_name, sequential=sequential, norm_layer=self.norm_layer, act_layer=self.act_layer,
-                      deploy=self.deploy)
+                      deploy=self.deploy, names=nested)
+        child.renamed = _Prefixed(self.renamed, name)
         child._parent = (self, name, inputs)
         return child, [child.input(v.shape) for v in inputs]
 
@@ -946,7 +1000,7 @@ class Scope:
 
     def mark_zero_init(self, path: str) -> None:
         """Zero the scale of the norm at dotted ``path`` (``conv2.bn``) for ``init.zero_init_residual``."""
-        self._zero_init.append(path)
+        self._zero_init.append(self.path(path))
 
     # common primitives --------------------------------------------------------------------------------
 

@@ -453,6 +453,6 @@ def describe(layer: Any, name: str, shape: Shape, norm: Any, act: Any, deploy: b
     (``deploy``: a re-parameterizable layer in its deploy form)."""
     s = Scope("_", norm_layer=norm, act_layer=act, deploy=deploy)
     out = layer.emit(s, name, s.input(shape))
-    if list(s._children) != [name] or len(s._nodes) != 1:
+    if s.child_names() != [name] or len(s.graph_nodes()) != 1:
         raise ValueError(f"layer type {layer.type!r} must record exactly one child named {name!r}")
-    return s._children[name], out.shape
+    return s.child(name), out.shape

@@ -218,7 +218,7 @@ class TorchContext:
     def _one(self, emit: Any, shape: tuple[int, ...]) -> nn.Module:
         s = g.Scope("_", norm_layer=self.norm_layer, act_layer=self.act_layer)
         emit(s, "m", s.input(shape))
-        return module_of(s._children["m"])
+        return module_of(s.child("m"))
 
     def norm(self, channels: int) -> nn.Module:
         """The spec's norm for ``channels`` (2-D)."""
@@ -234,7 +234,7 @@ class TorchContext:
 
         s = g.Scope("_", norm_layer=self.norm_layer, act_layer=self.act_layer)
         attend(self.plan, s, position, s.input((channels, *size)), "m")
-        return module_of(s._children["m"]) if s.has("m") else None
+        return module_of(s.child("m")) if s.has("m") else None
 
     def drop_path(self) -> nn.Module | None:
         """The block's stochastic depth (None at rate 0)."""
@@ -252,4 +252,4 @@ class TorchContext:
         b = self.plan
         s = g.Scope("_", norm_layer=self.norm_layer, act_layer=self.act_layer)
         shortcut(b, s, s.input((b.in_channels, *b.in_size)), norm=norm)
-        return module_of(s._children["downsample"]) if s.has("downsample") else None
+        return module_of(s.child("downsample")) if s.has("downsample") else None

@@ -12,11 +12,12 @@ instance is an envelope too, so ``ModelSpec.stages[i].block`` is always a ``Bloc
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, StringConstraints
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 
 class SpecModel(BaseModel):
@@ -77,6 +78,10 @@ class BlockSpec(_Envelope):
                                  "see `archkit blocks NAME`).")
     attn: list[SerializeAsAny[AttentionSpec]] = Field(default_factory=list, max_length=16, description=(
         "Attention modules to attach, each {type, position, <params>}; see `archkit blocks`."))
+    names: dict[Annotated[str, StringConstraints(pattern=PATH_PATTERN, max_length=200)],
+                Annotated[str, StringConstraints(pattern=NAME_PATTERN, max_length=64)]] | None = Field(
+        None, max_length=64, description="The block's children under names of your own, {conv1: conv_pw} (dotted "
+        "for a nested child: se.fc1); `archkit build SPEC --summary --depth 3` shows the block's own names.")
 
 
 class StageSpec(_Envelope):

@@ -367,12 +367,13 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
             raise spec.error(path, f"{planned:,} blocks planned up to stage {i + 1}, above the {MAX_BLOCKS:,} "
                                    f"supported (stage type {stage.type}{_plugin(STAGES, stage.type)})")
     check_reads(spec, stages)
+    check_renames(spec, stages)
     final, shape = _layers(spec, "final", shape, taken) if spec.final else ((), shape)
     head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()
     return input_shape, stem, tuple(stages), head_plan, final
 
 
-_SHARED_KEYS = frozenset({"type", "shortcut", "attn"})  # every block's, read by the planner itself
+_SHARED_KEYS = frozenset({"type", "shortcut", "attn", "names"})  # every block's, read by the planner itself
 
 
 def check_reads(spec: ModelSpec, stages: Any) -> None:
@@ -401,6 +402,24 @@ def check_reads(spec: ModelSpec, stages: Any) -> None:
                 raise spec.error(("stages", i, *where, unread[0]), f"{block.type} blocks never read {unread[0]!r}: "
                                  "set here it would change nothing (a key of the block's params that its "
                                  "description ignores)")
+
+
+def check_renames(spec: ModelSpec, stages: Any) -> None:
+    """Each key of a block's ``names:`` must rename a child of some block it applies to (a block without a
+    shortcut module leaves ``downsample`` alone; a name no block has is a typo): refused where it is set."""
+    used: set[str] = set()
+    for sp in stages:
+        for op in sp.ops:
+            used |= getattr(op, "renamed", frozenset())
+    for i, sp in enumerate(stages):
+        places = [(("block",), sp.stage.block)] + [((key, j), b) for key in ("blocks", "pattern")
+                                                    for j, b in enumerate(getattr(sp.stage, key, None) or ())]
+        for where, block in places:
+            unused = sorted(set(getattr(block, "names", None) or ()) - used)
+            if unused:
+                children = sorted({c for op in sp.ops for c in getattr(op, "children", ())})
+                raise spec.error(("stages", i, *where, "names", unused[0]), f"no {block.type} block of this network "
+                                 f"has a child {unused[0]!r} (stage {i + 1}'s blocks have: {', '.join(children)})")
 
 
 def _plugin(registry: Any, name: str) -> str:

@@ -87,3 +87,62 @@ def test_bad_names_are_one_located_line(override: str, where: str, message: str 
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and where in err, err
     assert message is None or message.lower() in err.lower(), err
+
+
+# --- a block's children under names of its own (names:) ------------------------------------------------
+
+BLOCK_NAMES = {"block.names": {"conv1": "conv_pw", "bn1": "bn_pw", "downsample": "shortcut"}}
+
+
+def _block_names(key: str) -> str:
+    """torchvision's ResNet-50 key with its bottlenecks' first conv, norm and downsample renamed."""
+    key = re.sub(r"^(layer\d+\.\d+)\.conv1\.", r"\1.conv_pw.", key)
+    key = re.sub(r"^(layer\d+\.\d+)\.bn1\.", r"\1.bn_pw.", key)
+    return re.sub(r"^(layer\d+\.\d+)\.downsample\.", r"\1.shortcut.", key)
+
+
+def test_a_blocks_children_take_the_names_the_spec_gives() -> None:
+    reference = torchvision.models.resnet50().eval()
+    ours = archkit.create_model("resnet50", **BLOCK_NAMES).eval()
+    mapped = {_block_names(k): v for k, v in reference.state_dict().items()}
+    assert list(ours.state_dict()) == list(mapped) and "conv1.weight" in mapped  # the stem's conv1 is no block's
+    ours.load_state_dict(mapped)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x))
+
+
+def test_nested_children_and_zero_init_follow_the_names() -> None:
+    import timm
+
+    reference = timm.create_model("seresnet50").eval()
+    names = {"se": "squeeze", "se.fc1": "conv_reduce", "se.fc2": "conv_expand"}
+    ours = archkit.create_model("seresnet50", **{"block.names": names}).eval()
+    rename = {".se.fc1.": ".squeeze.conv_reduce.", ".se.fc2.": ".squeeze.conv_expand."}
+    mapped = {re.sub(r"\.se\.fc[12]\.", lambda m: rename[m[0]], k): v for k, v in reference.state_dict().items()}
+    ours.load_state_dict(mapped)  # strict: every key renamed, none left
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), reference(x))
+    # zero_init_residual zeroes the renamed norm (timm's byob bottle marks conv3_1x1.bn)
+    zeroed = archkit.create_model("eca_resnet33ts", **{"block.names": {"conv3_1x1": "c3", "conv3_1x1.bn": "norm"},
+                                                       "init.zero_init_residual": True}, device="cpu")
+    weights = [p for n, p in zeroed.named_parameters() if n.endswith("c3.norm.weight")]
+    assert weights and all(bool((w == 0).all()) for w in weights)
+
+
+@pytest.mark.parametrize("names, where, message", [
+    ("{conv9: x}", "stages[0].block.names.conv9", "no bottleneck block of this network has a child 'conv9'"),
+    ("{conv1: conv2}", "stages[0].block.names", "'conv1' and 'conv2' would both be named 'conv2'"),
+    ("{conv1: 2x}", "block.names.conv1", "identifier"),
+])
+def test_bad_block_names_are_one_located_line(names: str, where: str, message: str, capsys) -> None:
+    assert main(["validate", "resnet50", "--set", f"block.names={names}"]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and where in err and message in err, err
+
+
+def test_renaming_downsample_is_fine_where_only_some_blocks_have_one(capsys) -> None:
+    """ResNet-18's first stage has no shortcut module: the name applies where there is one."""
+    model = archkit.create_model("resnet18", **{"block.names": {"downsample": "shortcut"}}, device="meta")
+    assert "layer2.0.shortcut.0.weight" in model.state_dict() and "layer1.0.shortcut.0.weight" not in model.state_dict()

@@ -55,7 +55,7 @@ def rep_unit(s: Scope, x: Value, out: int, kernel_size: int, *, stride: int = 1,
             unit = Scope("_", norm_layer=s.norm_layer, act_layer=s.act_layer)
             conv_norm_act(unit, "m", unit.input(x.shape), out, kernel_size, stride=stride, groups=groups,
                           apply_act=False)
-            kxk = [s.call_item("conv_kxk", i, unit._children["m"], x) for i in range(branches)]
+            kxk = [s.call_item("conv_kxk", i, unit.child("m"), x) for i in range(branches)]
             y = None
             if kernel_size > 1:
                 y = conv_norm_act(s, "conv_scale", x, out, 1, stride=stride, groups=groups, apply_act=False)

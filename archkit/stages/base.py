@@ -132,10 +132,12 @@ def describe_block(bp: BlockPlan) -> Graph:
     if graph is not None:
         note_reads(graph.reads)  # a cached description read these when it was made
     else:
-        s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act, deploy=bp.deploy)
+        names = getattr(bp.params, "names", None) or {}
+        s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act, deploy=bp.deploy, names=names)
         x = s.input((bp.in_channels, *bp.in_size))
         with reading() as fields:
             graph = s.finish(bp.kind.describe(bp, s, x))
+        graph.renamed = frozenset(s.renamed)  # the names: keys it used (the planner checks each is used somewhere)
         graph.reads = frozenset(fields)  # the params keys this description depends on (the planner checks)
         if bp.shortcut is Shortcut.NONE:  # zero_init_residual zeroes a residual branch; with no shortcut to add
             graph.zero_init = ()           # to, it would zero the block's output (timm's init_weights rule)
@@ -254,14 +256,19 @@ def _described(bp: BlockPlan, where: tuple) -> tuple[Any, Shape]:
             op = describe_block(bp)
             out_shape = op.output.shape
         else:
+            if getattr(block, "names", None):
+                raise StageProblem(("names",), f"{block.type} blocks are modules of their own: they name their "
+                                               "children themselves (names: renames a described block's)")
             out_size = ((h - 1) // bp.stride + 1, (w - 1) // bp.stride + 1)
             sizer = getattr(bp.kind.module, "out_size", None)
             if sizer is not None:
                 out_size = tuple(sizer(in_size=(h, w), stride=bp.stride, params=block))
             op = _module_block(bp, out_size)
             out_shape = (bp.out_channels, *out_size)
+    except StageProblem as exc:  # located inside the block (its names: key)
+        raise StageProblem((*where, *exc.where), str(exc)) from None
     except (ValueError, NotImplementedError) as exc:  # DescriptionError is a ValueError
-        raise StageProblem(where, f"{block.type} block: {first_line(exc)}") from None
+        raise StageProblem((*where, *getattr(exc, "field", ())), f"{block.type} block: {first_line(exc)}") from None
     except Exception as exc:  # noqa: BLE001 - a block's own code failing (a plugin's): located, named
         raise StageProblem(where, f"{block.type} block: {type(exc).__name__}: {first_line(exc)}",
                            block.type) from exc
