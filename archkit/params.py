@@ -236,6 +236,7 @@ class LayerParams(LayerSpec):
 
     model_config = ConfigDict(extra="forbid")
     role: ClassVar[str] = "layer"
+    widths: ClassVar[tuple[str, ...]] = ("channels",)  # the fields a width multiplier scales (scaling.parts)
     type: str = Field("", max_length=200, description="Layer type (`archkit blocks` lists them).")
 
     def emit(self, s: Any, name: str, x: Any) -> Any:

@@ -19,7 +19,7 @@ from .complexity import Cost
 from .errors import SpecError, first_line
 from .graph import DescriptionError, Graph, Scope
 from .layers import describe as describe_layer
-from .specs import MAX_BLOCKS, ModelSpec, scaled
+from .specs import MAX_BLOCKS, ModelSpec, scaled_depth, scaled_width
 from .catalog import BLOCKS, STAGES, block_type, stage_kind
 from .params import note_reads, reading
 from .registry import BUILTIN
@@ -222,8 +222,11 @@ def layer_names(layers: list, taken: set[str]) -> list[str]:
     return names
 
 
-def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[tuple[LayerPlan, ...], Shape]:
+def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str],
+            width: float = 1.0) -> tuple[tuple[LayerPlan, ...], Shape]:
     layers = getattr(spec, part)
+    if width != 1.0 and part in spec.scaling.parts:  # the family scales this part's widths too
+        layers = [_scaled_layer(layer, width, spec) for layer in layers]
     key = (part, tuple(layers), shape, frozenset(taken), spec.norm, spec.activation, spec.layout, spec.deploy)
     found = _PART_CACHE.get(key)
     if found is None:  # a stem or head is described once per configuration (fit repeats them)
@@ -233,6 +236,16 @@ def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str]) -> tuple[
         _PART_CACHE[key] = found
     taken.update(lp.name.rpartition(".")[2] for lp in found[0])  # later parts' default names avoid these
     return found
+
+
+def _scaled_layer(layer: Any, width: float, spec: ModelSpec) -> Any:
+    """``layer`` with its widths (the fields its type names in ``widths``; ``channels`` by default) scaled."""
+    fields = {f: v for f in getattr(type(layer), "widths", ("channels",))
+              if isinstance(v := getattr(layer, f, None), int) and not isinstance(v, bool)}
+    if not fields:
+        return layer
+    return layer.model_copy(update={f: scaled_width(v, width, spec.width_divisor, spec.scaling.round_limit)
+                                    for f, v in fields.items()})
 
 
 def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
@@ -332,8 +345,10 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
     if not names.stem:  # the network's namespace: a later part's given name is no stem layer's default
         taken |= {layer.name for layer in spec.final if layer.name is not None}
         taken |= {names.head} if names.head else {layer.name for layer in spec.head if layer.name is not None}
-    stem, shape = _layers(spec, "stem", input_shape, taken)
-    sizes = [scaled(s.planes, s.depth, width, depth_multiplier, spec.width_divisor) for s in spec.stages]
+    stem, shape = _layers(spec, "stem", input_shape, taken, width)
+    rule = spec.scaling
+    sizes = [(scaled_width(s.planes, width if "stages" in rule.parts else 1.0, spec.width_divisor, rule.round_limit),
+              scaled_depth(s.depth, depth_multiplier, rule.depth)) for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes), spec.drop_path_schedule)
     stages, dilation, n, planned = [], 1, 0, 0
     # timm's output_stride: once the network's stride reaches it, later strides become dilation
@@ -368,8 +383,8 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
                                    f"supported (stage type {stage.type}{_plugin(STAGES, stage.type)})")
     check_reads(spec, stages)
     check_renames(spec, stages)
-    final, shape = _layers(spec, "final", shape, taken) if spec.final else ((), shape)
-    head_plan = _layers(spec, "head", shape, taken)[0] if with_head else ()
+    final, shape = _layers(spec, "final", shape, taken, width) if spec.final else ((), shape)
+    head_plan = _layers(spec, "head", shape, taken, width)[0] if with_head else ()
     return input_shape, stem, tuple(stages), head_plan, final
 
 

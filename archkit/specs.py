@@ -115,6 +115,20 @@ class ScaleSpec(SpecModel):
     resolution: int | None = Field(None, ge=1, le=65536, description="Input size (square), if the scale sets one.")
 
 
+class ScalingSpec(SpecModel):
+    """How the multipliers round and what they scale: the family's rule (timm's ``round_chs_fn``,
+    ``depth_trunc``, ``fix_stem``)."""
+
+    round_limit: float = Field(0.0, ge=0, lt=1, description="A rounded width below this fraction of the exact one "
+                               "gets one more divisor (timm's make_divisible round_limit; EfficientNet: 0.9).")
+    depth: Literal["ceil", "round"] = Field("ceil", description="Scaled depths rounded up (timm's depth_trunc "
+                                            "'ceil', the default) or to the nearest (timm's 'round'), at least 1.")
+    parts: list[Literal["stages", "stem", "final", "head"]] = Field(
+        default_factory=lambda: ["stages"], max_length=4, description="What the width multiplier scales: the "
+        "stages' planes, and the channels of the stem's, final and head layers named here (EfficientNet: stages, "
+        "stem, final; a classifier's classes never).")
+
+
 class ModelSpec(SpecModel):
     """An archkit network: stem, stages of residual blocks, head."""
 
@@ -144,6 +158,8 @@ class ModelSpec(SpecModel):
         default_factory=dict, description="Named scales of this family; one must be chosen with scale: / --scale.")
     scale: str | None = Field(None, max_length=40, description="The chosen named scale (required when scales: is set).")
     depth_multiplier: float = Field(1.0, gt=0, le=64, description="Scales every stage's depth (rounded up).")
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="How the multipliers round and which "
+                                 "parts' widths they scale (the family's rule).")
     drop_path_rate: float = Field(0.0, ge=0, lt=1, description="Stochastic depth: block i of N drops its residual "
                                   "branch with probability rate * i / (N - 1), as timm's ResNet.")
     drop_path_schedule: Literal["linspace", "fraction"] = Field("linspace", description="How the rate grows over "
@@ -605,18 +621,35 @@ MAX_BLOCKS = 10_000  # ResNet-1001 has 333; more is a typo or a hostile spec tha
 
 
 def scaled(planes: int, depth: int, width_multiplier: float, depth_multiplier: float,
-           divisor: int = 1) -> tuple[int, int]:
-    """A stage's planes and depth after the multipliers: planes rounded (to a multiple of ``divisor``),
-    depth rounded up (at least 1)."""
-    width = planes if width_multiplier == 1.0 else max(divisor, int(planes * width_multiplier / divisor + 0.5) * divisor)
-    return max(1, width), max(1, math.ceil(depth * depth_multiplier - 1e-9))
+           divisor: int = 1, round_limit: float = 0.0, depth_round: str = "ceil") -> tuple[int, int]:
+    """A stage's planes and depth after the multipliers: planes rounded to the nearest multiple of ``divisor``
+    (one more where that falls below ``round_limit`` of the exact width: timm's ``make_divisible``), depth
+    rounded up or (``depth_round="round"``) to the nearest, at least 1."""
+    return scaled_width(planes, width_multiplier, divisor, round_limit), \
+        scaled_depth(depth, depth_multiplier, depth_round)
+
+
+def scaled_width(width: int, multiplier: float, divisor: int = 1, round_limit: float = 0.0) -> int:
+    """``width`` times ``multiplier``, rounded as timm's ``make_divisible(v, divisor, round_limit=...)``."""
+    if multiplier == 1.0:
+        return width
+    exact = width * multiplier
+    new = max(divisor, int(exact / divisor + 0.5) * divisor)
+    return new + divisor if new < round_limit * exact else new
+
+
+def scaled_depth(depth: int, multiplier: float, rounding: str = "ceil") -> int:
+    """``depth`` times ``multiplier``: rounded up (timm's depth_trunc 'ceil') or to the nearest ('round')."""
+    if rounding == "round":
+        return max(1, round(depth * multiplier))
+    return max(1, math.ceil(depth * multiplier - 1e-9))
 
 
 def _check_size(stages: list, width: float, depth_mult: float, divisor: float, marks: dict) -> list[Problem]:
     total = 0
     for s in stages:
         if isinstance(s, dict) and isinstance(s.get("depth"), int) and isinstance(s.get("planes"), int):
-            total += scaled(s["planes"], s["depth"], width, depth_mult, int(divisor))[1]
+            total += scaled_depth(s["depth"], depth_mult)
     if total <= MAX_BLOCKS:
         return []
     return [Problem(f"{total:,} blocks in all (after depth_multiplier); at most {MAX_BLOCKS:,} are supported",
@@ -702,4 +735,4 @@ def _stage_names(data: dict, count: int, names: Any, marks: dict, problems: list
 
 
 __all__ = ["ModelSpec", "StageSpec", "BlockSpec", "LayerSpec", "AttentionSpec", "validate",
-           "scaled"]
+           "scaled", "scaled_depth", "scaled_width"]
