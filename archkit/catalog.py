@@ -73,7 +73,15 @@ def check_layer(name: str, cls: Any) -> Any:
         raise TypeError(f"layer {name!r} must subclass archkit.layers.LayerParams, got {cls!r}")
     if "type" in vars(cls).get("__annotations__", {}):
         raise TypeError(f"layer {name!r}: must not define 'type' (archkit adds the tag)")
+    for flag, kind in _CAPABILITIES.items():  # the protocol's declared types: a wrong one fails here, not later
+        value = getattr(cls, flag)
+        if not isinstance(value, kind) or (isinstance(value, tuple) and not all(isinstance(v, str) for v in value)):
+            raise TypeError(f"layer {name!r}: {flag} must be {' or '.join(k.__name__ for k in kind)}, got {value!r}")
     return cls
+
+
+_CAPABILITIES = {"role": (str,), "widths": (tuple,), "whole": (bool,), "classifier": (bool,), "nested": (bool,),
+                 "foldable": (bool,), "fixed_input_size": (bool,), "global_pool": (str, type(None))}
 
 
 def check_attention(name: str, cls: Any) -> Any:

@@ -461,7 +461,7 @@ def _classifier(type_name: Any) -> bool:
     if not isinstance(type_name, str):
         return False
     try:
-        return bool(getattr(LAYERS.get(type_name).obj, "classifier", False))
+        return LAYERS.get(type_name).obj.classifier
     except (KeyError, ValueError):  # an unknown type: validation names it
         return False
 

@@ -232,11 +232,20 @@ class LayerParams(LayerSpec):
     A type describes itself with ``emit(s, name, x)``; a module-form (plugin) type implements
     ``build(shape, ctx)`` (``ctx.norm(channels)``, ``ctx.act()``: the spec's), ``output_shape`` and
     optionally ``cost``.
+
+    What a type can be is declared here, once, as class attributes a subclass overrides (archkit reads
+    nothing else about a layer type): the capability protocol.
     """
 
     model_config = ConfigDict(extra="forbid")
-    role: ClassVar[str] = "layer"
+    role: ClassVar[str] = "layer"  # "layer", "norm" (the spec's norm: takes channels) or "activation"
     widths: ClassVar[tuple[str, ...]] = ("channels",)  # the fields a width multiplier scales (scaling.parts)
+    whole: ClassVar[bool] = False  # a container's only unnamed layer is the container itself (timm's stem.conv)
+    classifier: ClassVar[bool] = False  # as a head's last such layer, its ``features`` are the classes
+    nested: ClassVar[bool] = False  # holds layers of its own (``layers:``), validated as a spec's layers
+    foldable: ClassVar[bool] = False  # a norm that folds into the conv before it (re-parameterization)
+    fixed_input_size: ClassVar[bool] = False  # sized for one input size (timm's pretrained_cfg says so)
+    global_pool: ClassVar[str | None] = None  # timm's name for the pooling it does (config.json's global_pool)
     type: str = Field("", max_length=200, description="Layer type (`archkit blocks` lists them).")
 
     def emit(self, s: Any, name: str, x: Any) -> Any:

@@ -256,7 +256,7 @@ def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
     for i, (name, layer) in enumerate(zip(layer_names(layers, taken), layers)):
         try:
             if container and len(layers) == 1 and \
-                    (layer.name == container or (layer.name is None and getattr(layer, "whole", False))):
+                    (layer.name == container or (layer.name is None and layer.whole)):
                 name = ""  # the part's only layer is the part itself (timm's byob stems: stem.conv.*, stem.conv_kxk.*)
             op, out_shape = _layer_op(layer, name or container, shape, spec.norm, spec.activation, spec.deploy)
         except (ValueError, NotImplementedError) as exc:

@@ -29,11 +29,11 @@ def _models() -> tuple[Any, Any, Any, Any, Any]:
                      for e in BLOCKS])
     layer_models = {}
     for e in LAYERS:
-        fields = {"layers": (list["LayerUnion"], Field(min_length=1))} if getattr(e.obj, "nested", False) else {}
+        fields = {"layers": (list["LayerUnion"], Field(min_length=1))} if e.obj.nested else {}
         layer_models[e.name] = (e, _tagged(e.name, e.obj, "Layer", **fields))
     layers = _union([m for _, m in layer_models.values()])
     for e, m in layer_models.values():
-        if getattr(e.obj, "nested", False):
+        if e.obj.nested:
             m.model_rebuild(_types_namespace={"LayerUnion": layers})
     norms = _union([m for e, m in layer_models.values() if e.kind == "norm"])
     acts = _union([m for e, m in layer_models.values() if e.kind == "activation"])

@@ -48,7 +48,7 @@ def _timm_names() -> set[str]:
 
 
 def _num_classes(spec: Any) -> int:
-    linear = [layer for layer in spec.head if getattr(layer, "classifier", False)]
+    linear = [layer for layer in spec.head if layer.classifier]
     return getattr(linear[-1], "features", 0) if linear and not spec.features_only else 0
 
 
@@ -69,9 +69,9 @@ def config(model: Any, spec: Any, weights_sha256: str | None = None) -> dict:
                   "classifier": _classifier(model, spec)}
     if meta.get("license"):
         pretrained["license"] = meta["license"]
-    if any(getattr(layer, "fixed_input_size", False) for layer in spec.head):  # CLIP's attention pooling
+    if any(layer.fixed_input_size for layer in spec.head):  # CLIP's attention pooling
         pretrained["fixed_input_size"] = True
-    pools = [getattr(layer, "global_pool", None) for layer in spec.head]
+    pools = [layer.global_pool for layer in spec.head]
     arch = timm_name(spec)
     out: dict[str, Any] = {"architecture": arch or "archkit", "num_classes": num_classes,
                            "num_features": getattr(model, "num_features", None),

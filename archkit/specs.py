@@ -308,7 +308,7 @@ class _Pass:
                 article = "an" if role[0] in "aeiou" else "a"
                 self.add((*path, "type"), f"{raw['type']!r} is a {entry.kind} type, not {article} {role}"
                          + suggest(raw["type"], choices))
-            if getattr(entry.obj, "nested", False) and isinstance(raw.get("layers"), list):
+            if entry.obj.nested and isinstance(raw.get("layers"), list):
                 raw = {**raw, "layers": [self.layer(v, (*path, "layers", i)) for i, v in enumerate(raw["layers"])]}
             if "attn" in getattr(entry.obj, "model_fields", {}) and isinstance(raw.get("attn"), list):
                 raw = {**raw, "attn": [self.typed(ATTENTION, v, (*path, "attn", i), "attention")

@@ -300,3 +300,19 @@ def test_spec_names_shipped_twice_are_reported(fake_plugins, tmp_path, capsys) -
         assert f"plugin specs-b also ships spec 'twin'; plugin specs-a's is used (give {tmp_path / 'b' / 'twin.yaml'}" \
             in out
         assert "plugin specs-b also ships spec 'resnet50'; archkit's own is used" in out
+
+
+def test_a_layer_types_capabilities_are_typed_at_registration() -> None:
+    """One declared protocol (LayerParams' class attributes): a wrong type is refused when the plugin loads."""
+    from archkit.catalog import check_layer
+    from archkit.params import LayerParams
+
+    class Loose(LayerParams):
+        classifier = "yes"  # type: ignore[assignment]
+
+    class Fine(LayerParams):
+        widths = ("channels", "mid")
+
+    with pytest.raises(TypeError, match="classifier must be bool, got 'yes'"):
+        check_layer("loose", Loose)
+    assert check_layer("fine", Fine) is Fine and not Fine.classifier and Fine.global_pool is None

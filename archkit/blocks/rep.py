@@ -40,7 +40,7 @@ def rep_unit(s: Scope, x: Value, out: int, kernel_size: int, *, stride: int = 1,
         y = s.conv("reparam_conv", x, out, kernel_size, stride=stride, dilation=dilation, groups=groups, bias=True,
                    padding=pad)
     else:
-        if not getattr(s.norm_layer, "foldable", False):
+        if s.norm_layer is None or not s.norm_layer.foldable:
             raise ValueError(f"its branches' norms fold into one convolution (re-parameterization): the "
                              f"{s.norm_layer.type} norm cannot be folded (use batchnorm)")
         if identity:
