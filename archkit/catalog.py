@@ -13,6 +13,7 @@ from .blocks import BUILTIN_BLOCKS, REP_LAYERS
 from .blocks.base import ATTN_POSITIONS, BlockType, Shortcut, USER_SHORTCUTS
 from .attention import BUILTIN_ATTENTION
 from .generators import BUILTIN_GENERATORS, Generator
+from .generators.base import SPEC_KEYS
 from .stages import BUILTIN_STAGES
 from .stages.base import StageType
 from .layers import BUILTIN_LAYERS
@@ -134,6 +135,8 @@ def check_generator(name: str, obj: Any) -> Generator:
         raise TypeError(f"generator {name!r} must be an archkit.generators.Generator, got {obj!r}")
     if obj.name != name:
         raise TypeError(f"generator {name!r} is registered under another name than its spec key {obj.name!r}")
+    if name in SPEC_KEYS:
+        raise TypeError(f"generator {name!r} would take the spec's own key {name}:; choose another name")
     if not (isinstance(obj.params, type) and issubclass(obj.params, BaseModel)) or not callable(obj.stages):
         raise TypeError(f"generator {name!r} needs params (a pydantic model) and stages (a callable)")
     missing = [a.name for a in obj.axes if a.name not in obj.params.model_fields]

@@ -358,7 +358,7 @@ def diff(a: Any, b: Any) -> dict[str, Any]:
         def side(s: Any, rows: dict) -> dict | None:
             if s is None:
                 return None
-            return {"stage": _stage_text(s), "block": _blocks_text([_block_text(b.params) for b in s.blocks]),
+            return {"module": s.name, "stage": _stage_text(s), "block": _blocks_text([_block_text(b.params) for b in s.blocks]),
                     "depth": s.depth,
                     "channels": s.out_shape[0],
                     "output_shape": list(s.out_shape), "params": rows[s.name].params, "macs": rows[s.name].macs}
@@ -430,7 +430,7 @@ def render_diff(d: dict) -> str:
                        f"{only['params']:,} params, {only['macs']:,} MACs, out {'x'.join(map(str, only['output_shape']))})")
             continue
         out.append(f"  {s['stage']}:")
-        for key in ("stage", "block", "depth", "channels", "output_shape"):
+        for key in ("module", "stage", "block", "depth", "channels", "output_shape"):
             if a[key] != b[key]:
                 out.append(f"    {key}: {a[key]} -> {b[key]}")
         for key in ("params", "macs"):
@@ -460,9 +460,17 @@ def explain(ref: str, field: str, overrides: list[str]) -> list[str]:
     parts = field.split(".")
     generators = set(GENERATORS.names())
     if parts[0] in generators:  # expanded into stages on validation: its numbers are read from the merged file
-        value = _lookup(loader.flatten(loader.load(ref, overrides, resolve=zoo.resolve))[0], parts, field)
+        numbers = loader.flatten(loader.load(ref, overrides, resolve=zoo.resolve))[0]
+        fields = GENERATORS.get(parts[0]).obj.params.model_fields
+        if len(parts) == 2 and isinstance(numbers.get(parts[0]), dict) and parts[0] in numbers and \
+                parts[1] not in numbers[parts[0]] and parts[1] in fields:  # a number left at its default
+            numbers[parts[0]] = {**numbers[parts[0]], parts[1]: fields[parts[1]].default}
+        value = _lookup(numbers, parts, field)
     else:
-        value = _lookup(spec.model_dump(mode="json"), parts, field)
+        data = spec.model_dump(mode="json")
+        data["layout"] = spec.names.model_dump(mode="json") if parts[0] == "layout" and len(parts) > 1 \
+            else data["layout"]  # a preset's name, or read as the scheme it names
+        value = _lookup(data, parts, field)
     aliases = [parts]  # where a file may set this value: the field itself, or the defaults it merges over
     if len(parts) >= 3 and parts[0] == "stages":
         aliases.append(["stage", *parts[2:]])  # the top-level stage: defaults (a pattern: there, say)

@@ -866,11 +866,11 @@ class Scope:
     def _name(self, name: str) -> str:
         """The name child ``name`` of the description is registered under (the spec may rename it)."""
         new = self.names.get(name, name)
+        if name in self.names:
+            self.renamed.add(name)
         if self._origin.setdefault(new, name) != name:
             raise DescriptionError(f"{self.type_name}: names: {self._origin[new]!r} and {name!r} would both be "
                                    f"named {new!r}", ("names",))
-        if new != name:
-            self.renamed.add(name)
         return new
 
     def path(self, path: str) -> str:
@@ -991,7 +991,7 @@ class Scope:
     def norm(self, name: str, x: Value, *, zero_init: bool = False) -> Value:
         """The spec's norm as child ``name``; ``zero_init`` zeroes its scale for ``init.zero_init_residual``."""
         if zero_init:
-            self._zero_init.append(name)
+            self._zero_init.append(self.path(name))
         return self.norm_layer.emit(self, name, x)
 
     def act(self, name: str, x: Value) -> Value:

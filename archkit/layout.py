@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Discriminator, Field, Tag, model_validator
+from pydantic import Discriminator, Field, Tag, field_validator, model_validator
 
-from .params import SpecModel
+from .params import SpecModel, module_name_problem
 
 CONTAINER = r"^([A-Za-z_][A-Za-z0-9_]*)?$"  # "" or one child name (no dots: one level)
 PATTERN = r"^[A-Za-z0-9_]*(\{[in]\})?[A-Za-z0-9_]*$"  # a name, with {i} (0-based) or {n} (1-based) at most once
@@ -48,6 +48,19 @@ class Layout(SpecModel):
             preset = PRESETS.get(data.get("like", "torchvision"), {})
             return {**preset, **data}
         return data
+
+    @field_validator("stem", "stages", "blocks", "head", "stage", "block")
+    @classmethod
+    def _a_module_name(cls, value: str, info: Any) -> str:
+        """Every name a layout makes must be able to name a child module (torch's own are refused)."""
+        if info.field_name == "block" and "{" not in value:
+            raise ValueError(f"{value!r} names every block of a stage the same; put {{i}} (0-based) or {{n}} "
+                             "(1-based) in it")
+        fixed = value.replace("{i}", "0").replace("{n}", "1")
+        problem = module_name_problem(fixed) if fixed and (fixed == value or value.startswith("_")) else None
+        if problem:
+            raise ValueError(problem)
+        return value
 
     def stage_name(self, index: int, given: str | None = None) -> str:
         """Stage ``index``'s child name in its container (a stage's ``name:`` wins)."""

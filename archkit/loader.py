@@ -358,8 +358,19 @@ def merge(base: Any, over: Any) -> Any:
         out.marks[key] = base_marks.get(key)
     for key, value in over.items():
         out[key] = merge(base[key], value) if key in base else value
+        if key == "layout" and key in base:
+            out[key] = keep_preset(base[key], out[key])
         out.marks[key] = over_marks.get(key)
     return out
+
+
+def keep_preset(old: Any, new: Any) -> Any:
+    """A ``layout:`` mapping over a preset's name (``timm``) starts from that preset unless it says ``like:``."""
+    if isinstance(old, str) and isinstance(new, dict) and "like" not in new:
+        kept = MDict({"like": old, **new}, mark=getattr(new, "mark", None))
+        kept.marks = {"like": getattr(new, "mark", None), **getattr(new, "marks", {})}
+        return kept
+    return new
 
 
 class Override(str):
@@ -406,6 +417,11 @@ def set_value(tree: MDict, key: str, value: Any, mark: Mark) -> None:
                     node.marks[index] = mark
             node = node[index]
         elif isinstance(node, dict):
+            if depth == 0 and part == "layout":  # a scheme set over a preset's name starts from that preset
+                if last:
+                    value = keep_preset(node.get(part), value)
+                elif isinstance(node.get(part), str):
+                    node[part] = keep_preset(node[part], MDict(mark=mark))
             if last:
                 node[part] = value
                 if isinstance(node, MDict):

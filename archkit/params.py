@@ -14,10 +14,33 @@ from __future__ import annotations
 import threading
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, StringConstraints, field_validator
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+# attributes of torch.nn.Sequential (torch 2.x) and of archkit's model API: a child of that name
+# would replace them; names starting with "_" are torch's own
+RESERVED = frozenset("""T_destination add_module append apply bfloat16 buffers call_super_init children compile cpu
+cuda double dump_patches eval extend extra_repr float forward get_buffer get_extra_state get_parameter get_submodule
+half insert ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters
+pop register_backward_hook register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
+register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
+set_submodule share_memory state_dict to to_empty train training type xpu zero_grad spec stem_names stage_names final_names
+head_names feature_info grad_checkpointing frozen_stages norm_eval num_classes num_features forward_features
+forward_head get_classifier reset_classifier set_grad_checkpointing group_matcher freeze frozen_modules
+transfer_plan pretrained_cfg default_cfg return_layers""".split())
+
+
+def module_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a child module (None: it can): torch's own attributes, and names starting
+    with ``_`` (torch keeps them), would be replaced by the child or refuse it."""
+    if name.startswith("_"):
+        return f"{name!r} starts with '_', which torch keeps for its own attributes; choose another"
+    if name in RESERVED:
+        return f"{name!r} is an attribute of torch.nn.Module; choose another"
+    return None
 
 
 class SpecModel(BaseModel):
@@ -83,6 +106,16 @@ class BlockSpec(_Envelope):
         None, max_length=64, description="The block's children under names of your own, {conv1: conv_pw} (dotted "
         "for a nested child: se.fc1); `archkit build SPEC --summary --depth 3` shows the block's own names.")
 
+    @field_validator("names")
+    @classmethod
+    def _module_names(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        """A new name must be able to name a child module (torch's own attributes are refused)."""
+        for new in (value or {}).values():
+            problem = module_name_problem(new)
+            if problem:
+                raise ValueError(problem)
+        return value
+
 
 class StageSpec(_Envelope):
     """One stage: its type (``resnet``: torchvision's ``_make_layer``, the default), the keys every stage
@@ -92,6 +125,12 @@ class StageSpec(_Envelope):
                       "(torchvision's _make_layer), dark, csp, cs3 (timm's CSPNet stages).")
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_]+$", max_length=64, description="The stage's module "
                              "name (default: the layout's, layer1.. or 0..).")
+
+    @field_validator("name", mode="before")
+    @classmethod
+    def _digits(cls, value: Any) -> Any:
+        """``name: 1`` (YAML's integer) is the name "1": stage names may be digits, as a Sequential's."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else value
     planes: int = Field(ge=1, le=1 << 20, description="Block planes (resnet stages: output channels are planes x "
                         "block expansion); the stage's output channels for dark, csp and cs3 stages.")
     depth: int = Field(ge=1, le=100_000, description="Number of blocks.")

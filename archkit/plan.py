@@ -226,7 +226,8 @@ def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str],
             width: float = 1.0) -> tuple[tuple[LayerPlan, ...], Shape]:
     layers = getattr(spec, part)
     if width != 1.0 and part in spec.scaling.parts:  # the family scales this part's widths too
-        layers = [_scaled_layer(layer, width, spec) for layer in layers]
+        keep = _classes_layer(layers) if part == "head" else None  # the classes never scale
+        layers = [layer if i == keep else _scaled_layer(layer, width, spec) for i, layer in enumerate(layers)]
     key = (part, tuple(layers), shape, frozenset(taken), spec.norm, spec.activation, spec.layout, spec.deploy)
     found = _PART_CACHE.get(key)
     if found is None:  # a stem or head is described once per configuration (fit repeats them)
@@ -238,14 +239,25 @@ def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str],
     return found
 
 
+def _widths(layer: Any) -> dict[str, int]:
+    """The width fields ``layer``'s type names (``widths``; ``channels`` by default) that it sets."""
+    return {f: v for f in layer.widths if isinstance(v := getattr(layer, f, None), int) and not isinstance(v, bool)}
+
+
+def _classes_layer(head: list) -> int | None:
+    """The head layer whose width is the classes (a 1x1 conv classifier: the last layer that sets a width, with
+    no linear classifier after it); None where a linear layer holds them."""
+    last = next((i for i in range(len(head) - 1, -1, -1) if head[i].classifier or _widths(head[i])), None)
+    return None if last is None or head[last].classifier else last
+
+
 def _scaled_layer(layer: Any, width: float, spec: ModelSpec) -> Any:
-    """``layer`` with its widths (the fields its type names in ``widths``; ``channels`` by default) scaled."""
-    fields = {f: v for f in getattr(type(layer), "widths", ("channels",))
-              if isinstance(v := getattr(layer, f, None), int) and not isinstance(v, bool)}
-    if not fields:
-        return layer
-    return layer.model_copy(update={f: scaled_width(v, width, spec.width_divisor, spec.scaling.round_limit)
-                                    for f, v in fields.items()})
+    """``layer`` with its widths scaled (and a nested layer's, ``layers:``, each)."""
+    update: dict[str, Any] = {f: scaled_width(v, width, spec.width_divisor, spec.scaling.round_limit)
+                              for f, v in _widths(layer).items()}
+    if layer.nested and isinstance(getattr(layer, "layers", None), list):
+        update["layers"] = [_scaled_layer(inner, width, spec) for inner in layer.layers]
+    return layer.model_copy(update=update) if update else layer
 
 
 def _describe_layers(spec: ModelSpec, part: str, layers: list, shape: Shape,
@@ -420,21 +432,30 @@ def check_reads(spec: ModelSpec, stages: Any) -> None:
 
 
 def check_renames(spec: ModelSpec, stages: Any) -> None:
-    """Each key of a block's ``names:`` must rename a child of some block it applies to (a block without a
-    shortcut module leaves ``downsample`` alone; a name no block has is a typo): refused where it is set."""
-    used: set[str] = set()
+    """Each key of a block's ``names:`` must rename a child of a block it applies to: one the top-level
+    ``block:`` gives, of some block of the network (ResNet-18's first stage has no ``downsample``, the next
+    ones do); one a stage gives, of a block of that stage. A name no such block has is refused where it is set."""
+    inherited = dict(getattr(spec.block, "names", None) or {})
+    everywhere: set[str] = set()
     for sp in stages:
-        for op in sp.ops:
-            used |= getattr(op, "renamed", frozenset())
+        everywhere |= _renamed_in(sp)
     for i, sp in enumerate(stages):
+        here = _renamed_in(sp)
         places = [(("block",), sp.stage.block)] + [((key, j), b) for key in ("blocks", "pattern")
                                                     for j, b in enumerate(getattr(sp.stage, key, None) or ())]
         for where, block in places:
-            unused = sorted(set(getattr(block, "names", None) or ()) - used)
+            names = getattr(block, "names", None) or {}
+            unused = sorted(k for k, v in names.items() if k not in (everywhere if inherited.get(k) == v else here))
             if unused:
                 children = sorted({c for op in sp.ops for c in getattr(op, "children", ())})
-                raise spec.error(("stages", i, *where, "names", unused[0]), f"no {block.type} block of this network "
-                                 f"has a child {unused[0]!r} (stage {i + 1}'s blocks have: {', '.join(children)})")
+                raise spec.error(("stages", i, *where, "names", unused[0]), f"no {block.type} block "
+                                 f"{'of this network' if inherited.get(unused[0]) else f'of stage {i + 1}'} has a "
+                                 f"child {unused[0]!r} (stage {i + 1}'s blocks have: {', '.join(children)})")
+
+
+def _renamed_in(sp: Any) -> set[str]:
+    """The ``names:`` keys the blocks of stage plan ``sp`` used."""
+    return {k for op in sp.ops for k in getattr(op, "renamed", ())}
 
 
 def _plugin(registry: Any, name: str) -> str:

@@ -21,7 +21,7 @@ from .errors import Mark, Problem, SpecError, format_path
 from .layers import BatchNorm, ReLU
 from .layout import Layout, LayoutField, scheme
 from .loader import flatten, resolve_stage_blocks
-from .params import AttentionSpec, BlockSpec, LayerSpec, SpecModel, StageSpec
+from .params import AttentionSpec, BlockSpec, LayerSpec, SpecModel, StageSpec, module_name_problem
 from .registry import UnknownName, suggest
 from .spec_errors import mark_for, ordered, problem
 from .stages.base import drop_block_of
@@ -656,18 +656,6 @@ def _check_size(stages: list, width: float, depth_mult: float, divisor: float, m
                     mark_for(("stages",), marks), "stages")]
 
 
-# attributes of torch.nn.Sequential (torch 2.x) and of archkit's model API: a child of that name
-# would replace them; names starting with "_" are torch's own
-RESERVED = frozenset("""T_destination add_module append apply bfloat16 buffers call_super_init children compile cpu
-cuda double dump_patches eval extend extra_repr float forward get_buffer get_extra_state get_parameter get_submodule
-half insert ipu load_state_dict modules mtia named_buffers named_children named_modules named_parameters parameters
-pop register_backward_hook register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
-register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
-register_parameter register_state_dict_post_hook register_state_dict_pre_hook requires_grad_ set_extra_state
-set_submodule share_memory state_dict to to_empty train training type xpu zero_grad spec stem_names stage_names final_names
-head_names feature_info grad_checkpointing frozen_stages norm_eval num_classes num_features forward_features
-forward_head get_classifier reset_classifier set_grad_checkpointing group_matcher freeze frozen_modules
-transfer_plan pretrained_cfg default_cfg return_layers""".split())
 
 
 def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
@@ -688,8 +676,8 @@ def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
                 continue
             where = (*path, i, "name")
             flat = top and (path == ("final",) or names is None or not getattr(names, path[0]))
-            if layer.name in RESERVED or layer.name.startswith("_"):
-                message = f"{layer.name!r} is an attribute of torch.nn.Module; choose another name"
+            if module_name_problem(layer.name):
+                message = module_name_problem(layer.name)
             elif flat and layer.name in stages:
                 message = f"{layer.name!r} is the name of {stages[layer.name]}; choose another"
             elif layer.name in taken:
@@ -706,33 +694,38 @@ def _check_names(data: dict, stage_count: int, marks: dict) -> list[Problem]:
 
 def _stage_names(data: dict, count: int, names: Any, marks: dict, problems: list[Problem]) -> dict[str, str]:
     """The names the network's own children take besides the stem, final and head layers: the layout's
-    containers, or the stages themselves (what a top-level layer name may not be). Two stages of one name,
-    and a name torch keeps, are refused at the stage."""
-    top = {c: f"the layout's {part} container" for part in ("stem", "stages", "head") if (c := getattr(names, part))}
+    containers, or the stages themselves (what a top-level layer name may not be). Two containers or two
+    stages of one name, and a name torch keeps, are refused where the name is given."""
+    top: dict[str, str] = {}
+    for part in ("stem", "stages", "head"):
+        container = getattr(names, part)
+        if container and container in top:
+            problems.append(Problem(f"the {part} container is named {container!r}, as {top[container]}; one "
+                                    "container each", mark_for(("layout", part), marks), f"layout.{part}"))
+        elif container:
+            top[container] = f"the layout's {part} container"
     stages = data.get("stages") if isinstance(data.get("stages"), list) else []
-    seen: dict[str, int] = {}
+    seen: dict[str, tuple[int, bool]] = {}  # name -> (stage, whether its name: key gave it)
     for i in range(count):
         given = getattr(stages[i], "name", None) if i < len(stages) else None
         name = names.stage_name(i, given)
-        where = ("stages", i, "name") if given else ("layout",)
-        clash = f"stage {seen[name] + 1}'s name" if name in seen else top.get(name) if not names.stages else None
         if name in seen and not given and "{" not in names.stage:
             problems.append(Problem(f"stage: {names.stage!r} names every stage the same; put {{i}} (0-based) or "
                                     "{n} (1-based) in it, or give the stages name: keys",
                                     mark_for(("layout", "stage"), marks), "layout.stage"))
             break
-        if clash or (not names.stages and (name in RESERVED or name.startswith("_"))):
-            problems.append(Problem(f"stage {i + 1} is named {name!r}, " + (f"also {clash}" if clash else
-                                    "an attribute of torch.nn.Module") + "; choose another",
-                                    mark_for(where, marks), format_path(where)))
-        seen.setdefault(name, i)
-    for container in sorted(c for c in top if c in RESERVED):
-        problems.append(Problem(f"{container!r} is an attribute of torch.nn.Module; choose another container name",
-                                mark_for(("layout",), marks), "layout"))
+        where = ("stages", i, "name") if given else ("layout", "stage")
+        if name in seen and seen[name][1] and not given:  # blame the name: key, not the layout's pattern
+            where = ("stages", seen[name][0], "name")
+        clash = f"also stage {seen[name][0] + 1}'s name" if name in seen else \
+            f"also {top[name]}" if name in top and not names.stages else None
+        message = f"stage {i + 1} is named {name!r}, {clash}; choose another" if clash else module_name_problem(name)
+        if message:
+            problems.append(Problem(message, mark_for(where, marks), format_path(where)))
+        seen.setdefault(name, (i, bool(given)))
     if not names.stages:
-        top.update({name: f"stage {i + 1}" for name, i in seen.items()})
+        top.update({name: f"stage {i + 1}" for name, (i, _) in seen.items()})
     return top
-
 
 __all__ = ["ModelSpec", "StageSpec", "BlockSpec", "LayerSpec", "AttentionSpec", "validate",
            "scaled", "scaled_depth", "scaled_width"]

@@ -137,3 +137,13 @@ def _flop_counter_macs(model: torch.nn.Module, size: list[int]) -> int:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model.eval()(torch.zeros(1, 3, *size))
     return counter.get_total_flops() // 2
+
+
+def test_no_generator_may_take_a_specs_own_key() -> None:
+    from archkit.catalog import check_generator
+    from archkit.generators.base import SPEC_KEYS
+    from archkit.specs import ModelSpec
+
+    assert SPEC_KEYS == set(ModelSpec.model_fields) | {"base"}
+    with pytest.raises(TypeError, match="would take the spec's own key layout"):
+        check_generator("layout", Generator("layout", Numbers, lambda n: []))

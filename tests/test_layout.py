@@ -12,7 +12,6 @@ import torchvision
 
 import archkit
 from archkit.cli import main
-from archkit.errors import SpecError
 
 REGNET_KEYS = {"layout": {"like": "timm", "stages": "", "stage": "s{n}", "blocks": "", "block": "b{n}"}}  # timm's
 
@@ -79,11 +78,18 @@ def test_stages_take_their_own_names(tmp_path, capsys) -> None:
     ("layout={head: 'state_dict'}", "layout", "'state_dict' is an attribute of torch.nn.Module"),
     ("layout={like: timmm}", "layout.like", None),
     ("stages.0.name=forward", "stages[0].name", "an attribute of torch.nn.Module"),
+    ("layout={block: b}", "layout.block", "names every block of a stage the same"),
+    ("layout={stem: features, stages: features}", "layout.stages", "one container each"),
+    ("layout={stages: x, head: x}", "layout.head", "one container each"),
+    ("layout={like: timm, blocks: forward}", "layout.blocks", "an attribute of torch.nn.Module"),
+    ("layout={stem: _modules}", "layout.stem", "starts with '_'"),
+    ("block.names={conv1: forward}", "block.names", "an attribute of torch.nn.Module"),
+    ("stages.0.name=layer2", "stages[0].name", "stage 2 is named 'layer2', also stage 1's name"),
 ])
 def test_bad_names_are_one_located_line(override: str, where: str, message: str | None, tmp_path, capsys) -> None:
     spec = tmp_path / "bad.yaml"
     spec.write_text("base: resnet18\nname: bad\n")
-    assert main(["validate", str(spec), "--set", override]) == 2
+    assert main(["validate", str(spec), "--set", override]) == 2  # before any module is built
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and where in err, err
     assert message is None or message.lower() in err.lower(), err
@@ -146,3 +152,40 @@ def test_renaming_downsample_is_fine_where_only_some_blocks_have_one(capsys) -> 
     """ResNet-18's first stage has no shortcut module: the name applies where there is one."""
     model = archkit.create_model("resnet18", **{"block.names": {"downsample": "shortcut"}}, device="meta")
     assert "layer2.0.shortcut.0.weight" in model.state_dict() and "layer1.0.shortcut.0.weight" not in model.state_dict()
+
+
+def test_inside_a_container_torchs_names_are_refused_too(capsys) -> None:
+    """A stage named forward inside stages: (or a block pattern forward) would replace nn.Module.forward."""
+    assert main(["validate", "resnet18", "--set", "layout=timm", "--set", "stages.0.name=forward"]) == 2
+    assert "stages[0].name: 'forward' is an attribute of torch.nn.Module" in capsys.readouterr().err
+
+
+def test_a_scheme_over_a_preset_starts_from_it(tmp_path) -> None:
+    """repvgg_a0 says layout: timm; a derived spec's {block: 'b{n}'} (or --set layout.block=...) keeps timm's
+    containers instead of falling back to torchvision's."""
+    derived = tmp_path / "d.yaml"
+    derived.write_text("base: repvgg_a0\nname: d\nlayout: {block: 'b{n}'}\n")
+    for model in (archkit.create_model(str(derived), device="meta"),
+                  archkit.create_model("repvgg_a0", **{"layout.block": "b{n}"}, device="meta")):
+        assert model.stage_names[0] == "stages.0" and "stages.0.b1.conv_kxk.conv.weight" in model.state_dict()
+
+
+def test_renames_reach_zero_init_and_are_checked_per_stage(capsys) -> None:
+    model = archkit.create_model("resnet50", **{"block.names": {"bn3": "bn_last"}, "init.zero_init_residual": True})
+    assert all(bool((m.bn_last.weight == 0).all()) for m in model.layer1)
+    # a stage's own rename must fit that stage's blocks (stage 2 has no SE here)
+    assert main(["validate", "seresnet50", "--set", "stages.0.block.names={se.fc1: r}", "--set",
+                 "stages.1.block.attn=[]", "--set", "stages.1.block.names={se.fc1: q}"]) == 2
+    assert "stages[1].block.names['se.fc1']: no bottleneck block of stage 2" in capsys.readouterr().err
+    # re-parameterizable blocks keep their branches' names (reparameterize folds them by name)
+    assert main(["validate", "repvgg_a0", "--set", "block.names={conv_1x1: pw}"]) == 2
+    assert "rep blocks keep their children's names" in capsys.readouterr().err
+
+
+def test_diff_names_a_renamed_stage(tmp_path, capsys) -> None:
+    renamed = tmp_path / "sn.yaml"
+    renamed.write_text("base: resnet18\nname: sn\nstages:\n  - {name: foo, planes: 64, depth: 2}\n"
+                       "  - {planes: 128, depth: 2, stride: 2}\n  - {planes: 256, depth: 2, stride: 2}\n"
+                       "  - {planes: 512, depth: 2, stride: 2}\n")
+    assert main(["diff", "resnet18", str(renamed)]) == 1
+    assert "module: layer1 -> foo" in capsys.readouterr().out

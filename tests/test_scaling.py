@@ -45,3 +45,16 @@ def test_scaling_parts_reach_the_stem_and_final_layers_not_the_classes() -> None
     assert ours.final_conv.conv.out_channels == make_divisible(final * 0.5, 8)
     assert theirs.final_conv.conv.out_channels == final  # not named in parts: kept
     assert ours.get_classifier().out_features == theirs.get_classifier().out_features == 1000
+
+
+def test_nested_stem_layers_scale_and_a_conv_classifier_keeps_the_classes() -> None:
+    deep = archkit.load_spec("resnet26t", ["width_multiplier=0.5", "width_divisor=8", "scaling.parts=[stages, stem]"])
+    model = archkit.build_model(deep, device="meta")
+    plain = archkit.build_model("resnet26t", device="meta")
+    assert [m.out_channels for m in model.conv1 if hasattr(m, "out_channels")] == \
+        [make_divisible(m.out_channels * 0.5, 8, round_limit=0.0) for m in plain.conv1 if hasattr(m, "out_channels")]
+    head = ["head=[{type: conv, name: pre, channels: 256, kernel_size: 1}, {type: act}, "
+            "{type: conv, name: classes, channels: 10, kernel_size: 1}, {type: adaptive_avgpool}, {type: flatten}]"]
+    spec = archkit.load_spec("resnet18", [*head, "width_multiplier=0.5", "scaling.parts=[stages, head]"])
+    built = archkit.build_model(spec, device="meta")
+    assert built.pre.out_channels == 128 and built.classes.out_channels == 10

@@ -161,6 +161,7 @@ class BlockType:
     out_channels: Callable[[int, Any], int] | None = None  # planes, params -> channels (default planes x expansion)
     doc: str = ""
     stage: str = "resnet"  # the stage type it is built in (a block that leaves striding to its stage: that one)
+    renamable: bool = True  # its children may take a spec's names: (re-parameterizable blocks keep their branches')
 
     @property
     def attn_default(self) -> str | None:
@@ -183,14 +184,15 @@ class BlockType:
 def block(name: str, params: type[BlockParams], *, cls_name: str, expansion: int = 1,
           shortcuts: tuple[str, ...] = USER_SHORTCUTS, attn_positions: tuple[str, ...] = ("pre_add", "post_add"),
           drop_block: bool = False, dilation: bool = True,
-          out_channels: Callable[[int, Any], int] | None = None, stage: str = "resnet") -> Callable[[Describe], BlockType]:
+          out_channels: Callable[[int, Any], int] | None = None, stage: str = "resnet",
+          renamable: bool = True) -> Callable[[Describe], BlockType]:
     """Decorate a description function into a ``BlockType`` (register it with ``archkit.register_block``
     or through the ``archkit.blocks`` entry-point group)."""
 
     def wrap(fn: Describe) -> BlockType:
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         return BlockType(name, params, cls_name, fn, None, None, expansion, tuple(Shortcut(k) for k in shortcuts),
-                         tuple(attn_positions), drop_block, dilation, out_channels, doc, stage)
+                         tuple(attn_positions), drop_block, dilation, out_channels, doc, stage, renamable)
 
     return wrap
 

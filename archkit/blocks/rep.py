@@ -109,14 +109,15 @@ def _block_unit(b: BlockPlan, s: Scope, x: Value, branches: int | None) -> Value
                     drop=lambda sc, v: drop_path(b, sc, v))
 
 
-@block("rep", RepParams, cls_name="RepVggBlock", shortcuts=("none",), attn_positions=("post_add",), drop_block=True)
+@block("rep", RepParams, cls_name="RepVggBlock", shortcuts=("none",), attn_positions=("post_add",), drop_block=True,
+       renamable=False)
 def rep(b: BlockPlan, s: Scope, x: Value) -> Value:
     """RepVGG: kxk + 1x1 + identity-norm branches summed, then the activation (re-parameterizable)."""
     return _block_unit(b, s, x, None)
 
 
 @block("one", OneParams, cls_name="MobileOneBlock", shortcuts=("none",), attn_positions=("post_add",),
-       dilation=False, out_channels=lambda planes, params: planes)
+       dilation=False, out_channels=lambda planes, params: planes, renamable=False)
 def one(b: BlockPlan, s: Scope, x: Value) -> Value:
     """MobileOne: over-parameterized kxk branches + 1x1 scale + identity-norm, summed (re-parameterizable)."""
     if b.params.depthwise and b.out_channels != b.in_channels:

@@ -133,6 +133,9 @@ def describe_block(bp: BlockPlan) -> Graph:
         note_reads(graph.reads)  # a cached description read these when it was made
     else:
         names = getattr(bp.params, "names", None) or {}
+        if names and not bp.kind.renamable:
+            raise StageProblem(("names",), f"{bp.type} blocks keep their children's names: re-parameterization "
+                                           "folds their branches by name (deploy: true, archkit.reparameterize)")
         s = Scope(bp.kind.cls_name, norm_layer=bp.norm, act_layer=bp.act, deploy=bp.deploy, names=names)
         x = s.input((bp.in_channels, *bp.in_size))
         with reading() as fields:
