@@ -101,15 +101,15 @@ BLOCK_NAMES = {"block.names": {"conv1": "conv_pw", "bn1": "bn_pw", "downsample":
 
 
 def _block_names(key: str) -> str:
-    """torchvision's ResNet-50 key with its bottlenecks' first conv, norm and downsample renamed."""
+    """torchvision's ResNet-18 key with its blocks' first conv, norm and downsample renamed."""
     key = re.sub(r"^(layer\d+\.\d+)\.conv1\.", r"\1.conv_pw.", key)
     key = re.sub(r"^(layer\d+\.\d+)\.bn1\.", r"\1.bn_pw.", key)
     return re.sub(r"^(layer\d+\.\d+)\.downsample\.", r"\1.shortcut.", key)
 
 
 def test_a_blocks_children_take_the_names_the_spec_gives() -> None:
-    reference = torchvision.models.resnet50().eval()
-    ours = archkit.create_model("resnet50", **BLOCK_NAMES).eval()
+    reference = torchvision.models.resnet18().eval()
+    ours = archkit.create_model("resnet18", **BLOCK_NAMES).eval()
     mapped = {_block_names(k): v for k, v in reference.state_dict().items()}
     assert list(ours.state_dict()) == list(mapped) and "conv1.weight" in mapped  # the stem's conv1 is no block's
     ours.load_state_dict(mapped)
@@ -171,7 +171,7 @@ def test_a_scheme_over_a_preset_starts_from_it(tmp_path) -> None:
 
 
 def test_renames_reach_zero_init_and_are_checked_per_stage(capsys) -> None:
-    model = archkit.create_model("resnet50", **{"block.names": {"bn3": "bn_last"}, "init.zero_init_residual": True})
+    model = archkit.create_model("resnet18", **{"block.names": {"bn2": "bn_last"}, "init.zero_init_residual": True})
     assert all(bool((m.bn_last.weight == 0).all()) for m in model.layer1)
     # a stage's own rename must fit that stage's blocks (stage 2 has no SE here)
     assert main(["validate", "seresnet50", "--set", "stages.0.block.names={se.fc1: r}", "--set",
