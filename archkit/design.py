@@ -29,13 +29,20 @@ DEFAULT_AXES = ("width_multiplier", "depth_multiplier")
 
 
 def all_axes() -> dict[str, Axis]:
-    """Every number fit may vary, by the name a fitted spec writes: the multipliers, then each generator's."""
+    """Every number fit may vary, by the name a fitted spec writes: the multipliers, then each generator's
+    (kept while the registry is unchanged: a search asks once per candidate)."""
     from .catalog import GENERATORS
 
-    found = {a.name: a for a in GENERIC}
-    for _, entry in GENERATORS.listing():
-        found.update((a.name, a) for a in entry.obj.qualified_axes())
-    return found
+    listed = GENERATORS.listing()  # (filled first: filling changes the generation)
+    if _AXES.get("generation") != GENERATORS.generation:
+        found = {a.name: a for a in GENERIC}
+        for _, entry in listed:
+            found.update((a.name, a) for a in entry.obj.qualified_axes())
+        _AXES.update(generation=GENERATORS.generation, axes=found)
+    return _AXES["axes"]
+
+
+_AXES: dict[str, Any] = {}
 
 
 def _aliases(known: dict[str, Axis], tree: Any) -> dict[str, str]:
@@ -358,8 +365,8 @@ def diff(a: Any, b: Any) -> dict[str, Any]:
         def side(s: Any, rows: dict) -> dict | None:
             if s is None:
                 return None
-            return {"module": s.name, "stage": _stage_text(s), "block": _blocks_text([_block_text(b.params) for b in s.blocks]),
-                    "depth": s.depth,
+            return {"module": s.name, "stage": _stage_text(s),
+                    "block": _blocks_text([_block_text(b.params) for b in s.blocks]), "depth": s.depth,
                     "channels": s.out_shape[0],
                     "output_shape": list(s.out_shape), "params": rows[s.name].params, "macs": rows[s.name].macs}
 

@@ -86,7 +86,9 @@ def scheme(layout: Any) -> Layout | None:
     if isinstance(layout, Layout):
         return layout
     if isinstance(layout, str) and layout in PRESETS:
-        return _PRESET_LAYOUTS.setdefault(layout, Layout(like=layout))  # type: ignore[arg-type]
+        if layout not in _PRESET_LAYOUTS:  # made once: the planner asks for it at every stage
+            _PRESET_LAYOUTS[layout] = Layout(like=layout)  # type: ignore[arg-type]
+        return _PRESET_LAYOUTS[layout]
     if isinstance(layout, dict):
         try:
             return Layout.model_validate(layout)

@@ -418,8 +418,7 @@ def check_reads(spec: ModelSpec, stages: Any) -> None:
                 reads[bp.type] = reads.get(bp.type, set()) | planned | (built if built is not ... else set())
     for i, sp in enumerate(stages):
         stage = sp.stage
-        places = [(("block",), stage.block)] + [((key, j), b) for key in ("blocks", "pattern")
-                                                 for j, b in enumerate(getattr(stage, key, None) or ())]
+        places = _block_places(stage)
         for where, block in places:
             if block is None or reads.get(block.type) is None:  # not planned here, or a module-form block
                 continue
@@ -441,8 +440,7 @@ def check_renames(spec: ModelSpec, stages: Any) -> None:
         everywhere |= _renamed_in(sp)
     for i, sp in enumerate(stages):
         here = _renamed_in(sp)
-        places = [(("block",), sp.stage.block)] + [((key, j), b) for key in ("blocks", "pattern")
-                                                    for j, b in enumerate(getattr(sp.stage, key, None) or ())]
+        places = _block_places(sp.stage)
         for where, block in places:
             names = getattr(block, "names", None) or {}
             unused = sorted(k for k, v in names.items() if k not in (everywhere if inherited.get(k) == v else here))
@@ -451,6 +449,12 @@ def check_renames(spec: ModelSpec, stages: Any) -> None:
                 raise spec.error(("stages", i, *where, "names", unused[0]), f"no {block.type} block "
                                  f"{'of this network' if inherited.get(unused[0]) else f'of stage {i + 1}'} has a "
                                  f"child {unused[0]!r} (stage {i + 1}'s blocks have: {', '.join(children)})")
+
+
+def _block_places(stage: Any) -> list[tuple[tuple, Any]]:
+    """Where a stage sets block keys: its ``block``, each ``blocks:`` and ``pattern:`` item (path, block)."""
+    return [(("block",), stage.block)] + [((key, j), b) for key in ("blocks", "pattern")
+                                          for j, b in enumerate(getattr(stage, key, None) or ())]
 
 
 def _renamed_in(sp: Any) -> set[str]:

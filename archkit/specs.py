@@ -620,15 +620,6 @@ def _apply_scale(spec: ModelSpec) -> ModelSpec:
 MAX_BLOCKS = 10_000  # ResNet-1001 has 333; more is a typo or a hostile spec that would take minutes to build
 
 
-def scaled(planes: int, depth: int, width_multiplier: float, depth_multiplier: float,
-           divisor: int = 1, round_limit: float = 0.0, depth_round: str = "ceil") -> tuple[int, int]:
-    """A stage's planes and depth after the multipliers: planes rounded to the nearest multiple of ``divisor``
-    (one more where that falls below ``round_limit`` of the exact width: timm's ``make_divisible``), depth
-    rounded up or (``depth_round="round"``) to the nearest, at least 1."""
-    return scaled_width(planes, width_multiplier, divisor, round_limit), \
-        scaled_depth(depth, depth_multiplier, depth_round)
-
-
 def scaled_width(width: int, multiplier: float, divisor: int = 1, round_limit: float = 0.0) -> int:
     """``width`` times ``multiplier``, rounded as timm's ``make_divisible(v, divisor, round_limit=...)``."""
     if multiplier == 1.0:
@@ -728,4 +719,4 @@ def _stage_names(data: dict, count: int, names: Any, marks: dict, problems: list
     return top
 
 __all__ = ["ModelSpec", "StageSpec", "BlockSpec", "LayerSpec", "AttentionSpec", "validate",
-           "scaled", "scaled_depth", "scaled_width"]
+           "scaled_depth", "scaled_width"]
