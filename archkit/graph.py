@@ -125,7 +125,7 @@ class Conv2d(Op):
 
     def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
         weights = self.out_channels * (self.in_channels // self.groups) * self.kernel_size ** 2
-        return Cost(self.params, weights * out[1] * out[2], numel(out))
+        return Cost(self.params, weights * out[1] * out[2], numel(out), 0, numel(out))
 
 
 @_frozen
@@ -173,7 +173,8 @@ class Conv1d(Op):
         return self.out_channels * self.in_channels * self.kernel_size + (self.out_channels if self.bias else 0)
 
     def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
-        return Cost(self.params, self.out_channels * self.in_channels * self.kernel_size * out[1], numel(out))
+        return Cost(self.params, self.out_channels * self.in_channels * self.kernel_size * out[1], numel(out), 0,
+                    numel(out))
 
 
 @_frozen
@@ -405,7 +406,7 @@ class Linear(Op):
         return self.in_features * self.out_features + (self.out_features if self.bias else 0)
 
     def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
-        return Cost(self.params, self.in_features * self.out_features, self.out_features)
+        return Cost(self.params, self.in_features * self.out_features, self.out_features, 0, self.out_features)
 
 
 @_frozen

@@ -62,7 +62,7 @@ class AttentionPool(LayerParams):
         params = tokens * c + qkv + proj
         macs = 3 * tokens * c * embed + 2 * tokens * tokens * embed + tokens * embed * out
         writes = c + 2 * tokens * c + 7 * tokens * embed + 2 * heads * tokens * tokens + tokens * out
-        return Cost(params, macs, writes)
+        return Cost(params, macs, writes, 0, 3 * tokens * embed + tokens * out)  # acts: q, k, v and the projection
 
 
 HEAD_LAYERS: dict[str, type[LayerParams]] = {"attention_pool": AttentionPool}

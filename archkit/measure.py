@@ -22,11 +22,23 @@ def measure_op(op: Any, in_shapes: tuple, where: str = "") -> Cost:
     module = module.eval()
     xs = [torch.empty(1, *shape, device="meta") for shape in in_shapes]
     counter = FlopCounterMode(display=False)
+    acts = [0]
+
+    def count(_module: Any, _args: Any, output: Any) -> None:  # pycls' activations: conv and linear outputs
+        if isinstance(output, torch.Tensor):
+            acts[0] += output.numel()
+
+    kinds = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Linear)
+    hooks = [m.register_forward_hook(count) for m in module.modules() if isinstance(m, kinds)]
     try:
         with torch.no_grad(), counter:
             out = module(*xs)
     except Exception as exc:  # e.g. a plugin block that reads tensor values, which meta tensors lack
         raise SummaryError(f"{where} ({type(module).__name__}) cannot run on the meta device: "
                            f"{first_line(exc, 200)}") from exc
+    finally:
+        for hook in hooks:
+            hook.remove()
     params = sum(p.numel() for p in module.parameters())
-    return Cost(params, counter.get_total_flops() // 2, out.numel() if isinstance(out, torch.Tensor) else 0)
+    return Cost(params, counter.get_total_flops() // 2, out.numel() if isinstance(out, torch.Tensor) else 0, 0,
+                acts[0])

@@ -70,6 +70,13 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
     counter = FlopCounterMode(display=False)
     recorder = _Recorder(counter, depth)
     written = WrittenBytes()
+    acts = [0]  # pycls' activations: what each convolution and linear layer outputs, counted by hooks
+
+    def count(_m: nn.Module, _args: Any, output: Any) -> None:
+        acts[0] += output.numel() if isinstance(output, torch.Tensor) else 0
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear))]
     # the rows of depth 1 are the plan's parts (stem layers, stages, head layers) whatever the layout
     for name in (*model.stem_names, *model.stage_names, *getattr(model, "final_names", ()),
                  *getattr(model, "head_names", ())):
@@ -82,6 +89,8 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
         raise SummaryError(f"{where} cannot run on the meta device: {first_line(exc, 200)}") from exc
     finally:
         recorder.remove()
+        for hook in hooks:
+            hook.remove()
     params = list(model.parameters())
     return Summary(
         name=spec.name,
@@ -91,6 +100,7 @@ def measure_meta(spec: ModelSpec, batch_size: int = 1, depth: int = 1,
         total_params=sum(p.numel() for p in params),
         trainable_params=sum(p.numel() for p in params if p.requires_grad),
         macs=counter.get_total_flops() // 2,
+        activations=acts[0],
         param_bytes=sum(p.numel() * p.element_size() for p in params),
         activation_bytes=written.total,
         dtype=str(dtype).replace("torch.", ""),

@@ -49,6 +49,7 @@ class Summary:
     total_params: int
     trainable_params: int
     macs: int
+    activations: int  # elements output by convolutions and linear layers, times the batch (pycls' acts)
     param_bytes: int
     activation_bytes: int
     dtype: str
@@ -200,6 +201,7 @@ def measure(spec: ModelSpec, batch_size: int = 1, depth: int = 1, dtype: Any = "
         total_params=total.params,
         trainable_params=total.params - frozen,
         macs=total.macs * batch_size,
+        activations=total.acts * batch_size,
         param_bytes=total.params * size,
         activation_bytes=(total.writes * batch_size + total.fixed) * size,
         dtype=dtype,
@@ -213,22 +215,21 @@ def _size_of(p: Any, index: int) -> list:
 
 def estimate(spec: ModelSpec, *, width_multiplier: float | None = None,
              depth_multiplier: float | None = None) -> Cost:
-    """Per-sample parameters, MACs and writes of ``spec`` (with other multipliers, if given) from the plan
+    """Per-sample parameters, MACs, writes and activations of ``spec`` (with other multipliers, if given) from the plan
     alone: what design-space tools loop over (``archkit fit``). Types without a declared cost raise
     NotImplementedError here."""
     from .plan import plan
 
     p = plan(spec, width_multiplier=width_multiplier, depth_multiplier=depth_multiplier)
-    params = macs = writes = 0
+    total = Cost()
     for lp in (*p.stem, *p.final, *p.head):
-        cost = lp.cost
-        params, macs, writes = params + cost[0], macs + cost[1], writes + cost[2]
+        total = total + lp.cost
     for sp in p.stages:
         cost = sp.cost
         if cost is None:
             raise NotImplementedError(f"a block of {sp.name} declares no cost")
-        params, macs, writes = params + cost[0], macs + cost[1], writes + cost[2]
-    return Cost(params, macs, writes)
+        total = total + cost
+    return total
 
 
 def _scaled(n: float, base: int, prefixes: tuple[str, ...]) -> tuple[float, str]:

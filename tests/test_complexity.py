@@ -86,6 +86,8 @@ def test_analytic_equals_meta_for_random_specs(data: dict, batch: int) -> None:
                                                                  oracle.output_shape)
     # activation memory: the bytes each op writes in that forward (one estimator, the reference's)
     assert ours.activation_bytes == oracle.activation_bytes
+    # pycls' activations: the elements convolutions and linear layers output (hooks on the built model)
+    assert ours.activations == oracle.activations
 
 
 @pytest.mark.parametrize("name", ["resnet50", "resnext101_64x4d", "seresnet50", "ecaresnet50d", "resnetv2_50",
@@ -95,6 +97,7 @@ def test_shipped_specs_analytic_equals_meta(name: str) -> None:
     ours, oracle = summary.measure(spec, depth=2), measure_meta(spec, depth=2)
     assert [(r.name, r.output_shape, r.params, r.macs) for r in ours.rows] == \
         [(r.name, r.output_shape, r.params, r.macs) for r in oracle.rows]
+    assert ours.activations == oracle.activations
 
 
 def test_a_block_without_a_cost_is_measured_in_the_same_table() -> None:

@@ -52,4 +52,5 @@ class BilinearAttention(_Reduced):
             if t > 1:  # resize_mat: the identity (once per call, whatever the batch), its product, two concatenations
                 fixed += t * t
                 writes += 3 * r * bs * bs * t * t
-        return Cost(params, macs, writes, fixed)
+        acts = (2 * r + g + c) * area + 2 * bs * bs * g  # its six convolutions' outputs
+        return Cost(params, macs, writes, fixed, acts)
