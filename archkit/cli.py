@@ -1,4 +1,4 @@
-"""Command line: ``archkit build|validate|list|blocks|schema|export|push|draw|fit|diff|explain``; it only
+"""Command line: ``archkit build|validate|list|blocks|schema|export|push|draw|fit|sample|diff|explain``; it only
 chains the library's steps. The spec commands import no torch: only building weights, exporting and
 measuring a plugin type that declares no cost do."""
 
@@ -104,7 +104,7 @@ def _parser() -> argparse.ArgumentParser:
                      parents=[common])
     parser.add_argument("--version", action=_Version, nargs=0, help="show archkit's version and exit")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for add in (_add_build, _add_inspect, _add_export, _add_share, _add_fit):
+    for add in (_add_build, _add_inspect, _add_export, _add_share, _add_fit, _add_sample):
         add(sub, common)
     return parser
 
@@ -174,6 +174,27 @@ def _add_fit(sub: Any, common: argparse.ArgumentParser) -> None:
                    "(default 8, hardware-friendly; the spec's width_divisor where larger; 1: any width)")
     f.add_argument("--plot", metavar="FILE.svg", help="draw every evaluated candidate, the budget and the choice")
     f.set_defaults(func=cmd_fit)
+
+
+def _add_sample(sub: Any, common: argparse.ArgumentParser) -> None:
+    """The sample command."""
+    f = sub.add_parser("sample", parents=[common], help="draw models from design spaces: their numbers, "
+                       "complexity and EDFs", description="Draw models from one or more design spaces (packaged: "
+                       "anynetx_a..e, regnetx, regnety; or a YAML file), seeded and reproducible, keeping those that "
+                       "meet the space's constraints; print their complexity and write a table, EDFs and specs.")
+    f.add_argument("spaces", metavar="SPACE", nargs="+", help="design-space name or YAML file")
+    f.add_argument("-n", "--num", type=_positive, default=100, metavar="N", help="models to draw per space "
+                   "(default 100)")
+    f.add_argument("--seed", type=_non_negative, default=0, metavar="N", help="random seed (default 0)")
+    f.add_argument("--jobs", type=_positive, default=None, metavar="N", help="processes drawing (default: the "
+                   "machine's cores, at most 8); the result does not depend on it")
+    f.add_argument("--max-draws", type=_positive, default=None, metavar="N", help="give up after this many draws "
+                   "per space (default 1,000,000, as pycls)")
+    f.add_argument("--csv", metavar="FILE", help="write every sampled model's numbers and complexity as CSV")
+    f.add_argument("--json", metavar="FILE", help="the same as JSON, with the refusals")
+    f.add_argument("--svg", metavar="FILE.svg", help="draw the EDFs of parameters, MACs and activations")
+    f.add_argument("--output", metavar="DIR", help="write each sampled model as a spec file in DIR")
+    f.set_defaults(func=cmd_sample)
 
 
 def _add_inspect(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -616,6 +637,99 @@ def cmd_fit(args: argparse.Namespace) -> int:
                                               f"{len(unique)} candidates"))
         print(f"wrote {args.plot}")
     return EXIT_OK
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """archkit sample."""
+    import time
+    from pathlib import Path
+
+    from . import space as spaces
+    from .files import check_destination
+
+    outputs = [f for f in (args.csv, args.json, args.svg) if f]
+    if args.svg:
+        _svg_name(args.svg, "--svg")
+    for f in outputs:
+        check_destination(f, list(args.spaces))
+    if args.output is not None:
+        out_dir = Path(args.output)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise SpecError(f"--output {args.output}: exists and is not a directory")
+        if not out_dir.parent.is_dir():
+            raise SpecError(f"--output {args.output}: its parent directory does not exist")
+    loaded = [spaces.load(ref) for ref in args.spaces]
+    names = [sp.name for sp in loaded]
+    if len(set(names)) != len(names):
+        raise SpecError(f"two spaces are named {next(n for n in names if names.count(n) > 1)!r}; rename one (space:)")
+    jobs = args.jobs or max(1, min(os.cpu_count() or 1, 8))
+    results = []
+    for sp in loaded:
+        last = [time.perf_counter()]
+        tty = sys.stderr.isatty()
+
+        def progress(got: int, draws: int, seconds: float, sp: Any = sp, last: list = last, tty: bool = tty) -> None:
+            if time.perf_counter() - last[0] < (0.5 if tty else 10.0) or seconds < 2.0:
+                return
+            last[0] = time.perf_counter()
+            line = f"{sp.name}: {got:,}/{args.num:,} models from {draws:,} draws, {seconds:.0f} s"
+            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
+        result = spaces.sample(sp, args.num, args.seed, max_draws=args.max_draws or spaces.MAX_DRAWS, jobs=jobs,
+                               progress=progress)
+        if tty and result.seconds >= 2.0:
+            print(file=sys.stderr)
+        results.append(result)
+        _print_sampled(result, args.num)
+    if args.csv:
+        write_text(args.csv, spaces.csv_text(results))
+        print(f"wrote {args.csv}")
+    if args.json:
+        write_text(args.json, json.dumps(spaces.json_data(results), indent=1) + "\n")
+        print(f"wrote {args.json}")
+    if args.svg:
+        from . import edf
+
+        curves = {r.space.name: {f: r.figure(f) for f in spaces.FIGURES} for r in results}
+        title = "EDFs of " + ", ".join(f"{r.space.name}" for r in results) + f" (seed {args.seed})"
+        write_text(args.svg, edf.svg(curves, title))
+        print(f"wrote {args.svg}")
+    if args.output:
+        count = spaces.write_specs(results, args.output)
+        print(f"wrote {count:,} specs to {args.output}")
+    short = [r for r in results if len(r.samples) < args.num]
+    if short:
+        r = short[0]
+        raise SpecError(f"{r.space.name}: only {len(r.samples):,} of {args.num:,} models met the constraints in "
+                        f"{r.draws:,} draws (raise --max-draws, or widen the space)")
+    return EXIT_OK
+
+
+def _print_sampled(r: Any, asked: int) -> None:
+    """A space's line, its refusals and the spread of its complexity."""
+    from .space import FIGURES
+
+    rate = len(r.samples) / r.draws if r.draws else 0.0
+    print(f"{r.space.name}: {len(r.samples):,} models from {r.draws:,} draws ({rate:.2%} accepted), "
+          f"seed {r.seed}, {r.seconds:.1f} s")
+    for why, count in list(r.rejected.items())[:4]:
+        print(f"  refused {count:>9,}  {why}")
+    if len(r.rejected) > 4:
+        print(f"  refused {sum(list(r.rejected.values())[4:]):>9,}  for {len(r.rejected) - 4} other reasons")
+    if not r.samples:
+        return
+    print(f"  {'':<12}{'min':>10}{'25%':>10}{'median':>10}{'75%':>10}{'max':>10}")
+    for figure in FIGURES:
+        values = sorted(r.figure(figure))
+        cells = [values[min(len(values) - 1, int(q * len(values)))] for q in (0.0, 0.25, 0.5, 0.75)] + [values[-1]]
+        print(f"  {figure:<12}" + "".join(f"{_si(v):>10}" for v in cells))
+
+
+def _si(v: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if v >= scale:
+            return f"{v / scale:.3g}{unit}"
+    return f"{v:g}"
 
 
 def cmd_diff(args: argparse.Namespace) -> int:

@@ -402,15 +402,18 @@ def set_value(tree: MDict, key: str, value: Any, mark: Mark) -> None:
     if len(parts) > MAX_DEPTH:
         raise SpecError(f"a field path of {len(parts)} parts; specs nest at most {MAX_DEPTH} deep", mark)
     node: Any = tree
+
+    def where() -> str:  # the path walked so far, for a message (made only when one is needed)
+        return format_path(tuple(_index(p, node) for p in parts[:depth])) or "the spec"
+
     for depth, part in enumerate(parts):
         last = depth == len(parts) - 1
-        where = format_path(tuple(_index(p, node) for p in parts[:depth])) or "the spec"
         if isinstance(node, list):
             index = _index(part, node)
             if not isinstance(index, int):
-                raise SpecError(f"{where} is a list; use an index 0..{len(node) - 1}, not {part!r}", mark)
+                raise SpecError(f"{where()} is a list; use an index 0..{len(node) - 1}, not {part!r}", mark)
             if not 0 <= index < len(node):
-                raise SpecError(f"{where} has {len(node)} items; index {index} is out of range", mark)
+                raise SpecError(f"{where()} has {len(node)} items; index {index} is out of range", mark)
             if last:
                 node[index] = value
                 if isinstance(node, MList):
@@ -432,7 +435,7 @@ def set_value(tree: MDict, key: str, value: Any, mark: Mark) -> None:
                     node.marks[part] = mark
             node = node[part]
         else:
-            raise SpecError(f"{where} is a {_kind(node)}, it has no field {part!r}", mark)
+            raise SpecError(f"{where()} is a {_kind(node)}, it has no field {part!r}", mark)
 
 
 def set_classes_and_channels(tree: MDict, num_classes: int | None, in_chans: int | None) -> None:

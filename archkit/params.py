@@ -68,14 +68,16 @@ class SpecModel(BaseModel):
             self.__pydantic_extra__ == other.__pydantic_extra__  # type: ignore[union-attr]
 
 
-def _freeze(value: Any) -> Any:
+def _freeze(value: Any, top: bool = True) -> Any:
+    if isinstance(value, SpecModel) and not top:  # a nested spec model hashes once, its hash kept for reuse
+        return (type(value), hash(value))
     if isinstance(value, BaseModel):
-        return (type(value), *((k, _freeze(v)) for k, v in value.__dict__.items()),
-                *((k, _freeze(v)) for k, v in (value.__pydantic_extra__ or {}).items()))
+        return (type(value), *((k, _freeze(v, False)) for k, v in value.__dict__.items()),
+                *((k, _freeze(v, False)) for k, v in (value.__pydantic_extra__ or {}).items()))
     if isinstance(value, (list, tuple)):
-        return tuple(_freeze(v) for v in value)
+        return tuple(_freeze(v, False) for v in value)
     if isinstance(value, dict):
-        return tuple((k, _freeze(v)) for k, v in value.items())
+        return tuple((k, _freeze(v, False)) for k, v in value.items())
     return value
 
 
