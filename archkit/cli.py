@@ -191,7 +191,7 @@ def _add_sample(sub: Any, common: argparse.ArgumentParser) -> None:
     f.add_argument("--max-draws", type=_positive, default=None, metavar="N", help="give up after this many draws "
                    "per space (default 1,000,000, as pycls)")
     f.add_argument("--csv", metavar="FILE", help="write every sampled model's numbers and complexity as CSV")
-    f.add_argument("--json", metavar="FILE", help="the same as JSON, with the refusals")
+    f.add_argument("--json", dest="json_file", metavar="FILE", help="the same as JSON, with the refusals")
     f.add_argument("--svg", metavar="FILE.svg", help="draw the EDFs of parameters, MACs and activations")
     f.add_argument("--output", metavar="DIR", help="write each sampled model as a spec file in DIR")
     f.set_defaults(func=cmd_sample)
@@ -647,7 +647,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from . import space as spaces
     from .files import check_destination
 
-    outputs = [f for f in (args.csv, args.json, args.svg) if f]
+    outputs = [f for f in (args.csv, args.json_file, args.svg) if f]
     if args.svg:
         _svg_name(args.svg, "--svg")
     for f in outputs:
@@ -684,9 +684,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.csv:
         write_text(args.csv, spaces.csv_text(results))
         print(f"wrote {args.csv}")
-    if args.json:
-        write_text(args.json, json.dumps(spaces.json_data(results), indent=1) + "\n")
-        print(f"wrote {args.json}")
+    if args.json_file:
+        write_text(args.json_file, json.dumps(spaces.json_data(results), indent=1) + "\n")
+        print(f"wrote {args.json_file}")
     if args.svg:
         from . import edf
 

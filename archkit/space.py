@@ -616,14 +616,22 @@ def write_specs(results: list[Result], directory: str) -> int:
 
 
 def _check(space: Space) -> None:
-    """The base spec itself must be valid, and every axis path settable (a located error otherwise)."""
+    """The base spec must be valid, every axis path settable, and the axes' values must make a spec that
+    validates (a misspelt field would refuse every draw): a located error otherwise."""
     from .specs import validate
 
-    rng = random.Random(0)
-    values = space.draw(rng)
-    for path, value in values.items():
-        set_value(_copy(space.tree), path, value, space._mark(path))  # a path that cannot be set says where
     validate(space.tree, space.source)
+    rng = random.Random(0)
+    first: SpecError | None = None
+    for _ in range(20):  # some draws may be refused (a group width that divides no width); all is a mistake
+        tree = space.tree_of(space.draw(rng))
+        try:
+            validate(tree, space.source)
+            return
+        except SpecError as exc:
+            first = first or exc
+    assert first is not None
+    raise SpecError(first.problems[:1]) from None
 
 
 Space.check = _check  # type: ignore[attr-defined]

@@ -1,0 +1,176 @@
+"""Design spaces (``archkit sample``): pycls' distributions by their definitions, constraints held by every
+sampled model, figures equal to models built and measured (FlopCounterMode, hooks, torchvision's RegNet
+builder), reproducibility across processes, tables, EDFs and specs written, bad space files located."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import random
+import xml.etree.ElementTree as ET
+from collections import Counter
+
+import pytest
+
+import archkit
+from archkit import space
+from archkit.cli import main
+from archkit.oracle import measure_meta
+from archkit.summary import estimate
+
+N = 20_000  # draws per distribution check
+
+
+def _draws(spec: dict) -> list:
+    dist = space.Distribution.model_validate(spec)
+    rng = random.Random(1)
+    return [dist.draw(rng) for _ in range(N)]
+
+
+def _ks(counts: Counter, cdf) -> float:
+    """The largest gap between the empirical CDF over the support and ``cdf``."""
+    total, seen, gap = sum(counts.values()), 0, 0.0
+    for v in sorted(counts):
+        seen += counts[v]
+        gap = max(gap, abs(seen / total - cdf(v)))
+    return gap
+
+
+def test_uniform_is_flat_over_its_closed_lattice() -> None:
+    counts = Counter(_draws({"uniform": [12, 28]}))  # pycls' RegNet depth range
+    assert sorted(counts) == list(range(12, 29))  # both ends reachable, nothing outside
+    assert _ks(counts, lambda v: (v - 11) / 17) < 0.015
+    assert all(isinstance(v, int) for v in counts)
+
+
+def test_log_uniform_is_log_linear_as_pycls_defines_it() -> None:
+    # pycls: f = exp(U(log(low - q*), log(high))), q* = min(q, low / 2), then ceil(f / q) * q
+    counts = Counter(_draws({"log_uniform": [8, 1024], "quantize": 8}))
+    assert sorted(counts) == list(range(8, 1025, 8))
+    lo = math.log(8 - 4)
+    assert _ks(counts, lambda v: (math.log(v) - lo) / (math.log(1024) - lo)) < 0.015
+    depths = Counter(_draws({"log_uniform": [1, 16]}))
+    assert sorted(depths) == list(range(1, 17))
+    assert _ks(depths, lambda v: (math.log(v) - math.log(0.5)) / (math.log(16) - math.log(0.5))) < 0.015
+    floats = _draws({"log_uniform": [2.0, 3.0], "quantize": 0.001})  # w_m: three decimals, in range
+    assert min(floats) >= 2.0 and max(floats) <= 3.0 and all(round(v, 3) == v for v in floats)
+
+
+def test_powers_of_two_and_values_are_drawn_evenly() -> None:
+    counts = Counter(_draws({"power2_uniform": [1, 32]}))
+    assert sorted(counts) == [1, 2, 4, 8, 16, 32]
+    assert max(counts.values()) / min(counts.values()) < 1.1
+    mixed = Counter(_draws({"power2_or_log_uniform": [8, 128], "quantize": 8}))  # pycls' group width
+    assert min(mixed) >= 8 and max(mixed) <= 128 and all(v % 8 == 0 for v in mixed)
+    values = Counter(_draws({"values": [1.0, 0.5, 0.25]}))
+    assert sorted(values) == [0.25, 0.5, 1.0] and max(values.values()) / min(values.values()) < 1.1
+
+
+@pytest.fixture(scope="module")
+def anynet() -> space.Result:
+    return space.sample(space.load("anynetx_e"), 4, seed=0, jobs=1)
+
+
+def test_constraints_hold_for_every_sampled_model() -> None:
+    for name in ("anynetx_c", "anynetx_d"):
+        result = space.sample(space.load(name), 3, seed=1, jobs=1)
+        assert len(result.samples) == 3 and result.draws > 3
+        assert sum(result.rejected.values()) == result.draws - 3  # every other draw is accounted for
+        for s in result.samples:
+            assert 360e6 <= s.macs <= 400e6
+            b = [s.values[f"stages.{i}.block.bottleneck_multiplier"] for i in range(4)]
+            g = [s.values[f"stages.{i}.block.group_width"] for i in range(4)]
+            assert len(set(b)) == 1 and len(set(g)) == 1 and b[0] in (1.0, 0.5, 0.25) and g[0] in (1, 2, 4, 8, 16, 32)
+            if name == "anynetx_d":
+                widths = [s.values[f"stages.{i}.planes"] for i in range(4)]
+                assert widths == sorted(widths)
+
+
+def test_sampled_figures_equal_the_built_model(anynet) -> None:
+    """params, MACs and activations of sampled AnyNetX_E models, against the model archkit builds measured
+    on the meta device by FlopCounterMode, parameter count and hooks on every conv and linear layer."""
+    assert len(anynet.samples) == 4
+    for s in anynet.samples:
+        depths = [s.values[f"stages.{i}.depth"] for i in range(4)]
+        assert depths == sorted(depths)
+        spec = archkit.as_spec(space._plain(space.spec_tree(anynet.space, s, anynet.seed)))
+        oracle = measure_meta(spec)
+        assert (oracle.total_params, oracle.macs, oracle.activations) == (s.params, s.macs, s.activations)
+
+
+def test_regnet_samples_equal_torchvisions_regnet() -> None:
+    """A RegNetX space's models, built by torchvision's own RegNet from the sampled numbers."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    from torchvision.models.regnet import BlockParams, RegNet
+
+    result = space.sample(space.load("regnetx"), 2, seed=2, jobs=1)
+    for s in result.samples:
+        numbers = {k.split(".")[1]: v for k, v in s.values.items()}
+        reference = RegNet(BlockParams.from_init_params(**numbers)).eval()
+        assert sum(p.numel() for p in reference.parameters()) == s.params
+        counter = FlopCounterMode(display=False)
+        with counter, torch.no_grad():
+            reference(torch.zeros(1, 3, 224, 224))
+        assert counter.get_total_flops() // 2 == s.macs
+        assert s.stages == 4 and 360e6 <= s.macs <= 400e6
+
+
+def test_sampling_is_seeded_and_does_not_depend_on_processes() -> None:
+    sp = space.load("anynetx_c")
+    one = space.sample(sp, 3, seed=7, jobs=1)
+    two = space.sample(sp, 3, seed=7, jobs=2)
+    key = [(s.draw, s.values, s.params, s.macs, s.activations) for s in one.samples]
+    assert key == [(s.draw, s.values, s.params, s.macs, s.activations) for s in two.samples]
+    assert (one.draws, one.rejected) == (two.draws, two.rejected)
+    other = space.sample(sp, 3, seed=8, jobs=1)
+    assert [s.values for s in other.samples] != [s.values for s in one.samples]
+
+
+def test_cli_writes_table_json_edfs_and_specs(tmp_path, capsys) -> None:
+    out = tmp_path / "specs"
+    paths = {k: tmp_path / f"s.{k}" for k in ("csv", "json", "svg")}
+    assert main(["sample", "anynetx_c", "regnetx", "-n", "3", "--jobs", "1", "--output", str(out),
+                 *[a for k, p in paths.items() for a in (f"--{k}", str(p))]]) == 0
+    printed = capsys.readouterr().out
+    assert "anynetx_c: 3 models from" in printed and "regnetx: 3 models from" in printed and "median" in printed
+    rows = list(csv.DictReader(paths["csv"].open()))
+    assert [r["space"] for r in rows] == ["anynetx_c"] * 3 + ["regnetx"] * 3
+    data = json.loads(paths["json"].read_text())
+    assert [s["accepted"] for s in data["spaces"]] == [3, 3]
+    root = ET.parse(paths["svg"]).getroot()
+    panels = root.findall("{http://www.w3.org/2000/svg}g")
+    assert [p.get("data-figure") for p in panels] == ["params", "macs", "activations"]
+    assert all(len(p.findall("{http://www.w3.org/2000/svg}polyline")) == 2 for p in panels)
+    written = sorted(out.glob("*.yaml"))
+    assert len(written) == 6
+    for path, row in zip(written, rows):  # each spec file is the model of its row: same figures, rebuilt
+        spec = archkit.load_spec(path)
+        cost = estimate(spec)
+        assert (cost.params, cost.macs, cost.acts) == (int(row["params"]), int(row["macs"]), int(row["activations"]))
+        assert not spec.weights  # the base's weights are not the sampled model's
+
+
+def test_bad_space_files_are_one_located_line(tmp_path, capsys) -> None:
+    good = (tmp_path / "ok.yaml")
+    good.write_text("space: mine\nspec: resnet18\naxes:\n  stages.*.depth: {uniform: [1, 3]}\n")
+    cases = {
+        "axes:\n  stages.*.depth: {uniform: [1, 3], log_uniform: [1, 3]}\n": (4, "exactly one of"),
+        "axes:\n  stages.*.depth: {log_uniform: [0, 3]}\n": (4, "positive low"),
+        "axes:\n  stages.*.planes: {uniform: [8, 100], quantize: 8}\n": (4, "multiples of quantize"),
+        "axes:\n  stages.*.plnes: {uniform: [8, 16]}\n": (4, "plnes"),
+        "axes:\n  depth: {values: [1, 2], shared: true}\n": (4, "shared: applies"),
+        "axes:\n  stages.*.depth: {uniform: [1, 3]}\nconstraints: {macs: [2G, 1G]}\n": (5, "above high"),
+        "axes:\n  stages.*.depth: {uniform: [1, 3]}\nconstraints: {increasing: [depth]}\n": (5, "increasing"),
+    }
+    for body, (line, words) in cases.items():
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("space: mine\nspec: resnet18\n" + body)
+        assert main(["sample", str(bad), "-n", "2", "--jobs", "1"]) == 2, body
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"{bad}:{line}:") and words in err[0], (body, err)
+    assert main(["sample", "anynetx_z"]) == 2
+    assert "did you mean 'anynetx_" in capsys.readouterr().err
+    assert main(["sample", str(good), "-n", "5", "--max-draws", "3", "--jobs", "1"]) == 2
+    assert "only 3 of 5 models met the constraints in 3 draws" in capsys.readouterr().err
