@@ -606,26 +606,37 @@ def cmd_fit(args: argparse.Namespace) -> int:
         spec = _load(args)  # widths the multiplier scales stay multiples of the divisor (written with the result)
     tree = loader.load(args.spec, _overrides(args), resolve=zoo.resolve) if args.vary else None  # a generator's numbers
     vary = design.axes(args.vary, tree)
-    best, seen = design.fit(spec, args.macs, args.params_max, vary, tree)
+    search = design.fit(spec, args.macs, args.params_max, vary, tree)
+    best, seen = search.best, search.seen
     unique = sorted({c.values: c for c in seen}.values(), key=lambda c: (-c.macs, c.values))
     under = [c for c in unique if c.macs <= args.macs and (args.params_max is None or c.params <= args.params_max)]
     what = " and ".join(a.label for a in vary)
+    refused = sum(search.refused.values())
     if best is None:
         closest = min(unique, key=lambda c: abs(c.macs - args.macs)) if unique else None
         hint = f"; the closest: {closest.text}: {closest.macs / 1e9:.3f} GMACs, {closest.params:,} parameters" \
             if closest else ""
+        if refused:
+            why, count = next(iter(search.refused.items()))
+            hint += f"; {refused:,} candidates refused ({count:,}: {why})"
         if args.plot:
             write_text(args.plot, design.plot_svg(unique, None, args.macs, args.params_max, f"archkit fit {spec.name}"))
         raise SpecError(f"no {what} of {spec.name} meets the budget{hint}")
-    print(f"{len(unique)} candidates evaluated; best under {args.macs / 1e9:g} GMACs"
+    how = "" if search.method == "grid" else \
+        f" (sampled: {search.combinations:,} combinations of the grid numbers, too many to walk)"
+    print(f"{len(unique)} candidates evaluated{how}; best under {args.macs / 1e9:g} GMACs"
           + (f" and {args.params_max:,.0f} parameters" if args.params_max else "") + ":")
-    print("  " + " ".join(f"{a.label:>{max(7, len(a.label))}}" for a in vary) + f" {'GMACs':>9} {'params':>14}")
+    if refused:
+        print(f"  {refused:,} refused: " + "; ".join(f"{why} ({count:,})" for why, count in
+                                                    list(search.refused.items())[:3]))
+    labels = [a.label for a in vary] + (["divisor"] * (len(best.values) - len(vary)))
+    print("  " + " ".join(f"{label:>{max(7, len(label))}}" for label in labels) + f" {'GMACs':>9} {'params':>14}")
     shown = {(best.params, best.macs): best}  # other numbers that give the same network are not shown twice
     for c in under:
         if len(shown) < 5:
             shown.setdefault((c.params, c.macs), c)
     for c in shown.values():
-        print("  " + " ".join(f"{v!r:>{max(7, len(a.label))}}" for a, (_, v) in zip(vary, c.values))
+        print("  " + " ".join(f"{v!r:>{max(7, len(label))}}" for label, (_, v) in zip(labels, c.values))
               + f" {c.macs / 1e9:>9.3f} {c.params:>14,}")
     gap = (args.macs - best.macs) / args.macs
     print(f"chosen: {best.text}: {best.macs / 1e9:.3f} GMACs ({gap:.1%} under the budget)")

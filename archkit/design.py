@@ -20,7 +20,7 @@ from .registry import suggest
 # --- fit -------------------------------------------------------------------------------------------
 
 DEPTHS = (0.5, 0.67, 0.75, 1.0, 1.25, 1.5, 2.0)
-MAX_CANDIDATES = 20_000  # a search that would evaluate more is refused with its count (a few seconds' work here)
+MAX_CANDIDATES = 20_000  # a grid that would take more evaluations is sampled instead (Search.method)
 
 # the multipliers every spec has; a generator's numbers come from the generator registry (``regnet.w_a``)
 GENERIC = (Axis("width_multiplier", "width", lambda v: [v], lambda v: (0.05, 4.0)),
@@ -90,37 +90,83 @@ class Candidate:
     @property
     def text(self) -> str:
         known = all_axes()
-        return ", ".join(f"{known[n].label} {v!r}" for n, v in self.values)
+        return ", ".join(f"{known[n].label if n in known else 'divisor'} {v!r}" for n, v in self.values)
+
+
+@dataclasses.dataclass
+class Search:
+    """What ``fit`` did: the best candidate (None: none met the budget), every candidate evaluated in order,
+    the refusals by reason (numbers as N), and how the space was searched."""
+
+    best: Candidate | None
+    seen: list[Candidate]
+    refused: dict[str, int]
+    method: str  # "grid" (every combination, the continuous number bisected) or "sampled"
+    combinations: int  # of the grid numbers
+
+
+SAMPLED_COMBINATIONS = 48  # a space too large for the grid: combinations drawn (seeded), then their neighbours
+DIVISOR_AXIS = "width_divisor"
 
 
 def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axis, ...] | None = None,
-        tree: Any = None) -> tuple[Candidate | None, list[Candidate]]:
+        tree: Any = None, *, seed: int = 0) -> Search:
     """The varied numbers whose MACs come closest to ``macs`` from below (and parameters stay under
     ``params_max``). One continuous axis (the width multiplier, else ``w_a``, else ``w_0``) is bisected
-    for every combination of the others' grids; with none continuous the grid is searched whole.
-    ``tree`` is the loaded (unvalidated) spec, needed to vary a generator's numbers. Returns the best
-    candidate (None if none meets the budget) and every candidate evaluated, in order; deterministic."""
+    for every combination of the others' grids; with none continuous the grid is searched whole. A grid
+    too large to walk (over ``MAX_CANDIDATES`` evaluations) is sampled: seeded combinations, then the
+    neighbours of the best until none improves. Where scaled widths break a block's groups, the width
+    divisor is widened (x2, x4, x8: widths stay multiples of the one asked for). ``tree`` is the loaded
+    (unvalidated) spec, needed to vary a generator's numbers. Deterministic."""
+    vary = vary or tuple(all_axes()[n] for n in DEFAULT_AXES)
+    search = _fit(spec, macs, params_max, vary, tree, seed, ())
+    varies_width = any(a.name == "width_multiplier" for a in vary)
+    if varies_width and search.refused and (search.best is None or search.best.macs < 0.97 * macs):
+        d = spec.width_divisor
+        wider = _fit(spec, macs, params_max, vary, tree, seed, (d, 2 * d, 4 * d, 8 * d))
+        if wider.best is not None and (search.best is None or wider.best.macs > search.best.macs):
+            return wider
+    return search
+
+
+def _fit(spec: Any, macs: float, params_max: float | None, vary: tuple[Axis, ...], tree: Any, seed: int,
+         divisors: tuple[int, ...]) -> Search:
     from .summary import estimate
 
-    vary = vary or tuple(all_axes()[n] for n in DEFAULT_AXES)
     current, primary, others, grids = _search_space(spec, tree, vary)
-    specs: dict[tuple, Any] = {}  # validated spec per combination of regnet: numbers
+    if divisors:  # a grid number of its own, applied to the spec (not a field fit --vary names)
+        others = [*others, Axis(DIVISOR_AXIS, "divisor", lambda v: list(divisors), integer=True)]
+        grids = [*grids, list(divisors)]
+        current[DIVISOR_AXIS] = float(divisors[0])
+    order = [*(a.name for a in vary), *([DIVISOR_AXIS] if divisors else [])]
+    specs: dict[tuple, Any] = {}  # validated spec per combination of generator numbers (and divisor)
+    refusals: dict[str, int] = {}
     seen: list[Candidate] = []
     best: Candidate | None = None
 
+    def refuse(message: str) -> None:
+        why = re.sub(r"\d[\d,._]*", "N", message)[:160]
+        refusals[why] = refusals.get(why, 0) + 1
+
     def evaluate(values: dict[str, float]) -> Candidate | None:
-        numbers = tuple((n, v) for n, v in values.items() if "." in n)  # a generator's: a spec of their own
+        numbers = tuple((n, v) for n, v in values.items() if "." in n or n == DIVISOR_AXIS)
         if numbers not in specs:
             specs[numbers] = _respec(spec, tree, numbers)
         base = specs[numbers]
-        if base is None:
+        if isinstance(base, str):
+            refuse(base)
             return None
-        multipliers = {n: v for n, v in values.items() if "." not in n}
+        multipliers = {n: v for n, v in values.items() if "." not in n and n != DIVISOR_AXIS}
         try:
             cost = estimate(base, **multipliers)
-        except (ValueError, ZeroDivisionError):  # e.g. a width that leaves a group empty
+        except SpecError as exc:
+            refuse(exc.problems[0].message)
             return None
-        c = Candidate(tuple((a.name, _number(a.name, values[a.name])) for a in vary), cost.params, cost.macs)
+        except (ValueError, ZeroDivisionError) as exc:  # e.g. a width that leaves a group empty
+            refuse(str(exc))
+            return None
+        c = Candidate(tuple((n, _number(n, values[n]) if n != DIVISOR_AXIS else int(values[n])) for n in order),
+                      cost.params, cost.macs)
         seen.append(c)
         return c
 
@@ -135,14 +181,24 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
             best = c
         return True
 
+    combinations = 1
+    for g in grids:
+        combinations *= len(g)
+    steps = 40 if primary is not None else 1
     with _collector_paused():  # thousands of short-lived descriptions: no cycles to collect, only time lost
-        _search(grids, others, primary, current, evaluate, consider)
-    return best, seen
+        if combinations * steps <= MAX_CANDIDATES:
+            method = "grid"
+            for combo in itertools.product(*grids):
+                _bisect(combo, others, primary, current, evaluate, consider)
+        else:
+            method = "sampled"
+            _sampled(grids, others, primary, current, evaluate, consider, lambda: best, seed)
+    return Search(best, seen, dict(sorted(refusals.items(), key=lambda kv: -kv[1])), method, combinations)
 
 
 def _search_space(spec: Any, tree: Any, vary: tuple[Axis, ...]) -> tuple[dict, Any, list, list]:
     """Each axis' current value, the axis bisected (continuous), the others and their grids; refused where a
-    pruned network has nothing to scale or the grid is too large."""
+    pruned network has nothing to scale."""
     explicit = [i + 1 for i, s in enumerate(spec.stages) if s.blocks is not None
                 or getattr(s.block, "widths", None) or getattr(s.block, "out_channels", None)]
     if explicit and any(a.name in DEFAULT_AXES for a in vary):
@@ -152,14 +208,6 @@ def _search_space(spec: Any, tree: Any, vary: tuple[Axis, ...]) -> tuple[dict, A
     primary = next((a for a in all_axes().values() if a in vary and a.bounds is not None), None)
     others = [a for a in vary if a != primary]
     grids = [sorted(set(a.grid(current[a.name]))) for a in others]
-    bound = 40 if primary is not None else 1  # bisection steps per combination of the others
-    for g in grids:
-        bound *= len(g)
-    if bound > MAX_CANDIDATES:
-        sizes = " x ".join(f"{len(g)} {a.label}" for a, g in zip(others, grids))
-        raise SpecError(f"fit would evaluate up to {bound:,} candidates ({sizes}"
-                        + (f" x 40 bisection steps of {primary.label}" if primary else "")
-                        + f"), above {MAX_CANDIDATES:,}; vary fewer numbers", None, "--vary")
     return current, primary, others, grids
 
 
@@ -174,27 +222,68 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _search(grids: list, others: list, primary: Any, current: dict, evaluate: Callable, consider: Callable) -> None:
-    """Bisect the primary axis (or walk the grid) for every combination of the others' values."""
-    for combo in itertools.product(*grids):
-        fixed = {a.name: _number(a.name, v) for a, v in zip(others, combo)}
-        if primary is None:
-            consider(evaluate(fixed))
-            continue
-        lo, hi = primary.bounds(current[primary.name])
-        if primary.quantum:  # bisection over the lattice's indices
-            lo, hi = lo // primary.quantum, hi // primary.quantum
-        for _ in range(40):  # MACs grow with the continuous number: bisection to the budget's edge
-            mid = (lo + hi) / 2
-            if primary.quantum:
-                mid = float(int(mid))
-            value = mid * primary.quantum if primary.quantum else mid
-            if consider(evaluate({**fixed, primary.name: _number(primary.name, value)})):
-                lo = mid
-            else:
-                hi = mid
-            if hi - lo <= (1 if primary.quantum else 10.0 ** -(primary.digits - 1)):
-                break
+def _bisect(combo: tuple, others: list, primary: Any, current: dict, evaluate: Callable, consider: Callable) -> None:
+    """Bisect the primary axis (or take the combination as it is) for one combination of the others."""
+    fixed = {a.name: (_number(a.name, v) if a.name != DIVISOR_AXIS else v) for a, v in zip(others, combo)}
+    if primary is None:
+        consider(evaluate(fixed))
+        return
+    lo, hi = primary.bounds(current[primary.name])
+    if primary.quantum:  # bisection over the lattice's indices
+        lo, hi = lo // primary.quantum, hi // primary.quantum
+    for _ in range(40):  # MACs grow with the continuous number: bisection to the budget's edge
+        mid = (lo + hi) / 2
+        if primary.quantum:
+            mid = float(int(mid))
+        value = mid * primary.quantum if primary.quantum else mid
+        if consider(evaluate({**fixed, primary.name: _number(primary.name, value)})):
+            lo = mid
+        else:
+            hi = mid
+        if hi - lo <= (1 if primary.quantum else 10.0 ** -(primary.digits - 1)):
+            break
+
+
+def _sampled(grids: list, others: list, primary: Any, current: dict, evaluate: Callable, consider: Callable,
+             best: Callable[[], Candidate | None], seed: int) -> None:
+    """A grid too large to walk: ``SAMPLED_COMBINATIONS`` combinations drawn without repetition (seeded), each
+    bisected, then local refinement: the neighbours (one grid step in one number) of the best combination,
+    until a round finds nothing better."""
+    import random
+
+    rng = random.Random(f"archkit-fit:{seed}")
+    sizes = [len(g) for g in grids]
+    done: set[tuple[int, ...]] = set()
+
+    def run(index: tuple[int, ...]) -> None:
+        if index not in done:
+            done.add(index)
+            _bisect(tuple(g[i] for g, i in zip(grids, index)), others, primary, current, evaluate, consider)
+
+    start = tuple(min(range(n), key=lambda i, g=g, a=a: abs(g[i] - current[a.name])) for g, n, a in
+                  zip(grids, sizes, others))  # the spec's own numbers first
+    run(start)
+    while len(done) < SAMPLED_COMBINATIONS:
+        run(tuple(rng.randrange(n) for n in sizes))
+    while True:  # coordinate moves around the best so far
+        b = best()
+        if b is None:
+            return
+        values = dict(b.values)
+        at = tuple(g.index(_closest(g, values[a.name])) for g, a in zip(grids, others))
+        before = b.macs
+        for k in range(len(sizes)):
+            for step in (-1, 1):
+                moved = list(at)
+                moved[k] += step
+                if 0 <= moved[k] < sizes[k]:
+                    run(tuple(moved))
+        if best() is None or best().macs <= before:
+            return
+
+
+def _closest(grid: list, value: float) -> float:
+    return min(grid, key=lambda g: abs(g - value))
 
 
 def _number(name: str, value: float) -> float | int:
@@ -217,25 +306,29 @@ def _current(spec: Any, tree: Any, name: str) -> float:
 
 
 def _respec(spec: Any, tree: Any, numbers: tuple[tuple[str, float], ...]) -> Any:
-    """The spec with other generator numbers (None where they yield no valid network)."""
-    if not numbers:
-        return spec
-    from .loader import MDict
-    from .specs import validate
+    """The spec with other generator numbers (and width divisor), or the reason they yield no valid network."""
+    divisor = dict(numbers).get(DIVISOR_AXIS)
+    numbers = tuple((n, v) for n, v in numbers if n != DIVISOR_AXIS)
+    if numbers:
+        from .loader import MDict
+        from .specs import validate
 
-    changed = MDict(tree, mark=tree.mark)
-    changed.marks = dict(tree.marks)
-    for name, value in numbers:
-        key, field = name.split(".", 1)
-        if not isinstance(changed[key], MDict) or changed[key] is tree[key]:
-            copied = MDict(tree[key], mark=tree[key].mark)
-            copied.marks = dict(tree[key].marks)
-            changed[key] = copied
-        changed[key][field] = value
-    try:
-        return validate(changed)
-    except SpecError:
-        return None
+        changed = MDict(tree, mark=tree.mark)
+        changed.marks = dict(tree.marks)
+        for name, value in numbers:
+            key, field = name.split(".", 1)
+            if not isinstance(changed[key], MDict) or changed[key] is tree[key]:
+                copied = MDict(tree[key], mark=tree[key].mark)
+                copied.marks = dict(tree[key].marks)
+                changed[key] = copied
+            changed[key][field] = value
+        try:
+            spec = validate(changed)
+        except SpecError as exc:
+            return exc.problems[0].message
+    if divisor is not None:
+        spec = spec.model_copy(update={"width_divisor": int(divisor)})
+    return spec
 
 
 def _plain(node: Any) -> Any:
