@@ -126,6 +126,8 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
         wider = _fit(spec, macs, params_max, vary, tree, seed, (d, 2 * d, 4 * d, 8 * d))
         if wider.best is not None and (search.best is None or wider.best.macs > search.best.macs):
             return wider
+        if search.best is None and len(wider.seen) > len(search.seen):  # none fits: the closest valid one
+            return wider
     return search
 
 

@@ -161,3 +161,41 @@ def test_diff_sees_a_change_in_any_block_of_a_stage(tmp_path) -> None:
     assert not result["equal"]
     changed = result["stages"][0]
     assert changed["a"]["block"] != changed["b"]["block"] and "repeated" in changed["b"]["block"]
+
+
+def test_fit_samples_a_grid_too_large_to_walk(tmp_path, capsys) -> None:
+    """Five RegNet numbers (840 combinations x bisection): sampled and refined, deterministic, within the
+    budget, and torchvision's RegNet builds the same network from the written numbers."""
+    from torchvision.models.regnet import BlockParams, RegNet
+
+    vary = "w_0,w_a,w_m,group_width,regnet.depth"
+    texts = []
+    for i in range(2):
+        out = tmp_path / f"r{i}.yaml"
+        assert main(["fit", "regnet_x_400mf", "--macs", "800M", "--params-max", "8M", "--vary", vary,
+                     "--output", str(out)]) == 0
+        texts.append(out.read_text())
+    printed = capsys.readouterr().out
+    assert "(sampled: 840 combinations" in printed
+    assert texts[0] == texts[1]
+    fitted = archkit.load_spec(tmp_path / "r0.yaml")
+    oracle = measure_meta(fitted)
+    assert 0.97 * 800e6 <= oracle.macs <= 800e6 and oracle.total_params <= 8e6
+    numbers = archkit.loader.load(tmp_path / "r0.yaml", resolve=archkit.zoo.resolve)["regnet"]
+    reference = RegNet(BlockParams.from_init_params(**numbers))
+    assert oracle.total_params == sum(p.numel() for p in reference.parameters())
+
+
+def test_fit_widens_the_divisor_where_widths_break_groups(tmp_path, capsys) -> None:
+    """regnetz_b16's blocks group 16 channels: at divisor 8 most widths break them; fit says so and lands
+    within 3% of the budget on multiples of 16."""
+    out = tmp_path / "z.yaml"
+    assert main(["fit", "regnetz_b16", "--macs", "800M", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "refused: bottle block: group_size N does not divide the inner width N" in printed
+    fitted = archkit.load_spec(out)
+    assert fitted.width_divisor in (16, 32, 64)
+    assert 0.97 * 800e6 <= measure_meta(fitted).macs <= 800e6
+    assert main(["fit", "regnetz_b16", "--macs", "10M"]) == 2  # none fits: the closest, and the refusals
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the closest:" in err[0] and "candidates refused" in err[0]
