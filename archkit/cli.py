@@ -652,7 +652,6 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
 def cmd_sample(args: argparse.Namespace) -> int:
     """archkit sample."""
-    import time
     from pathlib import Path
 
     from . import space as spaces
@@ -676,22 +675,42 @@ def cmd_sample(args: argparse.Namespace) -> int:
     jobs = args.jobs or max(1, min(os.cpu_count() or 1, 8))
     results = []
     for sp in loaded:
-        last = [time.perf_counter()]
-        tty = sys.stderr.isatty()
-
-        def progress(got: int, draws: int, seconds: float, sp: Any = sp, last: list = last, tty: bool = tty) -> None:
-            if time.perf_counter() - last[0] < (0.5 if tty else 10.0) or seconds < 2.0:
-                return
-            last[0] = time.perf_counter()
-            line = f"{sp.name}: {got:,}/{args.num:,} models from {draws:,} draws, {seconds:.0f} s"
-            print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
-
+        progress = _progress(sp.name, args.num)
         result = spaces.sample(sp, args.num, args.seed, max_draws=args.max_draws or spaces.MAX_DRAWS, jobs=jobs,
                                progress=progress)
-        if tty and result.seconds >= 2.0:
+        if getattr(progress, "open", False):
             print(file=sys.stderr)
         results.append(result)
         _print_sampled(result, args.num)
+    _write_sampled(args, results)
+    short = [r for r in results if len(r.samples) < args.num]
+    if short:
+        r = short[0]
+        raise SpecError(f"{r.space.name}: only {len(r.samples):,} of {args.num:,} models met the constraints in "
+                        f"{r.draws:,} draws (raise --max-draws, or widen the space)")
+    return EXIT_OK
+
+
+def _progress(name: str, asked: int) -> Callable[[int, int, float], None]:
+    """A long run's progress on stderr: a line rewritten in place on a terminal, else a line every 10 s."""
+    import time
+
+    tty, last = sys.stderr.isatty(), [time.perf_counter()]
+
+    def report(got: int, draws: int, seconds: float) -> None:
+        if seconds < 2.0 or time.perf_counter() - last[0] < (0.5 if tty else 10.0):
+            return
+        last[0] = time.perf_counter()
+        line = f"{name}: {got:,}/{asked:,} models from {draws:,} draws, {seconds:.0f} s"
+        print(("\r" + line) if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+        report.open = tty  # type: ignore[attr-defined]  # a line left without its newline
+    return report
+
+
+def _write_sampled(args: argparse.Namespace, results: list) -> None:
+    """sample's --csv, --json, --svg and --output."""
+    from . import space as spaces
+
     if args.csv:
         write_text(args.csv, spaces.csv_text(results))
         print(f"wrote {args.csv}")
@@ -708,12 +727,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     if args.output:
         count = spaces.write_specs(results, args.output)
         print(f"wrote {count:,} specs to {args.output}")
-    short = [r for r in results if len(r.samples) < args.num]
-    if short:
-        r = short[0]
-        raise SpecError(f"{r.space.name}: only {len(r.samples):,} of {args.num:,} models met the constraints in "
-                        f"{r.draws:,} draws (raise --max-draws, or widen the space)")
-    return EXIT_OK
 
 
 def _print_sampled(r: Any, asked: int) -> None:

@@ -10,6 +10,7 @@ import contextlib
 import dataclasses
 import gc
 import itertools
+import math
 import re
 from typing import Any, Callable, Iterator
 
@@ -131,71 +132,72 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
     return search
 
 
-def _fit(spec: Any, macs: float, params_max: float | None, vary: tuple[Axis, ...], tree: Any, seed: int,
-         divisors: tuple[int, ...]) -> Search:
-    from .summary import estimate
+class _Trial:
+    """Evaluates candidates of one search: each combination of generator numbers (and divisor) validated once,
+    costs from the plan, refusals tallied by reason, the best under the budget kept."""
 
-    current, primary, others, grids = _search_space(spec, tree, vary)
-    if divisors:  # a grid number of its own, applied to the spec (not a field fit --vary names)
-        others = [*others, Axis(DIVISOR_AXIS, "divisor", lambda v: list(divisors), integer=True)]
-        grids = [*grids, list(divisors)]
-        current[DIVISOR_AXIS] = float(divisors[0])
-    order = [*(a.name for a in vary), *([DIVISOR_AXIS] if divisors else [])]
-    specs: dict[tuple, Any] = {}  # validated spec per combination of generator numbers (and divisor)
-    refusals: dict[str, int] = {}
-    seen: list[Candidate] = []
-    best: Candidate | None = None
+    def __init__(self, spec: Any, tree: Any, order: list[str], macs: float, params_max: float | None):
+        self.spec, self.tree, self.order, self.macs, self.params_max = spec, tree, order, macs, params_max
+        self.specs: dict[tuple, Any] = {}
+        self.refused: dict[str, int] = {}
+        self.seen: list[Candidate] = []
+        self.best: Candidate | None = None
 
-    def refuse(message: str) -> None:
+    def refuse(self, message: str) -> None:
         why = re.sub(r"\d[\d,._]*", "N", message)[:160]
-        refusals[why] = refusals.get(why, 0) + 1
+        self.refused[why] = self.refused.get(why, 0) + 1
 
-    def evaluate(values: dict[str, float]) -> Candidate | None:
+    def evaluate(self, values: dict[str, float]) -> Candidate | None:
+        from .summary import estimate
+
         numbers = tuple((n, v) for n, v in values.items() if "." in n or n == DIVISOR_AXIS)
-        if numbers not in specs:
-            specs[numbers] = _respec(spec, tree, numbers)
-        base = specs[numbers]
+        if numbers not in self.specs:
+            self.specs[numbers] = _respec(self.spec, self.tree, numbers)
+        base = self.specs[numbers]
         if isinstance(base, str):
-            refuse(base)
+            self.refuse(base)
             return None
         multipliers = {n: v for n, v in values.items() if "." not in n and n != DIVISOR_AXIS}
         try:
             cost = estimate(base, **multipliers)
         except SpecError as exc:
-            refuse(exc.problems[0].message)
+            self.refuse(exc.problems[0].message)
             return None
         except (ValueError, ZeroDivisionError) as exc:  # e.g. a width that leaves a group empty
-            refuse(str(exc))
+            self.refuse(str(exc))
             return None
-        c = Candidate(tuple((n, _number(n, values[n]) if n != DIVISOR_AXIS else int(values[n])) for n in order),
+        c = Candidate(tuple((n, _number(n, values[n]) if n != DIVISOR_AXIS else int(values[n])) for n in self.order),
                       cost.params, cost.macs)
-        seen.append(c)
+        self.seen.append(c)
         return c
 
-    def ok(c: Candidate | None) -> bool:
-        return c is not None and c.macs <= macs and (params_max is None or c.params <= params_max)
-
-    def consider(c: Candidate | None) -> bool:
-        nonlocal best
-        if not ok(c):
+    def consider(self, c: Candidate | None) -> bool:
+        """Whether ``c`` meets the budget (and keep it if it is the best so far)."""
+        if c is None or c.macs > self.macs or (self.params_max is not None and c.params > self.params_max):
             return False
-        if best is None or c.macs > best.macs:
-            best = c
+        if self.best is None or c.macs > self.best.macs:
+            self.best = c
         return True
 
-    combinations = 1
-    for g in grids:
-        combinations *= len(g)
-    steps = 40 if primary is not None else 1
+
+def _fit(spec: Any, macs: float, params_max: float | None, vary: tuple[Axis, ...], tree: Any, seed: int,
+         divisors: tuple[int, ...]) -> Search:
+    current, primary, others, grids = _search_space(spec, tree, vary)
+    if divisors:  # a grid number of its own, applied to the spec (not a field fit --vary names)
+        others = [*others, Axis(DIVISOR_AXIS, "divisor", lambda v: list(divisors), integer=True)]
+        grids = [*grids, list(divisors)]
+        current[DIVISOR_AXIS] = float(divisors[0])
+    trial = _Trial(spec, tree, [*(a.name for a in vary), *([DIVISOR_AXIS] if divisors else [])], macs, params_max)
+    combinations = math.prod(len(g) for g in grids)
+    method = "grid" if combinations * (40 if primary is not None else 1) <= MAX_CANDIDATES else "sampled"
     with _collector_paused():  # thousands of short-lived descriptions: no cycles to collect, only time lost
-        if combinations * steps <= MAX_CANDIDATES:
-            method = "grid"
+        if method == "grid":
             for combo in itertools.product(*grids):
-                _bisect(combo, others, primary, current, evaluate, consider)
+                _bisect(combo, others, primary, current, trial.evaluate, trial.consider)
         else:
-            method = "sampled"
-            _sampled(grids, others, primary, current, evaluate, consider, lambda: best, seed)
-    return Search(best, seen, dict(sorted(refusals.items(), key=lambda kv: -kv[1])), method, combinations)
+            _sampled(grids, others, primary, current, trial.evaluate, trial.consider, lambda: trial.best, seed)
+    return Search(trial.best, trial.seen, dict(sorted(trial.refused.items(), key=lambda kv: -kv[1])), method,
+                  combinations)
 
 
 def _search_space(spec: Any, tree: Any, vary: tuple[Axis, ...]) -> tuple[dict, Any, list, list]:

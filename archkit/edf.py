@@ -47,48 +47,7 @@ def svg(curves: dict[str, dict[str, list[float]]], title: str) -> str:
            f"<rect width='{width}' height='{height}' fill='white'/>",
            f"<text x='{width / 2}' y='24' font-size='15' text-anchor='middle'>{escape(title)}</text>"]
     for p, figure in enumerate(figures):
-        x0 = left + p * (panel_w + gap)
-        values = [v for c in curves.values() for v in c.get(figure, []) if v > 0]
-        if not values:
-            continue
-        lo, hi = math.log10(min(values)), math.log10(max(values))
-        if hi - lo < 1e-9:
-            lo, hi = lo - 0.05, hi + 0.05
-        pad = (hi - lo) * 0.04
-        lo, hi = lo - pad, hi + pad
-
-        def px(v: float, x0: float = x0, lo: float = lo, hi: float = hi) -> float:
-            return x0 + panel_w * (math.log10(v) - lo) / (hi - lo)
-
-        def py(f: float) -> float:
-            return top + panel_h * (1 - f)
-
-        out.append(f"<g class='panel' data-figure='{figure}'>")
-        out.append(f"<rect x='{x0}' y='{top}' width='{panel_w}' height='{panel_h}' fill='none' stroke='#333'/>")
-        out.append(f"<text x='{x0 + panel_w / 2}' y='{top + panel_h + 36}' font-size='12' text-anchor='middle'>"
-                   f"{LABELS[figure]} (log scale)</text>")
-        for k in range(5):  # y ticks
-            f = k / 4
-            out.append(f"<line x1='{x0}' y1='{py(f):.1f}' x2='{x0 + panel_w}' y2='{py(f):.1f}' stroke='#eee'/>")
-            if p == 0:
-                out.append(f"<text x='{x0 - 6}' y='{py(f) + 4:.1f}' font-size='10' text-anchor='end'>{f:g}</text>")
-        for k in range(5):  # x ticks: five values spread in log space
-            v = 10 ** (lo + (hi - lo) * (k + 0.5) / 5)
-            v = float(f"{v:.2g}")
-            out.append(f"<line x1='{px(v):.1f}' y1='{top + panel_h}' x2='{px(v):.1f}' y2='{top + panel_h + 4}' "
-                       f"stroke='#333'/><text x='{px(v):.1f}' y='{top + panel_h + 16}' font-size='10' "
-                       f"text-anchor='middle'>{_si(v)}</text>")
-        for i, (name, c) in enumerate(curves.items()):
-            steps = edf([v for v in c.get(figure, []) if v > 0])
-            if not steps:
-                continue
-            points, previous = [], 0.0
-            for v, f in steps:
-                points.append(f"{px(v):.1f},{py(previous):.1f} {px(v):.1f},{py(f):.1f}")
-                previous = f
-            out.append(f"<polyline class='edf' data-space='{escape(name)}' fill='none' "
-                       f"stroke='{COLOURS[i % len(COLOURS)]}' stroke-width='1.6' points='{' '.join(points)}'/>")
-        out.append("</g>")
+        _panel(out, figure, curves, left + p * (panel_w + gap), top, panel_w, panel_h, p == 0)
     if figures:
         out.append(f"<text x='14' y='{top + panel_h / 2}' font-size='12' text-anchor='middle' "
                    f"transform='rotate(-90 14 {top + panel_h / 2})'>cumulative fraction of models</text>")
@@ -100,3 +59,48 @@ def svg(curves: dict[str, dict[str, list[float]]], title: str) -> str:
                    f"(n = {n:,})</text>")
     out.append("</svg>")
     return "\n".join(out) + "\n"
+
+
+def _panel(out: list[str], figure: str, curves: dict, x0: float, top: float, panel_w: float, panel_h: float,
+           first: bool) -> None:
+    """One figure's frame, ticks and a curve per space."""
+    values = [v for c in curves.values() for v in c.get(figure, []) if v > 0]
+    if not values:
+        return
+    lo, hi = math.log10(min(values)), math.log10(max(values))
+    if hi - lo < 1e-9:
+        lo, hi = lo - 0.05, hi + 0.05
+    pad = (hi - lo) * 0.04
+    lo, hi = lo - pad, hi + pad
+
+    def px(v: float) -> float:
+        return x0 + panel_w * (math.log10(v) - lo) / (hi - lo)
+
+    def py(f: float) -> float:
+        return top + panel_h * (1 - f)
+
+    out.append(f"<g class='panel' data-figure='{figure}'>")
+    out.append(f"<rect x='{x0}' y='{top}' width='{panel_w}' height='{panel_h}' fill='none' stroke='#333'/>")
+    out.append(f"<text x='{x0 + panel_w / 2}' y='{top + panel_h + 36}' font-size='12' text-anchor='middle'>"
+               f"{LABELS[figure]} (log scale)</text>")
+    for k in range(5):  # y ticks
+        f = k / 4
+        out.append(f"<line x1='{x0}' y1='{py(f):.1f}' x2='{x0 + panel_w}' y2='{py(f):.1f}' stroke='#eee'/>")
+        if first:
+            out.append(f"<text x='{x0 - 6}' y='{py(f) + 4:.1f}' font-size='10' text-anchor='end'>{f:g}</text>")
+    for k in range(5):  # x ticks: five values spread in log space
+        v = float(f"{10 ** (lo + (hi - lo) * (k + 0.5) / 5):.2g}")
+        out.append(f"<line x1='{px(v):.1f}' y1='{top + panel_h}' x2='{px(v):.1f}' y2='{top + panel_h + 4}' "
+                   f"stroke='#333'/><text x='{px(v):.1f}' y='{top + panel_h + 16}' font-size='10' "
+                   f"text-anchor='middle'>{_si(v)}</text>")
+    for i, (name, c) in enumerate(curves.items()):
+        steps = edf([v for v in c.get(figure, []) if v > 0])
+        if not steps:
+            continue
+        points, previous = [], 0.0
+        for v, f in steps:
+            points.append(f"{px(v):.1f},{py(previous):.1f} {px(v):.1f},{py(f):.1f}")
+            previous = f
+        out.append(f"<polyline class='edf' data-space='{escape(name)}' fill='none' "
+                   f"stroke='{COLOURS[i % len(COLOURS)]}' stroke-width='1.6' points='{' '.join(points)}'/>")
+    out.append("</g>")

@@ -30,12 +30,12 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .errors import Mark, SpecError
-from .loader import MDict, MList, _copy, flatten, from_mapping, inherit, load_file, parse, read_text, set_value
+from .loader import MDict, _copy, flatten, from_mapping, inherit, load_file, parse, read_text, set_value
 
 FIGURES = ("params", "macs", "activations")
 DISTRIBUTIONS = ("uniform", "log_uniform", "power2_uniform", "power2_or_log_uniform", "normal", "log_normal")
@@ -300,7 +300,6 @@ def names() -> list[str]:
 def load(ref: str) -> Space:
     """A design space by packaged name or file, validated: every problem a located one-line SpecError."""
     from .registry import suggest
-    from .zoo import resolve
 
     path = Path(ref)
     if not path.is_file():
@@ -320,7 +319,20 @@ def load(ref: str) -> Space:
         from .spec_errors import problem
 
         raise SpecError([problem(err, data, marks, SpaceSpec) for err in exc.errors()]) from None
-    base = tree["spec"]
+    space = Space(spec, _base_tree(tree["spec"], marks, path), source, marks, {})
+    _expand_axes(space)
+    taken = [p for ps in space.paths.values() for p in ps]
+    twice = sorted({p for p in taken if taken.count(p) > 1})
+    if twice:
+        raise SpecError(f"{twice[0]} is set by two axes", _mark(marks, ("axes",), source), "axes")
+    space.check()
+    return space
+
+
+def _base_tree(base: Any, marks: dict, path: Path) -> MDict:
+    """The space's base spec tree: a mapping (its own ``base:`` merged under it) or a spec name or file."""
+    from .zoo import resolve
+
     if isinstance(base, str):
         try:
             found = resolve(base, path.parent)
@@ -342,8 +354,13 @@ def load(ref: str) -> Space:
         raise SpecError("must be a spec mapping, or a spec name or file", marks.get(("spec",)), "spec")
     base_tree.pop("weights", None)  # a sampled model is another network: the base's weights are not its own
     base_tree.marks.pop("weights", None)
-    space = Space(spec, base_tree, source, marks, {})
-    stages = base_tree.get("stages")
+    return base_tree
+
+
+def _expand_axes(space: Space) -> None:
+    """Each axis' paths (``stages.*.x``: one per stage of the base), checked, and the ``increasing`` axes."""
+    spec, marks, source = space.spec, space.marks, space.source
+    stages = space.tree.get("stages")
     for axis in spec.axes:
         where = _mark(marks, ("axes", axis), source)
         if "*" in axis.split("."):
@@ -368,12 +385,6 @@ def load(ref: str) -> Space:
                                              for v in dist.values or ()):
             raise SpecError(f"increasing: {axis} draws values that are not all numbers", where,
                             "constraints.increasing")
-    taken = [p for ps in space.paths.values() for p in ps]
-    twice = sorted({p for p in taken if taken.count(p) > 1})
-    if twice:
-        raise SpecError(f"{twice[0]} is set by two axes", _mark(marks, ("axes",), source), "axes")
-    space.check()
-    return space
 
 
 @dataclasses.dataclass
