@@ -107,6 +107,7 @@ COMMANDS = [
     ["diff", "resnet50", "resnet50d"],
     ["explain", "resnet50d", "block.shortcut"],
     ["fit", "resnet50", "--macs", "2G"],
+    ["sample", "anynetx_e", "regnetx", "-n", "2", "--jobs", "2", "--svg", "{tmp}/edf.svg", "--csv", "{tmp}/s.csv"],
     ["draw", "resnet50", "--output", "{tmp}/r50.svg"],
     ["build", "se_resnet50", "--summary"],  # a description-form plugin block
     ["build", "simam_resnet50", "--summary"],  # a module-form plugin attention type that declares its cost
@@ -137,7 +138,8 @@ def test_spec_tools_never_import_torch(tmp_path: Path) -> None:
         expected = 1 if argv[0] == "diff" else 0  # diff: 1 = the specs differ
         assert code == expected, (argv, err)
     assert "25,557,032" in report["codes"][0][1] and "60,192,808" in report["codes"][1][1]
-    assert "28,088,024" in report["codes"][11][1]  # the plugin's SE-ResNet-50: timm's seresnet50 count
+    assert "28,088,024" in report["codes"][12][1]  # the plugin's SE-ResNet-50: timm's seresnet50 count
+    assert "wrote" in report["codes"][10][1] and (tmp_path / "edf.svg").is_file()  # sample, two processes
 
 
 def test_a_stem_layer_named_like_a_stage_is_still_stem(tmp_path: Path) -> None:
