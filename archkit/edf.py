@@ -20,8 +20,10 @@ def edf(values: list[float]) -> list[tuple[float, float]]:
         return []
     picks = sorted({min(n - 1, round(k * (n - 1) / (MAX_POINTS - 1))) for k in range(MAX_POINTS)}) \
         if n > MAX_POINTS else range(n)
-    out = []
+    out: list[tuple[float, float]] = []
     for i in picks:
+        if out and ordered[i] == out[-1][0]:
+            continue  # a tie already reached its last copy
         j = i
         while j + 1 < n and ordered[j + 1] == ordered[i]:  # a tie's step reaches its last copy
             j += 1

@@ -174,3 +174,32 @@ def test_bad_space_files_are_one_located_line(tmp_path, capsys) -> None:
     assert "did you mean 'anynetx_" in capsys.readouterr().err
     assert main(["sample", str(good), "-n", "5", "--max-draws", "3", "--jobs", "1"]) == 2
     assert "only 3 of 5 models met the constraints in 3 draws" in capsys.readouterr().err
+
+
+def test_edf_steps() -> None:
+    from archkit.edf import edf
+
+    assert edf([3, 1, 2, 2]) == [(1, 0.25), (2, 0.75), (3, 1.0)]
+    many = edf(list(range(10_000)))
+    assert len(many) <= 400 and many[-1] == (9_999, 1.0) and many[0] == (0, 1e-4)
+
+
+@pytest.mark.slow
+def test_twenty_sampled_models_equal_their_built_models() -> None:
+    """The EDFs' figures, model by model, against the built models on the meta device (FlopCounterMode,
+    parameter count, hooks on convolutions and linear layers)."""
+    for name, n in (("anynetx_a", 10), ("regnety", 10)):
+        result = space.sample(space.load(name), n, seed=11, jobs=2)
+        for s in result.samples:
+            spec = archkit.as_spec(space._plain(space.spec_tree(result.space, s, result.seed)))
+            oracle = measure_meta(spec)
+            assert (oracle.total_params, oracle.macs, oracle.activations) == (s.params, s.macs, s.activations)
+
+
+@pytest.mark.slow
+def test_the_docs_edf_picture_is_what_sample_makes(tmp_path) -> None:
+    from pathlib import Path
+
+    picture = Path(__file__).resolve().parents[1] / "docs" / "spaces" / "anynetx_a_e_regnetx.svg"
+    assert main(["sample", "anynetx_a", "anynetx_e", "regnetx", "-n", "100", "--svg", str(tmp_path / "e.svg")]) == 0
+    assert (tmp_path / "e.svg").read_text() == picture.read_text(), "docs/spaces/anynetx_a_e_regnetx.svg is stale"
