@@ -203,3 +203,23 @@ def test_the_docs_edf_picture_is_what_sample_makes(tmp_path) -> None:
     picture = Path(__file__).resolve().parents[1] / "docs" / "spaces" / "anynetx_a_e_regnetx.svg"
     assert main(["sample", "anynetx_a", "anynetx_e", "regnetx", "-n", "100", "--svg", str(tmp_path / "e.svg")]) == 0
     assert (tmp_path / "e.svg").read_text() == picture.read_text(), "docs/spaces/anynetx_a_e_regnetx.svg is stale"
+
+
+def test_anynet_figures_equal_pycls_complexity(anynet) -> None:
+    """pycls' own AnyNet complexity (the figures the papers report: flops, params, acts) for the sampled
+    AnyNetX models: its flops are archkit's MACs plus the classifier's 1,000 bias additions."""
+    from pycls.models.anynet import AnyNet
+
+    checked = 0
+    for result in (anynet, space.sample(space.load("anynetx_a"), 3, seed=4, jobs=1)):
+        for s in result.samples:
+            stage = [{k: s.values[f"stages.{i}.{k}"] for k in
+                      ("depth", "planes", "block.bottleneck_multiplier", "block.group_width")} for i in range(4)]
+            cx = AnyNet._complexity(
+                {"h": 224, "w": 224, "flops": 0, "params": 0, "acts": 0}, stem_type="simple_stem_in", stem_w=32,
+                block_type="res_bottleneck_block", ds=[st["depth"] for st in stage], ws=[st["planes"] for st in stage],
+                ss=[2, 2, 2, 2], bms=[st["block.bottleneck_multiplier"] for st in stage],
+                gws=[st["block.group_width"] for st in stage], se_r=None, nc=1000)
+            assert (cx["flops"], cx["params"], cx["acts"]) == (s.macs + 1000, s.params, s.activations)
+            checked += 1
+    assert checked == 7
