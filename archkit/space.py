@@ -30,7 +30,7 @@ import random
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Annotated, Any, Callable, Iterator
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -59,21 +59,25 @@ def amount(value: Any) -> float | None:
     raise ValueError(f"expected a number such as 400M or 2.5G, got {value!r}")
 
 
-Number = float | int
+BOUND = 1e15  # the largest magnitude a range may name (a width, a depth, a ratio: far below it)
+Number = Annotated[int | float, Field(ge=-BOUND, le=BOUND)]
+Pair = Annotated[list[Number], Field(min_length=2, max_length=2, description="[low, high], both included")]
+STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Distribution(BaseModel):
     """How one axis is drawn: ``values`` or one of pycls' random types over ``[low, high]``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    values: list[Any] | None = Field(None, min_length=1, description="Draw one of these, uniformly.")
-    uniform: tuple[Number, Number] | None = None
-    log_uniform: tuple[Number, Number] | None = None
-    power2_uniform: tuple[Number, Number] | None = None
-    power2_or_log_uniform: tuple[Number, Number] | None = None
-    normal: tuple[Number, Number] | None = None
-    log_normal: tuple[Number, Number] | None = None
+    values: list[Any] | None = Field(None, min_length=1, max_length=10_000, description="Draw one of these, "
+                                     "uniformly.")
+    uniform: Pair | None = None
+    log_uniform: Pair | None = None
+    power2_uniform: Pair | None = None
+    power2_or_log_uniform: Pair | None = None
+    normal: Pair | None = None
+    log_normal: Pair | None = None
     quantize: Number | None = Field(None, gt=0, description="Values are multiples of it (default 1 for integer "
                                     "ranges, 0.00001 otherwise: pycls' defaults).")
     shared: bool = Field(False, description="A ``*`` path: one draw for every stage (pycls' AnyNetX_B/C).")
@@ -94,10 +98,10 @@ class Distribution(BaseModel):
             raise ValueError(f"{given[0]}: low {low} is above high {high}")
         if low <= 0 and given[0] not in ("uniform", "normal"):
             raise ValueError(f"{given[0]} needs a positive low, got {low}")
-        if given[0] in ("power2_uniform", "power2_or_log_uniform"):
-            if not all(math.log2(v).is_integer() for v in (low, high)):
-                raise ValueError(f"{given[0]} needs powers of two for low and high, got {low} and {high}")
-        elif not (_multiple(low, q) and _multiple(high, q)):
+        if given[0] in ("power2_uniform", "power2_or_log_uniform") and \
+                not all(math.log2(v).is_integer() for v in (low, high, q)):
+            raise ValueError(f"{given[0]} needs powers of two for low, high and quantize, got {low}, {high} and {q}")
+        if given[0] != "power2_or_log_uniform" and not (_multiple(low, q) and _multiple(high, q)):
             raise ValueError(f"{given[0]}: low {low} and high {high} must be multiples of quantize {q} (pycls' rule)")
         return self
 
@@ -119,19 +123,6 @@ class Distribution(BaseModel):
             return self.values[int(rng.random() * len(self.values))]
         low, high = getattr(self, kind)
         return _DRAW[kind](rng, low, high, self.step)
-
-    def support(self) -> list[Any] | None:
-        """Every value the distribution can give, where that is a short list (None otherwise)."""
-        if self.kind == "values":
-            return list(self.values)
-        low, high = getattr(self, self.kind)
-        q = self.step
-        if self.kind == "power2_uniform":
-            return sorted({_quantize(2.0 ** k, q, math.floor) for k in range(int(math.log2(low)), int(math.log2(high)) + 1)})
-        count = (high - low) / q + 1
-        if self.kind == "power2_or_log_uniform" or count > 10_000:
-            return None
-        return [_quantize(low + i * q, q, round) for i in range(int(round(count)))]
 
 
 def _multiple(v: Number, q: Number) -> bool:
@@ -186,19 +177,20 @@ _DRAW = {"uniform": _uniform, "log_uniform": _log_uniform, "power2_uniform": _po
          "power2_or_log_uniform": _power2_or_log_uniform, "normal": _normal, "log_normal": _log_normal}
 
 
-Range = tuple[Any, Any]
+Range = Annotated[list[Any], Field(min_length=2, max_length=2, description="[low, high], both included; null: open")]
 
 
 class Constraints(BaseModel):
     """What a sampled model must meet: complexity ranges (inclusive; ``null`` leaves a side open), the number of
     stages, and axes that may not decrease from one stage to the next (pycls' AnyNetX_D and _E)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
     params: Range | None = None
     macs: Range | None = None
     activations: Range | None = None
-    stages: tuple[int, int] | None = Field(None, description="Fewest and most stages (a generator's output).")
+    stages: Annotated[list[int], Field(min_length=2, max_length=2)] | None = Field(
+        None, description="Fewest and most stages (a generator's output).")
     increasing: list[str] = Field(default_factory=list, description="``*`` axes whose value never decreases "
                                   "from one stage to the next (drawn per stage, then sorted).")
 
@@ -208,20 +200,22 @@ class Constraints(BaseModel):
         if value is None:
             return None
         low, high = amount(value[0]), amount(value[1])
+        if any(v is not None and not math.isfinite(v) for v in (low, high)):
+            raise ValueError("a range's ends are finite numbers (or null)")
         if low is not None and high is not None and low > high:
             raise ValueError(f"low {value[0]} is above high {value[1]}")
-        return (low, high)
+        return [low, high]
 
 
 class SpaceSpec(BaseModel):
     """A design-space file's fields (``spec`` is loaded apart: a spec of its own)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = STRICT
 
-    space: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="The space's name (tables, legends, file names).")
-    description: str = ""
+    space: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100, description="The space's name (tables, legends, file names).")
+    description: str = Field("", max_length=10_000)
     spec: Any = Field(description="The base spec: a mapping (it may say base: NAME) or a spec name or file.")
-    axes: dict[str, Distribution] = Field(min_length=1)
+    axes: dict[str, Distribution] = Field(min_length=1, max_length=1_000)
     constraints: Constraints = Field(default_factory=Constraints)
 
 
@@ -637,10 +631,20 @@ def _check(space: Space) -> None:
     for _ in range(20):  # some draws may be refused (a group width that divides no width); all is a mistake
         tree = space.tree_of(space.draw(rng))
         try:
-            validate(tree, space.source)
-            return
+            spec = validate(tree, space.source)
         except SpecError as exc:
             first = first or exc
+            continue
+        try:
+            from .summary import estimate
+
+            estimate(spec)
+        except NotImplementedError as exc:  # a plugin type without a declared cost: measured with torch
+            raise SpecError(f"sample computes costs without torch, thousands a second; {exc} (its plugin "
+                            "can declare one: docs/plugins.md)", Mark(space.source), "spec") from None
+        except (SpecError, ValueError):
+            pass  # this draw plans no valid network; others may
+        return
     assert first is not None
     raise SpecError(first.problems[:1]) from None
 
