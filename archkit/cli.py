@@ -94,6 +94,17 @@ def _amount(text: str) -> float:
 _non_negative = _int_at_least(0)
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number of at least 1, also as ``1e6`` or ``10K``."""
+    try:
+        value = _amount(text)
+    except argparse.ArgumentTypeError:
+        value = 0.5
+    if not value.is_integer():
+        raise argparse.ArgumentTypeError(f"expected a whole number such as 1000, 1e6 or 10K, got {text!r}")
+    return int(value)
+
+
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
@@ -183,12 +194,12 @@ def _add_sample(sub: Any, common: argparse.ArgumentParser) -> None:
                        "anynetx_a..e, regnetx, regnety; or a YAML file), seeded and reproducible, keeping those that "
                        "meet the space's constraints; print their complexity and write a table, EDFs and specs.")
     f.add_argument("spaces", metavar="SPACE", nargs="+", help="design-space name or YAML file")
-    f.add_argument("-n", "--num", type=_positive, default=100, metavar="N", help="models to draw per space "
+    f.add_argument("-n", "--num", type=_count, default=100, metavar="N", help="models to draw per space "
                    "(default 100)")
     f.add_argument("--seed", type=_non_negative, default=0, metavar="N", help="random seed (default 0)")
     f.add_argument("--jobs", type=_positive, default=None, metavar="N", help="processes drawing (default: the "
                    "machine's cores, at most 8); the result does not depend on it")
-    f.add_argument("--max-draws", type=_positive, default=None, metavar="N", help="give up after this many draws "
+    f.add_argument("--max-draws", type=_count, default=None, metavar="N", help="give up after this many draws "
                    "per space (default 1,000,000, as pycls)")
     f.add_argument("--csv", metavar="FILE", help="write every sampled model's numbers and complexity as CSV")
     f.add_argument("--json", dest="json_file", metavar="FILE", help="the same as JSON, with the refusals")
@@ -613,15 +624,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     what = " and ".join(a.label for a in vary)
     refused = sum(search.refused.values())
     if best is None:
-        closest = min(unique, key=lambda c: abs(c.macs - args.macs)) if unique else None
-        hint = f"; the closest: {closest.text}: {closest.macs / 1e9:.3f} GMACs, {closest.params:,} parameters" \
-            if closest else ""
-        if refused:
-            why, count = next(iter(search.refused.items()))
-            hint += f"; {refused:,} candidates refused ({count:,}: {why})"
-        if args.plot:
-            write_text(args.plot, design.plot_svg(unique, None, args.macs, args.params_max, f"archkit fit {spec.name}"))
-        raise SpecError(f"no {what} of {spec.name} meets the budget{hint}")
+        _none_fits(args, spec.name, search, unique, what)
     how = "" if search.method == "grid" else \
         f" (sampled: {search.combinations:,} combinations of the grid numbers, too many to walk)"
     print(f"{len(unique)} candidates evaluated{how}; best under {args.macs / 1e9:g} GMACs"
@@ -650,28 +653,37 @@ def cmd_fit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _none_fits(args: argparse.Namespace, name: str, search: Any, unique: list, what: str) -> None:
+    """fit's answer when no candidate meets the budget: the closest one, the refusals, the plot."""
+    from . import design
+
+    small = [c for c in unique if args.params_max is None or c.params <= args.params_max] or unique
+    closest = min(small, key=lambda c: abs(c.macs - args.macs)) if small else None
+    hint = f"; the closest: {closest.text}: {closest.macs / 1e9:.3f} GMACs, {closest.params:,} parameters" \
+        if closest else ""
+    refused = sum(search.refused.values())
+    if refused:
+        why, count = next(iter(search.refused.items()))
+        hint += f"; {refused:,} candidates refused ({count:,}: {why})"
+    if args.plot:
+        write_text(args.plot, design.plot_svg(unique, None, args.macs, args.params_max, f"archkit fit {name}"))
+    raise SpecError(f"no {what} of {name} meets the budget{hint}")
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     """archkit sample."""
-    from pathlib import Path
-
     from . import space as spaces
-    from .files import check_destination
 
-    outputs = [f for f in (args.csv, args.json_file, args.svg) if f]
     if args.svg:
         _svg_name(args.svg, "--svg")
-    for f in outputs:
-        check_destination(f, list(args.spaces))
-    if args.output is not None:
-        out_dir = Path(args.output)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise SpecError(f"--output {args.output}: exists and is not a directory")
-        if not out_dir.parent.is_dir():
-            raise SpecError(f"--output {args.output}: its parent directory does not exist")
     loaded = [spaces.load(ref) for ref in args.spaces]
-    names = [sp.name for sp in loaded]
-    if len(set(names)) != len(names):
-        raise SpecError(f"two spaces are named {next(n for n in names if names.count(n) > 1)!r}; rename one (space:)")
+    for i, sp in enumerate(loaded):
+        twin = next((o for o in loaded[:i] if o.name == sp.name), None)
+        if twin is not None:
+            what = "is given twice" if twin.source == sp.source else f"names it too ({twin.source})"
+            raise SpecError(f"{sp.name!r}: {what}; each space sampled needs its own name", sp.marks.get(("space",)),
+                            "space")
+    _sample_destinations(args, loaded)
     jobs = args.jobs or max(1, min(os.cpu_count() or 1, 8))
     results = []
     for sp in loaded:
@@ -689,6 +701,37 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise SpecError(f"{r.space.name}: only {len(r.samples):,} of {args.num:,} models met the constraints in "
                         f"{r.draws:,} draws (raise --max-draws, or widen the space)")
     return EXIT_OK
+
+
+def _sample_destinations(args: argparse.Namespace, loaded: list) -> None:
+    """Refuse, before any draw, an output that is an input (a space file or a file of its base spec), another
+    output, or a spec file ``--output`` would write over one of them (also through a symlink)."""
+    import re
+    from pathlib import Path
+
+    from .files import check_destination
+
+    inputs = [f for sp in loaded for f in sp.files]
+    files = [f for f in (args.csv, args.json_file, args.svg) if f]
+    for i, f in enumerate(files):
+        check_destination(f, inputs, [*files[:i], *files[i + 1:], args.output])
+    if args.output is None:
+        return
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise BadDestination(f"--output {args.output}: exists and is not a directory")
+    if not out.parent.is_dir():
+        raise BadDestination(f"--output {args.output}: its parent directory does not exist")
+    named = re.compile("(" + "|".join(re.escape(sp.name) for sp in loaded) + r")_(\d{5,})\.yaml")
+    real = Path(os.path.realpath(out))
+    kept = {Path(os.path.realpath(f)): f for f in [*inputs, *files]}
+    planted = [Path(e.path) for e in os.scandir(out) if named.fullmatch(e.name)] if out.is_dir() else []
+    for path in [*kept, *planted]:
+        found = named.fullmatch(path.name)
+        target = Path(os.path.realpath(path))
+        if found and int(found[2]) < args.num and (path.parent == real or path in planted) and target in kept:
+            raise BadDestination(f"--output {args.output}: would write {path.name} over {kept[target]}, an input "
+                                 "or output of this command; write another folder")
 
 
 def _progress(name: str, asked: int) -> Callable[[int, int, float], None]:
@@ -734,12 +777,12 @@ def _print_sampled(r: Any, asked: int) -> None:
     from .space import FIGURES
 
     rate = len(r.samples) / r.draws if r.draws else 0.0
-    print(f"{r.space.name}: {len(r.samples):,} models from {r.draws:,} draws ({rate:.2%} accepted), "
+    print(f"{r.space.name}: {_many(len(r.samples), 'model')} from {_many(r.draws, 'draw')} ({rate:.2%} accepted), "
           f"seed {r.seed}, {r.seconds:.1f} s")
     for why, count in list(r.rejected.items())[:4]:
         print(f"  refused {count:>9,}  {why}")
     if len(r.rejected) > 4:
-        print(f"  refused {sum(list(r.rejected.values())[4:]):>9,}  for {len(r.rejected) - 4} other reasons")
+        print(f"  refused {sum(list(r.rejected.values())[4:]):>9,}  for {_many(len(r.rejected) - 4, 'other reason')}")
     if not r.samples:
         return
     print(f"  {'':<12}{'min':>10}{'25%':>10}{'median':>10}{'75%':>10}{'max':>10}")
@@ -747,6 +790,10 @@ def _print_sampled(r: Any, asked: int) -> None:
         values = sorted(r.figure(figure))
         cells = [values[min(len(values) - 1, int(q * len(values)))] for q in (0.0, 0.25, 0.5, 0.75)] + [values[-1]]
         print(f"  {figure:<12}" + "".join(f"{_si(v):>10}" for v in cells))
+
+
+def _many(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _si(v: float) -> str:

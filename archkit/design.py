@@ -14,7 +14,7 @@ import math
 import re
 from typing import Any, Callable, Iterator
 
-from .errors import SpecError
+from .errors import SpecError, reason
 from .generators.base import Axis
 from .registry import suggest
 
@@ -62,8 +62,10 @@ def _aliases(known: dict[str, Axis], tree: Any) -> dict[str, str]:
 def axes(names: str | None, tree: Any) -> tuple[Axis, ...]:
     """The axes named in ``--vary`` (comma-separated; default: the width and depth multipliers)."""
     known = all_axes()
-    if not names:
+    if names is None:
         return tuple(known[n] for n in DEFAULT_AXES)
+    if not names.strip():
+        raise SpecError("names no number: give e.g. width,depth (or leave --vary out)", None, "--vary")
     aliases = _aliases(known, tree)
     out: list[Axis] = []
     for raw in (n.strip() for n in names.split(",")):
@@ -108,6 +110,7 @@ class Search:
 
 SAMPLED_COMBINATIONS = 48  # a space too large for the grid: combinations drawn (seeded), then their neighbours
 DIVISOR_AXIS = "width_divisor"
+MAX_DIVISOR = 256  # widening the width divisor stops there (group sizes and widths of real networks divide it)
 
 
 def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axis, ...] | None = None,
@@ -117,14 +120,15 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
     for every combination of the others' grids; with none continuous the grid is searched whole. A grid
     too large to walk (over ``MAX_CANDIDATES`` evaluations) is sampled: seeded combinations, then the
     neighbours of the best until none improves. Where scaled widths break a block's groups, the width
-    divisor is widened (x2, x4, x8: widths stay multiples of the one asked for). ``tree`` is the loaded
+    divisor is widened (x2, x4, ... up to 256: widths stay multiples of the one asked for). ``tree`` is the loaded
     (unvalidated) spec, needed to vary a generator's numbers. Deterministic."""
     vary = vary or tuple(all_axes()[n] for n in DEFAULT_AXES)
     search = _fit(spec, macs, params_max, vary, tree, seed, ())
     varies_width = any(a.name == "width_multiplier" for a in vary)
     if varies_width and search.refused and (search.best is None or search.best.macs < 0.97 * macs):
         d = spec.width_divisor
-        wider = _fit(spec, macs, params_max, vary, tree, seed, (d, 2 * d, 4 * d, 8 * d))
+        wider = _fit(spec, macs, params_max, vary, tree, seed, tuple(d << k for k in range(8) if d << k <= MAX_DIVISOR)
+                     or (d,))
         if wider.best is not None and (search.best is None or wider.best.macs > search.best.macs):
             return wider
         if search.best is None and len(wider.seen) > len(search.seen):  # none fits: the closest valid one
@@ -143,8 +147,8 @@ class _Trial:
         self.seen: list[Candidate] = []
         self.best: Candidate | None = None
 
-    def refuse(self, message: str) -> None:
-        why = re.sub(r"\d[\d,._]*", "N", message)[:160]
+    def refuse(self, exc: BaseException) -> None:
+        why = reason(exc)
         self.refused[why] = self.refused.get(why, 0) + 1
 
     def evaluate(self, values: dict[str, float]) -> Candidate | None:
@@ -154,17 +158,14 @@ class _Trial:
         if numbers not in self.specs:
             self.specs[numbers] = _respec(self.spec, self.tree, numbers)
         base = self.specs[numbers]
-        if isinstance(base, str):
+        if isinstance(base, SpecError):
             self.refuse(base)
             return None
         multipliers = {n: v for n, v in values.items() if "." not in n and n != DIVISOR_AXIS}
         try:
             cost = estimate(base, **multipliers)
-        except SpecError as exc:
-            self.refuse(exc.problems[0].message)
-            return None
-        except (ValueError, ZeroDivisionError) as exc:  # e.g. a width that leaves a group empty
-            self.refuse(str(exc))
+        except (SpecError, ValueError, ZeroDivisionError) as exc:  # e.g. a width that leaves a group empty
+            self.refuse(exc)
             return None
         c = Candidate(tuple((n, _number(n, values[n]) if n != DIVISOR_AXIS else int(values[n])) for n in self.order),
                       cost.params, cost.macs)
@@ -310,7 +311,8 @@ def _current(spec: Any, tree: Any, name: str) -> float:
 
 
 def _respec(spec: Any, tree: Any, numbers: tuple[tuple[str, float], ...]) -> Any:
-    """The spec with other generator numbers (and width divisor), or the reason they yield no valid network."""
+    """The spec with other generator numbers (and width divisor), or the error that says why they yield no
+    valid network."""
     divisor = dict(numbers).get(DIVISOR_AXIS)
     numbers = tuple((n, v) for n, v in numbers if n != DIVISOR_AXIS)
     if numbers:
@@ -329,7 +331,7 @@ def _respec(spec: Any, tree: Any, numbers: tuple[tuple[str, float], ...]) -> Any
         try:
             spec = validate(changed)
         except SpecError as exc:
-            return exc.problems[0].message
+            return exc
     if divisor is not None:
         spec = spec.model_copy(update={"width_divisor": int(divisor)})
     return spec
@@ -647,7 +649,7 @@ def plot_svg(candidates: list[Candidate], best: Candidate | None, macs: float, p
     candidates = [c for c in candidates if c.macs <= 2.5 * macs]  # far past the budget says nothing
     xs = [c.macs for c in candidates] + [macs]
     ys = [c.params for c in candidates] + ([params_max] if params_max else [])
-    x_max, y_max = max(xs) * 1.05, max(ys) * 1.05
+    x_max, y_max = max(xs) * 1.05, max(ys, default=1e6) * 1.05  # nothing under 2.5x the budget: an empty plot
 
     def px(v: float) -> float:
         return left + (width - left - right) * v / x_max

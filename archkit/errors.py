@@ -109,3 +109,15 @@ def format_path(path: tuple) -> str:
         else:
             out += f"[{part!r}]"
     return out
+
+
+def reason(exc: BaseException) -> str:
+    """An error as a tally key: its first problem with the field it names, numbers as N (one rule, one line)."""
+    import re
+
+    if isinstance(exc, SpecError):
+        problem = exc.problems[0]
+        text = f"{problem.field}: {problem.message}" if problem.field else problem.message
+    else:
+        text = str(exc) or type(exc).__name__
+    return re.sub(r"\d[\d,._]*", "N", text)[:160]

@@ -502,18 +502,21 @@ def load(path: str | os.PathLike, overrides: Iterable[str] = (), *, num_classes:
     return tree
 
 
-def from_mapping(data: dict, source: str = "<dict>") -> MDict:
-    """Wrap a plain dict (from Python code) so it flows through the same validation as a file."""
+def from_mapping(data: dict, source: str = "<dict>", mark: Mark | None = None) -> MDict:
+    """Wrap a plain dict (from Python code) so it flows through the same validation as a file (every value
+    at ``mark`` when given: where the values came from)."""
+    at = mark or Mark(source)
+
     def wrap(value: Any) -> Any:
         if isinstance(value, dict):
-            out = MDict(mark=Mark(source))
+            out = MDict(mark=at)
             for k, v in value.items():
                 out[k] = wrap(v)
-                out.marks[k] = Mark(source)
+                out.marks[k] = at
             return out
         if isinstance(value, (list, tuple)):
-            out_list = MList([wrap(v) for v in value], mark=Mark(source))
-            out_list.marks = [Mark(source)] * len(out_list)
+            out_list = MList([wrap(v) for v in value], mark=at)
+            out_list.marks = [at] * len(out_list)
             return out_list
         return value
     return wrap(data)

@@ -25,6 +25,7 @@ The distributions are pycls' sweep samplers' (``pycls/sweep/random.py``), drawn 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import random
 import re
@@ -32,9 +33,10 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Callable, Iterator
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, WithJsonSchema,
+                      field_validator, model_validator)
 
-from .errors import Mark, SpecError
+from .errors import Mark, SpecError, reason
 from .loader import MDict, _copy, flatten, from_mapping, inherit, load_file, parse, read_text, set_value
 
 FIGURES = ("params", "macs", "activations")
@@ -60,7 +62,18 @@ def amount(value: Any) -> float | None:
 
 
 BOUND = 1e15  # the largest magnitude a range may name (a width, a depth, a ratio: far below it)
-Number = Annotated[int | float, Field(ge=-BOUND, le=BOUND)]
+
+
+def _number(value: Any) -> int | float:
+    """A finite int or float within ``BOUND`` (one message for any other value, not one per union member)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    if abs(value) > BOUND:
+        raise ValueError(f"{value!r} is beyond {BOUND:g}")
+    return value
+
+
+Number = Annotated[Any, BeforeValidator(_number), WithJsonSchema({"type": "number"})]
 Pair = Annotated[list[Number], Field(min_length=2, max_length=2, description="[low, high], both included")]
 STRICT = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
@@ -98,9 +111,13 @@ class Distribution(BaseModel):
             raise ValueError(f"{given[0]}: low {low} is above high {high}")
         if low <= 0 and given[0] not in ("uniform", "normal"):
             raise ValueError(f"{given[0]} needs a positive low, got {low}")
+        if q > high and high > 0:
+            raise ValueError(f"quantize {q} is above high {high}: every value would round to 0 or past the range")
         if given[0] in ("power2_uniform", "power2_or_log_uniform") and \
                 not all(math.log2(v).is_integer() for v in (low, high, q)):
-            raise ValueError(f"{given[0]} needs powers of two for low, high and quantize, got {low}, {high} and {q}")
+            said = "" if self.quantize is not None else " (quantize not given: 1 for whole numbers, 0.00001 otherwise)"
+            raise ValueError(f"{given[0]} needs powers of two for low, high and quantize, got {low}, {high} and "
+                             f"{q}{said}")
         if given[0] != "power2_or_log_uniform" and not (_multiple(low, q) and _multiple(high, q)):
             raise ValueError(f"{given[0]}: low {low} and high {high} must be multiples of quantize {q} (pycls' rule)")
         return self
@@ -126,8 +143,8 @@ class Distribution(BaseModel):
 
 
 def _multiple(v: Number, q: Number) -> bool:
-    ratio = v / q
-    return abs(ratio - round(ratio)) < 1e-9
+    ratio = v / q  # relative: 256.0 / 0.00001 is 25,600,000 give or take a float's last bits
+    return abs(ratio - round(ratio)) < 1e-9 * max(1.0, abs(ratio))
 
 
 def _quantize(f: float, q: Number, op: Callable[[float], float]) -> Number:
@@ -159,6 +176,8 @@ def _power2_or_log_uniform(rng: random.Random, low: Number, high: Number, q: Num
 
 
 def _normal(rng: random.Random, low: Number, high: Number, q: Number) -> Number:
+    if low == high:
+        return low
     f, mu, sigma = math.inf, (low + high) / 2, (high - low) / 6
     while not low <= f <= high:
         f = rng.gauss(mu, sigma)
@@ -166,6 +185,8 @@ def _normal(rng: random.Random, low: Number, high: Number, q: Number) -> Number:
 
 
 def _log_normal(rng: random.Random, low: Number, high: Number, q: Number) -> Number:
+    if low == high:  # exp(log(x)) need not be x: the loop below would never end
+        return low
     lo, hi = math.log(low), math.log(high)
     f, mu, sigma = math.inf, (lo + hi) / 2, (hi - lo) / 6
     while not low <= f <= high:
@@ -202,9 +223,18 @@ class Constraints(BaseModel):
         low, high = amount(value[0]), amount(value[1])
         if any(v is not None and not math.isfinite(v) for v in (low, high)):
             raise ValueError("a range's ends are finite numbers (or null)")
+        if any(v is not None and v < 0 for v in (low, high)):
+            raise ValueError(f"a count is never negative (got {value[0]}, {value[1]})")
         if low is not None and high is not None and low > high:
             raise ValueError(f"low {value[0]} is above high {value[1]}")
         return [low, high]
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and not 1 <= value[0] <= value[1]:
+            raise ValueError(f"[fewest, most] with 1 <= fewest <= most, got {value}")
+        return value
 
 
 class SpaceSpec(BaseModel):
@@ -228,6 +258,7 @@ class Space:
     source: str
     marks: dict  # the space file's field paths -> positions
     paths: dict[str, list[str]]  # axis -> the paths it sets (``stages.*.x``: one per stage)
+    files: list[Path] = dataclasses.field(default_factory=list)  # the space file and its base spec's files
 
     @property
     def name(self) -> str:
@@ -260,8 +291,9 @@ class Space:
         """The base tree with ``values`` set (and ``name``, when given)."""
         tree = _copy(self.tree)
         for path, value in values.items():
-            wrapped = from_mapping({"v": value}, self.source)["v"] if isinstance(value, (dict, list)) else value
-            set_value(tree, path, wrapped, self._mark(path))
+            mark = self._mark(path)
+            wrapped = from_mapping({"v": value}, self.source, mark)["v"] if isinstance(value, (dict, list)) else value
+            set_value(tree, path, wrapped, mark)
         if name is not None:
             tree["name"] = name
         return tree
@@ -295,12 +327,16 @@ def load(ref: str) -> Space:
     """A design space by packaged name or file, validated: every problem a located one-line SpecError."""
     from .registry import suggest
 
+    from .zoo import is_path
+
     path = Path(ref)
+    if path.is_dir():
+        raise SpecError(f"{ref}: is a directory; give a design space file")
     if not path.is_file():
-        found = find(ref)
+        found = None if is_path(ref) else find(ref)
         if found is None:
-            raise SpecError(f"no design space named {ref!r} (a packaged name, or a path to a .yaml file)"
-                            + suggest(ref, names(), limit=0))
+            raise SpecError(f"{ref}: no such file" if is_path(ref) else f"no design space named {ref!r} (a "
+                            "packaged name, or a path to a .yaml file)" + suggest(ref, names(), limit=0))
         path = found
     source = str(path)
     tree = parse(read_text(path), source)
@@ -313,42 +349,67 @@ def load(ref: str) -> Space:
         from .spec_errors import problem
 
         raise SpecError([problem(err, data, marks, SpaceSpec) for err in exc.errors()]) from None
-    space = Space(spec, _base_tree(tree["spec"], marks, path), source, marks, {})
+    base, files = _base_tree(tree["spec"], marks, path)
+    space = Space(spec, base, source, marks, {}, [path, *files])
     _expand_axes(space)
     taken = [p for ps in space.paths.values() for p in ps]
     twice = sorted({p for p in taken if taken.count(p) > 1})
     if twice:
         raise SpecError(f"{twice[0]} is set by two axes", _mark(marks, ("axes",), source), "axes")
+    parts = set(taken)
+    inside = next(((".".join(b.split(".")[:k]), b) for b in taken for k in range(1, b.count(".") + 1)
+                   if ".".join(b.split(".")[:k]) in parts), None)
+    if inside:
+        axis = next(a for a, ps in space.paths.items() if inside[1] in ps)
+        raise SpecError(f"{inside[1]} lies inside {inside[0]}, set by another axis: one would undo the other",
+                        _mark(marks, ("axes", axis), source), f"axes.{axis}")
+    named = next((a for a in spec.axes if a.split(".")[0] in ("name", "description", "weights")), None)
+    if named:
+        raise SpecError(f"a sampled model's {named.split('.')[0]} is sample's to write (SPACE_INDEX, where it came "
+                        "from); vary the network's numbers", _mark(marks, ("axes", named), source), f"axes.{named}")
     space.check()
     return space
 
 
-def _base_tree(base: Any, marks: dict, path: Path) -> MDict:
-    """The space's base spec tree: a mapping (its own ``base:`` merged under it) or a spec name or file."""
-    from .zoo import resolve
-
+def _base_tree(base: Any, marks: dict, path: Path) -> tuple[MDict, list[Path]]:
+    """The space's base spec tree, a mapping (its own ``base:`` merged under it) or a spec name or file, and
+    the files it was read from."""
+    files: list[Path] = []
     if isinstance(base, str):
-        try:
-            found = resolve(base, path.parent)
-        except SpecError as exc:
-            raise SpecError(exc.problems[0].message, marks.get(("spec",)), "spec") from None
-        base_tree = found if isinstance(found, MDict) else load_file(found, resolve=resolve)
+        base_tree, files = _spec_file(base, marks.get(("spec",)), "spec", path.parent)
     elif isinstance(base, MDict):
         base_tree = base
         if "base" in base_tree:
             ref_, mark = base_tree.pop("base"), base_tree.marks.pop("base")
             if not isinstance(ref_, str) or not ref_:
                 raise SpecError(f"must be a spec name or a file path (got {ref_!r})", mark, "spec.base")
-            try:
-                found = resolve(ref_, path.parent)
-            except SpecError as exc:
-                raise SpecError(exc.problems[0].message, mark, "spec.base") from None
-            base_tree = inherit(found if isinstance(found, MDict) else load_file(found, resolve=resolve), base_tree)
+            found, files = _spec_file(ref_, mark, "spec.base", path.parent)
+            base_tree = inherit(found, base_tree)
     else:
         raise SpecError("must be a spec mapping, or a spec name or file", marks.get(("spec",)), "spec")
     base_tree.pop("weights", None)  # a sampled model is another network: the base's weights are not its own
     base_tree.marks.pop("weights", None)
-    return base_tree
+    return base_tree, files
+
+
+def _spec_file(ref: str, mark: Mark | None, field: str, directory: Path) -> tuple[MDict, list[Path]]:
+    """A spec reference's merged tree and its ``base:`` chain's files; a missing file, a directory or a
+    shared folder that cannot be read is the space file's error, at ``mark``."""
+    from .loader import chain
+    from .zoo import resolve
+
+    try:
+        found = resolve(ref, directory)
+    except SpecError as exc:
+        raise SpecError(exc.problems[0].message, mark, field) from None
+    if isinstance(found, MDict):
+        return found, []
+    if found.is_dir():
+        raise SpecError(f"{found}: is a directory; give a spec file or name", mark, field)
+    if not found.is_file():
+        raise SpecError(f"{found}: no such file", mark, field)
+    files = [p for p, _ in chain(found, resolve)]
+    return load_file(found, resolve=resolve), files
 
 
 def _expand_axes(space: Space) -> None:
@@ -409,11 +470,6 @@ class Result:
         return [getattr(s, name) for s in self.samples]
 
 
-def _reason(message: str) -> str:
-    """A refusal's message as a tally key: numbers become N, so one rule is one line."""
-    return re.sub(r"\d[\d,._]*", "N", message)[:160]
-
-
 def _evaluate(space: Space, values: dict[str, Any]) -> tuple[Any, str | None]:
     """(cost, stage count) of the model ``values`` make, or (None, why it is refused)."""
     from .specs import validate
@@ -422,10 +478,8 @@ def _evaluate(space: Space, values: dict[str, Any]) -> tuple[Any, str | None]:
     try:
         spec = validate(space.tree_of(values), space.source)
         cost = estimate(spec)
-    except SpecError as exc:
-        return None, "invalid: " + _reason(exc.problems[0].message)
-    except (ValueError, ZeroDivisionError, NotImplementedError) as exc:
-        return None, "invalid: " + _reason(str(exc))
+    except (SpecError, ValueError, ZeroDivisionError, NotImplementedError) as exc:
+        return None, "invalid: " + reason(exc)
     return (cost, len(spec.stages)), None
 
 
@@ -513,10 +567,13 @@ def _chunks(space: Space, seed: int, max_draws: int, jobs: int) -> Iterator[tupl
     """Each chunk's accepted models and outcomes, in chunk order (computed by ``jobs`` processes, a few chunks
     ahead)."""
     total = math.ceil(max_draws / CHUNK)
-    sizes = [min(CHUNK, max_draws - c * CHUNK) for c in range(total)]
+
+    def size(c: int) -> int:
+        return min(CHUNK, max_draws - c * CHUNK)
+
     if jobs <= 1:
         for c in range(total):
-            yield _chunk(space, seed, c, sizes[c])
+            yield _chunk(space, seed, c, size(c))
         return
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -528,11 +585,11 @@ def _chunks(space: Space, seed: int, max_draws: int, jobs: int) -> Iterator[tupl
     with ProcessPoolExecutor(jobs, mp_context=context, initializer=None if fork else _init_worker,
                              initargs=() if fork else (space.source,)) as pool:
         ahead = jobs * 4
-        futures = {c: pool.submit(_worker, seed, c, sizes[c]) for c in range(min(ahead, total))}
+        futures = {c: pool.submit(_worker, seed, c, size(c)) for c in range(min(ahead, total))}
         for c in range(total):
             result = futures.pop(c).result()
             if c + ahead < total:
-                futures[c + ahead] = pool.submit(_worker, seed, c + ahead, sizes[c + ahead])
+                futures[c + ahead] = pool.submit(_worker, seed, c + ahead, size(c + ahead))
             yield result
             if not futures:
                 break
@@ -589,7 +646,7 @@ def csv_text(results: list[Result]) -> str:
 
 def _cell(space: Space, s: Sample, column: str) -> Any:
     value = s.values[space.paths[column][0]] if column in space.paths else s.values[column]
-    return value if isinstance(value, (int, float, str)) else repr(_plain(value))
+    return value if isinstance(value, (int, float, str)) else json.dumps(_plain(value))  # a list, a mapping
 
 
 def json_data(results: list[Result]) -> dict:
@@ -622,31 +679,54 @@ def write_specs(results: list[Result], directory: str) -> int:
 
 def _check(space: Space) -> None:
     """The base spec must be valid, every axis path settable, and the axes' values must make a spec that
-    validates (a misspelt field would refuse every draw): a located error otherwise."""
+    validates (a misspelt field would refuse every draw), also each entry of a ``values`` list: a located
+    error otherwise."""
     from .specs import validate
 
     validate(space.tree, space.source)
+    first = _valid_draw(space, {})
+    if first is not None:
+        problem = first.problems[0]
+        if problem.mark is not None and problem.mark.source == space.source:
+            raise SpecError([problem]) from None
+        raise SpecError(f"every one of {CHECK_DRAWS} draws is refused: {problem}", _mark(space.marks, ("axes",),
+                        space.source), "axes") from None
+    for axis, dist in space.spec.axes.items():
+        for value in (dist.values or [])[:MAX_CHECKED]:
+            failed = _valid_draw(space, dict.fromkeys(space.paths[axis], value))
+            if failed is not None:
+                raise SpecError(f"{value!r} makes no valid network in {CHECK_DRAWS} draws: "
+                                f"{failed.problems[0].message}", _mark(space.marks, ("axes", axis, "values"),
+                                                                       space.source), f"axes.{axis}.values") from None
+
+
+CHECK_DRAWS = 20  # draws that must not all be refused (some may be: a group width that divides no width)
+MAX_CHECKED = 64  # entries of a values list checked one by one at load
+
+
+def _valid_draw(space: Space, forced: dict[str, Any]) -> SpecError | None:
+    """None when one of ``CHECK_DRAWS`` seeded draws (with ``forced`` values) validates, else the first error."""
+    from .specs import validate
+    from .summary import estimate
+
     rng = random.Random(0)
     first: SpecError | None = None
-    for _ in range(20):  # some draws may be refused (a group width that divides no width); all is a mistake
-        tree = space.tree_of(space.draw(rng))
+    for _ in range(CHECK_DRAWS):
+        tree = space.tree_of({**space.draw(rng), **forced})
         try:
             spec = validate(tree, space.source)
         except SpecError as exc:
             first = first or exc
             continue
         try:
-            from .summary import estimate
-
             estimate(spec)
         except NotImplementedError as exc:  # a plugin type without a declared cost: measured with torch
             raise SpecError(f"sample computes costs without torch, thousands a second; {exc} (its plugin "
                             "can declare one: docs/plugins.md)", Mark(space.source), "spec") from None
         except (SpecError, ValueError):
             pass  # this draw plans no valid network; others may
-        return
-    assert first is not None
-    raise SpecError(first.problems[:1]) from None
+        return None
+    return first
 
 
 Space.check = _check  # type: ignore[attr-defined]

@@ -4,6 +4,7 @@ explain (file and line of the value, what it overrode)."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import archkit
@@ -192,10 +193,26 @@ def test_fit_widens_the_divisor_where_widths_break_groups(tmp_path, capsys) -> N
     out = tmp_path / "z.yaml"
     assert main(["fit", "regnetz_b16", "--macs", "800M", "--output", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "refused: bottle block: group_size N does not divide the inner width N" in printed
+    assert "refused: stages[N].block: bottle block: group_size N does not divide the inner width N" in printed
     fitted = archkit.load_spec(out)
     assert fitted.width_divisor in (16, 32, 64)
     assert 0.97 * 800e6 <= measure_meta(fitted).macs <= 800e6
     assert main(["fit", "regnetz_b16", "--macs", "10M"]) == 2  # none fits: the closest, and the refusals
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the closest:" in err[0] and "candidates refused" in err[0]
+    plot = tmp_path / "none.svg"  # nothing fits and nothing is near: still a plot (it once raised on max([]))
+    assert main(["fit", "regnetz_b16", "--macs", "1M", "--plot", str(plot)]) == 2
+    assert "the closest:" in capsys.readouterr().err and ET.parse(plot).getroot().tag.endswith("svg")
+    one = tmp_path / "one.yaml"  # widening from --divisor 1 reaches the group size too
+    assert main(["fit", "regnetz_b16", "--macs", "800M", "--divisor", "1", "--output", str(one)]) == 0
+    capsys.readouterr()
+    assert 0.97 * 800e6 <= measure_meta(archkit.load_spec(one)).macs <= 800e6
+
+
+def test_fit_closest_respects_the_parameter_cap(capsys) -> None:
+    assert main(["fit", "resnet18", "--macs", "1M", "--params-max", "1M"]) == 2
+    err = capsys.readouterr().err
+    params = int(err.split(" GMACs, ")[1].split(" parameters")[0].replace(",", ""))
+    assert params <= 1_000_000, err
+    assert main(["fit", "resnet18", "--macs", "1G", "--vary", ""]) == 2
+    assert "--vary: names no number" in capsys.readouterr().err

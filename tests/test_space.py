@@ -163,6 +163,15 @@ def test_bad_space_files_are_one_located_line(tmp_path, capsys) -> None:
         "axes:\n  depth: {values: [1, 2], shared: true}\n": (4, "shared: applies"),
         "axes:\n  stages.*.depth: {uniform: [1, 3]}\nconstraints: {macs: [2G, 1G]}\n": (5, "above high"),
         "axes:\n  stages.*.depth: {uniform: [1, 3]}\nconstraints: {increasing: [depth]}\n": (5, "increasing"),
+        "axes:\n  stages.*.depth: {uniform: [1, 3]}\nconstraints: {stages: [5, 4]}\n": (5, "fewest <= most"),
+        "axes:\n  stages.*.depth: {uniform: [1, 3]}\nconstraints: {params: [-1, 4M]}\n": (5, "never negative"),
+        "axes:\n  stages.*.depth: {uniform: [.nan, 3]}\n": (4, "finite number"),
+        "axes:\n  stages.*.depth: {uniform: [true, 3]}\n": (4, "finite number"),
+        "axes:\n  stages.*.depth: {power2_uniform: [1, 8], quantize: 16}\n": (4, "above high"),
+        "axes:\n  stages.*.block: {values: [basic]}\n  stages.0.block.attn: {values: [se]}\n": (5, "lies inside"),
+        "axes:\n  name: {values: [a, b]}\n": (4, "sample's to write"),
+        "axes:\n  stages.*.block.type: {values: [basic, basik]}\n": (4, "basik"),
+        "axes:\n  stages.*.planes: {values: [[64], 32]}\n": (4, "expected an integer"),
     }
     for body, (line, words) in cases.items():
         bad = tmp_path / "bad.yaml"
@@ -170,10 +179,69 @@ def test_bad_space_files_are_one_located_line(tmp_path, capsys) -> None:
         assert main(["sample", str(bad), "-n", "2", "--jobs", "1"]) == 2, body
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"{bad}:{line}:") and words in err[0], (body, err)
+    for body, words in {"spec: missing.yaml\n": "missing.yaml: no such file", "spec: .\n": "is a directory",
+                        "spec: {base: missing.yaml}\n": "missing.yaml: no such file"}.items():
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("space: mine\n" + body + "axes:\n  stages.*.depth: {uniform: [1, 3]}\n")
+        assert main(["sample", str(bad), "-n", "2", "--jobs", "1"]) == 2, body
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"{bad}:2:") and words in err[0], (body, err)
+    for refs, words in {(str(tmp_path),): "is a directory", (str(tmp_path / "no.yaml"),): "no.yaml: no such file",
+                        (str(good), str(good)): "'mine': is given twice"}.items():
+        assert main(["sample", *refs, "-n", "2", "--jobs", "1"]) == 2
+        assert words in capsys.readouterr().err
     assert main(["sample", "anynetx_z"]) == 2
     assert "did you mean 'anynetx_" in capsys.readouterr().err
     assert main(["sample", str(good), "-n", "5", "--max-draws", "3", "--jobs", "1"]) == 2
     assert "only 3 of 5 models met the constraints in 3 draws" in capsys.readouterr().err
+    assert main(["sample", str(good), "-n", "2", "--max-draws", "1K", "--jobs", "1"]) == 0  # 1e3, 10K: counts
+    assert "mine: 2 models from 2 draws" in capsys.readouterr().out
+    assert main(["sample", str(good), "--max-draws", "1.5K"]) == 2
+
+
+def test_outputs_never_overwrite_inputs_or_each_other(tmp_path, capsys) -> None:
+    inner = tmp_path / "inner.yaml"
+    inner.write_text("base: resnet18\n")
+    sp = tmp_path / "sp.yaml"
+    sp.write_text("space: mine\nspec: {base: inner.yaml}\naxes:\n  stages.*.depth: {uniform: [1, 3]}\n")
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "mine_00001.yaml").symlink_to(inner)
+    copy = specs / "mine_00000.yaml"
+    copy.write_text(sp.read_text().replace("inner.yaml", "../inner.yaml"))
+    cases = [["--csv", str(sp)], ["--json", str(inner)], ["--svg", str(tmp_path / "a.svg"), "--csv",
+             str(tmp_path / "a.svg")], ["--csv", str(tmp_path / "d"), "--output", str(tmp_path / "d")],
+             ["--output", str(specs)]]
+    before = {p: p.read_text() for p in (inner, sp, copy)}
+    for extra in cases:
+        assert main(["sample", str(sp), "-n", "2", "--jobs", "1", *extra]) == 2, extra
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and ("also" in err[0] or "would write" in err[0]), (extra, err)
+    assert main(["sample", str(copy), "-n", "1", "--jobs", "1", "--output", str(specs)]) == 2
+    assert "would write mine_00000.yaml over" in capsys.readouterr().err
+    assert {p: p.read_text() for p in (inner, sp, copy)} == before
+    assert not (tmp_path / "d").exists() and sorted(p.name for p in specs.iterdir()) == ["mine_00000.yaml",
+                                                                                       "mine_00001.yaml"]
+
+
+def test_degenerate_and_float_ranges() -> None:
+    rng = random.Random(0)
+    for kind in space.DISTRIBUTIONS:  # low == high: that value (log_normal's exp(log(3.0)) once never ended)
+        ends = [4, 4] if kind.startswith("power2") else [4.0, 4.0]  # powers of two need quantize: 1 for ints
+        assert space.Distribution.model_validate({kind: ends}).draw(rng) == 4.0
+    wide = space.Distribution.model_validate({"uniform": [8.0, 256.0]})  # 25,600,000 steps of 0.00001
+    assert all(8.0 <= wide.draw(rng) <= 256.0 for _ in range(100))
+
+
+def test_huge_max_draws_costs_nothing_up_front() -> None:
+    sp = space.load("anynetx_e")
+    result = space.sample(sp, 1, seed=0, max_draws=10**15, jobs=1)
+    assert len(result.samples) == 1 and result.draws < space.CHUNK
+
+
+def test_refusals_name_their_field() -> None:
+    result = space.sample(space.load("anynetx_a"), 1, seed=0, jobs=1)
+    assert any(why.startswith("invalid: stages[N].block: ") for why in result.rejected), result.rejected
 
 
 def test_edf_steps() -> None:
