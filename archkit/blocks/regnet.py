@@ -1,5 +1,8 @@
 """RegNet's X and Y blocks (Radosavovic et al. 2020, "Designing Network Design Spaces"), as torchvision's
-``ResBottleneckBlock``: 1x1, grouped 3x3 with the stride (fixed group width), [SE], 1x1, add, ReLU.
+``ResBottleneckBlock`` (``regnet``): 1x1, grouped 3x3 with the stride (fixed group width), [SE], 1x1, add, ReLU;
+and as timm's ``regnet.py`` ``Bottleneck`` (``regnet_bottle``): the same with each conv a ``ConvNormAct``, SE
+``se``, the spec's activation, the shortcut ``downsample`` (a 1x1 ``ConvNormAct``, timm's ``'avg'`` pool and
+conv, or none where the shape changes) and RegNetZ's linear output.
 
 Unlike the ResNet bottleneck, the output width is ``planes`` (expansion 1), the inner width is
 ``planes * bottleneck_multiplier``, and RegNet-Y's squeeze-and-excitation is sized from the block's
@@ -11,8 +14,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..attention.se import SqueezeExcite
-from ..graph import Scope, Value
-from .base import BlockParams, BlockPlan, attend, block, residual
+from ..graph import AvgPoolSame, Passthrough, Pool2d, Scope, Value
+from ..layers import conv_norm_act
+from .base import BlockParams, BlockPlan, Shortcut, attend, block, drop_path, residual
 
 
 class RegNetParams(BlockParams):
@@ -40,3 +44,56 @@ def regnet(b: BlockPlan, s: Scope, x: Value) -> Value:
     out = attend(b, s, "mid", out, "attn")
     out = s.norm("bn3", s.conv("conv3", out, b.planes, 1), zero_init=True)
     return attend(b, s, "post_add", s.act("relu", residual(b, s, out, x)), "attn_out")
+
+
+class RegNetBottleParams(RegNetParams):
+    """timm's RegNet bottleneck keys: the RegNet numbers (as the generator writes them) and RegNetZ's linear output."""
+
+    linear_out: bool = Field(False, description="No activation after the add (timm's RegNetZ).")
+
+
+@block("regnet_bottle", RegNetBottleParams, cls_name="Bottleneck", expansion=1,
+       shortcuts=("projection", "avg_down", "identity"), attn_positions=("mid", "pre_add"))
+def regnet_bottle(b: BlockPlan, s: Scope, x: Value) -> Value:
+    """RegNet X/Y/Z bottleneck in timm's names (timm's regnet.py)."""
+    p = b.params
+    inner = int(round(b.planes * p.bottleneck_multiplier))
+    if inner < 1 or inner % p.group_width:
+        raise ValueError(f"group width {p.group_width} does not divide the inner width {inner}")
+    out = conv_norm_act(s, "conv1", x, inner, 1)
+    out = conv_norm_act(s, "conv2", out, inner, 3, stride=b.stride, dilation=b.dilation, groups=inner // p.group_width)
+    if p.se_ratio:  # timm's SEModule sized from the block's input, with the block's activation
+        se = SqueezeExcite(type="se", rd_ratio=p.se_ratio, rd_from="in", rounding="round", act="spec")
+        out = se.emit_in(s, "se", out, b)
+    else:
+        s.empty("se")
+    out = attend(b, s, "mid", out, "attn")
+    out = conv_norm_act(s, "conv3", out, b.planes, 1, apply_act=False, zero_init=True)
+    sc = _downsample(b, s, x)
+    out = drop_path(b, s, attend(b, s, "pre_add", out, "attn_last"))
+    if sc is not None:
+        out = s.add(out, sc)
+    return s.call("act3", Passthrough("identity"), out) if p.linear_out else s.act("act3", out)
+
+
+def _downsample(b: BlockPlan, s: Scope, x: Value) -> Value | None:
+    """timm's regnet ``create_shortcut``: an Identity, none, ``downsample_conv`` (a 1x1 ConvNormAct, strided) or
+    ``downsample_avg`` (a Sequential of the pool and a 1x1 ConvNormAct)."""
+    kind = b.shortcut
+    if kind is Shortcut.NONE:
+        s.empty("downsample")
+        return None
+    if kind is Shortcut.IDENTITY:
+        return s.call("downsample", Passthrough("identity"), x)
+    if kind is Shortcut.PROJECTION:
+        return conv_norm_act(s, "downsample", x, b.out_channels, 1, stride=b.stride, apply_act=False)
+    if kind is not Shortcut.AVG_DOWN:
+        raise ValueError(f"{b.kind.name} blocks build no {kind.value} shortcut")
+    inner, (y,) = s.enter("downsample", "Sequential", x, sequential=True)
+    if b.stride > 1 and b.dilation == 1:
+        y = inner.call("0", Pool2d("avg", 2, b.stride, 0, True, False), y)
+    elif b.stride > 1 or b.dilation > 1:  # a stride that became dilation: a 'same' 2x2 average at stride 1
+        y = inner.call("0", AvgPoolSame(), y)
+    else:
+        y = inner.call("0", Passthrough("identity"), y)
+    return inner.exit(conv_norm_act(inner, "1", y, b.out_channels, 1, apply_act=False))

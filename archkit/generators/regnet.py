@@ -1,13 +1,17 @@
 """RegNet design space: ``regnet: {depth, w_0, w_a, w_m, group_width, bottleneck_multiplier, se_ratio}``
 expanded into ``stages:`` by the quantized linear rule of Radosavovic et al. 2020, as torchvision's
-``BlockParams.from_init_params`` computes it (same float32 arithmetic, so the same widths), including
-its adjustment of stage widths to the group width.
+``BlockParams.from_init_params`` computes it (same float32 arithmetic, so the same widths; timm's
+``generate_regnet`` computes them the same way), including the adjustment of stage widths to the group width:
+torchvision's (``group_min_ratio: 0.9``) or timm's nearest multiple (``0``), and the block type: torchvision's
+``regnet`` or timm's ``regnet_bottle``.
 """
 
 from __future__ import annotations
 
 import math
 import struct
+
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,6 +34,12 @@ class RegNetSpec(BaseModel):
     group_width: int = Field(ge=1, le=4096, description="Channels per group of the 3x3 convolutions.")
     bottleneck_multiplier: float = Field(1.0, gt=0, le=16, description="Inner width relative to the stage width.")
     se_ratio: float | None = Field(None, gt=0, le=1, description="RegNet-Y's SE ratio (0.25); none for RegNet-X.")
+    group_min_ratio: float = Field(0.9, ge=0, lt=1, description="Inner widths become multiples of the group width "
+                                   "as torchvision's make_divisible with this round_limit (0.9, torchvision's and "
+                                   "timm's _tv models); 0: the nearest multiple (timm's quantize_float).")
+    block: Literal["regnet", "regnet_bottle"] = Field("regnet", description="The block type of the stages: "
+                                                      "torchvision's (regnet) or timm's (regnet_bottle).")
+    linear_out: bool = Field(False, description="No activation after a block's add (timm's RegNetZ; regnet_bottle).")
 
 
 def _f32(x: float) -> float:
@@ -64,10 +74,17 @@ def stages(r: RegNetSpec) -> list[dict]:
             raise GeneratorProblem("bottleneck_multiplier", f"bottleneck_multiplier {r.bottleneck_multiplier:g} leaves "
                                    f"stage {i + 1} (width {width}) without inner channels")
         group = min(r.group_width, inner)
-        inner = make_divisible(inner, group, round_limit=0.9)  # torchvision's _make_divisible
-        out.append({"planes": int(inner / r.bottleneck_multiplier), "depth": depth, "stride": STRIDE,
-                    "block": {"type": "regnet", "group_width": group, "bottleneck_multiplier": r.bottleneck_multiplier,
-                              "se_ratio": r.se_ratio}})
+        if r.group_min_ratio:
+            inner = make_divisible(inner, group, round_limit=r.group_min_ratio)  # torchvision's _make_divisible
+        else:
+            inner = int(round(inner / group) * group)  # timm's quantize_float
+        block = {"type": r.block, "group_width": group, "bottleneck_multiplier": r.bottleneck_multiplier,
+                 "se_ratio": r.se_ratio}
+        if r.linear_out:
+            if r.block != "regnet_bottle":
+                raise GeneratorProblem("linear_out", "linear_out is a regnet_bottle block's (timm's RegNetZ)")
+            block["linear_out"] = True
+        out.append({"planes": int(inner / r.bottleneck_multiplier), "depth": depth, "stride": STRIDE, "block": block})
     return out
 
 
