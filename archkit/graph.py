@@ -239,6 +239,19 @@ class GroupNorm(Op):
 
 
 @_frozen
+class GroupNormAct(GroupNorm):
+    """timm's ``GroupNormAct``: a GroupNorm with its activation inside (children ``drop``, ``act``; the keys are
+    the norm's), the norm of timm's ``regnety_040_sgn`` conv-norm-act units."""
+
+    act: "Activation | None" = None  # None: an Identity (timm's apply_act=False)
+    type_name: ClassVar[str] = "GroupNormAct"
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        acted = self.act is not None and not self.act.inplace and self.act.kind != "identity"
+        return Cost(self.params, 0, numel(out) * (2 if acted else 1) + 2 * self.groups)
+
+
+@_frozen
 class EvoNormS0a(Op):
     """timm's ``EvoNorm2dS0a`` (Liu et al. 2020): ``x * sigmoid(v * x)`` where ``act`` (its own activation),
     divided by the group standard deviation of ``x``, then scaled and shifted (keys weight, bias, v)."""

@@ -97,10 +97,23 @@ class GroupNorm(LayerParams):
 
     role: ClassVar[str] = "norm"
     groups: int = Field(32, ge=1, le=1 << 20, description="Number of groups; must divide the channels.")
+    group_size: int | None = Field(None, ge=1, le=1 << 20, description="Channels per group (overrides groups; "
+                                   "timm's GroupNormAct group_size).")
     eps: float = Field(1e-5, gt=0, lt=1, description="Added to the variance for stability.")
 
+    def _groups(self, channels: int) -> int:
+        if self.group_size is None:
+            return self.groups
+        if channels % self.group_size:
+            raise ValueError(f"groupnorm group_size {self.group_size} does not divide {channels} channels")
+        return channels // self.group_size
+
     def emit(self, s: Scope, name: str, x: Value) -> Value:
-        return s.call(name, g.GroupNorm(self.groups, x.shape[0], self.eps), x)
+        return s.call(name, g.GroupNorm(self._groups(x.shape[0]), x.shape[0], self.eps), x)
+
+    def emit_act(self, s: Scope, name: str, x: Value, act: g.Activation | None) -> Value:
+        """The norm with ``act`` inside (timm's ``GroupNormAct``; None: no activation)."""
+        return s.call(name, g.GroupNormAct(self._groups(x.shape[0]), x.shape[0], self.eps, act), x)
 
 
 class Norm(LayerParams):

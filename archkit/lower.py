@@ -17,6 +17,7 @@ from torch import nn
 
 from . import graph as g
 from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, Conv2dSame, DropBlock2d, DropPath, EvoNorm2dS0a,
+                        GroupNormAct,
                         LayerNorm2d, LayerScale2d, RmsNorm2d, ZeroPadShortcut)
 
 # --- primitives --------------------------------------------------------------------------------------
@@ -69,6 +70,8 @@ _PRIMITIVES: dict[type, Any] = {
     g.Conv1d: lambda op: nn.Conv1d(op.in_channels, op.out_channels, op.kernel_size, padding=op.padding, bias=op.bias),
     g.BatchNorm: lambda op: (nn.BatchNorm1d if op.flat else nn.BatchNorm2d)(op.channels, op.eps, op.momentum),
     g.GroupNorm: lambda op: nn.GroupNorm(op.groups, op.channels, op.eps),
+    g.GroupNormAct: lambda op: GroupNormAct(op.groups, op.channels, op.eps,
+                                            _activation(op.act) if op.act is not None else None),
     g.BatchNormAct: lambda op: BatchNormAct2d(op.channels, op.eps, op.momentum,
                                               _activation(op.act) if op.act is not None else None,
                                               DropBlock2d(*op.drop) if op.drop else None),

@@ -127,11 +127,18 @@ class Plan:
         """The last feature map's shape (the head's input): the final layers', else the last stage's."""
         return self.final[-1].out_shape if self.final else self.stages[-1].out_shape
 
+    @property
+    def final_taps(self) -> bool:
+        """Whether the last feature map is the final layers' output (timm's byobnet ``final_conv``), rather than
+        the last stage's (timm's RegNet, whose final conv feeds only the head)."""
+        return bool(self.final) and self.spec.final_in_features
+
     def feature_shape(self, index: int) -> Shape:
-        """The shape of feature map ``index`` (0: the stem's; the last stage's after the final layers)."""
+        """The shape of feature map ``index`` (0: the stem's; the last stage's, after the final layers where
+        they are part of the features)."""
         if index == 0:
             return self.stem_feature.out_shape
-        return self.features_shape if index == len(self.stages) else self.stages[index - 1].out_shape
+        return self.features_shape if index == len(self.stages) and self.final_taps else self.stages[index - 1].out_shape
 
     @property
     def output_shape(self) -> Shape:
@@ -183,7 +190,7 @@ class Plan:
         output (the stem up to its feature map for output 0 alone; final layers with the last stage)."""
         last = max(indices)
         stem = self.stem if last > 0 else self.stem[: self.stem.index(self.stem_feature) + 1]
-        return stem, self.stages[:last], self.final if last == len(self.stages) else ()
+        return stem, self.stages[:last], self.final if last == len(self.stages) and self.final_taps else ()
 
     def feature_info(self, indices: list[int]) -> list[dict]:
         """timm's ``feature_info`` for outputs ``indices`` (0 = the stem's feature map, i = stage i)."""
@@ -196,7 +203,7 @@ class Plan:
                     raise SpecError("this spec has no stem, so no feature map 0", None, "out_indices")
                 name, shape = stem.name, stem.out_shape
             else:  # the last stage's map is the final layers' output, as timm's final_conv
-                name = self.final[-1].name if i == len(self.stages) and self.final else self.stages[i - 1].name
+                name = self.final[-1].name if i == len(self.stages) and self.final_taps else self.stages[i - 1].name
                 shape = self.feature_shape(i)
             info.append({"index": i, "module": name, "num_chs": shape[0], "reduction": round(height / shape[1])})
         return info

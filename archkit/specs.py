@@ -206,6 +206,9 @@ class ModelSpec(SpecModel):
         "Layers after the last stage that belong to the features (timm's final_conv, a pre-activation "
         "network's last norm): children of the network itself, by name, in either layout; the last stage's "
         "feature map is their output, as timm's."))
+    final_in_features: bool = Field(True, description=(
+        "The last feature map (features_only, out_indices) is the final layers' output (timm's byobnet); false: "
+        "the last stage's, the final layers feeding only the head (timm's RegNet and EfficientNet conv_head)."))
     head: list[SerializeAsAny[LayerSpec]] = Field(default_factory=list, max_length=1000,
                                                   description="Layers after the stages (and final).")
 

@@ -9,12 +9,12 @@ from .bottleneck import (BottleneckParams, GroupedParams, ResNeXtParams, WidePar
                          bottleneck_width, first_width, resnext, wide_bottleneck)
 from .darknet import DarkNetParams, conv_norm_act, darknet
 from .preact import WideBasicParams, preact_bottleneck, wide_basic
-from .regnet import RegNetBottleParams, RegNetParams, regnet, regnet_bottle
+from .regnet import RegNetBottleParams, RegNetParams, regnet, regnet_bottle, regnet_prebottle
 from .rep import REP_LAYERS, OneParams, RepParams, one, rep
 
 BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
     basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet, csp_bottle, csp_dark,
-    csp_edge, rep, one, byob_basic, bottle, dark, edge, regnet_bottle)}
+    csp_edge, rep, one, byob_basic, bottle, dark, edge, regnet_bottle, regnet_prebottle)}
 
 __all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams", "BottleParams", "ByobParams",
            "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetBottleParams", "RegNetParams", "Shortcut",

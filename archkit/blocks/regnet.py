@@ -14,8 +14,8 @@ from __future__ import annotations
 from pydantic import Field
 
 from ..attention.se import SqueezeExcite
-from ..graph import AvgPoolSame, Passthrough, Pool2d, Scope, Value
-from ..layers import conv_norm_act
+from ..graph import AvgPoolSame, Conv2d, Passthrough, Pool2d, Scope, Value
+from ..layers import conv_norm_act, timm_padding
 from .base import BlockParams, BlockPlan, Shortcut, attend, block, drop_path, residual
 
 
@@ -57,17 +57,10 @@ class RegNetBottleParams(RegNetParams):
 def regnet_bottle(b: BlockPlan, s: Scope, x: Value) -> Value:
     """RegNet X/Y/Z bottleneck in timm's names (timm's regnet.py)."""
     p = b.params
-    inner = int(round(b.planes * p.bottleneck_multiplier))
-    if inner < 1 or inner % p.group_width:
-        raise ValueError(f"group width {p.group_width} does not divide the inner width {inner}")
+    inner = _inner(b)
     out = conv_norm_act(s, "conv1", x, inner, 1)
     out = conv_norm_act(s, "conv2", out, inner, 3, stride=b.stride, dilation=b.dilation, groups=inner // p.group_width)
-    if p.se_ratio:  # timm's SEModule sized from the block's input, with the block's activation
-        se = SqueezeExcite(type="se", rd_ratio=p.se_ratio, rd_from="in", rounding="round", act="spec")
-        out = se.emit_in(s, "se", out, b)
-    else:
-        s.empty("se")
-    out = attend(b, s, "mid", out, "attn")
+    out = _excite(b, s, out)
     out = conv_norm_act(s, "conv3", out, b.planes, 1, apply_act=False, zero_init=True)
     sc = _downsample(b, s, x)
     out = drop_path(b, s, attend(b, s, "pre_add", out, "attn_last"))
@@ -76,24 +69,78 @@ def regnet_bottle(b: BlockPlan, s: Scope, x: Value) -> Value:
     return s.call("act3", Passthrough("identity"), out) if p.linear_out else s.act("act3", out)
 
 
-def _downsample(b: BlockPlan, s: Scope, x: Value) -> Value | None:
-    """timm's regnet ``create_shortcut``: an Identity, none, ``downsample_conv`` (a 1x1 ConvNormAct, strided) or
-    ``downsample_avg`` (a Sequential of the pool and a 1x1 ConvNormAct)."""
+@block("regnet_prebottle", RegNetParams, cls_name="PreBottleneck", expansion=1,
+       shortcuts=("projection", "avg_down", "identity"), attn_positions=("mid", "pre_add"))
+def regnet_prebottle(b: BlockPlan, s: Scope, x: Value) -> Value:
+    """Pre-activation RegNet bottleneck in timm's names (timm's regnet.py RegNetV)."""
+    p = b.params
+    inner = _inner(b)
+    x = _norm_act(s, "norm1", x)  # the shortcut takes the normalized input, as timm's
+    out = s.call("conv1", Conv2d(x.shape[0], inner, 1), x)
+    out = _norm_act(s, "norm2", out)
+    out = s.call("conv2", Conv2d(inner, inner, 3, b.stride, timm_padding(3, b.stride, b.dilation), b.dilation,
+                                 inner // p.group_width), out)
+    out = _excite(b, s, out)
+    out = _norm_act(s, "norm3", out)
+    out = s.call("conv3", Conv2d(inner, b.planes, 1), out)
+    sc = _downsample(b, s, x, preact=True)
+    out = drop_path(b, s, attend(b, s, "pre_add", out, "attn_last"))
+    return out if sc is None else s.add(out, sc)
+
+
+def _inner(b: BlockPlan) -> int:
+    """timm's bottleneck width (``int(round(out_chs * bottle_ratio))``), which the group width must divide."""
+    inner = int(round(b.planes * b.params.bottleneck_multiplier))
+    if inner < 1 or inner % b.params.group_width:
+        raise ValueError(f"group width {b.params.group_width} does not divide the inner width {inner}")
+    return inner
+
+
+def _norm_act(s: Scope, name: str, x: Value) -> Value:
+    """The spec's norm with the spec's activation inside (timm's norm_act_layer)."""
+    if not callable(getattr(s.norm_layer, "emit_act", None)) or not callable(getattr(s.act_layer, "op", None)):
+        raise ValueError(f"a pre-activation RegNet block puts the activation inside the norm: the "
+                         f"{s.norm_layer.type} norm with the {s.act_layer.type} activation cannot (use batchnorm, "
+                         "and relu or silu)")
+    return s.norm_layer.emit_act(s, name, x, s.act_layer.op())
+
+
+def _excite(b: BlockPlan, s: Scope, x: Value) -> Value:
+    """timm's ``se`` (an SEModule sized from the block's input, with the block's activation), then any ``mid``
+    attention the spec adds."""
+    if b.params.se_ratio:
+        se = SqueezeExcite(type="se", rd_ratio=b.params.se_ratio, rd_from="in", rounding="round", act="spec")
+        x = se.emit_in(s, "se", x, b)
+    else:
+        s.empty("se")
+    return attend(b, s, "mid", x, "attn")
+
+
+def _downsample(b: BlockPlan, s: Scope, x: Value, preact: bool = False) -> Value | None:
+    """timm's regnet ``create_shortcut``: an Identity, none, ``downsample_conv`` (a 1x1 ConvNormAct, strided; a
+    bare conv in a pre-activation block) or ``downsample_avg`` (a Sequential of the pool and the 1x1)."""
     kind = b.shortcut
     if kind is Shortcut.NONE:
         s.empty("downsample")
         return None
     if kind is Shortcut.IDENTITY:
         return s.call("downsample", Passthrough("identity"), x)
-    if kind is Shortcut.PROJECTION:
-        return conv_norm_act(s, "downsample", x, b.out_channels, 1, stride=b.stride, apply_act=False)
-    if kind is not Shortcut.AVG_DOWN:
+    if kind not in (Shortcut.PROJECTION, Shortcut.AVG_DOWN):
         raise ValueError(f"{b.kind.name} blocks build no {kind.value} shortcut")
-    inner, (y,) = s.enter("downsample", "Sequential", x, sequential=True)
-    if b.stride > 1 and b.dilation == 1:
-        y = inner.call("0", Pool2d("avg", 2, b.stride, 0, True, False), y)
-    elif b.stride > 1 or b.dilation > 1:  # a stride that became dilation: a 'same' 2x2 average at stride 1
-        y = inner.call("0", AvgPoolSame(), y)
+    stride = b.stride if kind is Shortcut.PROJECTION else 1
+    if kind is Shortcut.PROJECTION:
+        inner, name, y = s, "downsample", x
     else:
-        y = inner.call("0", Passthrough("identity"), y)
-    return inner.exit(conv_norm_act(inner, "1", y, b.out_channels, 1, apply_act=False))
+        inner, (y,) = s.enter("downsample", "Sequential", x, sequential=True)
+        name = "1"
+        if b.stride > 1 and b.dilation == 1:
+            y = inner.call("0", Pool2d("avg", 2, b.stride, 0, True, False), y)
+        elif b.stride > 1 or b.dilation > 1:  # a stride that became dilation: a 'same' 2x2 average at stride 1
+            y = inner.call("0", AvgPoolSame(), y)
+        else:
+            y = inner.call("0", Passthrough("identity"), y)
+    if preact:
+        y = inner.call(name, Conv2d(x.shape[0], b.out_channels, 1, stride), y)
+    else:
+        y = conv_norm_act(inner, name, y, b.out_channels, 1, stride=stride, apply_act=False)
+    return y if inner is s else inner.exit(y)

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 # a spec's own top-level keys (archkit.specs.ModelSpec's fields, and base:): no generator may take one
 SPEC_KEYS = frozenset("""activation base block deploy depth_multiplier description drop_block_rate drop_block_size
-drop_path_rate drop_path_schedule family features_only final frozen_stages head init input layout name norm norm_eval
+drop_path_rate drop_path_schedule family features_only final final_in_features frozen_stages head init input layout name norm norm_eval
 out_indices output_stride scale scales scaling seed stage stages stem weights width_divisor width_multiplier""".split())
 
 

@@ -37,8 +37,9 @@ class RegNetSpec(BaseModel):
     group_min_ratio: float = Field(0.9, ge=0, lt=1, description="Inner widths become multiples of the group width "
                                    "as torchvision's make_divisible with this round_limit (0.9, torchvision's and "
                                    "timm's _tv models); 0: the nearest multiple (timm's quantize_float).")
-    block: Literal["regnet", "regnet_bottle"] = Field("regnet", description="The block type of the stages: "
-                                                      "torchvision's (regnet) or timm's (regnet_bottle).")
+    block: Literal["regnet", "regnet_bottle", "regnet_prebottle"] = Field(
+        "regnet", description="The block type of the stages: torchvision's (regnet), timm's (regnet_bottle) or "
+        "timm's pre-activation one (regnet_prebottle, RegNetV).")
     linear_out: bool = Field(False, description="No activation after a block's add (timm's RegNetZ; regnet_bottle).")
 
 

@@ -171,6 +171,21 @@ class BatchNormAct2d(nn.BatchNorm2d):
         return self.act(self.drop(x))
 
 
+class GroupNormAct(nn.GroupNorm):
+    """GroupNorm with its activation inside, as timm's ``GroupNormAct`` (same keys: the norm's; children ``drop``
+    and ``act``)."""
+
+    archkit_primitive = True  # one op of archkit.graph: tables do not list its children
+
+    def __init__(self, groups: int, channels: int, eps: float = 1e-5, act: nn.Module | None = None):
+        super().__init__(groups, channels, eps)
+        self.drop = nn.Identity()
+        self.act = act if act is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.drop(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)))
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map (timm's ``LayerNorm2d``)."""
 

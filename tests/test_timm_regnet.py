@@ -1,0 +1,116 @@
+"""timm's ``regnet.py`` RegNets (X, Y, Z, V and the ``_tv`` variants) as packaged specs made by the RegNet
+generator: stage widths, depths and group widths equal timm's ``_get_stage_args`` for all 36 configurations;
+state_dict keys and shapes in order, parameter counts and MACs equal timm 1.0.31's; timm's weights load
+strictly and eval outputs are equal; features at output stride 32, 16 and 8, layer decay as timm's. A few
+models by default, every one under ``-m slow``."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import timm
+import torch
+from timm.models import get_pretrained_cfg
+from timm.models.regnet import RegNet, model_cfgs
+
+import archkit
+from archkit.generators.regnet import RegNetSpec, stages
+from timm_reference import assert_structure_and_macs_equal_timm, trained
+
+NAMES = timm.list_models(module="regnet")
+HUGE = {"regnety_1280", "regnety_2560"}  # 644 M and 1.28 G parameters: compared on the meta device only
+DEFAULT = {"regnetx_002", "regnety_002", "regnetz_005", "regnety_008_tv", "regnetv_040"}  # X, Y, Z, torchvision's
+# rounding and pre-activation blocks
+
+
+def _marked(names, default=DEFAULT):
+    return [pytest.param(n, marks=[] if n in default else [pytest.mark.slow]) for n in names]
+
+
+def test_timms_regnets_are_packaged_specs() -> None:
+    assert len(NAMES) == 36  # timm 1.0.31
+    assert not sorted(set(NAMES) - set(archkit.list_models()))
+
+
+def test_the_generator_makes_timms_stages_for_every_configuration() -> None:
+    """All 36 of timm's configurations."""
+    for name, cfg in model_cfgs.items():
+        numbers = RegNetSpec(depth=cfg.depth, w_0=cfg.w0, w_a=cfg.wa, w_m=cfg.wm, group_width=cfg.group_size,
+                             bottleneck_multiplier=cfg.bottle_ratio, se_ratio=cfg.se_ratio or None,
+                             group_min_ratio=cfg.group_min_ratio, block="regnet_bottle")
+        ours = [(s["planes"], s["depth"], s["block"]["group_width"]) for s in stages(numbers)]
+        theirs = [(a["out_chs"], a["depth"], a["group_size"]) for a in RegNet._get_stage_args(None, cfg)[0]]
+        assert ours == theirs, name
+    differ = [n for n, c in model_cfgs.items()  # the two rounding rules part ways on some models
+              if [s["planes"] for s in stages(RegNetSpec(depth=c.depth, w_0=c.w0, w_a=c.wa, w_m=c.wm,
+                                                         group_width=c.group_size, group_min_ratio=0))]
+              != [s["planes"] for s in stages(RegNetSpec(depth=c.depth, w_0=c.w0, w_a=c.wa, w_m=c.wm,
+                                                         group_width=c.group_size))]]
+    assert differ, "group_min_ratio changes no model: the test would not tell the rules apart"
+
+
+@pytest.mark.parametrize("name", _marked(NAMES))
+def test_structure_and_macs_equal_timm(name: str) -> None:
+    assert_structure_and_macs_equal_timm(name)
+
+
+@pytest.mark.parametrize("name", _marked([n for n in NAMES if n not in HUGE]))
+def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
+    theirs = trained(name)
+    ours = archkit.create_model(name).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("name", _marked(["regnety_002", "regnetz_005", "regnetx_004_tv", "regnetv_064"],
+                                         {"regnety_002"}))
+def test_features_at_output_stride_32_16_and_8_equal_timms(name: str) -> None:
+    for output_stride in (32, 16, 8):
+        torch.manual_seed(0)
+        full = timm.create_model(name, output_stride=output_stride).eval()
+        taps = list(range(len(full.feature_info)))
+        torch.manual_seed(0)
+        theirs = timm.create_model(name, features_only=True, output_stride=output_stride, out_indices=tuple(taps))
+        ours = archkit.create_model(name, features_only=True, output_stride=output_stride, out_indices=taps).eval()
+        ours.load_state_dict({k: v for k, v in full.state_dict().items()
+                              if not k.startswith(("head.", "final_conv."))}, strict=True)
+        assert ours.feature_info.module_name() == theirs.feature_info.module_name()
+        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
+        x = torch.randn(1, 3, 48, 48)
+        with torch.no_grad():
+            assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs.eval()(x), strict=True)), output_stride
+
+
+def test_layer_decay_groups_parameters_as_timms_regnet() -> None:
+    from timm.optim._param_groups import param_groups_layer_decay
+
+    def scales(groups, key):
+        return sorted(round(g[key], 9) for g in groups)
+
+    ours = archkit.param_groups(archkit.create_model("regnetx_002", device="meta"), lr=1.0, layer_decay=0.75)
+    theirs = param_groups_layer_decay(timm.create_model("regnetx_002", device="meta"), layer_decay=0.75)
+    assert scales(ours, "lr") == scales(theirs, "lr_scale")
+
+
+def test_timm_weights_are_declared_as_timm_has_them() -> None:
+    for name in NAMES:
+        cfg = get_pretrained_cfg(name).to_dict()
+        spec = archkit.load_spec(name)
+        if cfg["tag"] == "untrained":
+            assert not spec.weights, name
+            continue
+        (tag, entry), = spec.weights.items()
+        assert tag == cfg["tag"] and entry.meta.num_classes == cfg["num_classes"], name
+        release = re.search(r"-([0-9a-f]{8})\.pth$", cfg.get("url") or "")
+        if release and "github.com" in cfg["url"]:  # timm's own release file, its name carrying its hash
+            assert (entry.url, entry.sha256) == (cfg["url"], release[1]), name
+        else:  # pycls', torchvision's and SEER's files are converted by timm: its Hugging Face copy, in its keys
+            assert entry.url == f"https://huggingface.co/{cfg['hf_hub_id']}/resolve/main/model.safetensors", name
+            assert entry.sha256 is None
+        assert (entry.meta.crop_pct, entry.meta.interpolation, entry.meta.license) == \
+            (cfg["crop_pct"], cfg["interpolation"], cfg["license"]), name
+        assert entry.meta.input_size == list(cfg["input_size"][1:]) == spec.input.size, name
+        assert (tuple(entry.meta.mean), tuple(entry.meta.std)) == (cfg["mean"], cfg["std"]), name
