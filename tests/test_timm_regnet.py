@@ -114,3 +114,17 @@ def test_timm_weights_are_declared_as_timm_has_them() -> None:
             (cfg["crop_pct"], cfg["interpolation"], cfg["license"]), name
         assert entry.meta.input_size == list(cfg["input_size"][1:]) == spec.input.size, name
         assert (tuple(entry.meta.mean), tuple(entry.meta.std)) == (cfg["mean"], cfg["std"]), name
+
+
+def test_a_variant_of_our_own_loads_its_parents_weights(tmp_path) -> None:
+    """examples/regnety_016_eca.yaml: regnety_016 with ECA before each add; timm's regnety_016 weights copy into
+    every tensor of the variant but the 27 new ECA convs, which start untrained."""
+    theirs = trained("regnety_016")
+    torch.save(theirs.state_dict(), tmp_path / "w.pth")
+    ours = archkit.create_model("examples/regnety_016_eca.yaml", weights=str(tmp_path / "w.pth")).eval()
+    plan = ours.transfer_plan
+    assert len(plan.of("copied")) == len(theirs.state_dict()) and not plan.of("unused") and not plan.of("mismatch")
+    assert {i.key.split(".", 2)[2] for i in plan.of("reinit")} == {"attn_last.conv.weight"}
+    assert len(plan.of("reinit")) == sum(1 for k in ours.state_dict() if "attn_last" in k) == 27
+    mine = ours.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in theirs.state_dict().items())
