@@ -120,20 +120,30 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
     for every combination of the others' grids; with none continuous the grid is searched whole. A grid
     too large to walk (over ``MAX_CANDIDATES`` evaluations) is sampled: seeded combinations, then the
     neighbours of the best until none improves. Where scaled widths break a block's groups, the width
-    divisor is widened (x2, x4, ... up to 256: widths stay multiples of the one asked for). ``tree`` is the loaded
+    divisor is widened (x2, x4, ..., and to its least common multiples with the blocks' group widths, up to 256:
+    widths stay multiples of the one asked for). ``tree`` is the loaded
     (unvalidated) spec, needed to vary a generator's numbers. Deterministic."""
     vary = vary or tuple(all_axes()[n] for n in DEFAULT_AXES)
     search = _fit(spec, macs, params_max, vary, tree, seed, ())
     varies_width = any(a.name == "width_multiplier" for a in vary)
     if varies_width and search.refused and (search.best is None or search.best.macs < 0.97 * macs):
-        d = spec.width_divisor
-        wider = _fit(spec, macs, params_max, vary, tree, seed, tuple(d << k for k in range(8) if d << k <= MAX_DIVISOR)
-                     or (d,))
+        wider = _fit(spec, macs, params_max, vary, tree, seed, _wider_divisors(spec))
         if wider.best is not None and (search.best is None or wider.best.macs > search.best.macs):
             return wider
         if search.best is None and len(wider.seen) > len(search.seen):  # none fits: the closest valid one
             return wider
     return search
+
+
+def _wider_divisors(spec: Any) -> tuple[int, ...]:
+    """The width divisors to try where scaled widths break a block's groups: the spec's divisor and its
+    doublings, and the least common multiples of it with every group width the blocks name (RegNetY-1.6GF's
+    24 is no power of two), with their doublings, up to ``MAX_DIVISOR``."""
+    d = spec.width_divisor
+    groups = {v for st in spec.stages for b in (getattr(st, "block", None), *(getattr(st, "blocks", None) or ()))
+              for v in (getattr(b, "group_width", None), getattr(b, "group_size", None)) if isinstance(v, int) and v > 0}
+    starts = {d, *(math.lcm(d, g) for g in groups)}
+    return tuple(sorted({m << k for m in starts for k in range(8) if m << k <= MAX_DIVISOR})) or (d,)
 
 
 class _Trial:

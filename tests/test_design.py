@@ -209,6 +209,15 @@ def test_fit_widens_the_divisor_where_widths_break_groups(tmp_path, capsys) -> N
     assert 0.97 * 800e6 <= measure_meta(archkit.load_spec(one)).macs <= 800e6
 
 
+def test_fit_widens_the_divisor_to_group_widths_that_are_no_power_of_two(tmp_path, capsys) -> None:
+    """timm's regnety_016 groups 24 channels: no power of two times 8 is a multiple of 24."""
+    out = tmp_path / "y.yaml"
+    assert main(["fit", "regnety_016", "--macs", "1G", "--output", str(out)]) == 0
+    assert "divisor 24" in capsys.readouterr().out
+    fitted = archkit.load_spec(out)
+    assert fitted.width_divisor % 24 == 0 and 0.97 * 1e9 <= measure_meta(fitted).macs <= 1e9
+
+
 def test_fit_closest_respects_the_parameter_cap(capsys) -> None:
     assert main(["fit", "resnet18", "--macs", "1M", "--params-max", "1M"]) == 2
     err = capsys.readouterr().err
