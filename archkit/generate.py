@@ -69,4 +69,16 @@ def _with_stages(tree: Any, key: str, generated: list[dict], mark: Mark | None) 
     stage_list.marks = [mark] * len(generated)
     out["stages"] = stage_list
     out.marks["stages"] = mark or Mark(key)
+    types = {s["block"].get("type") for s in generated if isinstance(s.get("block"), dict)}
+    block = out.get("block")
+    taken = {k for s in generated if isinstance(s.get("block"), dict) for k in s["block"]} - {"type"}
+    clash = sorted(taken & set(block)) if isinstance(block, MDict) else []
+    if clash:  # the generated stages' own value would win, silently
+        raise SpecError(f"{clash[0]} is set by the {key}: numbers for every stage they make; set {key}.{clash[0]} "
+                        "instead", getattr(block, "marks", {}).get(clash[0]), f"block.{clash[0]}")
+    if len(types) == 1 and None not in types and isinstance(block, MDict) and "type" not in block:
+        typed = MDict(block, mark=getattr(block, "mark", None))  # a top-level block: default (``--set block.x=...``)
+        typed.marks = dict(getattr(block, "marks", {}))  # takes the type the generated stages use
+        typed["type"], typed.marks["type"] = next(iter(types)), mark
+        out["block"] = typed
     return out

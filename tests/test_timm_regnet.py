@@ -128,3 +128,19 @@ def test_a_variant_of_our_own_loads_its_parents_weights(tmp_path) -> None:
     assert len(plan.of("reinit")) == sum(1 for k in ours.state_dict() if "attn_last" in k) == 27
     mine = ours.state_dict()
     assert all(torch.equal(mine[k], v) for k, v in theirs.state_dict().items())
+
+
+def test_block_keys_reach_generated_stages_and_clashes_are_refused(capsys) -> None:
+    """A top-level block: default takes the generated stages' block type (so --set block.attn works), and a
+    key the generator sets for every stage is refused there instead of silently losing to it."""
+    from archkit.cli import main
+
+    assert main(["validate", "regnetx_002", "--set", "block.attn=[{type: eca, position: pre_add}]"]) == 0
+    assert "regnetx_002" in capsys.readouterr().out
+    assert main(["validate", "regnet_x_400mf", "--set", "block.se_ratio=0.25"]) == 0  # the generator leaves it
+    with_se = capsys.readouterr().out
+    assert main(["validate", "regnet_x_400mf", "--set", "regnet.se_ratio=0.25"]) == 0
+    assert capsys.readouterr().out == with_se  # the same network either way
+    assert main(["validate", "regnetx_002", "--set", "block.group_width=16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "set regnet.group_width instead" in err

@@ -79,8 +79,9 @@ def stages(r: RegNetSpec) -> list[dict]:
             inner = make_divisible(inner, group, round_limit=r.group_min_ratio)  # torchvision's _make_divisible
         else:
             inner = int(round(inner / group) * group)  # timm's quantize_float
-        block = {"type": r.block, "group_width": group, "bottleneck_multiplier": r.bottleneck_multiplier,
-                 "se_ratio": r.se_ratio}
+        block = {"type": r.block, "group_width": group, "bottleneck_multiplier": r.bottleneck_multiplier}
+        if r.se_ratio is not None:
+            block["se_ratio"] = r.se_ratio
         if r.linear_out:
             if r.block != "regnet_bottle":
                 raise GeneratorProblem("linear_out", "linear_out is a regnet_bottle block's (timm's RegNetZ)")
