@@ -23,12 +23,12 @@ X = torch.randn(2, 3, 64, 64)
 # one spec of each family, and a variant with a plugin block (archkit-se, installed by the README)
 FAMILIES = {"resnet26d": "resnet26d", "cs3darknet_s": "cs3darknet_s", "darknet17": "darknet17",
             "regnet_x_400mf": "archkit", "wrn28_10_small": "archkit", "se_variant": "archkit",
-            "regnety_002": "regnety_002", "regnetz_005": "regnetz_005"}
+            "regnety_002": "regnety_002", "regnetz_005": "regnetz_005", "res2net50_48w_2s": "res2net50_48w_2s"}
 SPECS = {"wrn28_10_small": {"base": "wrn28_10", "name": "wrn28_10_small", "stages.0.depth": 1},
          "se_variant": {"base": "resnet18", "name": "se_variant", "block.type": "se_bottleneck",
                         "stages.3.depth": 1}}
 
-SLOW_FAMILIES = {"regnet_x_400mf", "wrn28_10_small", "darknet17", "regnetz_005"}  # under -m slow: the suite's time budget
+SLOW_FAMILIES = {"regnet_x_400mf", "wrn28_10_small", "darknet17", "regnetz_005", "res2net50_48w_2s"}  # under -m slow: the suite's time budget
 
 
 def _spec(key: str):
@@ -325,7 +325,7 @@ def test_the_list_of_timm_models_is_timms() -> None:
     byob = {n for n in timm.list_models(module="byobnet") if n in archkit.list_models()}
     assert len(byob) == 53  # every byobnet.py model (tests/test_timm_byobnet.py, tests/test_timm_byob_blocks.py)
     assert share._timm_names() == set(timm.list_models(module="resnet")) | set(timm.list_models(module="cspnet")) | \
-        byob | set(timm.list_models(module="regnet"))
+        byob | set(timm.list_models(module="regnet")) | set(timm.list_models(module="res2net"))
 
 
 def test_spec_tools_read_folders(tmp_path, good_folder, capsys) -> None:
