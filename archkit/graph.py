@@ -632,10 +632,12 @@ class Reshape(Functional):
 
 @_frozen
 class Softmax(Functional):
-    """Softmax over the last dimension."""
+    """Softmax over per-sample dimension ``dim`` (default the last; 0 = the first after the batch)."""
+
+    dim: int = -1
 
     def code(self, args: list[str]) -> str:
-        return f"torch.softmax({args[0]}, dim=-1)"
+        return f"torch.softmax({args[0]}, dim={self.dim + 1 if self.dim >= 0 else self.dim})"
 
 
 @_frozen

@@ -325,7 +325,8 @@ def test_the_list_of_timm_models_is_timms() -> None:
     byob = {n for n in timm.list_models(module="byobnet") if n in archkit.list_models()}
     assert len(byob) == 53  # every byobnet.py model (tests/test_timm_byobnet.py, tests/test_timm_byob_blocks.py)
     assert share._timm_names() == set(timm.list_models(module="resnet")) | set(timm.list_models(module="cspnet")) | \
-        byob | set(timm.list_models(module="regnet")) | set(timm.list_models(module="res2net"))
+        byob | set(timm.list_models(module="regnet")) | set(timm.list_models(module="res2net")) | \
+        set(timm.list_models(module="sknet"))
 
 
 def test_spec_tools_read_folders(tmp_path, good_folder, capsys) -> None:

@@ -1,0 +1,90 @@
+"""timm's ``sknet.py`` (SKResNet-18/34/50/50-D, SKResNeXt-50: 5 models) as packaged specs with the ``sk_basic``
+and ``sk_bottleneck`` blocks: state_dict keys and shapes in order, parameter counts and MACs equal timm 1.0.31's; timm's weights load strictly
+and eval outputs are equal; features at output stride 32, 16 and 8 equal timm's; timm's weights declared. A
+few models by default, every one under ``-m slow``."""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+from timm.models import get_pretrained_cfg
+
+import archkit
+from archkit.cli import main
+from timm_reference import assert_structure_and_macs_equal_timm, trained
+
+NAMES = timm.list_models(module="sknet")
+DEFAULT = {"skresnet18", "skresnext50_32x4d"}  # basic with split input, grouped bottleneck without
+
+
+def _marked(names, default=DEFAULT):
+    return [pytest.param(n, marks=[] if n in default else [pytest.mark.slow]) for n in names]
+
+
+def test_timms_sknets_are_packaged_specs() -> None:
+    assert len(NAMES) == 5  # timm 1.0.31
+    assert not sorted(set(NAMES) - set(archkit.list_models()))
+
+
+@pytest.mark.parametrize("name", _marked(NAMES))
+def test_structure_and_macs_equal_timm(name: str) -> None:
+    assert_structure_and_macs_equal_timm(name)
+
+
+@pytest.mark.parametrize("name", _marked(NAMES, {"skresnet18"}))
+def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
+    theirs = trained(name)
+    ours = archkit.create_model(name).eval()
+    ours.load_state_dict(theirs.state_dict(), strict=True)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), theirs(x))
+
+
+@pytest.mark.parametrize("name", _marked(["skresnet18", "skresnet50d"], {"skresnet18"}))
+def test_features_at_output_stride_32_16_and_8_equal_timms(name: str) -> None:
+    for output_stride in (32, 16, 8):
+        torch.manual_seed(0)
+        full = timm.create_model(name, output_stride=output_stride).eval()
+        taps = list(range(len(full.feature_info)))
+        torch.manual_seed(0)
+        theirs = timm.create_model(name, features_only=True, output_stride=output_stride, out_indices=tuple(taps))
+        ours = archkit.create_model(name, features_only=True, output_stride=output_stride, out_indices=taps).eval()
+        ours.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith("fc.")}, strict=True)
+        # the stem's activation is torchvision's relu here, timm's act1 (no parameters), as in the ResNet zoo
+        assert ours.feature_info.module_name()[1:] == theirs.feature_info.module_name()[1:]
+        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
+        x = torch.randn(1, 3, 48, 48)
+        with torch.no_grad():
+            assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs.eval()(x), strict=True)), output_stride
+
+
+def test_timm_weights_are_declared_as_timm_has_them() -> None:
+    """3 of 5 have weights in timm (skresnet50 and skresnet50d are untrained there)."""
+    untrained = []
+    for name in NAMES:
+        cfg = get_pretrained_cfg(name).to_dict()
+        spec = archkit.load_spec(name)
+        if cfg["tag"] == "untrained":
+            untrained.append(name)
+            assert not spec.weights
+            continue
+        (tag, entry), = spec.weights.items()
+        assert tag == cfg["tag"] and entry.meta.num_classes == cfg["num_classes"], name
+        assert entry.url == f"https://huggingface.co/{cfg['hf_hub_id']}/resolve/main/model.safetensors", name
+        assert entry.sha256 is None  # hub-only files: trusted on first download
+        assert (entry.meta.crop_pct, entry.meta.interpolation, entry.meta.license) == \
+            (cfg["crop_pct"], cfg["interpolation"], cfg["license"]), name
+        assert entry.meta.input_size == list(cfg["input_size"][1:]) == spec.input.size, name
+    assert untrained == ["skresnet50", "skresnet50d"]
+
+
+def test_bad_selective_kernel_settings_are_one_located_line(capsys) -> None:
+    cases = [(["--set", "block.kernel_sizes=[3, 4]"], "kernel_sizes must be odd"),
+             (["--set", "block.kernel_sizes=[3, 5, 7]"], "3 paths cannot split 64 input channels"),
+             (["--set", "block.attn=[{type: se, position: mid}]"], "offer attention positions pre_add")]
+    for extra, fragment in cases:
+        assert main(["validate", "skresnet18", *extra]) == 2, extra
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
