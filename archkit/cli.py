@@ -630,7 +630,7 @@ def cmd_fit(args: argparse.Namespace) -> int:
     print(f"{len(unique)} candidates evaluated{how}; best under {args.macs / 1e9:g} GMACs"
           + (f" and {args.params_max:,.0f} parameters" if args.params_max else "") + ":")
     if refused:
-        print(f"  {refused:,} refused: " + "; ".join(f"{why} ({count:,})" for why, count in
+        print(f"  {refused:,} more refused: " + "; ".join(f"{why} ({count:,})" for why, count in
                                                     list(search.refused.items())[:3]))
     labels = [a.label for a in vary] + (["divisor"] * (len(best.values) - len(vary)))
     print("  " + " ".join(f"{label:>{max(7, len(label))}}" for label in labels) + f" {'GMACs':>9} {'params':>14}")

@@ -143,7 +143,8 @@ def _wider_divisors(spec: Any) -> tuple[int, ...]:
     groups = {v for st in spec.stages for b in (getattr(st, "block", None), *(getattr(st, "blocks", None) or ()))
               for v in (getattr(b, "group_width", None), getattr(b, "group_size", None)) if isinstance(v, int) and v > 0}
     starts = {d, *(math.lcm(d, g) for g in groups)}
-    return tuple(sorted({m << k for m in starts for k in range(8) if m << k <= MAX_DIVISOR})) or (d,)
+    limit = max(MAX_DIVISOR, *starts)  # a group width above it (regnety_640's 328) still gets its own multiple
+    return tuple(sorted({m << k for m in starts for k in range(8) if m << k <= limit}))
 
 
 class _Trial:

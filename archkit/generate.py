@@ -76,6 +76,10 @@ def _with_stages(tree: Any, key: str, generated: list[dict], mark: Mark | None) 
     if clash:  # the generated stages' own value would win, silently
         raise SpecError(f"{clash[0]} is set by the {key}: numbers for every stage they make; set {key}.{clash[0]} "
                         "instead", getattr(block, "marks", {}).get(clash[0]), f"block.{clash[0]}")
+    given = block.get("type") if isinstance(block, MDict) else None
+    if given is not None and len(types) == 1 and given not in types:  # the stages' own type would win, silently
+        raise SpecError(f"the {key}: numbers make {next(iter(types))} blocks; set {key}.block to choose the type "
+                        f"(not block.type: {given})", getattr(block, "marks", {}).get("type"), "block.type")
     if len(types) == 1 and None not in types and isinstance(block, MDict) and "type" not in block:
         typed = MDict(block, mark=getattr(block, "mark", None))  # a top-level block: default (``--set block.x=...``)
         typed.marks = dict(getattr(block, "marks", {}))  # takes the type the generated stages use

@@ -133,7 +133,13 @@ class ArchkitNet(Freezable, nn.Sequential):
 
     @property
     def num_features(self) -> int:
-        """Channels the stages give the head (2048 for a ResNet-50), as timm's."""
+        """Channels the features give the head (2048 for a ResNet-50; a final conv's width where it feeds only
+        the head, timm's RegNetZ), as timm's."""
+        from .plan import plan
+
+        p = plan(self.spec)
+        if p.final and not p.final_taps and not self.spec.features_only:
+            return p.features_shape[0]
         return self.feature_info.channels(-1)
 
     def get_classifier(self) -> nn.Module:

@@ -326,7 +326,7 @@ def test_the_list_of_timm_models_is_timms() -> None:
     assert len(byob) == 53  # every byobnet.py model (tests/test_timm_byobnet.py, tests/test_timm_byob_blocks.py)
     assert share._timm_names() == set(timm.list_models(module="resnet")) | set(timm.list_models(module="cspnet")) | \
         byob | set(timm.list_models(module="regnet")) | set(timm.list_models(module="res2net")) | \
-        set(timm.list_models(module="sknet"))
+        set(timm.list_models(module="sknet")) | set(timm.list_models(module="resnest"))
 
 
 def test_spec_tools_read_folders(tmp_path, good_folder, capsys) -> None:

@@ -15,6 +15,7 @@ from timm.models import get_pretrained_cfg
 from timm.models.regnet import RegNet, model_cfgs
 
 import archkit
+from archkit.cli import main
 from archkit.generators.regnet import RegNetSpec, stages
 from timm_reference import assert_structure_and_macs_equal_timm, trained
 
@@ -133,8 +134,6 @@ def test_a_variant_of_our_own_loads_its_parents_weights(tmp_path) -> None:
 def test_block_keys_reach_generated_stages_and_clashes_are_refused(capsys) -> None:
     """A top-level block: default takes the generated stages' block type (so --set block.attn works), and a
     key the generator sets for every stage is refused there instead of silently losing to it."""
-    from archkit.cli import main
-
     assert main(["validate", "regnetx_002", "--set", "block.attn=[{type: eca, position: pre_add}]"]) == 0
     assert "regnetx_002" in capsys.readouterr().out
     assert main(["validate", "regnet_x_400mf", "--set", "block.se_ratio=0.25"]) == 0  # the generator leaves it
@@ -144,3 +143,19 @@ def test_block_keys_reach_generated_stages_and_clashes_are_refused(capsys) -> No
     assert main(["validate", "regnetx_002", "--set", "block.group_width=16"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "set regnet.group_width instead" in err
+
+
+def test_what_a_hostile_trial_found(capsys) -> None:
+    """A top-level block type other than the generated one is refused (it was silently dropped, keys and all);
+    num_features is what the head receives (a final conv's width, as timm's); a norm or activation key set
+    on a spec that keeps the default type merges into it; fit reaches group widths above 256."""
+    assert main(["validate", "regnetx_002", "--set", "block.type=regnet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "set regnet.block to choose the type" in err
+    for name in ("regnetz_005", "regnetz_040", "regnetx_002"):
+        ours = archkit.create_model(name, device="meta")
+        assert ours.num_features == timm.create_model(name, device="meta").num_features
+    assert main(["validate", "regnetx_002", "--set", "norm.eps=0.001", "--set", "activation.inplace=false"]) == 0
+    capsys.readouterr()
+    assert main(["fit", "regnety_640", "--macs", "100G"]) == 0
+    assert "divisor 328" in capsys.readouterr().out

@@ -12,13 +12,14 @@ from .preact import WideBasicParams, preact_bottleneck, wide_basic
 from .regnet import RegNetBottleParams, RegNetParams, regnet, regnet_bottle, regnet_prebottle
 from .rep import REP_LAYERS, OneParams, RepParams, one, rep
 from .res2net import Res2NetParams, res2net
+from .resnest import ResNeStParams, resnest
 from .sknet import SelectiveKernelBottleneckParams, SelectiveKernelParams, sk_basic, sk_bottleneck
 
 BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
     basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet, csp_bottle, csp_dark,
-    csp_edge, rep, one, byob_basic, bottle, dark, edge, regnet_bottle, regnet_prebottle, res2net, sk_basic, sk_bottleneck)}
+    csp_edge, rep, one, byob_basic, bottle, dark, edge, regnet_bottle, regnet_prebottle, res2net, resnest, sk_basic, sk_bottleneck)}
 
 __all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams", "BottleParams", "ByobParams",
-           "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetBottleParams", "RegNetParams", "Res2NetParams", "SelectiveKernelBottleneckParams", "SelectiveKernelParams", "Shortcut",
+           "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetBottleParams", "RegNetParams", "Res2NetParams", "ResNeStParams", "SelectiveKernelBottleneckParams", "SelectiveKernelParams", "Shortcut",
            "WideBasicParams", "WideParams", "anti_alias", "attend", "block", "bottleneck_main", "bottleneck_width",
            "conv_norm_act", "drop_act_aa", "drop_block", "drop_path", "first_width", "residual", "shortcut"]
