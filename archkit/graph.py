@@ -423,6 +423,68 @@ class Linear(Op):
 
 
 @_frozen
+class LinearLast(Op):
+    """``nn.Linear`` over the last dimension of a channels-last map (H, W, C): timm's ConvNeXt MLP."""
+
+    in_features: int
+    out_features: int
+    bias: bool = True
+    type_name: ClassVar[str] = "Linear"
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        if len(shapes[0]) < 2 or shapes[0][-1] != self.in_features:
+            raise ValueError(f"a channels-last linear of {self.in_features} features gets {list(shapes[0])}")
+        return (*shapes[0][:-1], self.out_features)
+
+    @property
+    def params(self) -> int:
+        return self.in_features * self.out_features + (self.out_features if self.bias else 0)
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost(self.params, numel(out) * self.in_features, numel(out), 0, numel(out))
+
+
+@_frozen
+class LayerNorm(Op):
+    """``nn.LayerNorm`` over the last dimension of a channels-last map (timm's ConvNeXt ``LayerNorm``)."""
+
+    channels: int
+    eps: float = 1e-6
+    type_name: ClassVar[str] = "LayerNorm"
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        if shapes[0][-1] != self.channels:
+            raise ValueError(f"a layernorm of {self.channels} channels gets {list(shapes[0])}")
+        return shapes[0]
+
+    @property
+    def params(self) -> int:
+        return 2 * self.channels
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost(self.params, 0, numel(out) + 2 * numel(out[:-1]))  # and a mean and rstd per position
+
+
+@_frozen
+class GlobalResponseNorm(Op):
+    """ConvNeXt V2's global response normalization (timm's ``GlobalResponseNorm``, keys weight, bias):
+    ``x + bias + weight * x * n``, ``n`` each channel's spatial L2 norm over their mean; on an NCHW map or a
+    channels-last one (``channels_last``)."""
+
+    channels: int
+    eps: float = 1e-6
+    channels_last: bool = True
+    type_name: ClassVar[str] = "GlobalResponseNorm"
+
+    @property
+    def params(self) -> int:
+        return 2 * self.channels
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost(self.params, 0, 3 * numel(out) + 2 * self.channels)  # x * n, the product, the sum; the norms
+
+
+@_frozen
 class Passthrough(Op):
     """A layer that returns its input in eval mode (where costs are counted): ``nn.Identity``,
     ``nn.Dropout``, stochastic depth (``DropPath``), ``DropBlock2d``."""
@@ -628,6 +690,45 @@ class Reshape(Functional):
 
     def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
         return Cost()
+
+
+@_frozen
+class Permute(Functional):
+    """Each sample's dimensions in the order ``dims`` (a view: NCHW to channels-last and back)."""
+
+    dims: tuple[int, ...]
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        if sorted(self.dims) != list(range(len(shapes[0]))):
+            raise ValueError(f"cannot permute {list(shapes[0])} by {list(self.dims)}")
+        return tuple(shapes[0][d] for d in self.dims)
+
+    def code(self, args: list[str]) -> str:
+        return f"{args[0]}.permute(0, {', '.join(str(d + 1) for d in self.dims)})"
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost()
+
+
+@_frozen
+class OwnScale(Functional):
+    """``x * self.NAME`` per channel, ``NAME`` a parameter of the module itself rather than of a child (timm's
+    ConvNeXt ``gamma``: a bare ``nn.Parameter`` of ``channels`` values starting at ``init``)."""
+
+    name: str
+    channels: int
+    init: float = 1e-6
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        if shapes[0][0] != self.channels:
+            raise ValueError(f"{self.name} scales {self.channels} channels, not {shapes[0][0]}")
+        return shapes[0]
+
+    def code(self, args: list[str]) -> str:
+        return f"{args[0]}.mul(self.{self.name}.reshape(1, -1, 1, 1))"
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost(self.channels, 0, numel(out))
 
 
 @_frozen

@@ -465,6 +465,7 @@ def describe(layer: Any, name: str, shape: Shape, norm: Any, act: Any, deploy: b
     """The op (or graph) a layer records as child ``name`` on an input of ``shape``, and its output shape
     (``deploy``: a re-parameterizable layer in its deploy form)."""
     s = Scope("_", norm_layer=norm, act_layer=act, deploy=deploy)
+    name = name if name.isidentifier() else f"_{name}"  # an index in a sequential part (stem.0): the op is the same
     out = layer.emit(s, name, s.input(shape))
     if s.child_names() != [name] or len(s.graph_nodes()) != 1:
         raise ValueError(f"layer type {layer.type!r} must record exactly one child named {name!r}")

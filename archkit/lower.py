@@ -17,7 +17,7 @@ from torch import nn
 
 from . import graph as g
 from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, Conv2dSame, DropBlock2d, DropPath, EvoNorm2dS0a,
-                        GroupNormAct,
+                        GlobalResponseNorm, GroupNormAct,
                         LayerNorm2d, LayerScale2d, RmsNorm2d, ZeroPadShortcut)
 
 # --- primitives --------------------------------------------------------------------------------------
@@ -76,6 +76,9 @@ _PRIMITIVES: dict[type, Any] = {
                                               _activation(op.act) if op.act is not None else None,
                                               DropBlock2d(*op.drop) if op.drop else None),
     g.LayerNorm2d: lambda op: LayerNorm2d(op.channels, eps=op.eps),
+    g.LayerNorm: lambda op: nn.LayerNorm(op.channels, eps=op.eps),
+    g.LinearLast: lambda op: nn.Linear(op.in_features, op.out_features, op.bias),
+    g.GlobalResponseNorm: lambda op: GlobalResponseNorm(op.channels, op.eps, op.channels_last),
     g.RmsNorm2d: lambda op: RmsNorm2d(op.channels, op.eps),
     g.LayerScale: lambda op: LayerScale2d(op.channels, op.init),
     g.Conv2dSame: lambda op: Conv2dSame(op.in_channels, op.out_channels, op.kernel_size, op.stride, 0, op.dilation,
@@ -201,6 +204,9 @@ def _graph_module(graph: g.Graph) -> nn.Module:
         return module
     cls = _class_for(graph.type_name, forward_source(graph), graph.zero_init, False)
     module = cls()
+    for node in graph.nodes:  # parameters the module owns (ConvNeXt's gamma): first in its state_dict, as timm's
+        if isinstance(node.op, g.OwnScale) and node.op.name not in module._parameters:
+            module.register_parameter(node.op.name, nn.Parameter(torch.full((node.op.channels,), node.op.init)))
     for name, op in graph.children.items():
         module.add_module(name, module_of(op))
     for name in graph.empty:

@@ -17,6 +17,7 @@ from typing import Annotated, Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SerializeAsAny, StringConstraints, field_validator
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+LAYER_NAME_PATTERN = r"^(?:[A-Za-z_][A-Za-z0-9_]*|0|[1-9][0-9]{0,3})$"  # layers of a part: also an index (stem.0)
 PATH_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 
 # attributes of torch.nn.Sequential (torch 2.x) and of archkit's model API: a child of that name
@@ -161,8 +162,9 @@ class LayerSpec(_Envelope):
     """A stem, head, norm or activation layer: its type, optional child name, and the type's own keys."""
 
     type: str = Field(max_length=200, description="Layer type (`archkit blocks` lists them).")
-    name: str | None = Field(None, pattern=NAME_PATTERN, max_length=64,
-                             description="Child module name, the state_dict prefix; defaults to the type name.")
+    name: str | None = Field(None, pattern=LAYER_NAME_PATTERN, max_length=64,
+                             description="Child module name, the state_dict prefix; defaults to the type name. "
+                                         "A number names an index in a sequential part (timm's stem.0).")
 
 
 _LOCAL = threading.local()  # per thread: the stack of sets ``reading`` collects into

@@ -138,6 +138,8 @@ def problem(err: dict, data: Any, marks: dict, cls: type[BaseModel], prefix: tup
 
 _PATTERNS = {
     r"^[A-Za-z_][A-Za-z0-9_]*$": "must be a Python identifier (letters, digits, _; not starting with a digit)",
+    r"^(?:[A-Za-z_][A-Za-z0-9_]*|0|[1-9][0-9]{0,3})$": "must be a Python identifier (letters, digits, _; not "
+                                                      "starting with a digit) or an index (0, 1, ...)",
     r"^[0-9a-fA-F]{8,64}$": "must be 8 to 64 hexadecimal digits (a SHA-256 or its first digits)",
     r"^(https?|file)://": "must be an http://, https:// or file:// URL",
     r"^[A-Za-z0-9_.\-]{1,100}$": "must be 1 to 100 letters, digits, '.', '_' or '-'",

@@ -5,6 +5,7 @@ from .base import (ATTN_POSITIONS, BlockParams, BlockPlan, BlockType, ResNetPara
 from .basic import basic
 from .csp import CspBlockParams, csp_bottle, csp_dark, csp_edge
 from .byob import BottleParams, ByobParams, bottle, byob_basic, dark, edge
+from .convnext import ConvNeXtParams, convnext
 from .bottleneck import (BottleneckParams, GroupedParams, ResNeXtParams, WideParams, bottleneck, bottleneck_main,
                          bottleneck_width, first_width, resnext, wide_bottleneck)
 from .darknet import DarkNetParams, conv_norm_act, darknet
@@ -17,9 +18,9 @@ from .sknet import SelectiveKernelBottleneckParams, SelectiveKernelParams, sk_ba
 
 BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
     basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet, csp_bottle, csp_dark,
-    csp_edge, rep, one, byob_basic, bottle, dark, edge, regnet_bottle, regnet_prebottle, res2net, resnest, sk_basic, sk_bottleneck)}
+    csp_edge, rep, one, byob_basic, bottle, dark, edge, regnet_bottle, regnet_prebottle, res2net, resnest, sk_basic, sk_bottleneck, convnext)}
 
-__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams", "BottleParams", "ByobParams",
+__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams", "BottleParams", "ByobParams", "ConvNeXtParams",
            "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetBottleParams", "RegNetParams", "Res2NetParams", "ResNeStParams", "SelectiveKernelBottleneckParams", "SelectiveKernelParams", "Shortcut",
            "WideBasicParams", "WideParams", "anti_alias", "attend", "block", "bottleneck_main", "bottleneck_width",
            "conv_norm_act", "drop_act_aa", "drop_block", "drop_path", "first_width", "residual", "shortcut"]

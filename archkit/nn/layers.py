@@ -186,6 +186,23 @@ class GroupNormAct(nn.GroupNorm):
         return self.act(self.drop(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)))
 
 
+class GlobalResponseNorm(nn.Module):
+    """ConvNeXt V2's global response normalization, as timm's ``GlobalResponseNorm`` (keys weight, bias)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6, channels_last: bool = True):
+        super().__init__()
+        self.eps = eps
+        self.spatial_dim, self.channel_dim = ((1, 2), -1) if channels_last else ((2, 3), 1)
+        self.wb_shape = (1, 1, 1, -1) if channels_last else (1, -1, 1, 1)
+        self.weight = nn.Parameter(torch.zeros(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        x_g = x.norm(p=2, dim=self.spatial_dim, keepdim=True)
+        x_n = x_g / (x_g.mean(dim=self.channel_dim, keepdim=True) + self.eps)
+        return x + torch.addcmul(self.bias.view(self.wb_shape), self.weight.view(self.wb_shape), x * x_n)
+
+
 class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of an NCHW map (timm's ``LayerNorm2d``)."""
 
