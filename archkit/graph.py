@@ -314,6 +314,14 @@ class RmsNorm2d(Op):
 
 
 @_frozen
+class SimpleNorm2d(RmsNorm2d):
+    """timm's ``SimpleNorm2d`` (ConvNeXt-Zepto): each position's channels divided by the square root of their
+    (unbiased) variance plus ``eps``, uncentered, times a ``weight``."""
+
+    type_name: ClassVar[str] = "SimpleNorm2d"
+
+
+@_frozen
 class LayerScale(Op):
     """A learnable per-channel scale (timm's ``LayerScale2d``: ``gamma``), initialized to ``init``."""
 

@@ -262,6 +262,14 @@ class RmsNorm2d(LayerParams):
         return s.call(name, g.RmsNorm2d(x.shape[0], self.eps), x)
 
 
+class SimpleNorm2d(RmsNorm2d):
+    """timm's ``SimpleNorm2d`` (ConvNeXt-Zepto): channels over the square root of their variance, uncentered, a weight."""
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        spatial(x.shape, "simplenorm2d")
+        return s.call(name, g.SimpleNorm2d(x.shape[0], self.eps), x)
+
+
 class LayerScale(LayerParams):
     """A learnable per-channel scale (timm's ``LayerScale2d``, key ``gamma``; CaiT, ConvNeXt)."""
 
@@ -448,6 +456,7 @@ BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "tanh": Tanh,
     "layernorm2d": LayerNorm2d,
     "rmsnorm2d": RmsNorm2d,
+    "simplenorm2d": SimpleNorm2d,
     "layer_scale": LayerScale,
     "maxpool": MaxPool,
     "avgpool": AvgPool,

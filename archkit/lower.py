@@ -18,7 +18,7 @@ from torch import nn
 from . import graph as g
 from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, Conv2dSame, DropBlock2d, DropPath, EvoNorm2dS0a,
                         GlobalResponseNorm, GroupNormAct,
-                        LayerNorm2d, LayerScale2d, RmsNorm2d, ZeroPadShortcut)
+                        LayerNorm2d, LayerScale2d, RmsNorm2d, SimpleNorm2d, ZeroPadShortcut)
 
 # --- primitives --------------------------------------------------------------------------------------
 
@@ -80,6 +80,7 @@ _PRIMITIVES: dict[type, Any] = {
     g.LinearLast: lambda op: nn.Linear(op.in_features, op.out_features, op.bias),
     g.GlobalResponseNorm: lambda op: GlobalResponseNorm(op.channels, op.eps, op.channels_last),
     g.RmsNorm2d: lambda op: RmsNorm2d(op.channels, op.eps),
+    g.SimpleNorm2d: lambda op: SimpleNorm2d(op.channels, op.eps),
     g.LayerScale: lambda op: LayerScale2d(op.channels, op.init),
     g.Conv2dSame: lambda op: Conv2dSame(op.in_channels, op.out_channels, op.kernel_size, op.stride, 0, op.dilation,
                                         op.groups, op.bias),

@@ -23,7 +23,8 @@ X = torch.randn(2, 3, 64, 64)
 # one spec of each family, and a variant with a plugin block (archkit-se, installed by the README)
 FAMILIES = {"resnet26d": "resnet26d", "cs3darknet_s": "cs3darknet_s", "darknet17": "darknet17",
             "regnet_x_400mf": "archkit", "wrn28_10_small": "archkit", "se_variant": "archkit",
-            "regnety_002": "regnety_002", "regnetz_005": "regnetz_005", "res2net50_48w_2s": "res2net50_48w_2s"}
+            "regnety_002": "regnety_002", "regnetz_005": "regnetz_005", "res2net50_48w_2s": "res2net50_48w_2s",
+            "convnext_atto": "convnext_atto"}
 SPECS = {"wrn28_10_small": {"base": "wrn28_10", "name": "wrn28_10_small", "stages.0.depth": 1},
          "se_variant": {"base": "resnet18", "name": "se_variant", "block.type": "se_bottleneck",
                         "stages.3.depth": 1}}
@@ -326,7 +327,8 @@ def test_the_list_of_timm_models_is_timms() -> None:
     assert len(byob) == 53  # every byobnet.py model (tests/test_timm_byobnet.py, tests/test_timm_byob_blocks.py)
     assert share._timm_names() == set(timm.list_models(module="resnet")) | set(timm.list_models(module="cspnet")) | \
         byob | set(timm.list_models(module="regnet")) | set(timm.list_models(module="res2net")) | \
-        set(timm.list_models(module="sknet")) | set(timm.list_models(module="resnest"))
+        set(timm.list_models(module="sknet")) | set(timm.list_models(module="resnest")) | \
+        set(timm.list_models(module="convnext"))
 
 
 def test_spec_tools_read_folders(tmp_path, good_folder, capsys) -> None:

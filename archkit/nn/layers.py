@@ -224,6 +224,15 @@ class RmsNorm2d(nn.Module):
         return x * self.weight.reshape(1, -1, 1, 1)
 
 
+class SimpleNorm2d(RmsNorm2d):
+    """timm's ``SimpleNorm2d``: channels-last, ``x * rsqrt(var(x) + eps) * weight`` (uncentered), as timm computes it."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x.permute(0, 2, 3, 1)
+        x = x * torch.rsqrt(torch.var(x, dim=-1, keepdim=True) + self.eps)
+        return (x * self.weight).permute(0, 3, 1, 2)
+
+
 class LayerScale2d(nn.Module):
     """A learnable per-channel scale of an NCHW map (timm's ``LayerScale2d``: ``gamma``)."""
 
