@@ -50,21 +50,24 @@ def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
         assert torch.equal(ours(x), theirs(x))
 
 
-@pytest.mark.parametrize("name", _marked(["convnext_atto", "convnext_tiny_hnf", "convnextv2_tiny"], {"convnext_atto"}))
-def test_features_equal_timms(name: str) -> None:
-    """timm's ConvNeXt taps the stages only (its out_indices 0..3 are archkit's 1..4: archkit's 0 is the stem)."""
-    torch.manual_seed(0)
-    full = timm.create_model(name).eval()
-    torch.manual_seed(0)
-    theirs = timm.create_model(name, features_only=True, out_indices=(0, 1, 2, 3)).eval()
-    ours = archkit.create_model(name, features_only=True, out_indices=[1, 2, 3, 4]).eval()
-    ours.load_state_dict({k: v for k, v in full.state_dict().items()
-                          if not k.startswith(("head.", "norm_pre."))}, strict=True)
-    assert ours.feature_info.module_name() == theirs.feature_info.module_name()
-    assert ours.feature_info.reduction() == theirs.feature_info.reduction()
-    x = torch.randn(1, 3, 64, 64)
-    with torch.no_grad():
-        assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs(x), strict=True))
+@pytest.mark.parametrize("name", _marked(["convnext_atto", "convnext_tiny_hnf", "convnextv2_tiny", "convnext_tiny"],
+                                         {"convnext_atto"}))
+def test_features_at_output_stride_32_16_and_8_equal_timms(name: str) -> None:
+    """timm's ConvNeXt taps the stages only (its out_indices 0..3 are archkit's 1..4: archkit's 0 is the stem);
+    a dilated stage downsamples at stride 1, its conv padded 'same' (static where it can be, as timm's)."""
+    for output_stride in (32, 16, 8):
+        torch.manual_seed(0)
+        full = timm.create_model(name, output_stride=output_stride).eval()
+        torch.manual_seed(0)
+        theirs = timm.create_model(name, features_only=True, output_stride=output_stride, out_indices=(0, 1, 2, 3))
+        ours = archkit.create_model(name, features_only=True, output_stride=output_stride, out_indices=[1, 2, 3, 4])
+        ours.load_state_dict({k: v for k, v in full.state_dict().items()
+                              if not k.startswith(("head.", "norm_pre."))}, strict=True)
+        assert ours.feature_info.module_name() == theirs.feature_info.module_name()
+        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
+        x = torch.randn(1, 3, 48, 48)
+        with torch.no_grad():
+            assert all(torch.equal(a, b) for a, b in zip(ours.eval()(x), theirs.eval()(x), strict=True)), output_stride
     assert archkit.create_model(name, device="meta").num_features == full.num_features
 
 
@@ -106,7 +109,7 @@ def test_timm_weights_are_declared_as_timm_has_them() -> None:
 def test_bad_convnext_settings_are_one_located_line(capsys) -> None:
     cases = [(["--set", "block.kernel_size=4"], "kernel_size must be odd"),
              (["--set", "norm={type: rmsnorm2d}"], "the spec's norm must be layernorm2d"),
-             (["--set", "output_stride=16"], "convnext stages do not dilate yet"),
+             (["--set", "stages.1.downsample_kernel_size=0"], "downsample_kernel_size"),
              (["--set", "block.attn=[{type: se}]"], "attention")]
     for extra, fragment in cases:
         assert main(["validate", "convnext_tiny", *extra]) == 2, extra

@@ -81,3 +81,17 @@ def test_bad_res2net_settings_are_one_located_line(capsys) -> None:
         assert main(["validate", "res2net50_26w_4s", *extra]) == 2, extra
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
+
+
+def test_a_variant_of_our_own_loads_its_parents_weights(tmp_path) -> None:
+    """examples/res2net50_26w_4s_se.yaml: SE before each add; every tensor of timm's res2net50_26w_4s copies, only
+    the 16 blocks' SE convs (weight and bias of fc1 and fc2) start untrained."""
+    theirs = trained("res2net50_26w_4s")
+    torch.save(theirs.state_dict(), tmp_path / "w.pth")
+    ours = archkit.create_model("examples/res2net50_26w_4s_se.yaml", weights=str(tmp_path / "w.pth")).eval()
+    plan = ours.transfer_plan
+    assert len(plan.of("copied")) == len(theirs.state_dict()) and not plan.of("unused") and not plan.of("mismatch")
+    assert {i.key.split(".", 2)[2].split(".")[0] for i in plan.of("reinit")} == {"se"}
+    assert len(plan.of("reinit")) == 16 * 4
+    mine = ours.state_dict()
+    assert all(torch.equal(mine[k], v) for k, v in theirs.state_dict().items())
