@@ -108,7 +108,7 @@ def test_timm_weights_are_declared_as_timm_has_them() -> None:
 
 def test_bad_convnext_settings_are_one_located_line(capsys) -> None:
     cases = [(["--set", "block.kernel_size=4"], "kernel_size must be odd"),
-             (["--set", "norm={type: rmsnorm2d}"], "the spec's norm must be layernorm2d"),
+             (["--set", "block.mlp_ratio=0"], "block.mlp_ratio"),
              (["--set", "stages.1.downsample_kernel_size=0"], "downsample_kernel_size"),
              (["--set", "block.attn=[{type: se}]"], "attention")]
     for extra, fragment in cases:
