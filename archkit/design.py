@@ -138,7 +138,8 @@ def fit(spec: Any, macs: float, params_max: float | None = None, vary: tuple[Axi
 def _wider_divisors(spec: Any) -> tuple[int, ...]:
     """The width divisors to try where scaled widths break a block's groups: the spec's divisor and its
     doublings, and the least common multiples of it with every group width the blocks name (RegNetY-1.6GF's
-    24 is no power of two), with their doublings, up to ``MAX_DIVISOR``."""
+    24 is no power of two), with their doublings: seven doublings at most, none above ``MAX_DIVISOR`` (or the
+    largest multiple, where a group width is above it)."""
     d = spec.width_divisor
     groups = {v for st in spec.stages for b in (getattr(st, "block", None), *(getattr(st, "blocks", None) or ()))
               for v in (getattr(b, "group_width", None), getattr(b, "group_size", None)) if isinstance(v, int) and v > 0}

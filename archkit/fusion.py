@@ -15,7 +15,7 @@ from torch import fx, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .errors import NothingToFuse
-from .nn.layers import BatchNormAct2d, EvoNorm2dS0a
+from .nn.layers import BatchNormAct2d, EvoNorm2dS0a, RmsNorm2d
 
 
 class _Tracer(fx.Tracer):
@@ -52,7 +52,8 @@ def fuse(model: nn.Module) -> fx.GraphModule:
         folded += 1
     if not folded:
         norms = sorted({type(m).__name__ for m in model.modules()
-                        if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm, EvoNorm2dS0a))})
+                        if isinstance(m, (nn.GroupNorm, nn.LayerNorm, nn.modules.batchnorm._BatchNorm, EvoNorm2dS0a,
+                                          RmsNorm2d))})
         what = f"it uses {', '.join(norms)}" if norms else "it has no norm layers"
         raise NothingToFuse(f"nothing to fuse: no convolution is followed by a BatchNorm ({what})")
     graph_module.graph.lint()

@@ -320,6 +320,10 @@ class SimpleNorm2d(RmsNorm2d):
 
     type_name: ClassVar[str] = "SimpleNorm2d"
 
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        # the variance, + eps, rsqrt (one per position each), x * rsqrt, * weight
+        return Cost(self.params, 0, 2 * numel(out) + 3 * numel(out[1:]))
+
 
 @_frozen
 class LayerScale(Op):
@@ -489,7 +493,8 @@ class GlobalResponseNorm(Op):
         return 2 * self.channels
 
     def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
-        return Cost(self.params, 0, 3 * numel(out) + 2 * self.channels)  # x * n, the product, the sum; the norms
+        return Cost(self.params, 0, 3 * numel(out) + 2 * self.channels + 2)  # x * n, the product, the sum; the
+        # norms and their ratio to the mean; the mean and + eps
 
 
 @_frozen

@@ -265,6 +265,8 @@ class RmsNorm2d(LayerParams):
 class SimpleNorm2d(RmsNorm2d):
     """timm's ``SimpleNorm2d`` (ConvNeXt-Zepto): channels over the square root of their variance, uncentered, a weight."""
 
+    eps: float = Field(1e-6, gt=0, lt=1, description="Added to the variance for stability (timm's 1e-6).")
+
     def emit(self, s: Scope, name: str, x: Value) -> Value:
         spatial(x.shape, "simplenorm2d")
         return s.call(name, g.SimpleNorm2d(x.shape[0], self.eps), x)
@@ -299,7 +301,7 @@ def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1,
     norm, act = s.norm_layer, s.act_layer
     if not callable(getattr(norm, "emit_act", None)):
         raise ValueError(f"a conv-norm-act unit puts the activation inside the norm: the {norm.type} norm "
-                         "cannot hold one (use batchnorm)")
+                         "cannot hold one (use batchnorm, groupnorm or evonorm_s0a)")
     if apply_act and not callable(getattr(act, "op", None)):
         raise ValueError(f"a conv-norm-act unit puts the activation inside the norm: the {act.type} activation "
                          "cannot sit there (use relu, leaky_relu or silu)")

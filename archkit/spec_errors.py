@@ -94,6 +94,10 @@ def problem(err: dict, data: Any, marks: dict, cls: type[BaseModel], prefix: tup
         message = "needs a 'type'"
         if "block" in path or "blocks" in path:
             message += " (here or in a top-level 'block:' default)"
+        elif path[:1] in (("norm",), ("activation",)) and len(path) == 2:  # the spec kept the default layer
+            default = "{type: batchnorm, eps: 0.001}" if path[0] == "norm" else "{type: relu, inplace: false}"
+            message += f" (a spec that sets none uses {default.split(',')[0][7:]}: give it with the keys, e.g. " \
+                       f"{path[0]}={default})"
     elif kind == "missing":
         message = "required field is missing"
     elif kind == "extra_forbidden":

@@ -432,28 +432,6 @@ def _number(value: Any) -> float:
     return 0.0
 
 
-_DEFAULT_TYPES = {"norm": "batchnorm", "activation": "relu"}  # ModelSpec's defaults
-
-
-def _default_types(tree: Any) -> Any:
-    """A ``norm:`` / ``activation:`` mapping without a type (``--set norm.eps=0.001`` on a spec that keeps the
-    default) is the default type's, as the field's default is."""
-    from .loader import MDict
-
-    for key, kind in _DEFAULT_TYPES.items():
-        node = tree.get(key)
-        if isinstance(node, MDict) and "type" not in node:
-            typed = MDict(node, mark=getattr(node, "mark", None))
-            typed.marks = dict(getattr(node, "marks", {}))
-            typed["type"] = kind
-            typed.marks["type"] = getattr(node, "mark", None) or next(iter(typed.marks.values()), None)
-            tree = MDict(tree, mark=getattr(tree, "mark", None)) if isinstance(tree, MDict) else dict(tree)
-            if isinstance(tree, MDict):
-                tree.marks = dict(getattr(tree, "marks", {}))  # a shallow copy: the caller's tree is unchanged
-            tree[key] = typed
-    return tree
-
-
 def validate(tree: Any, source: str = "<spec>") -> ModelSpec:
     """Validate a loaded spec tree (see ``archkit.loader``) into a ModelSpec, or raise SpecError listing
     every problem found (at most ``MAX_PROBLEMS``), each located."""
@@ -464,7 +442,6 @@ def validate(tree: Any, source: str = "<spec>") -> ModelSpec:
         from .generate import expand
 
         tree = expand(tree, generators)
-    tree = _default_types(tree)
     own = _own_patterns(tree)
     tree = resolve_stage_blocks(tree)
     data, marks = flatten(tree)

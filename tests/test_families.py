@@ -38,6 +38,7 @@ PRIMITIVES = {
     "hard_swish": ["activation={type: hard_swish}"], "hard_sigmoid": ["activation={type: hard_sigmoid}"],
     "relu6": ["activation={type: relu6}"], "mish": ["activation={type: mish}"], "sigmoid": ["activation={type: sigmoid}"],
     "tanh": ["activation={type: tanh}"], "layernorm2d": ["norm={type: layernorm2d}"], "rmsnorm2d": ["norm={type: rmsnorm2d}"],
+    "simplenorm2d": ["norm={type: simplenorm2d}"], "groupnorm_size": ["norm={type: groupnorm, group_size: 4}"],
     "same_s2": ["stem.0.padding=same"], "same_even": ["stem.0.padding=same", "stem.0.stride=1", "stem.0.kernel_size=4"],
     "layer_scale_pool": ["stem=[{type: conv, channels: 8, kernel_size: 3}, {type: layer_scale}, "
                          "{type: avgpool, kernel_size: 3, stride: 2, padding: 1, count_include_pad: false}]"],

@@ -4,8 +4,8 @@ activation (``mlp.fc1``, ``mlp.fc2``; V2: ``mlp.grn``, global response normaliza
 the layer scale ``gamma`` (a parameter of the block itself, as timm names it; V2 has none) and the identity add.
 
 The MLP is 1x1 convs on the NCHW map with the spec's norm (``conv_mlp``: timm's atto..nano models), or Linear
-layers on the map made channels-last with a LayerNorm of the spec's layernorm2d eps (the larger models; another
-norm runs on the NCHW map first): the same function, other parameter shapes, so each model follows timm's choice."""
+layers on the map made channels-last with a LayerNorm of the spec's layernorm2d eps (the larger models): the
+same function, other parameter shapes, so each model follows timm's choice (its packaged specs say which)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ class ConvNeXtParams(BlockParams):
 
     kernel_size: int = Field(7, ge=1, le=31, description="The depthwise conv's kernel (odd).")
     mlp_ratio: float = Field(4.0, gt=0, le=64, description="The MLP's hidden width relative to the channels.")
-    conv_mlp: bool = Field(False, description="The MLP as 1x1 convs on the NCHW map with the spec's norm (timm's "
-                                              "conv_mlp); else Linear layers on the channels-last map.")
+    conv_mlp: bool = Field(True, description="The MLP as 1x1 convs on the NCHW map with the spec's norm (timm's "
+                                             "conv_mlp; any norm); false: Linear layers on the channels-last map "
+                                             "after timm's LayerNorm (a layernorm2d spec; timm's default form).")
     use_grn: bool = Field(False, description="Global response normalization after the MLP's activation "
                                              "(ConvNeXt V2).")
     ls_init_value: float | None = Field(1e-6, gt=0, le=1, description="The layer scale gamma's start (none: no "
@@ -61,14 +62,13 @@ def _conv_mlp(b: BlockPlan, s: Scope, x: Value) -> Value:
 
 
 def _linear_mlp(b: BlockPlan, s: Scope, x: Value) -> Value:
-    """Channels-last: timm's LayerNorm (for the spec's layernorm2d, with its eps; another norm runs on the NCHW map
-    before the permute), then Mlp (Linear layers) or its GRN form."""
+    """Channels-last: timm's LayerNorm (the spec's layernorm2d eps), then Mlp (Linear layers) or its GRN form."""
     norm = s.norm_layer
+    if getattr(norm, "type", None) != "layernorm2d":
+        raise ValueError(f"the channels-last MLP (conv_mlp: false) takes timm's LayerNorm: the spec's norm must be "
+                         f"layernorm2d, not {getattr(norm, 'type', norm)} (or keep conv_mlp: true)")
     c, hidden = x.shape[0], int(b.params.mlp_ratio * x.shape[0])
-    if getattr(norm, "type", None) == "layernorm2d":
-        y = s.call("norm", LayerNorm(c, norm.eps), s.apply(Permute((1, 2, 0)), x))
-    else:
-        y = s.apply(Permute((1, 2, 0)), s.norm("norm", x))
+    y = s.call("norm", LayerNorm(c, norm.eps), s.apply(Permute((1, 2, 0)), x))
     mlp, (y,) = s.enter("mlp", "GlobalResponseNormMlp" if b.params.use_grn else "Mlp", y)
     y = mlp.act("act", mlp.call("fc1", LinearLast(c, hidden), y))
     if b.params.use_grn:

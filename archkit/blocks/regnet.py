@@ -63,9 +63,9 @@ def regnet_bottle(b: BlockPlan, s: Scope, x: Value) -> Value:
     out = _excite(b, s, out)
     out = conv_norm_act(s, "conv3", out, b.planes, 1, apply_act=False, zero_init=True)
     sc = _downsample(b, s, x)
-    out = drop_path(b, s, attend(b, s, "pre_add", out, "attn_last"))
-    if sc is not None:
-        out = s.add(out, sc)
+    out = attend(b, s, "pre_add", out, "attn_last")
+    if sc is not None:  # timm drops the path only where there is a shortcut to add it to
+        out = s.add(drop_path(b, s, out), sc)
     return s.call("act3", Passthrough("identity"), out) if p.linear_out else s.act("act3", out)
 
 
@@ -84,8 +84,8 @@ def regnet_prebottle(b: BlockPlan, s: Scope, x: Value) -> Value:
     out = _norm_act(s, "norm3", out)
     out = s.call("conv3", Conv2d(inner, b.planes, 1), out)
     sc = _downsample(b, s, x, preact=True)
-    out = drop_path(b, s, attend(b, s, "pre_add", out, "attn_last"))
-    return out if sc is None else s.add(out, sc)
+    out = attend(b, s, "pre_add", out, "attn_last")
+    return out if sc is None else s.add(drop_path(b, s, out), sc)  # timm drops the path only with a shortcut
 
 
 def _inner(b: BlockPlan) -> int:
@@ -101,7 +101,7 @@ def _norm_act(s: Scope, name: str, x: Value) -> Value:
     if not callable(getattr(s.norm_layer, "emit_act", None)) or not callable(getattr(s.act_layer, "op", None)):
         raise ValueError(f"a pre-activation RegNet block puts the activation inside the norm: the "
                          f"{s.norm_layer.type} norm with the {s.act_layer.type} activation cannot (use batchnorm, "
-                         "and relu or silu)")
+                         "groupnorm or evonorm_s0a, and relu, silu or leaky_relu)")
     return s.norm_layer.emit_act(s, name, x, s.act_layer.op())
 
 
