@@ -7,16 +7,15 @@ outputs are equal; features equal timm's; timm's weights declared. A few models 
 
 from __future__ import annotations
 
-import re
 
 import pytest
 import timm
 import torch
-from timm.models import get_pretrained_cfg
 
 import archkit
 from archkit.cli import main
-from timm_reference import assert_structure_and_macs_equal_timm, trained
+from timm_reference import (assert_features_equal, assert_layer_decay_equal, assert_outputs_equal_after_strict_load,
+                            assert_structure_and_macs_equal_timm, assert_weights_declared_as_timms, trained)
 
 NAMES = timm.list_models(module="convnext")
 DEFAULT = {"convnext_atto", "test_convnext", "convnextv2_atto"}  # 1x1 MLP; Linear MLP; GRN (the rest: -m slow)
@@ -39,15 +38,7 @@ def test_structure_and_macs_equal_timm(name: str) -> None:
 
 @pytest.mark.parametrize("name", _marked([n for n in NAMES if n not in HUGE]))
 def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
-    theirs = trained(name)
-    with torch.no_grad():  # layer scales and GRN start at 1e-6 and 0: move every parameter off its start
-        for p in theirs.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    ours = archkit.create_model(name).eval()
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(ours(x), theirs(x))
+    assert_outputs_equal_after_strict_load(name, move_parameters=True)  # layer scales start at 1e-6, GRN at 0
 
 
 @pytest.mark.parametrize("name", _marked(["convnext_atto", "convnext_tiny_hnf", "convnextv2_tiny", "convnext_tiny"],
@@ -55,55 +46,16 @@ def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
 def test_features_at_output_stride_32_16_and_8_equal_timms(name: str) -> None:
     """timm's ConvNeXt taps the stages only (its out_indices 0..3 are archkit's 1..4: archkit's 0 is the stem);
     a dilated stage downsamples at stride 1, its conv padded 'same' (static where it can be, as timm's)."""
-    for output_stride in (32, 16, 8):
-        torch.manual_seed(0)
-        full = timm.create_model(name, output_stride=output_stride).eval()
-        torch.manual_seed(0)
-        theirs = timm.create_model(name, features_only=True, output_stride=output_stride, out_indices=(0, 1, 2, 3))
-        ours = archkit.create_model(name, features_only=True, output_stride=output_stride, out_indices=[1, 2, 3, 4])
-        ours.load_state_dict({k: v for k, v in full.state_dict().items()
-                              if not k.startswith(("head.", "norm_pre."))}, strict=True)
-        assert ours.feature_info.module_name() == theirs.feature_info.module_name()
-        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
-        x = torch.randn(1, 3, 48, 48)
-        with torch.no_grad():
-            assert all(torch.equal(a, b) for a, b in zip(ours.eval()(x), theirs.eval()(x), strict=True)), output_stride
-    assert archkit.create_model(name, device="meta").num_features == full.num_features
+    assert_features_equal(name, theirs_taps=(0, 1, 2, 3), ours_taps=[1, 2, 3, 4], skip=("head.", "norm_pre."))
+    assert archkit.create_model(name, device="meta").num_features == timm.create_model(name, device="meta").num_features
 
 
 def test_layer_decay_groups_parameters_as_timms_convnext() -> None:
-    from timm.optim._param_groups import param_groups_layer_decay
-
-    def scales(groups, key):
-        return sorted(round(g[key], 9) for g in groups)
-
-    ours = archkit.param_groups(archkit.create_model("convnext_atto", device="meta"), lr=1.0, layer_decay=0.75)
-    theirs = param_groups_layer_decay(timm.create_model("convnext_atto", device="meta"), layer_decay=0.75)
-    assert scales(ours, "lr") == scales(theirs, "lr_scale")
+    assert_layer_decay_equal("convnext_atto")
 
 
 def test_timm_weights_are_declared_as_timm_has_them() -> None:
-    untrained = []
-    for name in NAMES:
-        cfg = get_pretrained_cfg(name).to_dict()
-        spec = archkit.load_spec(name)
-        if cfg["tag"] == "untrained":
-            untrained.append(name)
-            assert not spec.weights
-            continue
-        (tag, entry), = spec.weights.items()
-        assert tag == cfg["tag"] and entry.meta.num_classes == cfg["num_classes"], name
-        release = re.search(r"-([0-9a-f]{8})\.pth$", cfg.get("url") or "")
-        if release and "github.com" in cfg["url"]:
-            assert (entry.url, entry.sha256) == (cfg["url"], release[1]), name
-        else:
-            assert entry.url == f"https://huggingface.co/{cfg['hf_hub_id']}/resolve/main/model.safetensors", name
-            assert entry.sha256 is None
-        assert (entry.meta.crop_pct, entry.meta.interpolation, entry.meta.license) == \
-            (cfg["crop_pct"], cfg["interpolation"], cfg["license"]), name
-        assert entry.meta.input_size == list(cfg["input_size"][1:]) == spec.input.size, name
-        assert (tuple(entry.meta.mean), tuple(entry.meta.std)) == (cfg["mean"], cfg["std"]), name
-    assert untrained == ["convnext_atto_rms", "convnextv2_small"]
+    assert assert_weights_declared_as_timms(NAMES) == ["convnext_atto_rms", "convnextv2_small"]
 
 
 def test_bad_convnext_settings_are_one_located_line(capsys) -> None:

@@ -6,18 +6,17 @@ models by default, every one under ``-m slow``."""
 
 from __future__ import annotations
 
-import re
 
 import pytest
 import timm
 import torch
-from timm.models import get_pretrained_cfg
 from timm.models.regnet import RegNet, model_cfgs
 
 import archkit
 from archkit.cli import main
 from archkit.generators.regnet import RegNetSpec, stages
-from timm_reference import assert_structure_and_macs_equal_timm, trained
+from timm_reference import (assert_features_equal, assert_layer_decay_equal, assert_outputs_equal_after_strict_load,
+                            assert_structure_and_macs_equal_timm, assert_weights_declared_as_timms, trained)
 
 NAMES = timm.list_models(module="regnet")
 HUGE = {"regnety_1280", "regnety_2560"}  # 644 M and 1.28 G parameters: compared on the meta device only
@@ -58,63 +57,21 @@ def test_structure_and_macs_equal_timm(name: str) -> None:
 
 @pytest.mark.parametrize("name", _marked([n for n in NAMES if n not in HUGE]))
 def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
-    theirs = trained(name)
-    ours = archkit.create_model(name).eval()
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(ours(x), theirs(x))
+    assert_outputs_equal_after_strict_load(name)
 
 
 @pytest.mark.parametrize("name", _marked(["regnety_002", "regnetz_005", "regnetx_004_tv", "regnetv_064"],
                                          {"regnety_002"}))
 def test_features_at_output_stride_32_16_and_8_equal_timms(name: str) -> None:
-    for output_stride in (32, 16, 8):
-        torch.manual_seed(0)
-        full = timm.create_model(name, output_stride=output_stride).eval()
-        taps = list(range(len(full.feature_info)))
-        torch.manual_seed(0)
-        theirs = timm.create_model(name, features_only=True, output_stride=output_stride, out_indices=tuple(taps))
-        ours = archkit.create_model(name, features_only=True, output_stride=output_stride, out_indices=taps).eval()
-        ours.load_state_dict({k: v for k, v in full.state_dict().items()
-                              if not k.startswith(("head.", "final_conv."))}, strict=True)
-        assert ours.feature_info.module_name() == theirs.feature_info.module_name()
-        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
-        x = torch.randn(1, 3, 48, 48)
-        with torch.no_grad():
-            assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs.eval()(x), strict=True)), output_stride
+    assert_features_equal(name, skip=("head.", "final_conv."))
 
 
 def test_layer_decay_groups_parameters_as_timms_regnet() -> None:
-    from timm.optim._param_groups import param_groups_layer_decay
-
-    def scales(groups, key):
-        return sorted(round(g[key], 9) for g in groups)
-
-    ours = archkit.param_groups(archkit.create_model("regnetx_002", device="meta"), lr=1.0, layer_decay=0.75)
-    theirs = param_groups_layer_decay(timm.create_model("regnetx_002", device="meta"), layer_decay=0.75)
-    assert scales(ours, "lr") == scales(theirs, "lr_scale")
+    assert_layer_decay_equal("regnetx_002")
 
 
 def test_timm_weights_are_declared_as_timm_has_them() -> None:
-    for name in NAMES:
-        cfg = get_pretrained_cfg(name).to_dict()
-        spec = archkit.load_spec(name)
-        if cfg["tag"] == "untrained":
-            assert not spec.weights, name
-            continue
-        (tag, entry), = spec.weights.items()
-        assert tag == cfg["tag"] and entry.meta.num_classes == cfg["num_classes"], name
-        release = re.search(r"-([0-9a-f]{8})\.pth$", cfg.get("url") or "")
-        if release and "github.com" in cfg["url"]:  # timm's own release file, its name carrying its hash
-            assert (entry.url, entry.sha256) == (cfg["url"], release[1]), name
-        else:  # pycls', torchvision's and SEER's files are converted by timm: its Hugging Face copy, in its keys
-            assert entry.url == f"https://huggingface.co/{cfg['hf_hub_id']}/resolve/main/model.safetensors", name
-            assert entry.sha256 is None
-        assert (entry.meta.crop_pct, entry.meta.interpolation, entry.meta.license) == \
-            (cfg["crop_pct"], cfg["interpolation"], cfg["license"]), name
-        assert entry.meta.input_size == list(cfg["input_size"][1:]) == spec.input.size, name
-        assert (tuple(entry.meta.mean), tuple(entry.meta.std)) == (cfg["mean"], cfg["std"]), name
+    assert assert_weights_declared_as_timms(NAMES) == ["regnety_040_sgn", "regnetz_005"]
 
 
 def test_a_variant_of_our_own_loads_its_parents_weights(tmp_path) -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 import pytest
 import timm
 import torch
-from timm.models import get_pretrained_cfg
 
 import archkit
 from archkit.cli import main
-from timm_reference import assert_structure_and_macs_equal_timm, trained
+from timm_reference import (assert_features_equal, assert_outputs_equal_after_strict_load,
+                            assert_structure_and_macs_equal_timm, assert_weights_declared_as_timms, trained)
 
 NAMES = timm.list_models(module="res2net")
 DEFAULT = {"res2net50_48w_2s", "res2next50"}  # the smallest scale, and grouped 3x3s
@@ -34,43 +34,17 @@ def test_structure_and_macs_equal_timm(name: str) -> None:
 
 @pytest.mark.parametrize("name", _marked(NAMES, {"res2net50_48w_2s"}))
 def test_timm_weights_load_strictly_and_outputs_are_equal(name: str) -> None:
-    theirs = trained(name)
-    ours = archkit.create_model(name).eval()
-    ours.load_state_dict(theirs.state_dict(), strict=True)
-    x = torch.randn(2, 3, 64, 64)
-    with torch.no_grad():
-        assert torch.equal(ours(x), theirs(x))
+    assert_outputs_equal_after_strict_load(name)
 
 
 @pytest.mark.parametrize("name", _marked(["res2net50_14w_8s", "res2net50d"], set()))  # ResNeSt's and SKNet's run by default
 def test_features_at_output_stride_32_16_and_8_equal_timms(name: str) -> None:
-    for output_stride in (32, 16, 8):
-        torch.manual_seed(0)
-        full = timm.create_model(name, output_stride=output_stride).eval()
-        taps = list(range(len(full.feature_info)))
-        torch.manual_seed(0)
-        theirs = timm.create_model(name, features_only=True, output_stride=output_stride, out_indices=tuple(taps))
-        ours = archkit.create_model(name, features_only=True, output_stride=output_stride, out_indices=taps).eval()
-        ours.load_state_dict({k: v for k, v in full.state_dict().items() if not k.startswith("fc.")}, strict=True)
-        # the stem's activation is torchvision's relu here, timm's act1 (no parameters), as in the ResNet zoo
-        assert ours.feature_info.module_name()[1:] == theirs.feature_info.module_name()[1:]
-        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
-        x = torch.randn(1, 3, 48, 48)
-        with torch.no_grad():
-            assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs.eval()(x), strict=True)), output_stride
+    # the stem's activation is torchvision's relu here, timm's act1 (no parameters), as in the ResNet zoo
+    assert_features_equal(name, compare_names=slice(1, None))
 
 
 def test_timm_weights_are_declared_as_timm_has_them() -> None:
-    for name in NAMES:
-        cfg = get_pretrained_cfg(name).to_dict()
-        spec = archkit.load_spec(name)
-        (tag, entry), = spec.weights.items()
-        assert tag == cfg["tag"] and entry.meta.num_classes == cfg["num_classes"], name
-        assert entry.url == f"https://huggingface.co/{cfg['hf_hub_id']}/resolve/main/model.safetensors", name
-        assert entry.sha256 is None  # hub-only files: trusted on first download
-        assert (entry.meta.crop_pct, entry.meta.interpolation, entry.meta.license) == \
-            (cfg["crop_pct"], cfg["interpolation"], cfg["license"]), name
-        assert entry.meta.input_size == list(cfg["input_size"][1:]) == spec.input.size, name
+    assert assert_weights_declared_as_timms(NAMES) == []
 
 
 def test_bad_res2net_settings_are_one_located_line(capsys) -> None:

@@ -32,14 +32,20 @@ class BottleneckParams(GroupedParams, ExplicitWidths, ResNetParams):
     """Bottleneck settings: grouped width, timm's ResNet options, explicit (pruned) widths."""
 
 
+def grouped_width(planes: int, base_width: int, groups: int) -> int:
+    """torchvision's and timm's grouped width: int(planes * base_width / 64) * groups (ResNeXt, Res2Net, ResNeSt,
+    SKNet)."""
+    width = int(planes * (base_width / 64.0)) * groups
+    if width < 1:
+        raise ValueError(f"planes {planes} x base_width {base_width} / 64 gives a width of 0")
+    return width
+
+
 def bottleneck_width(planes: int, params: Any) -> int:
     """The 3x3 conv's width, torchvision's rule: int(planes * base_width / 64) * groups (or the explicit one)."""
     if getattr(params, "widths", None):
         return params.widths[1]
-    width = int(planes * (params.base_width / 64.0)) * params.groups
-    if width < 1:
-        raise ValueError(f"planes {planes} x base_width {params.base_width} / 64 gives a width of 0")
-    return width
+    return grouped_width(planes, params.base_width, params.groups)
 
 
 def first_width(planes: int, params: Any) -> int:

@@ -7,12 +7,11 @@ Res2NeXt is the same with grouped 3x3s (``cardinality``)."""
 
 from __future__ import annotations
 
-import math
-
 from pydantic import Field
 
 from ..graph import Concat, Conv2d, Narrow, Pool2d, Scope, Value
 from .base import BlockParams, BlockPlan, block, residual
+from .bottleneck import grouped_width
 
 
 class Res2NetParams(BlockParams):
@@ -36,9 +35,7 @@ def _norm_op(s: Scope, channels: int, size: tuple[int, int]) -> object:
 def res2net(b: BlockPlan, s: Scope, x: Value) -> Value:
     """Res2Net bottleneck: hierarchical 3x3s over channel groups (Res2Net, Res2NeXt)."""
     p = b.params
-    width = int(math.floor(b.planes * (p.base_width / 64.0))) * p.cardinality
-    if width < 1:
-        raise ValueError(f"planes {b.planes} x base_width {p.base_width} / 64 gives a width of 0")
+    width = grouped_width(b.planes, p.base_width, p.cardinality)
     first = b.stride > 1 or b.in_channels != b.out_channels  # timm's is_first: the block that has a downsample
     out = s.act("relu", s.norm("bn1", s.conv("conv1", x, width * p.scale, 1)))
     parts = [s.apply(Narrow(i * width, width), out) for i in range(p.scale)]

@@ -13,6 +13,7 @@ from ..attention.base import make_divisible
 from ..graph import (Activation, Add, Concat, Contiguous, Conv2d, MeanHW, Mul, Narrow, Pool2d, Reshape, Scope, Softmax,
                      Value)
 from .base import BlockParams, BlockPlan, block, residual
+from .bottleneck import grouped_width
 
 
 class ResNeStParams(BlockParams):
@@ -62,9 +63,7 @@ def split_attention(b: BlockPlan, s: Scope, name: str, x: Value, width: int, str
 def resnest(b: BlockPlan, s: Scope, x: Value) -> Value:
     """ResNeSt bottleneck: split-attention 3x3 (ResNeSt)."""
     p = b.params
-    width = int(b.planes * (p.base_width / 64.0)) * p.cardinality
-    if width < 1:
-        raise ValueError(f"planes {b.planes} x base_width {p.base_width} / 64 gives a width of 0")
+    width = grouped_width(b.planes, p.base_width, p.cardinality)
     avd = p.avd and b.stride > 1
     out = s.act("act1", s.norm("bn1", s.conv("conv1", x, width, 1)))
     pool = Pool2d("avg", 3, b.stride, 1)

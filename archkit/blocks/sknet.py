@@ -6,14 +6,13 @@ on its share of the input channels (``split_input``) or all of them, summed and 
 
 from __future__ import annotations
 
-import math
-
 from pydantic import Field
 
 from ..attention.base import make_divisible
 from ..graph import Activation, Add, BatchNorm, Conv2d, MeanHW, Mul, Narrow, Reshape, Scope, Softmax, Value
 from ..layers import conv_norm_act
 from .base import BlockParams, BlockPlan, block, residual
+from .bottleneck import grouped_width
 
 
 class SelectiveKernelParams(BlockParams):
@@ -83,9 +82,7 @@ def sk_basic(b: BlockPlan, s: Scope, x: Value) -> Value:
 def sk_bottleneck(b: BlockPlan, s: Scope, x: Value) -> Value:
     """Bottleneck whose 3x3 is a selective kernel (timm's SKResNet-50, SKResNeXt-50)."""
     p = b.params
-    width = int(math.floor(b.planes * (p.base_width / 64)) * p.cardinality)
-    if width < 1:
-        raise ValueError(f"planes {b.planes} x base_width {p.base_width} / 64 gives a width of 0")
+    width = grouped_width(b.planes, p.base_width, p.cardinality)
     out = conv_norm_act(s, "conv1", x, width, 1)
     out = selective_kernel(b, s, "conv2", out, width, groups=p.cardinality)
     out = conv_norm_act(s, "conv3", out, b.out_channels, 1, apply_act=False, zero_init=True)
