@@ -70,6 +70,7 @@ def test_bad_convnext_settings_are_one_located_line(capsys) -> None:
         assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
 
 
+@pytest.mark.slow  # builds two ResNet-50-class models (the suite's time budget)
 def test_a_variant_of_our_own_loads_its_parents_weights(tmp_path) -> None:
     """examples/convnext_tiny_grn.yaml: V1 with V2's GRN; every tensor of convnext_tiny copies, the 36 GRN tensors
     start at zero, where GRN is the identity, so the variant computes its parent's outputs."""

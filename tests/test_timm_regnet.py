@@ -74,6 +74,7 @@ def test_timm_weights_are_declared_as_timm_has_them() -> None:
     assert assert_weights_declared_as_timms(NAMES) == ["regnety_040_sgn", "regnetz_005"]
 
 
+@pytest.mark.slow  # builds two ResNet-50-class models (the suite's time budget)
 def test_a_variant_of_our_own_loads_its_parents_weights(tmp_path) -> None:
     """examples/regnety_016_eca.yaml: regnety_016 with ECA before each add; timm's regnety_016 weights copy into
     every tensor of the variant but the 27 new ECA convs, which start untrained."""

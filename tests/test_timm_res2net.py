@@ -57,6 +57,7 @@ def test_bad_res2net_settings_are_one_located_line(capsys) -> None:
         assert len(err.splitlines()) == 1 and fragment in err, (extra, err)
 
 
+@pytest.mark.slow  # builds two ResNet-50-class models (the suite's time budget)
 def test_a_variant_of_our_own_loads_its_parents_weights(tmp_path) -> None:
     """examples/res2net50_26w_4s_se.yaml: SE before each add; every tensor of timm's res2net50_26w_4s copies, only
     the 16 blocks' SE convs (weight and bias of fc1 and fc2) start untrained."""
