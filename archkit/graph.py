@@ -518,11 +518,13 @@ class Passthrough(Op):
 
 @_frozen
 class BlurPool2d(Op):
-    """timm's ``BlurPool2d``: reflect padding, then a depthwise binomial blur with the stride."""
+    """timm's ``BlurPool2d``: reflect padding (``constant``: zeros, timm's 'blurpc'), then a depthwise binomial
+    blur with the stride."""
 
     channels: int
     filt_size: int = 3
     stride: int = 2
+    constant: bool = False
     type_name: ClassVar[str] = "BlurPool2d"
 
     def pad(self) -> int:
@@ -530,7 +532,7 @@ class BlurPool2d(Op):
 
     def out_shape(self, *shapes: Shape) -> Shape:
         c, h, w = spatial(shapes[0], "blurpool")
-        if self.pad() >= min(h, w):
+        if self.pad() >= min(h, w) and not self.constant:
             raise ValueError(f"a {h}x{w} input is too small for the blur's reflect padding")
         return _sized(c, window(h, self.filt_size, self.stride, self.pad()), window(w, self.filt_size, self.stride,
                                                                                     self.pad()), "blurpool", shapes[0])
@@ -1025,7 +1027,7 @@ class Scope:
         name = self._name(name)
         old = self._children.get(name)
         if old is None:
-            if not name or not (name.isidentifier() or (self.sequential and name.isdigit())):
+            if not name or not (name.isidentifier() or name.isdigit()):  # digits: a Sequential's, a ModuleDict's
                 raise DescriptionError(f"{self.type_name}: child name {name!r} is not an identifier")
             self._children[name] = op
         elif old is not op and old != op:

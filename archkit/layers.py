@@ -123,6 +123,22 @@ class Norm(LayerParams):
         return s.norm(name, x)
 
 
+class NormAct(LayerParams):
+    """The spec's norm with the spec's activation inside it (timm's ``BatchNormAct2d``: EfficientNet's ``bn1``)."""
+
+    apply_act: bool = Field(True, description="Put the activation inside (off: the norm alone, as a module of "
+                                              "the norm-act class).")
+
+    def emit(self, s: Scope, name: str, x: Value) -> Value:
+        norm, act = s.norm_layer, s.act_layer
+        if not callable(getattr(norm, "emit_act", None)):
+            raise ValueError(f"the {norm.type} norm cannot hold an activation (use batchnorm, groupnorm or "
+                             "evonorm_s0a, or norm and act layers)")
+        if self.apply_act and not callable(getattr(act, "op", None)):
+            raise ValueError(f"the {act.type} activation cannot sit inside a norm")
+        return norm.emit_act(s, name, x, act.op() if self.apply_act else None)
+
+
 class Act(LayerParams):
     """The spec's `activation:`."""
 
@@ -309,7 +325,7 @@ def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1,
         raise ValueError(f"DropBlock sits inside the norm of a conv-norm-act unit: the {norm.type} norm cannot hold it")
     y = norm.emit_act(inner, "bn", y, act.op() if apply_act else None, **({"drop": drop} if drop else {}))
     if use_aa:  # timm's create_aa: AvgPool2d(stride) for avg, BlurPool2d(channels, stride) for blur
-        op = g.BlurPool2d(out, 3, stride) if aa == "blur" else g.Pool2d("avg", stride, stride)
+        op = g.Pool2d("avg", stride, stride) if aa == "avg" else g.BlurPool2d(out, 3, stride, aa == "blurpc")
         y = inner.call("aa", op, y)
     if zero_init:
         s.mark_zero_init(f"{name}.bn")
@@ -445,6 +461,7 @@ BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "groupnorm": GroupNorm,
     "evonorm_s0a": EvoNormS0a,
     "norm": Norm,
+    "norm_act": NormAct,
     "act": Act,
     "relu": ReLU,
     "leaky_relu": LeakyReLU,

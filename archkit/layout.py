@@ -3,7 +3,8 @@
 A layout says which container holds the stem's layers, the stages and the head's layers (``""``: the
 network's own children), how a stage and a block are named (``{i}`` the 0-based index, ``{n}`` the
 1-based), and where a plain stage keeps its blocks. torchvision's (``conv1``, ``layer1.0``, ``fc``) and
-timm's newer models' (``stem.conv1``, ``stages.0.blocks.0``, ``head.fc``) are two presets; timm's RegNet
+timm's newer models' (``stem.conv1``, ``stages.0.blocks.0``, ``head.fc``) and timm's EfficientNets' (``conv_stem``,
+``blocks.0.0``, ``classifier``) are presets; timm's RegNet
 (``stem.conv``, ``s1.b1``, ``head.fc``) is ``{like: timm, stages: "", stage: "s{n}", blocks: "", block:
 "b{n}"}``. The plan computes every module path from it; build, the model API, transfer and sharing read
 only the plan's paths.
@@ -24,7 +25,7 @@ PATTERN = r"^[A-Za-z0-9_]*(\{[in]\})?[A-Za-z0-9_]*$"  # a name, with {i} (0-base
 class Layout(SpecModel):
     """Where the stem, stages, blocks and head live (module paths = ``state_dict`` keys)."""
 
-    like: Literal["torchvision", "timm"] = Field("torchvision", description="The preset the keys not given "
+    like: Literal["torchvision", "timm", "efficientnet"] = Field("torchvision", description="The preset the keys not given "
                                                  "here come from.")
     stem: str = Field("", pattern=CONTAINER, max_length=64, description="Container of the stem's layers ('': the "
                       "network's own children, torchvision's conv1; 'stem': timm's stem.conv1).")
@@ -78,6 +79,8 @@ class Layout(SpecModel):
 PRESETS: dict[str, dict[str, str]] = {
     "torchvision": {},
     "timm": {"stem": "stem", "stages": "stages", "stage": "{i}", "blocks": "blocks", "head": "head"},
+    # timm's EfficientNet and MobileNet models: conv_stem, bn1, blocks.0.0, conv_head, bn2, classifier
+    "efficientnet": {"stages": "blocks", "stage": "{i}"},
 }
 
 
@@ -110,5 +113,5 @@ def _form(value: Any) -> str:
 
 
 # a spec's layout: key: a preset's name, or a mapping (validated as the one form it is: one error, not two)
-LayoutField = Annotated[Union[Annotated[Literal["torchvision", "timm"], Tag("preset")],
+LayoutField = Annotated[Union[Annotated[Literal["torchvision", "timm", "efficientnet"], Tag("preset")],
                               Annotated[Layout, Tag("scheme")]], Discriminator(_form)]

@@ -91,7 +91,7 @@ _PRIMITIVES: dict[type, Any] = {
     g.Flatten: lambda op: nn.Flatten(1),
     g.Linear: lambda op: nn.Linear(op.in_features, op.out_features, op.bias),
     g.Passthrough: _passthrough,
-    g.BlurPool2d: lambda op: BlurPool2d(op.channels, op.filt_size, op.stride),
+    g.BlurPool2d: lambda op: BlurPool2d(op.channels, op.filt_size, op.stride, op.constant),
     g.ZeroPadShortcut: lambda op: ZeroPadShortcut(op.stride, op.pad),
     g.AvgPoolSame: lambda op: AvgPoolSame(),
     g.Custom: _custom,
@@ -180,7 +180,7 @@ def forward_source(graph: g.Graph) -> str:
         ins = [names[j] for j in node.inputs]
         out = f"v{node.output}"
         if node.target is not None:
-            lines.append(f"    {out} = self.{node.target}({', '.join(ins)})")
+            lines.append(f"    {out} = {_child_ref(node.target)}({', '.join(ins)})")
         elif isinstance(node.op, g.Add) and node.op.inplace and node.inputs[0] not in inputs \
                 and uses.get(node.inputs[0]) == 1:
             lines.append(f"    {ins[0]} += {ins[1]}")  # torchvision's out += identity
@@ -190,6 +190,12 @@ def forward_source(graph: g.Graph) -> str:
         names[node.output] = out
     lines.append(f"    return {names[graph.output.index]}")
     return "\n".join(lines) + "\n"
+
+
+def _child_ref(target: str) -> str:
+    """The child in generated code: ``self.conv1``, or ``getattr(self, "0")`` for an index name (timm's
+    MixedConv2d children; TorchScript takes both)."""
+    return f"self.{target}" if target.split("[")[0].isidentifier() else f"getattr(self, {target!r})"
 
 
 def _is_chain(graph: g.Graph) -> bool:

@@ -138,6 +138,8 @@ class StageSpec(_Envelope):
                         "block expansion); the stage's output channels for dark, csp and cs3 stages.")
     depth: int = Field(ge=1, le=100_000, description="Number of blocks.")
     stride: int = Field(1, ge=1, le=64, description="Stride of the first block (the stage's downsampling).")
+    depth_multiplier: float | None = Field(None, gt=0, le=64, description="This stage's own depth multiplier, in "
+                                           "place of the spec's (1.0: its depth as written, timm's fix_first_last).")
     dilate: bool = Field(False, description="Replace the stride with dilation (torchvision's "
                                             "replace_stride_with_dilation), keeping the resolution.")
     block: SerializeAsAny[BlockSpec] | None = Field(None, description="Block type and params, merged over the "

@@ -366,8 +366,10 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         taken |= {names.head} if names.head else {layer.name for layer in spec.head if layer.name is not None}
     stem, shape = _layers(spec, "stem", input_shape, taken, width)
     rule = spec.scaling
-    sizes = [(scaled_width(s.planes, width if "stages" in rule.parts else 1.0, spec.width_divisor, rule.round_limit),
-              scaled_depth(s.depth, depth_multiplier, rule.depth)) for s in spec.stages]
+    widths = (width if "stages" in rule.parts else 1.0, spec.width_divisor, rule.round_limit)
+    sizes = [(scaled_width(s.planes, *widths), scaled_depth(s.depth, depth_multiplier if s.depth_multiplier is None
+                                                            else s.depth_multiplier, rule.depth))
+             for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes), spec.drop_path_schedule)
     stages, dilation, n, planned = [], 1, 0, 0
     # timm's output_stride: once the network's stride reaches it, later strides become dilation
@@ -382,7 +384,8 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
         si = StageInput(i, spec.stage_path(i), stage, planes, depth,
                         shape, dilation, n, tuple(rates[n:n + depth]), spec.norm, spec.activation,
                         spec.drop_block_rate, names.like, block_type, dilate, spec.deploy,
-                        drop_block_of(spec.drop_block_rate, i, len(spec.stages), spec.drop_block_size), names)
+                        drop_block_of(spec.drop_block_rate, i, len(spec.stages), spec.drop_block_size), names,
+                        widths)
         try:
             result = _stage(si)
         except StageProblem as exc:
@@ -459,8 +462,9 @@ def check_renames(spec: ModelSpec, stages: Any) -> None:
 
 
 def _block_places(stage: Any) -> list[tuple[tuple, Any]]:
-    """Where a stage sets block keys: its ``block``, each ``blocks:`` and ``pattern:`` item (path, block)."""
-    return [(("block",), stage.block)] + [((key, j), b) for key in ("blocks", "pattern")
+    """Where a stage sets block keys: its ``block``, each ``blocks:``, ``pattern:`` and (a stage type's own)
+    ``groups:`` item (path, block)."""
+    return [(("block",), stage.block)] + [((key, j), b) for key in ("blocks", "pattern", "groups")
                                           for j, b in enumerate(getattr(stage, key, None) or ())]
 
 

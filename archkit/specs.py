@@ -344,7 +344,10 @@ class _Pass:
             for key, field in entry.obj.params.model_fields.items():
                 if key not in ("block", "blocks", "pattern") and "BlockSpec" in str(field.annotation) and \
                         raw.get(key) is not None:
-                    raw = {**raw, key: self.block(raw[key], (*path, key), index, drop_block)}
+                    value = raw[key]
+                    typed = [self.block(v, (*path, key, j), index, drop_block) for j, v in enumerate(value)] \
+                        if isinstance(value, list) else self.block(value, (*path, key), index, drop_block)
+                    raw = {**raw, key: typed}
             return raw
 
         typed = self.typed(STAGES, value, path, "stage", nested)
@@ -547,7 +550,8 @@ def _cross_checks(data: dict, marks: dict) -> list[Problem]:
     for i, stage in enumerate(stages):
         if not isinstance(stage, dict):
             continue
-        if stage.get("block") is None and not stage.get("blocks") and not stage.get("pattern"):
+        if stage.get("block") is None and not stage.get("blocks") and not stage.get("pattern") and \
+                not stage.get("groups"):
             add(("stages", i, "block"), "needs a block type (here or in a top-level 'block:' default)")
         if stage.get("blocks") is not None and stage.get("pattern") is not None:
             add(("stages", i, "pattern"), "a stage lists its blocks (blocks:) or repeats a pattern (pattern:), not both")

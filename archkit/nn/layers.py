@@ -65,8 +65,9 @@ class DropPath(nn.Module):
 class BlurPool2d(nn.Module):
     """Reflect padding, then a depthwise ``filt_size`` binomial blur with ``stride`` (timm's keys: none)."""
 
-    def __init__(self, channels: int, filt_size: int = 3, stride: int = 2):
+    def __init__(self, channels: int, filt_size: int = 3, stride: int = 2, constant: bool = False):
         super().__init__()
+        self.pad_mode = "constant" if constant else "reflect"  # timm's pad_mode ('blurpc': constant)
         if filt_size < 2:
             raise ValueError(f"a blur filter needs at least 2 taps, got {filt_size}")
         self.channels, self.filt_size, self.stride = channels, filt_size, stride
@@ -84,7 +85,7 @@ class BlurPool2d(nn.Module):
             self.filt.copy_((taps[:, None] * taps[None, :]).expand(self.channels, 1, -1, -1))
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.conv2d(F.pad(x, self.padding, mode="reflect"), self.filt, stride=self.stride, groups=self.channels)
+        return F.conv2d(F.pad(x, self.padding, mode=self.pad_mode), self.filt, stride=self.stride, groups=self.channels)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, filt_size={self.filt_size}, stride={self.stride}"

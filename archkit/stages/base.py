@@ -34,6 +34,13 @@ class StageInput:
     deploy: bool = False  # re-parameterizable blocks in their deploy form (the spec's deploy:)
     drop_block: tuple[float, int, float] | None = None  # this stage's DropBlock (rate, size, gamma), the plan's rule
     names: Any = None  # the spec's module layout (archkit.layout.Layout); ``layout`` is its preset's name
+    widths: tuple[float, int, float] = (1.0, 1, 0.0)  # the width multiplier, divisor and round_limit on stages
+
+    def scaled(self, width: int) -> int:
+        """``width`` under the spec's width rule (a stage whose blocks name their own widths scales them so)."""
+        from ..specs import scaled_width
+
+        return scaled_width(width, *self.widths)
 
     def block_name(self, index: int) -> str:
         """Block ``index``'s child name (``0``.., or as the layout names blocks: ``b1``..)."""
@@ -187,14 +194,15 @@ def drop_block_of(rate: float, stage: int, stages: int = 4, size: int = 3) -> tu
 
 
 def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, first_dilation: int,
-                dilation: int, name: str, own_widths: bool = False,
-                dilation_changes: bool = False) -> tuple[list[BlockPlan], list[Any], list[Shape]]:
+                dilation: int, name: str, own_widths: bool = False, dilation_changes: bool = False,
+                settings: list[tuple[Any, tuple, int]] | None = None) -> tuple[list[BlockPlan], list[Any], list[Shape]]:
     """The stage's ``depth`` blocks, the first with ``stride`` and ``first_dilation``, the rest at stride 1
     with ``dilation``; a block gets a shortcut module where it changes stride or channels (torchvision's
     ``_make_layer``). ``name`` is the path the blocks live under. ``own_widths``: blocks need not share
     their output width, and a ``depthwise`` block keeps its input's (timm's BYOB stages).
     ``dilation_changes``: a block whose dilation differs from the stage's also needs a shortcut module
-    (timm's byobnet ``create_shortcut``)."""
+    (timm's byobnet ``create_shortcut``). ``settings``: each block's (params, where, planes), given by the stage
+    type (timm's EfficientNet stages: groups of blocks, each its own width)."""
     stage, shape, i = si.stage, in_shape, si.index
     listed = stage.blocks  # per-block settings (a pruned network's widths), else the stage's block for all
     pattern = getattr(stage, "pattern", None)  # settings repeated in order (timm's interleave_blocks)
@@ -202,7 +210,9 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
         raise StageProblem(("blocks",), f"lists {len(listed)} blocks for a stage of depth {si.depth}")
     blocks, ops, shapes, out_channels = [], [], [], None
     for j in range(si.depth):
-        if listed is not None:
+        if settings is not None:
+            block, where, planes = settings[j]
+        elif listed is not None:
             block, where = listed[j], ("blocks", j)
         elif pattern:
             block, where = pattern[j % len(pattern)], ("pattern", j % len(pattern))

@@ -1,0 +1,91 @@
+"""timm's EfficientNet-family stage (``_efficientnet_builder.py``: ``EfficientNetBuilder``): the blocks are the
+stage's children (``blocks.N.M``), only the first strided. A stage is either the common form (``depth`` blocks of
+``block:`` or ``blocks:``, all of the stage's width) or ``groups:``, timm's block strings of one stage: each group
+a block of its own width (``channels``) repeated ``repeat`` times, the depth multiplier's blocks shared out over the
+groups as timm's ``_scale_stage_depth`` does. At output stride 16/8 the strided block keeps the dilation before the
+stage and the blocks after it take the new one, as timm's builder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, SerializeAsAny, model_validator
+
+from ..params import BlockSpec, StageParams
+from .base import StageInput, StageProblem, StageResult, plan_blocks, stage_type
+
+
+class EfficientNetStage(StageParams):
+    """The stage's groups (timm's block strings), or the common block: / blocks: form."""
+
+    groups: list[SerializeAsAny[BlockSpec]] | None = Field(None, min_length=1, max_length=64, description=(
+        "The stage's kinds of block in order, each with its own repeat and channels (timm's block strings of one "
+        "stage); depth is their repeats' sum, planes the last one's channels."))
+
+    @model_validator(mode="after")
+    def _groups_agree(self) -> "EfficientNetStage":
+        if not self.groups:
+            return self
+        if self.block is not None or self.blocks or self.pattern:
+            raise ValueError("a stage gives groups: or block:/blocks:/pattern:, not both")
+        total = sum(getattr(g, "repeat", 1) for g in self.groups)
+        if total != self.depth:
+            raise ValueError(f"depth {self.depth} is not the groups' repeats' sum {total}")
+        last = getattr(self.groups[-1], "channels", None)
+        if last is not None and last != self.planes:
+            raise ValueError(f"planes {self.planes} is not the last group's channels {last}")
+        return self
+
+
+def distribute(repeats: list[int], total: int) -> list[int]:
+    """timm's ``_scale_stage_depth``: ``total`` blocks shared out over the groups in proportion, from the last."""
+    left, out = sum(repeats), []
+    for r in reversed(repeats):
+        share = max(1, round(r / left * total))
+        out.append(share)
+        left -= r
+        total -= share
+    return out[::-1]
+
+
+def _own(si: StageInput, block: Any, planes: int) -> tuple[Any, int]:
+    """``block`` with the widths it names scaled by the spec's rule, and its output width."""
+    fields = [f for f in getattr(block, "scaled_widths", ()) if isinstance(getattr(block, f, None), int)]
+    update = {f: si.scaled(getattr(block, f)) for f in fields if getattr(block, f)}
+    if update:
+        block = block.model_copy(update=update)
+    own = getattr(block, "channels", None)
+    return block, own if own is not None else planes
+
+
+def settings(si: StageInput) -> list[tuple[Any, tuple, int]]:
+    """Each block's (params, where, planes)."""
+    stage = si.stage
+    if not stage.groups:
+        if stage.blocks and len(stage.blocks) != si.depth:
+            raise StageProblem(("blocks",), f"lists {len(stage.blocks)} blocks for a stage of depth {si.depth}")
+        places = [(stage.blocks[j], ("blocks", j)) if stage.blocks else (stage.block, ("block",))
+                  for j in range(si.depth)]
+        return [(block, where, planes) for (block, planes), (_, where) in
+                zip((_own(si, b, si.planes) for b, _ in places), places)]
+    repeats = distribute([getattr(g, "repeat", 1) for g in stage.groups], si.depth)
+    if sum(repeats) != si.depth:
+        raise StageProblem(("depth",), f"{si.depth} blocks cannot be shared over {len(repeats)} groups")
+    out = []
+    for i, (group, r) in enumerate(zip(stage.groups, repeats)):
+        block, planes = _own(si, group, si.planes)
+        out += [(block, ("groups", i), planes)] * r
+    return out
+
+
+@stage_type("efficientnet", EfficientNetStage)
+def efficientnet(si: StageInput) -> StageResult:
+    """The blocks as the stage (blocks.N.M), the first strided, each group its own width (timm's EfficientNet)."""
+    stride, dilation = si.stage.stride, si.dilation
+    first_dilation = dilation
+    if si.dilate and stride > 1:  # timm's builder: the strided block keeps the dilation before it
+        dilation *= stride
+        stride = 1
+    blocks, ops, shapes = plan_blocks(si, si.in_shape, si.planes, stride=stride, first_dilation=first_dilation,
+                                      dilation=dilation, name=si.name, own_widths=True, settings=settings(si))
+    return StageResult(tuple(blocks), tuple(ops), tuple(shapes), dilation, None)
