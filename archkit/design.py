@@ -517,7 +517,8 @@ def _stage_text(sp: Any) -> str:
         return sp.type
     fields = type(stage).model_fields
     own = [f"{k}={getattr(stage, k)}" for k in fields if k not in StageSpec.model_fields
-           and getattr(stage, k) != fields[k].default]
+           and getattr(stage, k) != fields[k].default and not isinstance(getattr(stage, k), list)]  # (block lists:
+    # the block line shows them)
     return f"{sp.type}({', '.join(own)})" if own else sp.type
 
 

@@ -22,6 +22,9 @@ def _layer_text(layer) -> str:  # noqa: ANN001
     if getattr(layer, "layers", None) is not None:
         return "[" + " \u2192 ".join(_layer_text(inner) for inner in layer.layers) + "]"
     fields = layer.model_dump(exclude={"name", "type", "position"}, exclude_defaults=True)
+    fields = {k: dict(list(getattr(layer, k).model_dump().items())[:1]) if v == {} and
+              hasattr(getattr(layer, k), "model_dump") else v for k, v in fields.items()}  # a nested setting of
+    # defaults only (se: {ratio: 0.25}): its first field
     inner = ", ".join(f"{k}={v}" for k, v in fields.items())
     return f"{layer.type}({inner})" if inner else layer.type
 

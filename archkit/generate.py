@@ -40,7 +40,7 @@ def _expand_one(gen: Generator, tree: Any, data: dict, marks: dict) -> Any:
         generated = gen.stages(numbers)
     except ValueError as exc:  # the rule's own refusal, at the number it names (GeneratorProblem)
         field = getattr(exc, "field", None)
-        where = getattr(tree.get(gen.name), "marks", {}).get(field) if field else None
+        where = _mark_at(tree.get(gen.name), field.split(".")) if field else None
         raise SpecError(str(exc), where or mark, f"{gen.name}.{field}" if field else gen.name) from None
     except Exception as exc:  # a plugin's rule that broke: named, not a traceback
         raise SpecError(f"generator {gen.name!r} failed: {type(exc).__name__}: {exc}", mark, gen.name) from None
@@ -50,6 +50,19 @@ def _expand_one(gen: Generator, tree: Any, data: dict, marks: dict) -> Any:
     if not generated or any(not isinstance(s.get("depth"), int) or s["depth"] < 1 for s in generated):
         raise SpecError("yields no valid stage widths", mark, gen.name)
     return _with_stages(tree, gen.name, generated, mark)
+
+
+def _mark_at(node: Any, path: list[str]) -> Mark | None:
+    """The position of ``path`` (keys and list indices) inside ``node``: the deepest one known."""
+    found = None
+    for part in path:
+        marks = getattr(node, "marks", None)
+        key: Any = int(part) if isinstance(node, list) and part.isdigit() else part
+        try:
+            found, node = (marks[key] if marks is not None else found), node[key]
+        except (KeyError, IndexError, TypeError):
+            break
+    return found
 
 
 def _with_stages(tree: Any, key: str, generated: list[dict], mark: Mark | None) -> Any:

@@ -150,3 +150,44 @@ def _arch(name: str) -> list:
 def test_weights_are_declared_as_timm_has_them() -> None:
     untrained = assert_weights_declared_as_timms(PACKAGED)  # each trained one: timm's file, hash and preprocessing
     assert len(PACKAGED) - len(untrained) == 94  # timm 1.0.31 has weights for 94 of the 129 packaged here
+
+
+@pytest.mark.slow  # builds two EfficientNet-B0s and exports one (the suite's time budget)
+def test_a_variant_of_our_own_loads_b0s_weights_and_exports(tmp_path) -> None:
+    """examples/efficientnet_b0_hswish_nose.yaml: B0 with hard swish and no SE in its first two stages; every
+    tensor of the variant is B0's, and only the SE weights of its first three blocks are left over."""
+    theirs = trained("efficientnet_b0")
+    torch.save(theirs.state_dict(), tmp_path / "w.pth")
+    ours = archkit.create_model("examples/efficientnet_b0_hswish_nose.yaml", weights=str(tmp_path / "w.pth")).eval()
+    plan = ours.transfer_plan
+    assert len(plan.of("copied")) == len(ours.state_dict()) and not plan.of("reinit") and not plan.of("mismatch")
+    assert {i.key.split(".se.")[0] for i in plan.of("unused")} == {"blocks.0.0", "blocks.1.0", "blocks.1.1"}
+    assert len(plan.of("unused")) == 3 * 4  # conv_reduce and conv_expand, weight and bias
+    x = torch.randn(1, 3, 64, 64)
+    exported = torch.export.export(ours, (x,))
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), ours(x))
+    assert main(["build", "examples/efficientnet_b0_hswish_nose.yaml", "--summary"]) == 0
+
+
+def test_bad_block_strings_are_one_located_line(capsys, tmp_path) -> None:
+    cases = [("ir_r2_k3_s2_e6", "needs c (channels)"), ("ir_r2_k3_s2_e6_c24_zz3", "ir blocks take no 'zz'"),
+             ("ir_r2_k3_s3_e6_c24", "s 1 or 2"), ("ir_r2_kx_s2_e6_c24", "cannot read 'kx'"), ("xx_r1_k3_s1_c8", "unknown block type"),
+             ("ir_r1_k3_s1_e6_c24_nzz", "unknown activation"), ("ir_r1_k3_s1_e6_c24_cc4", "not built yet"),
+             ("cn_r1_k3_s1_c8_se0.25", "cn blocks take no 'se'")]
+    for text, fragment in cases:
+        assert main(["validate", "efficientnet_b0", "--set", f"efficientnet.arch.2=[{text}]"]) == 2, text
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and fragment in err and "efficientnet.arch.2.0" in err, (text, err)
+        assert err.startswith("--set"), err  # located where the string came from
+    stride = ["--set", "efficientnet.arch.2=[ir_r2_k5_s2_e6_c40, ir_r1_k3_s2_e6_c40]"]
+    assert main(["validate", "efficientnet_b0", *stride]) == 2
+    assert "only a stage's first block strides" in capsys.readouterr().err
+
+
+def test_compound_scaling_is_the_two_multipliers(capsys) -> None:
+    """B3 is B0 and two numbers (width 1.2, depth 1.4): --set on B0 gives B3's parameter count (timm's)."""
+    assert main(["build", "efficientnet_b0", "--summary", "--json", "--set", "width_multiplier=1.2",
+                 "--set", "depth_multiplier=1.4", "--set", "input.size=[288,288]"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["total_params"], out["macs"]) == (MODELS["efficientnet_b3"]["params"], MODELS["efficientnet_b3"]["macs"])

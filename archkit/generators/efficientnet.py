@@ -164,12 +164,12 @@ def stages(e: EfficientNetSpec) -> list[dict]:
     out = []
     for i, strings in enumerate(e.arch):
         if not strings:
-            raise GeneratorProblem("arch", f"stage {i + 1} lists no block strings")
+            raise GeneratorProblem(f"arch.{i}", f"stage {i + 1} lists no block strings")
         groups = []
         for j, text in enumerate(strings):
-            block, _, stride = decode(text, "arch")
+            block, _, stride = decode(text, f"arch.{i}.{j}")
             if j and stride > 1:
-                raise GeneratorProblem("arch", f"{text!r}: only a stage's first block strides (timm's builder); "
+                raise GeneratorProblem(f"arch.{i}.{j}", f"{text!r}: only a stage's first block strides (timm's builder); "
                                        f"start a new stage with it")
             groups.append(_settled(e, block))
         stage = {"type": "efficientnet", "planes": groups[-1]["channels"], "depth": sum(g["repeat"] for g in groups),

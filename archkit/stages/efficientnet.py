@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import Field, SerializeAsAny, model_validator
 
+from ..attention.base import make_divisible
 from ..params import BlockSpec, StageParams
 from .base import StageInput, StageProblem, StageResult, plan_blocks, stage_type
 
@@ -51,11 +52,17 @@ def distribute(repeats: list[int], total: int) -> list[int]:
 def _own(si: StageInput, block: Any, planes: int) -> tuple[Any, int]:
     """``block`` with the widths it names scaled by the spec's rule, and its output width."""
     fields = [f for f in getattr(block, "scaled_widths", ()) if isinstance(getattr(block, f, None), int)]
-    update = {f: si.scaled(getattr(block, f)) for f in fields if getattr(block, f)}
+    update = {f: _rounded(si, getattr(block, f)) for f in fields if getattr(block, f)}
     if update:
         block = block.model_copy(update=update)
     own = getattr(block, "channels", None)
     return block, own if own is not None else planes
+
+
+def _rounded(si: StageInput, width: int) -> int:
+    """timm's ``round_chs_fn``: the width times the multiplier, a multiple of the divisor at any multiplier."""
+    multiplier, divisor, round_limit = si.widths
+    return make_divisible(width * multiplier, divisor, round_limit=round_limit)
 
 
 def settings(si: StageInput) -> list[tuple[Any, tuple, int]]:
