@@ -24,13 +24,14 @@ X = torch.randn(2, 3, 64, 64)
 FAMILIES = {"resnet26d": "resnet26d", "cs3darknet_s": "cs3darknet_s", "darknet17": "darknet17",
             "regnet_x_400mf": "archkit", "wrn28_10_small": "archkit", "se_variant": "archkit",
             "regnety_002": "regnety_002", "regnetz_005": "regnetz_005", "res2net50_48w_2s": "res2net50_48w_2s",
-            "convnext_atto": "convnext_atto", "skresnet18": "skresnet18", "resnest14d": "resnest14d"}
+            "convnext_atto": "convnext_atto", "skresnet18": "skresnet18", "resnest14d": "resnest14d",
+            "mobilenetv3_small_050": "mobilenetv3_small_050", "tf_mixnet_s": "tf_mixnet_s"}
 SPECS = {"wrn28_10_small": {"base": "wrn28_10", "name": "wrn28_10_small", "stages.0.depth": 1},
          "se_variant": {"base": "resnet18", "name": "se_variant", "block.type": "se_bottleneck",
                         "stages.3.depth": 1}}
 
 SLOW_FAMILIES = {"regnet_x_400mf", "wrn28_10_small", "darknet17", "regnetz_005", "res2net50_48w_2s", "skresnet18",
-                 "resnest14d"}  # under -m slow: the suite's time budget
+                 "resnest14d", "mobilenetv3_small_050", "tf_mixnet_s"}  # under -m slow: the suite's time budget
 
 
 def _spec(key: str):

@@ -76,13 +76,11 @@ def _odd(k: Kernel) -> Kernel:
     return k
 
 
-class DepthwiseSeparableParams(MobileParams):
-    """timm's DepthwiseSeparableConv keys."""
+class _DepthwiseParams(MobileParams):
+    """The keys of the blocks around a depthwise conv."""
 
     kernel_size: Kernel = Field(3, description="The depthwise kernel (a list: MixNet's mixed kernels).")
     pw_kernel_size: Kernel = Field(1, description="The pointwise conv's kernel (timm's p).")
-    pw_act: bool = Field(False, description="The activation after the pointwise conv too (MobileNetV1, LCNet: "
-                                            "timm's dsa).")
     group_size: int = Field(1, ge=0, le=1 << 20, description="Channels per group of the depthwise conv (1: "
                             "depthwise; 0: one group).")
 
@@ -92,7 +90,14 @@ class DepthwiseSeparableParams(MobileParams):
         return _odd(value)
 
 
-class InvertedResidualParams(DepthwiseSeparableParams):
+class DepthwiseSeparableParams(_DepthwiseParams):
+    """timm's DepthwiseSeparableConv keys."""
+
+    pw_act: bool = Field(False, description="The activation after the pointwise conv too (MobileNetV1, LCNet: "
+                                            "timm's dsa).")
+
+
+class InvertedResidualParams(_DepthwiseParams):
     """timm's InvertedResidual keys."""
 
     exp_ratio: float = Field(6.0, gt=0, le=64, description="The expanded width relative to the input (timm's e).")
