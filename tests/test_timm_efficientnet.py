@@ -191,3 +191,26 @@ def test_compound_scaling_is_the_two_multipliers(capsys) -> None:
                  "--set", "depth_multiplier=1.4", "--set", "input.size=[288,288]"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert (out["total_params"], out["macs"]) == (MODELS["efficientnet_b3"]["params"], MODELS["efficientnet_b3"]["macs"])
+
+
+@pytest.mark.parametrize("name", _marked(["efficientnet_b0", "mobilenetv4_conv_small", "mobilenetv3_large_100",
+                                          "tf_efficientnet_lite0", "efficientnetv2_rw_t", "mixnet_s"],
+                                         {"mobilenetv4_conv_small"}))
+def test_features_at_output_stride_32_16_and_8_equal_timms(name: str) -> None:
+    """timm's feature maps are the stage ends where the next stage strides (and the stem's where the first stage
+    strides): each spec's out_indices names them, so archkit's default backbone is timm's; at output stride 16/8
+    the strided depthwise convs become dilated ones, as timm's builder makes them."""
+    torch.manual_seed(0)
+    weights = {k: v for k, v in timm.create_model(name).state_dict().items()
+               if not k.startswith(("classifier.", "conv_head.", "bn2.", "norm_head."))}
+    x = torch.randn(1, 3, 48, 48)
+    for output_stride in (32, 16, 8):
+        theirs = timm.create_model(name, features_only=True, output_stride=output_stride).eval()
+        ours = archkit.create_model(name, features_only=True, output_stride=output_stride).eval()
+        theirs.load_state_dict(weights, strict=True)
+        ours.load_state_dict(weights, strict=True)
+        assert ours.feature_info.module_name() == theirs.feature_info.module_name()
+        assert ours.feature_info.reduction() == theirs.feature_info.reduction()
+        assert ours.feature_info.channels() == theirs.feature_info.channels()
+        with torch.no_grad():
+            assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs(x), strict=True)), output_stride
