@@ -76,7 +76,9 @@ def json_schema() -> dict:
 
     generators = [e.obj for _, e in GENERATORS.listing()]
     for gen in generators:
-        props[gen.name] = {k: v for k, v in gen.params.model_json_schema().items() if k != "title"}
+        own = {k: v for k, v in gen.params.model_json_schema().items() if k != "title"}
+        schema.setdefault("$defs", {}).update(own.pop("$defs", {}))  # its nested models: refs from the root
+        props[gen.name] = own
     schema["if"] = {"required": ["base"]}
     # a stage's block merges over the top-level block: complete only where there is none
     schema["else"] = {"anyOf": [{"required": required},

@@ -112,7 +112,7 @@ def test_bad_spec_gives_one_line_and_exit_2(capsys, write) -> None:
     code, out, err = run(capsys, "build", str(SPECS / "resnet50.yaml"), "--set", "stages.1.deptth=2")
     assert code == 2 and out == ""
     assert err.strip() == ("--set stages.1.deptth=2: stages[1].deptth: unknown field 'deptth'; did you mean "
-                           "'depth'? (choose from: block, blocks, depth, dilate, name, pattern, planes, stride, type)")
+                           "'depth'? (choose from: block, blocks, depth, depth_multiplier, dilate, name, pattern, planes, stride, type)")
     code, _, err = run(capsys, "build", str(SPECS / "resnet50.yaml"), "--set", "nokey")
     assert code == 2 and "expects KEY=VALUE" in err and "Traceback" not in err
     code, _, err = run(capsys, "build", "does-not-exist.yaml")

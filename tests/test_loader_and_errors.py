@@ -58,7 +58,7 @@ def test_errors_name_file_line_column_and_field(write) -> None:
         f"{path}:4:18: stages[0].depth: must be >= 1 (got 0)",
         f"{path}:5:5: stages[1].depth: required field is missing",
         f"{path}:5:19: stages[1].dpeth: unknown field 'dpeth'; did you mean 'depth'? "
-        "(choose from: block, blocks, depth, dilate, name, pattern, planes, stride, type)",
+        "(choose from: block, blocks, depth, depth_multiplier, dilate, name, pattern, planes, stride, type)",
         f"{path}:7:5: stages[2].depth: expected an integer (got True)",
     ]
 

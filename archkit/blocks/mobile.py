@@ -237,6 +237,12 @@ def skip(b: BlockPlan, s: Scope, y: Value, x: Value) -> Value:
 def begin(b: BlockPlan, s: Scope) -> tuple[Any, bool]:
     """The block's params, with the block's own activation in the scope (timm's per-block act_layer)."""
     p = b.params
+    if p.repeat != 1:  # an efficientnet stage's groups: count it (each block it plans has repeat 1)
+        raise ValueError("repeat counts the blocks of a group (an efficientnet stage's groups:); here the stage's "
+                         "depth counts them")
+    if p.channels is not None and p.channels != b.out_channels:
+        raise ValueError(f"channels {p.channels} is not the {b.out_channels} this stage gives the block (its "
+                         "planes; an efficientnet stage's groups: give each their own)")
     if p.act is not None:
         s.act_layer = ACTS[p.act]
     return p, p.padding == "same"

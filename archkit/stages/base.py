@@ -36,12 +36,6 @@ class StageInput:
     names: Any = None  # the spec's module layout (archkit.layout.Layout); ``layout`` is its preset's name
     widths: tuple[float, int, float] = (1.0, 1, 0.0)  # the width multiplier, divisor and round_limit on stages
 
-    def scaled(self, width: int) -> int:
-        """``width`` under the spec's width rule (a stage whose blocks name their own widths scales them so)."""
-        from ..specs import scaled_width
-
-        return scaled_width(width, *self.widths)
-
     def block_name(self, index: int) -> str:
         """Block ``index``'s child name (``0``.., or as the layout names blocks: ``b1``..)."""
         return self.names.block_name(index) if self.names is not None else str(index)

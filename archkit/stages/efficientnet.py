@@ -53,6 +53,8 @@ def _own(si: StageInput, block: Any, planes: int) -> tuple[Any, int]:
     """``block`` with the widths it names scaled by the spec's rule, and its output width."""
     fields = [f for f in getattr(block, "scaled_widths", ()) if isinstance(getattr(block, f, None), int)]
     update = {f: _rounded(si, getattr(block, f)) for f in fields if getattr(block, f)}
+    if getattr(block, "repeat", 1) != 1:
+        update["repeat"] = 1  # counted here: each of the group's blocks is one
     if update:
         block = block.model_copy(update=update)
     own = getattr(block, "channels", None)
