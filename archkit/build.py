@@ -17,7 +17,7 @@ from .loader import MAX_PARAMS_ENV
 from .lower import TorchContext, _restore, module_of  # noqa: F401 - plugins import TorchContext from here; older pickles name archkit.build._restore
 from .model import ArchkitNet, FeatureExtractor, Freezable
 from .nn.attention_pool import AttentionPool2d
-from .nn.layers import BlurPool2d, EvoNorm2dS0a
+from .nn.layers import BlurPool2d, CondConv2d, EvoNorm2dS0a
 from .plan import Plan, check_reads, out_indices as _indices, plan
 from .specs import ModelSpec
 
@@ -57,7 +57,7 @@ def init_weights(model: nn.Module, spec: ModelSpec) -> None:
 
 
 # modules whose whole state their own reset_parameters() writes
-_SELF_INIT = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.LayerNorm, BlurPool2d, AttentionPool2d, EvoNorm2dS0a)
+_SELF_INIT = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.LayerNorm, BlurPool2d, AttentionPool2d, EvoNorm2dS0a, CondConv2d)
 _KNOWN = (*_SELF_INIT, nn.modules.batchnorm._NormBase, nn.GroupNorm)
 
 

@@ -148,6 +148,33 @@ class Conv2dSame(Conv2d):
         return Conv2d.cost(self, shapes, out) + Cost(0, 0, padded)
 
 
+@_frozen
+class CondConv2d(Conv2d):
+    """timm's ``CondConv2d`` (Yang et al. 2019, CondConv): ``experts`` kernels mixed per sample by routing weights
+    (the second input, (experts,)), ``weight`` of shape (experts, out x in / groups x k x k); ``same``: TensorFlow's
+    padding from the input's size (else ``padding``)."""
+
+    experts: int = 4
+    same: bool = False
+    type_name: ClassVar[str] = "CondConv2d"
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        if len(shapes) != 2 or shapes[1] != (self.experts,):
+            raise ValueError(f"a CondConv2d takes a map and {self.experts} routing weights")
+        if not self.same:
+            return Conv2d.out_shape(self, shapes[0])
+        return Conv2dSame.out_shape(self, shapes[0])  # type: ignore[arg-type]
+
+    @property
+    def params(self) -> int:
+        return self.experts * self.out_channels * (self.in_channels // self.groups) * self.kernel_size ** 2
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        mixed = self.params  # each sample's kernel: routing (experts) @ weight (experts, kernel)
+        conv = Conv2dSame.cost(self, shapes[:1], out) if self.same else Conv2d.cost(self, shapes[:1], out)  # type: ignore[arg-type]
+        return Cost(self.params, conv.macs + mixed, conv.writes + mixed // self.experts, 0, conv.acts)
+
+
 def same_padding(size: int, kernel_size: int, stride: int, dilation: int = 1) -> int:
     """timm's ``get_same_padding``: the total padding of one dimension for TF's 'SAME'."""
     return max((math.ceil(size / stride) - 1) * stride + (kernel_size - 1) * dilation + 1 - size, 0)
@@ -616,6 +643,25 @@ class Functional(Op):
 
 
 @_frozen
+class PoolFlat(Functional):
+    """timm's ``F.adaptive_avg_pool2d(x, 1).flatten(1)``: each channel's mean, flat (CondConv's routing input)."""
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        return (spatial(shapes[0], "a global pool")[0],)
+
+    def code(self, args: list[str]) -> str:
+        return f"torch.nn.functional.adaptive_avg_pool2d({args[0]}, 1).flatten(1)"
+
+
+@_frozen
+class Sigmoid(Functional):
+    """``torch.sigmoid`` as an expression (CondConv's routing weights)."""
+
+    def code(self, args: list[str]) -> str:
+        return f"torch.sigmoid({args[0]})"
+
+
+@_frozen
 class Add(Functional):
     """``a + b`` of equal shapes (``broadcast``: ``b`` may have 1s where ``a`` has not); ``inplace`` writes
     into ``a`` (torchvision's ``out += identity``)."""
@@ -977,6 +1023,7 @@ class Scope:
         self._params_seen: set[str] = set()
         self._zero_init: list[str] = []
         self._empty: list[str] = []
+        self._last: list[str] = []
         self._count = 0
         self._parent: tuple[Scope, str, tuple[Value, ...]] | None = None
 
@@ -1081,6 +1128,11 @@ class Scope:
             raise DescriptionError(f"{self.type_name}: slot name {name!r} is not an identifier")
         self._empty.append(name)
 
+    def register_last(self, name: str) -> None:
+        """Put child ``name`` after the others in the module (its ``state_dict`` keys last), however early it is
+        called: timm registers CondConv's ``routing_fn`` last and calls it first."""
+        self._last.append(self._name(name))
+
     def has(self, name: str) -> bool:
         """Whether child ``name`` is registered already."""
         return self.names.get(name, name) in self._children
@@ -1105,7 +1157,9 @@ class Scope:
         if self.sequential:
             self._check_chain(output)
         empty = tuple(n for n in dict.fromkeys(self._empty) if n not in self._children)
-        return Graph(self.type_name, self.sequential, tuple(self._inputs), tuple(self._nodes), dict(self._children),
+        children = {k: v for k, v in self._children.items() if k not in self._last}
+        children.update((k, self._children[k]) for k in self._last if k in self._children)
+        return Graph(self.type_name, self.sequential, tuple(self._inputs), tuple(self._nodes), children,
                      output, tuple(self._zero_init), empty)
 
     def _check_chain(self, output: Value) -> None:

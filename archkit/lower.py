@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import graph as g
-from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, Conv2dSame, DropBlock2d, DropPath, EvoNorm2dS0a,
+from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, CondConv2d, Conv2dSame, DropBlock2d, DropPath, EvoNorm2dS0a,
                         GlobalResponseNorm, GroupNormAct,
                         LayerNorm2d, LayerScale2d, RmsNorm2d, SimpleNorm2d, ZeroPadShortcut)
 
@@ -90,6 +90,8 @@ _PRIMITIVES: dict[type, Any] = {
     g.AdaptiveAvgPool2d: lambda op: nn.AdaptiveAvgPool2d((op.size, op.size)),
     g.Flatten: lambda op: nn.Flatten(1),
     g.Linear: lambda op: nn.Linear(op.in_features, op.out_features, op.bias),
+    g.CondConv2d: lambda op: CondConv2d(op.in_channels, op.out_channels, op.kernel_size, op.stride, op.padding,
+                                        op.dilation, op.groups, op.experts, op.same),
     g.Passthrough: _passthrough,
     g.BlurPool2d: lambda op: BlurPool2d(op.channels, op.filt_size, op.stride, op.constant),
     g.ZeroPadShortcut: lambda op: ZeroPadShortcut(op.stride, op.pad),

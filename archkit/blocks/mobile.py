@@ -26,7 +26,8 @@ from pydantic import Field, field_validator
 from .. import layers as L
 from ..attention.base import make_divisible
 from ..attention.se import squeeze_excite
-from ..graph import BlurPool2d, Concat, Conv2d, Conv2dSame, LayerScale, Narrow, Pool2d, Scope, Value
+from ..graph import (BlurPool2d, Concat, CondConv2d, Conv2d, Conv2dSame, LayerScale, Linear, Narrow, PoolFlat, Pool2d,
+                     Scope, Sigmoid, Value)
 from ..params import BlockParams, SpecModel
 from .base import BlockPlan, Shortcut, block, drop_path
 
@@ -102,6 +103,9 @@ class InvertedResidualParams(_DepthwiseParams):
 
     exp_ratio: float = Field(6.0, gt=0, le=64, description="The expanded width relative to the input (timm's e).")
     exp_kernel_size: Kernel = Field(1, description="The expansion conv's kernel (timm's a).")
+    num_experts: int = Field(0, ge=0, le=64, description="CondConv (timm's cc): each conv mixes this many expert "
+                             "kernels per sample, routed from the block's pooled input (timm's CondConvResidual); "
+                             "0: plain convs.")
 
     @field_validator("exp_kernel_size")
     @classmethod
@@ -177,6 +181,20 @@ def conv(s: Scope, name: str, x: Value, out: int, kernel: Kernel, *, stride: int
         return s.call(name, Conv2dSame(x.shape[0], out, k, stride, 0, dilation, groups, bias), x)
     pad = ((stride - 1) + dilation * (k - 1)) // 2  # timm's get_padding
     return s.call(name, Conv2d(x.shape[0], out, k, stride, pad, dilation, groups, bias), x)
+
+
+def cond_conv(s: Scope, name: str, x: Value, routing: Value, out: int, kernel: Kernel, *, stride: int = 1,
+              dilation: int = 1, groups: int = 1, same: bool = False) -> Value:
+    """timm's ``CondConv2d`` (padding as ``conv``'s), mixing its experts by ``routing``."""
+    if isinstance(kernel, list):
+        if len(kernel) > 1:
+            raise ValueError("CondConv takes one kernel size, not mixed kernels (timm's)")
+        kernel = kernel[0]
+        return cond_conv(s, name, x, routing, out, kernel, stride=stride, dilation=dilation, groups=groups, same=same)
+    dynamic = same and not (stride == 1 and (dilation * (kernel - 1)) % 2 == 0)
+    pad = 0 if dynamic else ((stride - 1) + dilation * (kernel - 1)) // 2
+    op = CondConv2d(x.shape[0], out, kernel, stride, pad, dilation, groups, False, routing.shape[0], dynamic)
+    return s.call(name, op, x, routing)
 
 
 def _split(channels: int, parts: int) -> list[int]:
@@ -273,12 +291,18 @@ def inverted_residual(b: BlockPlan, s: Scope, x: Value) -> Value:
     """Pointwise expansion, depthwise kxk, [SE], linear pointwise projection (MobileNetV2's MBConv)."""
     p, same = begin(b, s)
     mid = make_divisible(x.shape[0] * p.exp_ratio, 8, round_limit=0.9)  # timm's make_divisible default
-    y = norm_act(s, "bn1", conv(s, "conv_pw", x, mid, p.exp_kernel_size, same=same))
+    convs = conv
+    if p.num_experts:  # CondConv: the routing weights from the pooled input, routing_fn registered last (timm's)
+        routing = s.call("routing_fn", Linear(x.shape[0], p.num_experts), s.apply(PoolFlat(), x))
+        routing = s.apply(Sigmoid(), routing)
+        s.register_last("routing_fn")
+        convs = lambda s_, n, v, *a, **k: cond_conv(s_, n, v, routing, *a, **k)  # noqa: E731
+    y = norm_act(s, "bn1", convs(s, "conv_pw", x, mid, p.exp_kernel_size, same=same))
     aa = p.aa is not None and b.stride > 1
-    y = conv(s, "conv_dw", y, mid, p.kernel_size, stride=1 if aa else b.stride, dilation=b.dilation,
-             groups=groups_of(p.group_size, mid), same=same)
+    y = convs(s, "conv_dw", y, mid, p.kernel_size, stride=1 if aa else b.stride, dilation=b.dilation,
+              groups=groups_of(p.group_size, mid), same=same)
     y = squeeze(b, s, anti_alias(b, s, norm_act(s, "bn2", y)), p.exp_ratio)
-    y = norm_act(s, "bn3", conv(s, "conv_pwl", y, b.out_channels, p.pw_kernel_size, same=same), False)
+    y = norm_act(s, "bn3", convs(s, "conv_pwl", y, b.out_channels, p.pw_kernel_size, same=same), False)
     return skip(b, s, y, x)
 
 

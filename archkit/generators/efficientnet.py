@@ -8,7 +8,7 @@ A string is ``TYPE_FIELD_FIELD...``: TYPE ``ds``, ``dsa``, ``ir``, ``er``, ``cn`
 ``k`` kernel (``k3.5.7``: MixNet's mixed kernels), ``s`` stride, ``e`` expansion, ``c`` channels, ``se`` SE ratio,
 ``a``/``p`` the expansion / pointwise kernels (``uir``: the start / end depthwise kernels), ``fc`` the width an
 edge block expands from, ``gs`` the group size, ``n`` the activation (``nre``, ``nr6``, ``nhs``, ``nsw``,
-``nmi``), ``noskip`` / ``skip``.
+``nmi``), ``cc`` CondConv's experts (``ir``), ``noskip`` / ``skip``.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ from .base import Generator, GeneratorProblem
 _ACTS = {"re": "relu", "r6": "relu6", "hs": "hard_swish", "sw": "silu", "mi": "mish"}
 _TYPES = {"ds": "ds", "dsa": "ds", "ir": "ir", "er": "er", "cn": "cn", "uir": "uir"}
 _FIELDS = {  # what each type reads (timm's _decode_block_str); r, s, c are every type's
-    "ds": {"k", "p", "se", "gs"}, "dsa": {"k", "p", "se", "gs"}, "ir": {"k", "a", "p", "e", "se", "gs"},
+    "ds": {"k", "p", "se", "gs"}, "dsa": {"k", "p", "se", "gs"}, "ir": {"k", "a", "p", "e", "se", "gs", "cc"},
     "er": {"k", "p", "e", "se", "fc", "gs"}, "cn": {"k", "gs"}, "uir": {"k", "a", "p", "e", "se", "gs"},
 }
-_LATER = {"mqa": "MobileNetV4's attention blocks", "mha": "MobileNetV4's attention blocks",
-          "cc": "CondConv experts", "d": "space-to-depth"}
+_LATER = {"mqa": "MobileNetV4's attention blocks", "mha": "MobileNetV4's attention blocks", "d": "space-to-depth"}
 
 
 class SqueezeExciteSettings(BaseModel):
@@ -56,6 +55,8 @@ class EfficientNetSpec(BaseModel):
                                                         "blocks (timm's aa_layer).")
     group_size: int | None = Field(None, ge=0, le=1 << 20, description="Channels per group for every block whose "
                                    "string sets no gs (timm's group_size).")
+    experts_multiplier: int = Field(1, ge=1, le=16, description="Multiplies every string's CondConv experts (cc; "
+                                    "timm's experts_multiplier: the _8e models).")
     layer_scale: float | None = Field(None, gt=0, le=1, description="Layer scale start of uir blocks (timm's "
                                       "layer_scale_init_value).")
     fix_first_last: bool = Field(False, description="The first and last stages keep their depth under the depth "
@@ -138,6 +139,8 @@ def _mapping(kind: str, o: dict[str, str], skip: bool | None, text: str, where: 
             block["pw_kernel_size"] = _kernel(o["p"], "p", where)
     if "e" in o and kind in ("ir", "er", "uir"):
         block["exp_ratio"] = num("e", float)
+    if "cc" in o and num("cc"):
+        block["num_experts"] = num("cc")
     if "fc" in o and num("fc"):
         block["force_in_channels"] = num("fc")
     if "gs" in o:
@@ -192,6 +195,8 @@ def _settled(e: EfficientNetSpec, block: dict) -> dict:
         block["aa"] = e.aa
     if e.group_size is not None and "group_size" not in block:
         block["group_size"] = e.group_size
+    if "num_experts" in block:
+        block["num_experts"] *= e.experts_multiplier
     if e.layer_scale is not None and block["type"] == "uir":
         block["layer_scale"] = e.layer_scale
     return block

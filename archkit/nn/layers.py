@@ -246,6 +246,45 @@ class LayerScale2d(nn.Module):
         return x * self.gamma.view(1, -1, 1, 1)
 
 
+class CondConv2d(nn.Module):
+    """timm's ``CondConv2d``: ``num_experts`` kernels (``weight``: one flat kernel per expert) mixed per sample by
+    routing weights, run as one grouped conv over the batch; ``same``: TensorFlow's padding from the input's size."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
+                 dilation: int = 1, groups: int = 1, num_experts: int = 4, same: bool = False):
+        super().__init__()
+        self.in_channels, self.out_channels, self.kernel_size = in_channels, out_channels, kernel_size
+        self.stride, self.padding, self.dilation, self.groups = stride, padding, dilation, groups
+        self.num_experts, self.same = num_experts, same
+        self.weight = nn.Parameter(torch.empty(num_experts, out_channels * (in_channels // groups) * kernel_size ** 2))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Each expert's kernel as PyTorch's conv default (timm's, per expert)."""
+        if self.weight.is_meta:
+            return
+        shape = (self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size)
+        with torch.no_grad():
+            for i in range(self.num_experts):
+                kernel = torch.empty(shape)
+                nn.init.kaiming_uniform_(kernel, a=5 ** 0.5)
+                self.weight[i].copy_(kernel.flatten())
+
+    def forward(self, x: Tensor, routing_weights: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        k = self.kernel_size
+        weight = torch.matmul(routing_weights, self.weight)
+        weight = weight.view(b * self.out_channels, self.in_channels // self.groups, k, k)
+        x = x.reshape(1, b * c, h, w)
+        if self.same:
+            pad_h = max((-(-h // self.stride) - 1) * self.stride + (k - 1) * self.dilation + 1 - h, 0)
+            pad_w = max((-(-w // self.stride) - 1) * self.stride + (k - 1) * self.dilation + 1 - w, 0)
+            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+        out = F.conv2d(x, weight, None, self.stride, 0 if self.same else self.padding, self.dilation,
+                       self.groups * b)
+        return out.permute([1, 0, 2, 3]).view(b, self.out_channels, out.shape[-2], out.shape[-1])
+
+
 class Conv2dSame(nn.Conv2d):
     """TensorFlow's 'SAME' convolution (timm's ``Conv2dSame``): the input padded from its size, then a conv."""
 
