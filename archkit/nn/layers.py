@@ -250,6 +250,8 @@ class CondConv2d(nn.Module):
     """timm's ``CondConv2d``: ``num_experts`` kernels (``weight``: one flat kernel per expert) mixed per sample by
     routing weights, run as one grouped conv over the batch; ``same``: TensorFlow's padding from the input's size."""
 
+    fx_leaf = True  # its forward reshapes by the batch and input size: torch.fx keeps it one call (archkit.fuse)
+
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0,
                  dilation: int = 1, groups: int = 1, num_experts: int = 4, same: bool = False):
         super().__init__()
@@ -287,6 +289,8 @@ class CondConv2d(nn.Module):
 
 class Conv2dSame(nn.Conv2d):
     """TensorFlow's 'SAME' convolution (timm's ``Conv2dSame``): the input padded from its size, then a conv."""
+
+    fx_leaf = True  # its padding is computed from the input's size: torch.fx keeps it one call (archkit.fuse)
 
     def forward(self, x: Tensor) -> Tensor:
         ih, iw = x.shape[-2:]
