@@ -60,7 +60,7 @@ def _module_block(name: str, cls: type) -> BlockType:
     return BlockType(name, params, cls.__name__, None, cls, getattr(cls, "cost", None), getattr(cls, "expansion", 1),
                      shortcuts, tuple(getattr(cls, "attn_positions", ("pre_add", "post_add"))),
                      bool(getattr(cls, "has_drop_block", False)), bool(getattr(cls, "dilation", True)),
-                     _out_rule(cls), (cls.__doc__ or "").strip().split("\n")[0], str(getattr(cls, "stage", "resnet")))
+                     bool(getattr(cls, "stride", True)), _out_rule(cls), (cls.__doc__ or "").strip().split("\n")[0], str(getattr(cls, "stage", "resnet")))
 
 
 def _out_rule(cls: type) -> Any:

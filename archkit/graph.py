@@ -803,6 +803,76 @@ class Softmax(Functional):
 
 
 @_frozen
+class HeadsQuery(Functional):
+    """timm's MultiQueryAttention2d query reshape: (heads x dim, H, W) -> (heads, H x W, dim), a contiguous copy."""
+
+    heads: int
+    dim: int
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        c, h, w = spatial(shapes[0], "an attention query")
+        if c != self.heads * self.dim:
+            raise ValueError(f"a query of {c} channels is not {self.heads} heads of {self.dim}")
+        return (self.heads, h * w, self.dim)
+
+    def code(self, args: list[str]) -> str:
+        x = args[0]
+        return f"{x}.reshape({x}.shape[0], {self.heads}, {self.dim}, -1).transpose(-1, -2).contiguous()"
+
+
+@_frozen
+class SharedKV(Functional):
+    """timm's MultiQueryAttention2d key / value reshape: (dim, h, w) -> (1, h x w, dim), shared by every head."""
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        c, h, w = spatial(shapes[0], "an attention key")
+        return (1, h * w, c)
+
+    def code(self, args: list[str]) -> str:
+        x = args[0]
+        return f"{x}.reshape({x}.shape[0], {x}.shape[1], -1).transpose(1, 2).unsqueeze(1).contiguous()"
+
+
+@_frozen
+class Attention(Functional):
+    """``F.scaled_dot_product_attention(q, k, v)`` of (heads, L, dim) queries over (1 or heads, S, dim) keys and
+    values: a multiply-accumulate per query-key and per weight-value term (FlopCounterMode's count)."""
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        q, k, v = shapes
+        if len(q) != 3 or len(k) != 3 or len(v) != 3 or q[2] != k[2] or k[1] != v[1] or k[0] not in (1, q[0]):
+            raise ValueError(f"cannot attend {list(q)} queries over {list(k)} keys and {list(v)} values")
+        return (q[0], q[1], v[2])
+
+    def code(self, args: list[str]) -> str:
+        return f"torch.nn.functional.scaled_dot_product_attention({', '.join(args)})"
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        q, k, v = shapes
+        return Cost(0, q[0] * q[1] * k[1] * (q[2] + v[2]), numel(out) + q[0] * q[1])  # and its logsumexp
+
+
+@_frozen
+class HeadsOut(Functional):
+    """timm's MultiQueryAttention2d output reshape: (heads, H x W, dim) back to (heads x dim, H, W), the size taken
+    from the second input (the attention's input map)."""
+
+    def out_shape(self, *shapes: Shape) -> Shape:
+        (heads, hw, dim), (_, h, w) = shapes[0], spatial(shapes[1], "an attention output")
+        if hw != h * w:
+            raise ValueError(f"{hw} positions are not a {h}x{w} map")
+        return (heads * dim, h, w)
+
+    def code(self, args: list[str]) -> str:
+        o, x = args
+        return (f"{o}.transpose(1, 2).reshape({o}.shape[0], {x}.shape[2], {x}.shape[3], -1)"
+                ".permute(0, 3, 1, 2).contiguous()")
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        return Cost(0, 0, 2 * numel(out))  # the transposed reshape copies, and so does contiguous()
+
+
+@_frozen
 class MatMul(Functional):
     """``a @ b`` over each sample's last two dimensions (a multiply-accumulate per product term)."""
 

@@ -72,10 +72,11 @@ def test_export_with_checkpoint_weights(tmp_path, capsys) -> None:
 
 
 def _tiny(block: str) -> dict:
+    stride = 2 if BLOCKS.get(block).obj.stride else 1  # (MobileNetV4's attention blocks keep the resolution)
     return {"name": "tiny", "input": {"size": [16, 16]}, "seed": 0, "stage": {"type": BLOCKS.get(block).obj.stage},
             "stem": [{"type": "conv", "channels": 32}, {"type": "norm"}, {"type": "act"}],
             "stages": [{"planes": 16, "depth": 2, "block": {"type": block}},
-                       {"planes": 32, "depth": 1, "stride": 2, "block": {"type": block}}],
+                       {"planes": 32, "depth": 1, "stride": stride, "block": {"type": block}}],
             "head": [{"type": "adaptive_avgpool"}, {"type": "flatten"}, {"type": "linear", "features": 4}]}
 
 

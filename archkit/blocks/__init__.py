@@ -10,8 +10,8 @@ from .bottleneck import (BottleneckParams, GroupedParams, ResNeXtParams, WidePar
                          bottleneck_width, first_width, resnext, wide_bottleneck)
 from .darknet import DarkNetParams, conv_norm_act, darknet
 from .mobile import (ConvBnActParams, DepthwiseSeparableParams, EdgeResidualParams, InvertedResidualParams,
-                     MobileParams, SqueezeExciteSpec, UniversalInvertedResidualParams, conv_bn_act, depthwise_separable,
-                     edge_residual, inverted_residual, universal_inverted_residual)
+                     MobileAttentionParams, MobileParams, SqueezeExciteSpec, UniversalInvertedResidualParams, conv_bn_act,
+                     depthwise_separable, edge_residual, inverted_residual, mobile_attention, universal_inverted_residual)
 from .preact import WideBasicParams, preact_bottleneck, wide_basic
 from .regnet import RegNetBottleParams, RegNetParams, regnet, regnet_bottle, regnet_prebottle
 from .rep import REP_LAYERS, OneParams, RepParams, one, rep
@@ -22,7 +22,8 @@ from .sknet import SelectiveKernelBottleneckParams, SelectiveKernelParams, sk_ba
 BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
     basic, bottleneck, resnext, wide_bottleneck, wide_basic, preact_bottleneck, darknet, regnet, csp_bottle, csp_dark,
     csp_edge, rep, one, byob_basic, bottle, dark, edge, regnet_bottle, regnet_prebottle, res2net, resnest, sk_basic, sk_bottleneck, convnext,
-    depthwise_separable, inverted_residual, edge_residual, conv_bn_act, universal_inverted_residual)}
+    depthwise_separable, inverted_residual, edge_residual, conv_bn_act, universal_inverted_residual,
+    mobile_attention)}
 
 __all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams", "BottleParams", "ByobParams", "ConvNeXtParams",
            "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetBottleParams", "RegNetParams", "Res2NetParams", "ResNeStParams", "SelectiveKernelBottleneckParams", "SelectiveKernelParams", "Shortcut",

@@ -158,6 +158,7 @@ class BlockType:
     attn_positions: tuple[str, ...] = ("pre_add", "post_add")
     drop_block: bool = False  # places DropBlock (the spec's drop_block_rate)
     dilation: bool = True  # accepts dilation > 1
+    stride: bool = True  # accepts stride > 1 (MobileNetV4's attention blocks keep the resolution)
     out_channels: Callable[[int, Any], int] | None = None  # planes, params -> channels (default planes x expansion)
     doc: str = ""
     stage: str = "resnet"  # the stage type it is built in (a block that leaves striding to its stage: that one)
@@ -185,14 +186,14 @@ def block(name: str, params: type[BlockParams], *, cls_name: str, expansion: int
           shortcuts: tuple[str, ...] = USER_SHORTCUTS, attn_positions: tuple[str, ...] = ("pre_add", "post_add"),
           drop_block: bool = False, dilation: bool = True,
           out_channels: Callable[[int, Any], int] | None = None, stage: str = "resnet",
-          renamable: bool = True) -> Callable[[Describe], BlockType]:
+          renamable: bool = True, stride: bool = True) -> Callable[[Describe], BlockType]:
     """Decorate a description function into a ``BlockType`` (register it with ``archkit.register_block``
     or through the ``archkit.blocks`` entry-point group)."""
 
     def wrap(fn: Describe) -> BlockType:
         doc = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
         return BlockType(name, params, cls_name, fn, None, None, expansion, tuple(Shortcut(k) for k in shortcuts),
-                         tuple(attn_positions), drop_block, dilation, out_channels, doc, stage, renamable)
+                         tuple(attn_positions), drop_block, dilation, stride, out_channels, doc, stage, renamable)
 
     return wrap
 

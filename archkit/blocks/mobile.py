@@ -26,8 +26,8 @@ from pydantic import Field, field_validator
 from .. import layers as L
 from ..attention.base import make_divisible
 from ..attention.se import squeeze_excite
-from ..graph import (BlurPool2d, Concat, CondConv2d, Conv2d, Conv2dSame, LayerScale, Linear, Narrow, PoolFlat, Pool2d,
-                     Scope, Sigmoid, Value)
+from ..graph import (Attention, BlurPool2d, Concat, CondConv2d, Conv2d, Conv2dSame, HeadsOut, HeadsQuery, LayerScale,
+                     Linear, Narrow, Passthrough, PoolFlat, Pool2d, Scope, SharedKV, Sigmoid, Value)
 from ..params import BlockParams, SpecModel
 from .base import BlockPlan, Shortcut, block, drop_path
 
@@ -145,6 +145,18 @@ class UniversalInvertedResidualParams(MobileParams):
                             "depthwise).")
     layer_scale: float | None = Field(None, gt=0, le=1, description="LayerScale2d's start (timm's "
                                       "layer_scale_init_value; MobileNetV4 hybrids: 1e-5); none: no layer scale.")
+
+
+class MobileAttentionParams(MobileParams):
+    """timm's MobileAttention keys with multi-query attention (MobileNetV4's hybrids: timm's mqa)."""
+
+    num_heads: int = Field(8, ge=1, le=256, description="Query heads (timm's h).")
+    key_dim: int = Field(64, ge=1, le=4096, description="Width of each head's query, the shared key and the shared "
+                         "value (timm's d).")
+    kv_stride: int = Field(2, ge=1, le=8, description="Keys and values from a map this much smaller: a strided "
+                           "depthwise conv and norm before their projections (timm's v; MobileNetV4's 2; 1: none).")
+    kernel_size: int = Field(3, ge=1, le=31, description="The kv downsampling's depthwise kernel (timm's k).")
+    layer_scale: float | None = Field(None, gt=0, le=1, description="LayerScale2d's start; none: no layer scale.")
 
 
 # --- primitives the blocks share ---------------------------------------------------------------------
@@ -367,3 +379,37 @@ def universal_inverted_residual(b: BlockPlan, s: Scope, x: Value) -> Value:
     else:
         s.empty("layer_scale")
     return skip(b, s, y, x)
+
+
+@block("mqa", MobileAttentionParams, cls_name="MobileAttention", shortcuts=_SKIPS, attn_positions=(),
+       stage="efficientnet", stride=False)
+def mobile_attention(b: BlockPlan, s: Scope, x: Value) -> Value:
+    """Norm, multi-query attention (heads share one key and value, from a map kv_stride smaller), [layer scale]
+    (MobileNetV4's hybrids)."""
+    p, same = begin(b, s)
+    if same or p.se is not None or p.aa is not None:
+        raise ValueError("mqa blocks take symmetric padding, no SE and no aa")
+    y = norm_act(s, "norm", x, False)
+    attn, (y,) = s.enter("attn", "MultiQueryAttention2d", y)
+    q = attn.apply(HeadsQuery(p.num_heads, p.key_dim), _projected(attn, "query", y, p.num_heads * p.key_dim, None))
+    k = attn.apply(SharedKV(), _projected(attn, "key", y, p.key_dim, p, b.dilation))
+    v = attn.apply(SharedKV(), _projected(attn, "value", y, p.key_dim, p, b.dilation))
+    o = attn.apply(HeadsOut(), attn.apply(Attention(), q, k, v), y)
+    out, (o,) = attn.enter("output", "Sequential", o, sequential=True)
+    o = out.call("drop", Passthrough("dropout", 0.0), out.conv("proj", o, b.out_channels, 1))
+    y = attn.exit(out.exit(o))
+    if p.layer_scale is not None:
+        y = s.call("layer_scale", LayerScale(b.out_channels, p.layer_scale), y)
+    else:
+        s.empty("layer_scale")
+    return skip(b, s, y, x)
+
+
+def _projected(s: Scope, name: str, x: Value, out: int, p: Any, dilation: int = 1) -> Value:
+    """timm's query / key / value Sequential: [a strided depthwise conv and the spec's norm,] a 1x1 projection."""
+    inner, (y,) = s.enter(name, "Sequential", x, sequential=True)
+    if p is not None and p.kv_stride > 1:
+        c = x.shape[0]
+        y = conv(inner, "down_conv", y, c, p.kernel_size, stride=p.kv_stride, dilation=dilation, groups=c)
+        y = inner.norm("norm", y)
+    return inner.exit(inner.conv("proj", y, out, 1))

@@ -4,11 +4,12 @@ checked, into ``efficientnet`` stages of ``groups:`` (one group per string). The
 spec's own (``width_multiplier``, ``depth_multiplier`` with the family's ``scaling:`` rule): compound scaling is
 those two numbers, so EfficientNet-B1..B8 are B0 and two numbers.
 
-A string is ``TYPE_FIELD_FIELD...``: TYPE ``ds``, ``dsa``, ``ir``, ``er``, ``cn`` or ``uir``; fields ``r`` repeats,
+A string is ``TYPE_FIELD_FIELD...``: TYPE ``ds``, ``dsa``, ``ir``, ``er``, ``cn``, ``uir`` or ``mqa``; fields ``r`` repeats,
 ``k`` kernel (``k3.5.7``: MixNet's mixed kernels), ``s`` stride, ``e`` expansion, ``c`` channels, ``se`` SE ratio,
 ``a``/``p`` the expansion / pointwise kernels (``uir``: the start / end depthwise kernels), ``fc`` the width an
 edge block expands from, ``gs`` the group size, ``n`` the activation (``nre``, ``nr6``, ``nhs``, ``nsw``,
-``nmi``), ``cc`` CondConv's experts (``ir``), ``noskip`` / ``skip``.
+``nmi``), ``cc`` CondConv's experts (``ir``), ``h`` / ``d`` / ``v`` multi-query attention's heads, key and
+value width and kv stride (``mqa``), ``noskip`` / ``skip``.
 """
 
 from __future__ import annotations
@@ -21,12 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from .base import Generator, GeneratorProblem
 
 _ACTS = {"re": "relu", "r6": "relu6", "hs": "hard_swish", "sw": "silu", "mi": "mish"}
-_TYPES = {"ds": "ds", "dsa": "ds", "ir": "ir", "er": "er", "cn": "cn", "uir": "uir"}
+_TYPES = {"ds": "ds", "dsa": "ds", "ir": "ir", "er": "er", "cn": "cn", "uir": "uir", "mqa": "mqa"}
 _FIELDS = {  # what each type reads (timm's _decode_block_str); r, s, c are every type's
     "ds": {"k", "p", "se", "gs"}, "dsa": {"k", "p", "se", "gs"}, "ir": {"k", "a", "p", "e", "se", "gs", "cc"},
     "er": {"k", "p", "e", "se", "fc", "gs"}, "cn": {"k", "gs"}, "uir": {"k", "a", "p", "e", "se", "gs"},
+    "mqa": {"k", "h", "v", "d"},
 }
-_LATER = {"mqa": "MobileNetV4's attention blocks", "mha": "MobileNetV4's attention blocks", "d": "space-to-depth"}
+_LATER = {"mha": "MobileNetV4's multi-head attention blocks"}
 
 
 class SqueezeExciteSettings(BaseModel):
@@ -106,19 +108,21 @@ def decode(text: str, where: str = "arch") -> tuple[dict, int, int]:
         if len(parts) < 2 or not parts[0]:
             raise GeneratorProblem(where, f"{text!r}: cannot read {op!r} (a key and a number, as k3 or se0.25)")
         key = parts[0]
-        if key in _LATER:
-            raise GeneratorProblem(where, f"{text!r}: {key} ({_LATER[key]}) is not built yet")
+        if key == "d" and kind != "mqa":
+            raise GeneratorProblem(where, f"{text!r}: d (space-to-depth) is not built yet")
         if key not in _FIELDS[kind] | {"r", "s", "c", "e"}:
             raise GeneratorProblem(where, f"{text!r}: {kind} blocks take no {key!r} (they take "
                                    f"{', '.join(sorted(_FIELDS[kind] | {'r', 's', 'c'}))})")
         options[key] = parts[1]
-    for key in ("r", "s", "c", "k") + (("e",) if kind in ("ir", "er", "uir") else ()):
+    for key in ("r", "s", "c", "k") + (("e",) if kind in ("ir", "er", "uir") else ()) + \
+            (("h", "d") if kind == "mqa" else ()):
         if key not in options:
             raise GeneratorProblem(where, f"{text!r}: needs {key} ({_NAMES[key]})")
     return _mapping(kind, options, skip, text, where)
 
 
-_NAMES = {"r": "repeats", "s": "stride", "c": "channels", "k": "kernel", "e": "expansion"}
+_NAMES = {"r": "repeats", "s": "stride", "c": "channels", "k": "kernel", "e": "expansion", "h": "heads",
+          "d": "the key and value width"}
 
 
 def _mapping(kind: str, o: dict[str, str], skip: bool | None, text: str, where: str) -> tuple[dict, int, int]:
@@ -127,7 +131,10 @@ def _mapping(kind: str, o: dict[str, str], skip: bool | None, text: str, where: 
     if repeat < 1 or stride not in (1, 2):
         raise GeneratorProblem(where, f"{text!r}: needs r >= 1 and s 1 or 2")
     block: dict[str, Any] = {"type": _TYPES[kind], "repeat": repeat, "channels": num("c")}
-    if kind == "uir":
+    if kind == "mqa":
+        block["kernel_size"] = _kernel(o["k"], "k", where)
+        block.update(num_heads=num("h"), key_dim=num("d"), kv_stride=num("v") if "v" in o else 1)
+    elif kind == "uir":
         block["start_kernel_size"] = _kernel(o.get("a", "0"), "a", where)
         block["kernel_size"] = _kernel(o["k"], "k", where)
         block["end_kernel_size"] = _kernel(o.get("p", "0"), "p", where)
@@ -197,7 +204,7 @@ def _settled(e: EfficientNetSpec, block: dict) -> dict:
         block["group_size"] = e.group_size
     if "num_experts" in block:
         block["num_experts"] *= e.experts_multiplier
-    if e.layer_scale is not None and block["type"] == "uir":
+    if e.layer_scale is not None and block["type"] in ("uir", "mqa"):
         block["layer_scale"] = e.layer_scale
     return block
 

@@ -222,6 +222,9 @@ def plan_blocks(si: StageInput, in_shape: Shape, planes: int, *, stride: int, fi
         block_dilation = first_dilation if j == 0 else dilation
         if block_dilation > 1 and not kind.dilation:
             raise StageProblem((), f"{block.type} blocks cannot dilate (stage {i + 1} needs dilation {block_dilation})")
+        if s > 1 and not kind.stride:
+            raise StageProblem((), f"{block.type} blocks cannot stride (stage {i + 1}'s first block strides {s}; give "
+                                   "the stride to a block before them)")
         changes = s != 1 or shape[0] != out_channels or (dilation_changes and block_dilation != dilation)
         shortcut = _shortcut_kind(kind, block, changes, shape[0], out_channels, where)
         bp = BlockPlan(i, j, si.first_block + j, kind, block, shape[0], planes_j, out_channels, s, block_dilation,
