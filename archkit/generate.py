@@ -52,6 +52,9 @@ def _expand_one(gen: Generator, tree: Any, data: dict, marks: dict) -> Any:
     return _with_stages(tree, gen.name, generated, mark)
 
 
+ORIGIN = "__origin__"  # a generated mapping's key: the dotted path of the generator's field it came from
+
+
 def _mark_at(node: Any, path: list[str]) -> Mark | None:
     """The position of ``path`` (keys and list indices) inside ``node``: the deepest one known."""
     found = None
@@ -67,11 +70,18 @@ def _mark_at(node: Any, path: list[str]) -> Mark | None:
 
 def _with_stages(tree: Any, key: str, generated: list[dict], mark: Mark | None) -> Any:
     """A copy of ``tree`` without ``key`` and with ``stages`` made of ``generated``, all marked at ``key``'s line."""
-    def marked(value: Any) -> Any:
-        if isinstance(value, dict):
-            node = MDict({k: marked(v) for k, v in value.items()}, mark=mark)
-            node.marks = {k: mark for k in value}
+    def marked(value: Any, at: Mark | None = mark) -> Any:
+        if isinstance(value, dict):  # "__origin__": the generator's own field it came from (a block string)
+            origin = value.get(ORIGIN)
+            at = (_mark_at(tree.get(key), origin.split(".")) or at) if isinstance(origin, str) else at
+            items = {k: v for k, v in value.items() if k != ORIGIN}
+            node = MDict({k: marked(v, at) for k, v in items.items()}, mark=at)
+            node.marks = {k: at for k in items}
             return node
+        if isinstance(value, list):
+            out = MList([marked(v, at) for v in value], mark=at)
+            out.marks = [getattr(v, "mark", at) for v in out]
+            return out
         return value
 
     out = MDict(tree, mark=getattr(tree, "mark", None))

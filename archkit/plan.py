@@ -11,6 +11,7 @@ and timm's stochastic-depth and DropBlock schedules.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -232,9 +233,10 @@ def layer_names(layers: list, taken: set[str]) -> list[str]:
 def _layers(spec: ModelSpec, part: str, shape: Shape, taken: set[str],
             width: float = 1.0) -> tuple[tuple[LayerPlan, ...], Shape]:
     layers = getattr(spec, part)
-    if width != 1.0 and part in spec.scaling.parts:  # the family scales this part's widths too
+    rule = spec.scaling
+    if width != 1.0 and part in rule.parts and width >= rule.fixed_below.get(part, 0.0):  # the family scales it too
         keep = _classes_layer(layers) if part == "head" else None  # the classes never scale
-        layers = [layer if i == keep else _scaled_layer(layer, width, spec) for i, layer in enumerate(layers)]
+        layers = [layer if i == keep else _scaled_layer(layer, width, spec, part) for i, layer in enumerate(layers)]
     key = (part, tuple(layers), shape, frozenset(taken), spec.norm, spec.activation, spec.layout, spec.deploy)
     found = _PART_CACHE.get(key)
     if found is None:  # a stem or head is described once per configuration (fit repeats them)
@@ -258,12 +260,14 @@ def _classes_layer(head: list) -> int | None:
     return None if last is None or head[last].classifier else last
 
 
-def _scaled_layer(layer: Any, width: float, spec: ModelSpec) -> Any:
+def _scaled_layer(layer: Any, width: float, spec: ModelSpec, part: str) -> Any:
     """``layer`` with its widths scaled (and a nested layer's, ``layers:``, each)."""
-    update: dict[str, Any] = {f: scaled_width(v, width, spec.width_divisor, spec.scaling.round_limit)
+    floor = part in spec.scaling.floor
+    update: dict[str, Any] = {f: max(v if floor else 0, scaled_width(v, width, spec.width_divisor,
+                                                                      spec.scaling.round_limit))
                               for f, v in _widths(layer).items()}
     if layer.nested and isinstance(getattr(layer, "layers", None), list):
-        update["layers"] = [_scaled_layer(inner, width, spec) for inner in layer.layers]
+        update["layers"] = [_scaled_layer(inner, width, spec, part) for inner in layer.layers]
     return layer.model_copy(update=update) if update else layer
 
 
@@ -367,9 +371,7 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
     stem, shape = _layers(spec, "stem", input_shape, taken, width)
     rule = spec.scaling
     widths = (width if "stages" in rule.parts else 1.0, spec.width_divisor, rule.round_limit)
-    sizes = [(scaled_width(s.planes, *widths), scaled_depth(s.depth, depth_multiplier if s.depth_multiplier is None
-                                                            else s.depth_multiplier, rule.depth))
-             for s in spec.stages]
+    sizes = [(scaled_width(s.planes, *widths), _depth(s, depth_multiplier, rule.depth)) for s in spec.stages]
     rates = drop_path_rates(spec.drop_path_rate, sum(d for _, d in sizes), spec.drop_path_schedule)
     stages, dilation, n, planned = [], 1, 0, 0
     # timm's output_stride: once the network's stride reaches it, later strides become dilation
@@ -397,6 +399,8 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
             raise spec.error(path, f"{stage.type} stage: {type(exc).__name__}: {first_line(exc)}"
                                    f"{_plugin(STAGES, stage.type)}") from exc
         out = result.out_shape
+        if len(out) == 3 and out[1] < shape[1] and not dilate:  # a block that downsamples itself (space-to-depth)
+            net_stride = max(net_stride, 2 ** round(math.log2(input_shape[1] / out[1])))
         stages.append(StagePlan(i, si.name, result.blocks, result.ops, shape, out, result.shapes, result, stage))
         shape, dilation, n = out, result.dilation, n + depth
         planned += len(result.blocks)
@@ -408,6 +412,14 @@ def _plan(spec: ModelSpec, with_head: bool, width: float, depth_multiplier: floa
     final, shape = _layers(spec, "final", shape, taken, width) if spec.final else ((), shape)
     head_plan = _layers(spec, "head", shape, taken, width)[0] if with_head else ()
     return input_shape, stem, tuple(stages), head_plan, final
+
+
+def _depth(stage: Any, multiplier: float, rounding: str) -> int:
+    """A stage's depth after the multiplier (its own, if it has one): its type's rule where it has one (timm's
+    EfficientNet stages give each block string at least one block), else ``scaled_depth``."""
+    multiplier = multiplier if stage.depth_multiplier is None else stage.depth_multiplier
+    rule = getattr(stage, "scaled_depth", None)
+    return rule(multiplier, rounding) if callable(rule) else scaled_depth(stage.depth, multiplier, rounding)
 
 
 _SHARED_KEYS = frozenset({"type", "shortcut", "attn", "names"})  # every block's, read by the planner itself

@@ -19,6 +19,7 @@ from .blocks.base import ATTN_POSITIONS, USER_SHORTCUTS
 from .catalog import ATTENTION, BLOCKS, GENERATORS, LAYERS, STAGES
 from .errors import Mark, Problem, SpecError, format_path
 from .layers import BatchNorm, ReLU
+from .scaling import scaled_depth, scaled_width
 from .layout import Layout, LayoutField, scheme
 from .loader import flatten, resolve_stage_blocks
 from .params import AttentionSpec, BlockSpec, LayerSpec, SpecModel, StageSpec, module_name_problem
@@ -127,6 +128,12 @@ class ScalingSpec(SpecModel):
         default_factory=lambda: ["stages"], max_length=4, description="What the width multiplier scales: the "
         "stages' planes, and the channels of the stem's, final and head layers named here (EfficientNet: stages, "
         "stem, final; a classifier's classes never).")
+    floor: list[Literal["stem", "final", "head"]] = Field(default_factory=list, max_length=3, description="Parts whose "
+                                                          "scaled widths never fall below the written ones (timm's "
+                                                          "max(1280, round(1280 x w)): MobileNetV2, TinyNet).")
+    fixed_below: dict[Literal["stem", "final", "head"], float] = Field(
+        default_factory=dict, description="Parts that keep their written widths while the width multiplier is below "
+        "this (timm's fix_stem: MobileNetV3's 0.75, MobileNetV4's 1.0).")
 
 
 class ModelSpec(SpecModel):
@@ -625,22 +632,6 @@ def _apply_scale(spec: ModelSpec) -> ModelSpec:
 
 
 MAX_BLOCKS = 10_000  # ResNet-1001 has 333; more is a typo or a hostile spec that would take minutes to build
-
-
-def scaled_width(width: int, multiplier: float, divisor: int = 1, round_limit: float = 0.0) -> int:
-    """``width`` times ``multiplier``, rounded as timm's ``make_divisible(v, divisor, round_limit=...)``."""
-    if multiplier == 1.0:
-        return width
-    exact = width * multiplier
-    new = max(divisor, int(exact / divisor + 0.5) * divisor)
-    return new + divisor if new < round_limit * exact else new
-
-
-def scaled_depth(depth: int, multiplier: float, rounding: str = "ceil") -> int:
-    """``depth`` times ``multiplier``: rounded up (timm's depth_trunc 'ceil') or to the nearest ('round')."""
-    if rounding == "round":
-        return max(1, round(depth * multiplier))
-    return max(1, math.ceil(depth * multiplier - 1e-9))
 
 
 def _check_size(stages: list, width: float, depth_mult: float, divisor: float, marks: dict) -> list[Problem]:

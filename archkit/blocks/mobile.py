@@ -91,14 +91,28 @@ class _DepthwiseParams(MobileParams):
         return _odd(value)
 
 
-class DepthwiseSeparableParams(_DepthwiseParams):
+class _SpaceToDepthParams(_DepthwiseParams):
+    """Space-to-depth (EfficientNet-X/H: timm's d): the blocks of its run output four times their channels."""
+
+    s2d: Literal[0, 1, 2] = Field(0, description="Space-to-depth (timm's d1): 1, a 2x2 stride-2 conv to four times "
+                                  "the channels before the depthwise conv (whose kernel halves, rounded up); 2, a "
+                                  "later block of the run (an efficientnet stage gives them); either outputs four "
+                                  "times its channels.")
+
+
+def _s2d_channels(planes: int, params: Any) -> int:
+    """The channels a block outputs: four times its width in a space-to-depth run (timm's builder)."""
+    return planes * (4 if getattr(params, "s2d", 0) else 1)
+
+
+class DepthwiseSeparableParams(_SpaceToDepthParams):
     """timm's DepthwiseSeparableConv keys."""
 
     pw_act: bool = Field(False, description="The activation after the pointwise conv too (MobileNetV1, LCNet: "
                                             "timm's dsa).")
 
 
-class InvertedResidualParams(_DepthwiseParams):
+class InvertedResidualParams(_SpaceToDepthParams):
     """timm's InvertedResidual keys."""
 
     exp_ratio: float = Field(6.0, gt=0, le=64, description="The expanded width relative to the input (timm's e).")
@@ -247,6 +261,8 @@ def squeeze(b: BlockPlan, s: Scope, x: Value, ratio_base: float = 1.0) -> Value:
         s.empty("se")
         return x
     ratio = se.ratio if se.from_exp else se.ratio / ratio_base
+    if getattr(b.params, "s2d", 0) == 1:  # timm's builder: the SE sits on four times the input's channels
+        ratio /= 4
     mid = x.shape[0] * ratio
     hidden = make_divisible(mid, se.divisor, round_limit=se.round_limit) if se.divisor else round(mid)
     if hidden < 1:
@@ -254,6 +270,21 @@ def squeeze(b: BlockPlan, s: Scope, x: Value, ratio_base: float = 1.0) -> Value:
     act = L.ReLU() if se.act == "relu" else s.act_layer
     return squeeze_excite(s, "se", x, hidden, act=act, bn=None, type_name="SqueezeExcite", gate=se.gate,
                           names={"reduce": "conv_reduce", "act": "act1", "expand": "conv_expand"})
+
+
+def space_to_depth(b: BlockPlan, s: Scope, x: Value, same: bool) -> tuple[Value, Kernel, bool]:
+    """timm's ``conv_s2d`` and ``bn_s2d`` where the block opens a space-to-depth run: the map, the depthwise kernel
+    and whether it pads 'SAME' after it."""
+    p = b.params
+    if p.s2d != 1:
+        s.empty("conv_s2d")
+        s.empty("bn_s2d")
+        return x, p.kernel_size, same
+    if isinstance(p.kernel_size, list) or b.stride > 1:
+        raise ValueError("space-to-depth takes one depthwise kernel and stride 1 (it downsamples itself)")
+    y = norm_act(s, "bn_s2d", conv(s, "conv_s2d", x, 4 * x.shape[0], 2, stride=2, same=True))
+    kernel = (p.kernel_size + 1) // 2
+    return y, kernel, True if kernel == 2 else same
 
 
 def skip(b: BlockPlan, s: Scope, y: Value, x: Value) -> Value:
@@ -270,9 +301,9 @@ def begin(b: BlockPlan, s: Scope) -> tuple[Any, bool]:
     if p.repeat != 1:  # an efficientnet stage's groups: count it (each block it plans has repeat 1)
         raise ValueError("repeat counts the blocks of a group (an efficientnet stage's groups:); here the stage's "
                          "depth counts them")
-    if p.channels is not None and p.channels != b.out_channels:
-        raise ValueError(f"channels {p.channels} is not the {b.out_channels} this stage gives the block (its "
-                         "planes; an efficientnet stage's groups: give each their own)")
+    if p.channels is not None and p.channels != b.planes:
+        raise ValueError(f"channels {p.channels} is not the {b.planes} this stage gives the block (its planes; an "
+                         "efficientnet stage's groups: give each their own)")
     if p.act is not None:
         s.act_layer = ACTS[p.act]
     return p, p.padding == "same"
@@ -284,35 +315,39 @@ _SKIPS = ("identity", "none")
 
 
 @block("ds", DepthwiseSeparableParams, cls_name="DepthwiseSeparableConv", shortcuts=_SKIPS, attn_positions=(),
-       stage="efficientnet")
+       stage="efficientnet", out_channels=_s2d_channels)
 def depthwise_separable(b: BlockPlan, s: Scope, x: Value) -> Value:
     """Depthwise kxk, [SE], pointwise 1x1 (MobileNetV1, EfficientNet's first block)."""
     p, same = begin(b, s)
-    c = x.shape[0]
-    aa = p.aa is not None and b.stride > 1
-    y = conv(s, "conv_dw", x, c, p.kernel_size, stride=1 if aa else b.stride, dilation=b.dilation,
-             groups=groups_of(p.group_size, c), same=same)
+    y, kernel, dw_same = space_to_depth(b, s, x, same)
+    c = y.shape[0]
+    aa = p.aa is not None and b.stride > 1 and not p.s2d
+    y = conv(s, "conv_dw", y, c, kernel, stride=1 if aa else b.stride, dilation=b.dilation,
+             groups=groups_of(p.group_size, c), same=dw_same)
     y = squeeze(b, s, anti_alias(b, s, norm_act(s, "bn1", y)))
     y = norm_act(s, "bn2", conv(s, "conv_pw", y, b.out_channels, p.pw_kernel_size, same=same), p.pw_act)
     return skip(b, s, y, x)
 
 
 @block("ir", InvertedResidualParams, cls_name="InvertedResidual", shortcuts=_SKIPS, attn_positions=(),
-       stage="efficientnet")
+       stage="efficientnet", out_channels=_s2d_channels)
 def inverted_residual(b: BlockPlan, s: Scope, x: Value) -> Value:
     """Pointwise expansion, depthwise kxk, [SE], linear pointwise projection (MobileNetV2's MBConv)."""
     p, same = begin(b, s)
-    mid = make_divisible(x.shape[0] * p.exp_ratio, 8, round_limit=0.9)  # timm's make_divisible default
+    inner, kernel, dw_same = space_to_depth(b, s, x, same)
+    mid = make_divisible(inner.shape[0] * p.exp_ratio, 8, round_limit=0.9)  # timm's make_divisible default
     convs = conv
     if p.num_experts:  # CondConv: the routing weights from the pooled input, routing_fn registered last (timm's)
+        if p.s2d:
+            raise ValueError("CondConv blocks take no space-to-depth (timm's)")
         routing = s.call("routing_fn", Linear(x.shape[0], p.num_experts), s.apply(PoolFlat(), x))
         routing = s.apply(Sigmoid(), routing)
         s.register_last("routing_fn")
         convs = lambda s_, n, v, *a, **k: cond_conv(s_, n, v, routing, *a, **k)  # noqa: E731
-    y = norm_act(s, "bn1", convs(s, "conv_pw", x, mid, p.exp_kernel_size, same=same))
-    aa = p.aa is not None and b.stride > 1
-    y = convs(s, "conv_dw", y, mid, p.kernel_size, stride=1 if aa else b.stride, dilation=b.dilation,
-              groups=groups_of(p.group_size, mid), same=same)
+    y = norm_act(s, "bn1", convs(s, "conv_pw", inner, mid, p.exp_kernel_size, same=same))
+    aa = p.aa is not None and b.stride > 1 and not p.s2d
+    y = convs(s, "conv_dw", y, mid, kernel, stride=1 if aa else b.stride, dilation=b.dilation,
+              groups=groups_of(p.group_size, mid), same=dw_same)
     y = squeeze(b, s, anti_alias(b, s, norm_act(s, "bn2", y)), p.exp_ratio)
     y = norm_act(s, "bn3", convs(s, "conv_pwl", y, b.out_channels, p.pw_kernel_size, same=same), False)
     return skip(b, s, y, x)

@@ -9,7 +9,7 @@ A string is ``TYPE_FIELD_FIELD...``: TYPE ``ds``, ``dsa``, ``ir``, ``er``, ``cn`
 ``a``/``p`` the expansion / pointwise kernels (``uir``: the start / end depthwise kernels), ``fc`` the width an
 edge block expands from, ``gs`` the group size, ``n`` the activation (``nre``, ``nr6``, ``nhs``, ``nsw``,
 ``nmi``), ``cc`` CondConv's experts (``ir``), ``h`` / ``d`` / ``v`` multi-query attention's heads, key and
-value width and kv stride (``mqa``), ``noskip`` / ``skip``.
+value width and kv stride (``mqa``), ``d1`` space-to-depth (``ds``, ``ir``), ``noskip`` / ``skip``.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from .base import Generator, GeneratorProblem
 _ACTS = {"re": "relu", "r6": "relu6", "hs": "hard_swish", "sw": "silu", "mi": "mish"}
 _TYPES = {"ds": "ds", "dsa": "ds", "ir": "ir", "er": "er", "cn": "cn", "uir": "uir", "mqa": "mqa"}
 _FIELDS = {  # what each type reads (timm's _decode_block_str); r, s, c are every type's
-    "ds": {"k", "p", "se", "gs"}, "dsa": {"k", "p", "se", "gs"}, "ir": {"k", "a", "p", "e", "se", "gs", "cc"},
+    "ds": {"k", "p", "se", "gs", "d"}, "dsa": {"k", "p", "se", "gs", "d"},
+    "ir": {"k", "a", "p", "e", "se", "gs", "cc", "d"},
     "er": {"k", "p", "e", "se", "fc", "gs"}, "cn": {"k", "gs"}, "uir": {"k", "a", "p", "e", "se", "gs"},
     "mqa": {"k", "h", "v", "d"},
 }
@@ -108,8 +109,6 @@ def decode(text: str, where: str = "arch") -> tuple[dict, int, int]:
         if len(parts) < 2 or not parts[0]:
             raise GeneratorProblem(where, f"{text!r}: cannot read {op!r} (a key and a number, as k3 or se0.25)")
         key = parts[0]
-        if key == "d" and kind != "mqa":
-            raise GeneratorProblem(where, f"{text!r}: d (space-to-depth) is not built yet")
         if key not in _FIELDS[kind] | {"r", "s", "c", "e"}:
             raise GeneratorProblem(where, f"{text!r}: {kind} blocks take no {key!r} (they take "
                                    f"{', '.join(sorted(_FIELDS[kind] | {'r', 's', 'c'}))})")
@@ -146,6 +145,10 @@ def _mapping(kind: str, o: dict[str, str], skip: bool | None, text: str, where: 
             block["pw_kernel_size"] = _kernel(o["p"], "p", where)
     if "e" in o and kind in ("ir", "er", "uir"):
         block["exp_ratio"] = num("e", float)
+    if "d" in o and kind != "mqa" and num("d"):
+        if stride != 1:
+            raise GeneratorProblem(where, f"{text!r}: space-to-depth (d) downsamples itself: it needs s1")
+        block["s2d"] = 1
     if "cc" in o and num("cc"):
         block["num_experts"] = num("cc")
     if "fc" in o and num("fc"):
@@ -171,25 +174,48 @@ def stages(e: EfficientNetSpec) -> list[dict]:
     if e.depth_multipliers is not None and len(e.depth_multipliers) != len(e.arch):
         raise GeneratorProblem("depth_multipliers", f"{len(e.depth_multipliers)} multipliers for {len(e.arch)} "
                                "stages")
-    out = []
+    out, run = [], False  # run: inside a space-to-depth run (timm's builder's space2depth state)
     for i, strings in enumerate(e.arch):
         if not strings:
             raise GeneratorProblem(f"arch.{i}", f"stage {i + 1} lists no block strings")
-        groups = []
+        groups, first_stride = [], 1
         for j, text in enumerate(strings):
             block, _, stride = decode(text, f"arch.{i}.{j}")
             if j and stride > 1:
                 raise GeneratorProblem(f"arch.{i}.{j}", f"{text!r}: only a stage's first block strides (timm's builder); "
                                        f"start a new stage with it")
-            groups.append(_settled(e, block))
+            ended = run and stride > 1
+            block, stride, run = _space_to_depth(block, stride, run, text, f"arch.{i}.{j}")
+            first_stride = stride if j == 0 else first_stride
+            groups.append({**_settled(e, block), "__origin__": f"arch.{i}.{j}"})  # errors point at the string
         stage = {"type": "efficientnet", "planes": groups[-1]["channels"], "depth": sum(g["repeat"] for g in groups),
-                 "stride": decode(strings[0], "arch")[2], "groups": groups}
+                 "stride": first_stride, "groups": groups}
+        if ended:  # timm's builder: the block that ends a space-to-depth run strides 1 with a quarter of its expansion
+            stage["first_exp_ratio"] = groups[0]["exp_ratio"] / 4
         if e.depth_multipliers is not None:
             stage["depth_multiplier"] = e.depth_multipliers[i]
         elif e.fix_first_last and i in (0, len(e.arch) - 1):
             stage["depth_multiplier"] = 1.0
         out.append(stage)
     return out
+
+
+def _space_to_depth(block: dict, stride: int, run: bool, text: str, where: str) -> tuple[dict, int, bool]:
+    """timm's builder on a space-to-depth run: the blocks after its first output four times their channels until
+    a strided block ends it, striding 1 (the run downsampled) with a quarter of its expansion."""
+    if block.get("s2d") == 1:
+        if run:
+            raise GeneratorProblem(where, f"{text!r}: a space-to-depth run is already open")
+        return block, stride, True
+    if not run:
+        return block, stride, False
+    if stride == 1:
+        if block["type"] not in ("ds", "ir"):
+            raise GeneratorProblem(where, f"{text!r}: a space-to-depth run takes ds and ir blocks only")
+        return {**block, "s2d": 2}, stride, True
+    if "exp_ratio" not in block:
+        raise GeneratorProblem(where, f"{text!r}: the block that ends a space-to-depth run needs an expansion (e)")
+    return block, 1, False
 
 
 def _settled(e: EfficientNetSpec, block: dict) -> dict:

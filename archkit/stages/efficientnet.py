@@ -22,6 +22,8 @@ class EfficientNetStage(StageParams):
     groups: list[SerializeAsAny[BlockSpec]] | None = Field(None, min_length=1, max_length=64, description=(
         "The stage's kinds of block in order, each with its own repeat and channels (timm's block strings of one "
         "stage); depth is their repeats' sum, planes the last one's channels."))
+    first_exp_ratio: float | None = Field(None, gt=0, le=64, description="The first block's expansion, in place of "
+                                          "its group's (timm's builder where a space-to-depth run ends: a quarter).")
 
     @model_validator(mode="after")
     def _groups_agree(self) -> "EfficientNetStage":
@@ -37,6 +39,17 @@ class EfficientNetStage(StageParams):
             raise ValueError(f"planes {self.planes} is not the last group's channels {last}")
         return self
 
+    def scaled_depth(self, multiplier: float, rounding: str) -> int:
+        """timm's ``_scale_stage_depth``: the scaled total shared over the groups, each at least one block."""
+        from ..scaling import scaled_depth
+
+        total = scaled_depth(self.depth, multiplier, rounding)
+        return sum(distribute(_repeats(self), total)) if self.groups else total
+
+
+def _repeats(stage: "EfficientNetStage") -> list[int]:
+    return [getattr(g, "repeat", 1) for g in stage.groups or ()]
+
 
 def distribute(repeats: list[int], total: int) -> list[int]:
     """timm's ``_scale_stage_depth``: ``total`` blocks shared out over the groups in proportion, from the last."""
@@ -47,6 +60,14 @@ def distribute(repeats: list[int], total: int) -> list[int]:
         left -= r
         total -= share
     return out[::-1]
+
+
+def _unshared(repeats: list[int], depth: int) -> int:
+    """The total the plan's ``depth`` was shared from (``scaled_depth`` may have given each group one more)."""
+    for total in range(depth, 0, -1):
+        if sum(distribute(repeats, total)) == depth:
+            return total
+    raise StageProblem(("depth",), f"{depth} blocks cannot be shared over {len(repeats)} groups")
 
 
 def _own(si: StageInput, block: Any, planes: int) -> tuple[Any, int]:
@@ -77,13 +98,17 @@ def settings(si: StageInput) -> list[tuple[Any, tuple, int]]:
                   for j in range(si.depth)]
         return [(block, where, planes) for (block, planes), (_, where) in
                 zip((_own(si, b, si.planes) for b, _ in places), places)]
-    repeats = distribute([getattr(g, "repeat", 1) for g in stage.groups], si.depth)
-    if sum(repeats) != si.depth:
-        raise StageProblem(("depth",), f"{si.depth} blocks cannot be shared over {len(repeats)} groups")
+    repeats = distribute(_repeats(stage), _unshared(_repeats(stage), si.depth))
     out = []
     for i, (group, r) in enumerate(zip(stage.groups, repeats)):
         block, planes = _own(si, group, si.planes)
-        out += [(block, ("groups", i), planes)] * r
+        later = block.model_copy(update={"s2d": 2}) if getattr(block, "s2d", 0) == 1 else block  # (the run goes on)
+        out += [(block, ("groups", i), planes)] + [(later, ("groups", i), planes)] * (r - 1)
+    if stage.first_exp_ratio is not None:
+        block, where, planes = out[0]
+        if "exp_ratio" not in type(block).model_fields:
+            raise StageProblem(("first_exp_ratio",), f"the first block ({block.type}) has no expansion")
+        out[0] = (block.model_copy(update={"exp_ratio": stage.first_exp_ratio}), where, planes)
     return out
 
 
