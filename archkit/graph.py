@@ -1201,6 +1201,8 @@ class Scope:
     def register_last(self, name: str) -> None:
         """Put child ``name`` after the others in the module (its ``state_dict`` keys last), however early it is
         called: timm registers CondConv's ``routing_fn`` last and calls it first."""
+        if self.sequential:
+            raise DescriptionError(f"{self.type_name}: a sequential scope runs its children in order; none goes last")
         self._last.append(self._name(name))
 
     def has(self, name: str) -> bool:

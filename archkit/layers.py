@@ -123,6 +123,17 @@ class Norm(LayerParams):
         return s.norm(name, x)
 
 
+def norm_act(s: Scope, name: str, x: Value, apply_act: bool = True) -> Value:
+    """The scope's norm with its activation inside as child ``name`` (timm's ``norm_act_layer``: ``BatchNormAct2d``,
+    ``GroupNormAct``; ``apply_act=False``: the norm alone, as a module of that class)."""
+    norm, act = s.norm_layer, s.act_layer
+    if not callable(getattr(norm, "emit_act", None)):
+        raise ValueError(f"the {norm.type} norm cannot hold an activation (use batchnorm, groupnorm or evonorm_s0a)")
+    if apply_act and not callable(getattr(act, "op", None)):
+        raise ValueError(f"the {act.type} activation cannot sit inside a norm")
+    return norm.emit_act(s, name, x, act.op() if apply_act else None)
+
+
 class NormAct(LayerParams):
     """The spec's norm with the spec's activation inside it (timm's ``BatchNormAct2d``: EfficientNet's ``bn1``)."""
 
@@ -130,13 +141,7 @@ class NormAct(LayerParams):
                                               "the norm-act class).")
 
     def emit(self, s: Scope, name: str, x: Value) -> Value:
-        norm, act = s.norm_layer, s.act_layer
-        if not callable(getattr(norm, "emit_act", None)):
-            raise ValueError(f"the {norm.type} norm cannot hold an activation (use batchnorm, groupnorm or "
-                             "evonorm_s0a, or norm and act layers)")
-        if self.apply_act and not callable(getattr(act, "op", None)):
-            raise ValueError(f"the {act.type} activation cannot sit inside a norm")
-        return norm.emit_act(s, name, x, act.op() if self.apply_act else None)
+        return norm_act(s, name, x, self.apply_act)
 
 
 class Act(LayerParams):

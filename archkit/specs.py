@@ -638,7 +638,8 @@ def _check_size(stages: list, width: float, depth_mult: float, divisor: float, m
     total = 0
     for s in stages:
         if isinstance(s, dict) and isinstance(s.get("depth"), int) and isinstance(s.get("planes"), int):
-            total += scaled_depth(s["depth"], depth_mult)
+            own = _number(s.get("depth_multiplier"))  # a stage's own multiplier, in place of the spec's
+            total += scaled_depth(s["depth"], own if own else depth_mult)
     if total <= MAX_BLOCKS:
         return []
     return [Problem(f"{total:,} blocks in all (after depth_multiplier); at most {MAX_BLOCKS:,} are supported",

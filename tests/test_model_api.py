@@ -129,7 +129,8 @@ def test_layer_decay_groups_equal_timms(pair) -> None:
     assert all(g["lr"] == pytest.approx(0.1 * g["lr_scale"]) for g in plain)
 
 
-@pytest.mark.parametrize("name", ["resnet50", "seresnet50", "resnet50d", "darknet53"])
+@pytest.mark.parametrize("name", ["resnet50", "resnet50d", *[pytest.param(n, marks=pytest.mark.slow)  # (the suite's
+                                                           for n in ("seresnet50", "darknet53")]])  # time budget)
 def test_fusion_folds_every_batchnorm_after_a_conv(name: str) -> None:
     model = archkit.build_model(archkit.load_spec(name, [*SMALL, "seed=0"])).eval()
     with torch.no_grad():

@@ -99,6 +99,7 @@ def test_sampled_figures_equal_the_built_model(anynet) -> None:
         assert (oracle.total_params, oracle.macs, oracle.activations) == (s.params, s.macs, s.activations)
 
 
+@pytest.mark.slow  # builds torchvision's RegNets (the suite's time budget)
 def test_regnet_samples_equal_torchvisions_regnet() -> None:
     """A RegNetX space's models, built by torchvision's own RegNet from the sampled numbers."""
     import torch

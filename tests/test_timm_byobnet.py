@@ -27,7 +27,7 @@ DEPLOY = {"repvgg_a0": (9_108_968, 8_309_384), "mobileone_s0": (5_293_272, 2_078
           "repvgg_b1g4": (39_966_056, 36_125_416)}
 
 
-FORWARD_BY_DEFAULT = {"repvgg_a0", "mobileone_s0", "mobileone_s1"}  # one per form; the rest under -m slow
+FORWARD_BY_DEFAULT = {"repvgg_a0", "mobileone_s1"}  # one per form; the rest under -m slow
 
 
 def _slow(names, default=None):

@@ -1,10 +1,11 @@
-"""timm's ``efficientnet.py`` and ``mobilenetv3.py`` (EfficientNet V1/V2, Lite, EdgeTPU, TinyNet, MixNet, MnasNet,
-FBNet, MobileNet V1-V4, LCNet) as packaged specs written in timm's block strings.
+"""timm's ``efficientnet.py`` and ``mobilenetv3.py`` (EfficientNet V1/V2, Lite, EdgeTPU, CondConv, X/H, TinyNet,
+MixNet, MnasNet, FBNet, MobileNet V1-V4, LCNet) as packaged specs written in timm's block strings.
 
-By default, torch-free against the reference table (tests/reference/timm_efficientnet.json, written from timm by
+By default, against the reference table (tests/reference/timm_efficientnet.json, written from timm by
 tests/reference/make_timm_efficientnet.py; ``-m slow`` checks it against the installed timm): every packaged
-model's parameters and MACs from the plan alone. A few models are built and checked against timm itself (keys
-and shapes in order, strict load, bit-equal eval outputs); every model under ``-m slow``."""
+model's parameters and MACs from the plan alone (no torch model). The smallest model of each form is built and
+checked against the table (keys and shapes in order, feature maps) and timm itself (strict load, bit-equal eval
+outputs); every model under ``-m slow``."""
 
 from __future__ import annotations
 
@@ -73,6 +74,8 @@ def test_keys_shapes_and_features_equal_the_table(name: str) -> None:
     row = MODELS[name]
     assert _keys_digest(model) == (row["keys"], row["keys_sha256"])
     assert model.num_features == row["num_features"]
+    backbone = archkit.create_model(name, device="meta", features_only=True)  # the spec's out_indices: timm's maps
+    assert [[f["module"], f["num_chs"], f["reduction"]] for f in backbone.feature_info] == row["feature_info"]
 
 
 @pytest.mark.parametrize("name", _marked([n for n in PACKAGED if MODELS[n]["params"] < BIG], DEFAULT | {CONDCONV}))
@@ -234,3 +237,27 @@ def test_features_at_output_stride_32_16_and_8_equal_timms(name: str) -> None:
         assert ours.feature_info.channels() == theirs.feature_info.channels()
         with torch.no_grad():
             assert all(torch.equal(a, b) for a, b in zip(ours(x), theirs(x), strict=True)), output_stride
+
+
+def test_a_space_to_depth_run_ends_in_a_stage_of_several_strings() -> None:
+    """timm's builder gives the block that ends the run a quarter of its expansion, whatever follows it."""
+    from timm.models._efficientnet_builder import decode_arch_def
+    from timm.models.efficientnet import EfficientNet
+
+    arch = [["ds_r1_k3_s1_e1_c16_d1"], ["ir_r1_k3_s2_e4_c24", "ir_r1_k3_s1_e4_c24"], ["ir_r1_k3_s2_e6_c40"]]
+    theirs = EfficientNet(decode_arch_def(arch), num_features=64, device="meta")
+    ours = archkit.build_model(archkit.as_spec("efficientnet_b0", values={
+        "efficientnet.arch": arch, "final.0.channels": 64, "width_multiplier": 1.0}), device="meta")
+    assert [(k, v.shape) for k, v in ours.state_dict().items()] == [(k, v.shape) for k, v in theirs.state_dict().items()]
+
+
+def test_a_group_key_outside_groups_is_refused() -> None:
+    """repeat counts a group's blocks; in a stage's block: the stage's depth does (the key would change nothing)."""
+    spec = {"name": "x", "layout": "efficientnet", "stage": {"type": "efficientnet"},
+            "stem": [{"name": "conv_stem", "type": "conv", "channels": 32, "stride": 2},
+                     {"name": "bn1", "type": "norm_act"}],
+            "stages": [{"planes": 16, "depth": 1, "block": {"type": "ds"}},
+                       {"planes": 24, "depth": 2, "stride": 2, "block": {"type": "ir", "repeat": 3}}],
+            "head": [{"type": "adaptive_avgpool"}, {"type": "flatten"}, {"type": "linear", "features": 10}]}
+    with pytest.raises(archkit.SpecError, match="repeat counts"):
+        archkit.build_model(spec, device="meta")

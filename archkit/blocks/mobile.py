@@ -28,6 +28,7 @@ from ..attention.base import make_divisible
 from ..attention.se import squeeze_excite
 from ..graph import (Attention, BlurPool2d, Concat, CondConv2d, Conv2d, Conv2dSame, HeadsOut, HeadsQuery, LayerScale,
                      Linear, Narrow, Passthrough, PoolFlat, Pool2d, Scope, SharedKV, Sigmoid, Value)
+from ..layers import norm_act
 from ..params import BlockParams, SpecModel
 from .base import BlockPlan, Shortcut, block, drop_path
 
@@ -230,16 +231,6 @@ def _split(channels: int, parts: int) -> list[int]:
     if min(split) < 1:
         raise ValueError(f"{channels} channels cannot split over {parts} kernels")
     return split
-
-
-def norm_act(s: Scope, name: str, x: Value, act: bool = True) -> Value:
-    """The spec's norm with the block's activation inside (timm's ``norm_act_layer``; ``act=False``: none)."""
-    norm = s.norm_layer
-    if not callable(getattr(norm, "emit_act", None)):
-        raise ValueError(f"this family's norms hold their activation: the {norm.type} norm cannot (use batchnorm, "
-                         "groupnorm or evonorm_s0a)")
-    op = s.act_layer.op() if act else None
-    return norm.emit_act(s, name, x, op)
 
 
 def anti_alias(b: BlockPlan, s: Scope, x: Value, name: str = "aa") -> Value:

@@ -15,7 +15,7 @@ value width and kv stride (``mqa``), ``d1`` space-to-depth (``ds``, ``ir``), ``n
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -64,7 +64,7 @@ class EfficientNetSpec(BaseModel):
                                       "layer_scale_init_value).")
     fix_first_last: bool = Field(False, description="The first and last stages keep their depth under the depth "
                                  "multiplier (timm's fix_first_last).")
-    depth_multipliers: list[float] | None = Field(None, description="Each stage's own depth multiplier, in place "
+    depth_multipliers: list[Annotated[float, Field(gt=0, le=64)]] | None = Field(None, description="Each stage's own depth multiplier, in place "
                                                   "of the spec's (timm's per-stage depth_multiplier).")
 
 
@@ -111,7 +111,7 @@ def decode(text: str, where: str = "arch") -> tuple[dict, int, int]:
         key = parts[0]
         if key not in _FIELDS[kind] | {"r", "s", "c", "e"}:
             raise GeneratorProblem(where, f"{text!r}: {kind} blocks take no {key!r} (they take "
-                                   f"{', '.join(sorted(_FIELDS[kind] | {'r', 's', 'c'}))})")
+                                   f"{', '.join(sorted(_FIELDS[kind] | {'r', 's', 'c', 'e'}))})")
         options[key] = parts[1]
     for key in ("r", "s", "c", "k") + (("e",) if kind in ("ir", "er", "uir") else ()) + \
             (("h", "d") if kind == "mqa" else ()):
@@ -184,7 +184,8 @@ def stages(e: EfficientNetSpec) -> list[dict]:
             if j and stride > 1:
                 raise GeneratorProblem(f"arch.{i}.{j}", f"{text!r}: only a stage's first block strides (timm's builder); "
                                        f"start a new stage with it")
-            ended = run and stride > 1
+            if j == 0:
+                ended = run and stride > 1
             block, stride, run = _space_to_depth(block, stride, run, text, f"arch.{i}.{j}")
             first_stride = stride if j == 0 else first_stride
             groups.append({**_settled(e, block), "__origin__": f"arch.{i}.{j}"})  # errors point at the string
@@ -192,10 +193,10 @@ def stages(e: EfficientNetSpec) -> list[dict]:
                  "stride": first_stride, "groups": groups}
         if ended:  # timm's builder: the block that ends a space-to-depth run strides 1 with a quarter of its expansion
             stage["first_exp_ratio"] = groups[0]["exp_ratio"] / 4
-        if e.depth_multipliers is not None:
-            stage["depth_multiplier"] = e.depth_multipliers[i]
-        elif e.fix_first_last and i in (0, len(e.arch) - 1):
+        if e.fix_first_last and i in (0, len(e.arch) - 1):  # timm's decode_arch_def: it wins
             stage["depth_multiplier"] = 1.0
+        elif e.depth_multipliers is not None:
+            stage["depth_multiplier"] = e.depth_multipliers[i]
         out.append(stage)
     return out
 

@@ -279,9 +279,7 @@ class CondConv2d(nn.Module):
         weight = weight.view(b * self.out_channels, self.in_channels // self.groups, k, k)
         x = x.reshape(1, b * c, h, w)
         if self.same:
-            pad_h = max((-(-h // self.stride) - 1) * self.stride + (k - 1) * self.dilation + 1 - h, 0)
-            pad_w = max((-(-w // self.stride) - 1) * self.stride + (k - 1) * self.dilation + 1 - w, 0)
-            x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
+            x = pad_same(x, (k, k), (self.stride, self.stride), (self.dilation, self.dilation))
         out = F.conv2d(x, weight, None, self.stride, 0 if self.same else self.padding, self.dilation,
                        self.groups * b)
         return out.permute([1, 0, 2, 3]).view(b, self.out_channels, out.shape[-2], out.shape[-1])
@@ -293,9 +291,13 @@ class Conv2dSame(nn.Conv2d):
     fx_leaf = True  # its padding is computed from the input's size: torch.fx keeps it one call (archkit.fuse)
 
     def forward(self, x: Tensor) -> Tensor:
-        ih, iw = x.shape[-2:]
-        kh, kw = self.kernel_size
-        pad_h = max((-(-ih // self.stride[0]) - 1) * self.stride[0] + (kh - 1) * self.dilation[0] + 1 - ih, 0)
-        pad_w = max((-(-iw // self.stride[1]) - 1) * self.stride[1] + (kw - 1) * self.dilation[1] + 1 - iw, 0)
-        x = F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))
-        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv2d(pad_same(x, self.kernel_size, self.stride, self.dilation), self.weight, self.bias,
+                        self.stride, 0, self.dilation, self.groups)
+
+
+def pad_same(x: Tensor, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int]) -> Tensor:
+    """timm's ``pad_same``: TensorFlow's 'SAME' padding of ``x`` for a conv, more on the right and below."""
+    ih, iw = x.shape[-2:]
+    pad_h = max((-(-ih // stride[0]) - 1) * stride[0] + (kernel[0] - 1) * dilation[0] + 1 - ih, 0)
+    pad_w = max((-(-iw // stride[1]) - 1) * stride[1] + (kernel[1] - 1) * dilation[1] + 1 - iw, 0)
+    return F.pad(x, (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2))

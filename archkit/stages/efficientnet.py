@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import Field, SerializeAsAny, model_validator
 
 from ..attention.base import make_divisible
+from ..scaling import scaled_depth
 from ..params import BlockSpec, StageParams
 from .base import StageInput, StageProblem, StageResult, plan_blocks, stage_type
 
@@ -30,7 +31,8 @@ class EfficientNetStage(StageParams):
         if not self.groups:
             return self
         if self.block is not None or self.blocks or self.pattern:
-            raise ValueError("a stage gives groups: or block:/blocks:/pattern:, not both")
+            raise ValueError("a stage gives groups: or block:/blocks:/pattern:, not both (block strings make groups: "
+                             "set a block's keys in its string or the efficientnet: settings, not a block: default)")
         total = sum(getattr(g, "repeat", 1) for g in self.groups)
         if total != self.depth:
             raise ValueError(f"depth {self.depth} is not the groups' repeats' sum {total}")
@@ -41,7 +43,6 @@ class EfficientNetStage(StageParams):
 
     def scaled_depth(self, multiplier: float, rounding: str) -> int:
         """timm's ``_scale_stage_depth``: the scaled total shared over the groups, each at least one block."""
-        from ..scaling import scaled_depth
 
         total = scaled_depth(self.depth, multiplier, rounding)
         return sum(distribute(_repeats(self), total)) if self.groups else total
@@ -74,8 +75,6 @@ def _own(si: StageInput, block: Any, planes: int) -> tuple[Any, int]:
     """``block`` with the widths it names scaled by the spec's rule, and its output width."""
     fields = [f for f in getattr(block, "scaled_widths", ()) if isinstance(getattr(block, f, None), int)]
     update = {f: _rounded(si, getattr(block, f)) for f in fields if getattr(block, f)}
-    if getattr(block, "repeat", 1) != 1:
-        update["repeat"] = 1  # counted here: each of the group's blocks is one
     if update:
         block = block.model_copy(update=update)
     own = getattr(block, "channels", None)
@@ -96,14 +95,20 @@ def settings(si: StageInput) -> list[tuple[Any, tuple, int]]:
             raise StageProblem(("blocks",), f"lists {len(stage.blocks)} blocks for a stage of depth {si.depth}")
         places = [(stage.blocks[j], ("blocks", j)) if stage.blocks else (stage.block, ("block",))
                   for j in range(si.depth)]
-        return [(block, where, planes) for (block, planes), (_, where) in
-                zip((_own(si, b, si.planes) for b, _ in places), places)]
-    repeats = distribute(_repeats(stage), _unshared(_repeats(stage), si.depth))
-    out = []
-    for i, (group, r) in enumerate(zip(stage.groups, repeats)):
-        block, planes = _own(si, group, si.planes)
-        later = block.model_copy(update={"s2d": 2}) if getattr(block, "s2d", 0) == 1 else block  # (the run goes on)
-        out += [(block, ("groups", i), planes)] + [(later, ("groups", i), planes)] * (r - 1)
+        out = [(block, where, planes) for (block, planes), (_, where) in
+               zip((_own(si, b, si.planes) for b, _ in places), places)]
+    else:
+        repeats = distribute(_repeats(stage), _unshared(_repeats(stage), si.depth))
+        out = []
+        for i, (group, r) in enumerate(zip(stage.groups, repeats)):
+            block, planes = _own(si, group, si.planes)
+            if getattr(block, "repeat", 1) != 1:
+                block = block.model_copy(update={"repeat": 1})  # counted here: each of the group's blocks is one
+            out += [(block, ("groups", i), planes)] * r
+    for j in range(1, len(out)):  # a space-to-depth run goes on after its first block (timm's builder)
+        if getattr(out[j][0], "s2d", 0) == 1 and getattr(out[j - 1][0], "s2d", 0):
+            block, where, planes = out[j]
+            out[j] = (block.model_copy(update={"s2d": 2}), where, planes)
     if stage.first_exp_ratio is not None:
         block, where, planes = out[0]
         if "exp_ratio" not in type(block).model_fields:
