@@ -25,7 +25,9 @@ BUILTIN_BLOCKS: dict[str, BlockType] = {t.name: t for t in (
     depthwise_separable, inverted_residual, edge_residual, conv_bn_act, universal_inverted_residual,
     mobile_attention)}
 
-__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams", "BottleParams", "ByobParams", "ConvNeXtParams",
+__all__ = ["ATTN_POSITIONS", "BUILTIN_BLOCKS", "ConvBnActParams", "DepthwiseSeparableParams", "EdgeResidualParams",
+           "InvertedResidualParams", "MobileAttentionParams", "MobileParams", "SqueezeExciteSpec",
+           "UniversalInvertedResidualParams", "OneParams", "REP_LAYERS", "RepParams", "BlockParams", "CspBlockParams", "BlockPlan", "BlockType", "BottleneckParams", "BottleParams", "ByobParams", "ConvNeXtParams",
            "DarkNetParams", "GroupedParams", "ResNeXtParams", "ResNetParams", "RegNetBottleParams", "RegNetParams", "Res2NetParams", "ResNeStParams", "SelectiveKernelBottleneckParams", "SelectiveKernelParams", "Shortcut",
            "WideBasicParams", "WideParams", "anti_alias", "attend", "block", "bottleneck_main", "bottleneck_width",
            "conv_norm_act", "drop_act_aa", "drop_block", "drop_path", "first_width", "residual", "shortcut"]
