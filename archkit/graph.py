@@ -308,6 +308,20 @@ class EvoNormS0a(Op):
 
 
 @_frozen
+class EvoNormS0(EvoNormS0a):
+    """timm's ``EvoNorm2dS0``: as S0a with its activation; without it (``apply_act=False``) only the scale and
+    shift, no division by the group deviation (timm's forward)."""
+
+    eps: float = 1e-5
+    type_name: ClassVar[str] = "EvoNorm2dS0"
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        if self.act:
+            return EvoNormS0a.cost(self, shapes, out)
+        return Cost(self.params, 0, 2 * numel(out))
+
+
+@_frozen
 class LayerNorm2d(Op):
     """LayerNorm over the channels of a feature map (timm's ``LayerNorm2d``)."""
 
@@ -321,6 +335,18 @@ class LayerNorm2d(Op):
 
     def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
         return Cost(self.params, 0, numel(out) + 2 * numel(out[1:]))  # and a mean and rstd per position
+
+
+@_frozen
+class LayerNormAct2d(LayerNorm2d):
+    """timm's ``LayerNormAct2d``: LayerNorm2d with ``act`` inside (children ``drop``, ``act``)."""
+
+    act: Any = None  # an Activation, or None
+    type_name: ClassVar[str] = "LayerNormAct2d"
+
+    def cost(self, shapes: tuple[Shape, ...], out: Shape) -> Cost:
+        acted = self.act is not None and not self.act.inplace and self.act.kind != "identity"
+        return LayerNorm2d.cost(self, shapes, out) + Cost(0, 0, numel(out) if acted else 0)
 
 
 @_frozen

@@ -92,6 +92,17 @@ class EvoNormS0a(LayerParams):
         return s.call(name, self._op(x.shape[0], act is not None), x)
 
 
+class EvoNormS0(EvoNormS0a):
+    """EvoNorm-S0 as timm's ``EvoNorm2dS0``: S0a's arithmetic with its gating; without it (a norm that holds no
+    activation), only the scale and shift."""
+
+    eps: float = Field(1e-5, gt=0, lt=1, description="Added to the group variance for stability (timm's 1e-5).")
+
+    def _op(self, channels: int, act: bool) -> g.EvoNormS0:
+        a = super()._op(channels, act)
+        return g.EvoNormS0(a.channels, a.groups, self.eps, act)
+
+
 class GroupNorm(LayerParams):
     """Group normalization (Wu & He 2018)."""
 
@@ -270,6 +281,11 @@ class LayerNorm2d(LayerParams):
     def emit(self, s: Scope, name: str, x: Value) -> Value:
         spatial(x.shape, "layernorm2d")
         return s.call(name, g.LayerNorm2d(x.shape[0], self.eps), x)
+
+    def emit_act(self, s: Scope, name: str, x: Value, act: g.Activation | None) -> Value:
+        """The norm with ``act`` inside (timm's ``LayerNormAct2d``; None: no activation)."""
+        spatial(x.shape, "layernorm2d")
+        return s.call(name, g.LayerNormAct2d(x.shape[0], self.eps, act), x)
 
 
 class RmsNorm2d(LayerParams):
@@ -465,6 +481,7 @@ BUILTIN_LAYERS: dict[str, type[LayerParams]] = {
     "batchnorm": BatchNorm,
     "groupnorm": GroupNorm,
     "evonorm_s0a": EvoNormS0a,
+    "evonorm_s0": EvoNormS0,
     "norm": Norm,
     "norm_act": NormAct,
     "act": Act,

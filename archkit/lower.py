@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from . import graph as g
-from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, CondConv2d, Conv2dSame, DropBlock2d, DropPath, EvoNorm2dS0a,
+from .nn.layers import (AvgPoolSame, BatchNormAct2d, BlurPool2d, CondConv2d, Conv2dSame, EvoNorm2dS0, LayerNormAct2d, DropBlock2d, DropPath, EvoNorm2dS0a,
                         GlobalResponseNorm, GroupNormAct,
                         LayerNorm2d, LayerScale2d, RmsNorm2d, SimpleNorm2d, ZeroPadShortcut)
 
@@ -76,6 +76,8 @@ _PRIMITIVES: dict[type, Any] = {
                                               _activation(op.act) if op.act is not None else None,
                                               DropBlock2d(*op.drop) if op.drop else None),
     g.LayerNorm2d: lambda op: LayerNorm2d(op.channels, eps=op.eps),
+    g.LayerNormAct2d: lambda op: LayerNormAct2d(op.channels, op.eps, _activation(op.act) if op.act is not None else None),
+    g.EvoNormS0: lambda op: EvoNorm2dS0(op.channels, op.groups, op.eps, op.act),
     g.LayerNorm: lambda op: nn.LayerNorm(op.channels, eps=op.eps),
     g.LinearLast: lambda op: nn.Linear(op.in_features, op.out_features, op.bias),
     g.GlobalResponseNorm: lambda op: GlobalResponseNorm(op.channels, op.eps, op.channels_last),

@@ -147,6 +147,17 @@ class EvoNorm2dS0a(nn.Module):
         return x * self.weight.view(shape).to(dtype) + self.bias.view(shape).to(dtype)
 
 
+class EvoNorm2dS0(EvoNorm2dS0a):
+    """timm's ``EvoNorm2dS0`` (same keys and arithmetic): S0a's with ``apply_act``; without it, only the scale and
+    shift (timm's forward divides by the group deviation only with its activation)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.v is None:
+            shape = (1, -1, 1, 1)
+            return x * self.weight.view(shape).to(x.dtype) + self.bias.view(shape).to(x.dtype)
+        return super().forward(x)
+
+
 class BatchNormAct2d(nn.BatchNorm2d):
     """BatchNorm2d with its activation inside, as timm's ``BatchNormAct2d`` (same keys: the norm's;
     children ``drop`` and ``act``), so conv-norm-act units load timm's weights by name."""
@@ -210,6 +221,21 @@ class LayerNorm2d(nn.LayerNorm):
     def forward(self, x: Tensor) -> Tensor:
         x = F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
+
+
+class LayerNormAct2d(LayerNorm2d):
+    """LayerNorm2d with its activation inside, as timm's ``LayerNormAct2d`` (keys the norm's; children ``drop``,
+    ``act``)."""
+
+    archkit_primitive = True  # one op of archkit.graph: tables do not list its children
+
+    def __init__(self, channels: int, eps: float = 1e-5, act: nn.Module | None = None):
+        super().__init__(channels, eps=eps)
+        self.drop = nn.Identity()
+        self.act = act if act is not None else nn.Identity()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.act(self.drop(super().forward(x)))
 
 
 class RmsNorm2d(nn.Module):
