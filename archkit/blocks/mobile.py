@@ -25,6 +25,7 @@ from pydantic import Field, field_validator
 
 from .. import layers as L
 from ..attention.base import make_divisible
+from ..attention.gc import GlobalContextParams
 from ..attention.se import squeeze_excite
 from ..graph import (Attention, BlurPool2d, Concat, CondConv2d, Conv2d, Conv2dSame, HeadsOut, HeadsQuery, LayerScale,
                      Linear, Narrow, Passthrough, PoolFlat, Pool2d, Scope, SharedKV, Sigmoid, Value)
@@ -43,6 +44,8 @@ class SqueezeExciteSpec(SpecModel):
 
     ratio: float = Field(0.25, gt=0, le=1, description="Hidden width: this share of the block's input (from_exp: "
                          "false, EfficientNet) or of its expanded width (from_exp: true, MobileNetV3).")
+    kind: Literal["se", "gc"] = Field("se", description="The gate in the SE slot: squeeze-and-excitation, or global "
+                                      "context (timm's se_layer 'gc': GCNet's, with the block's activation).")
     from_exp: bool = Field(False, description="The ratio is of the expanded width (timm's se_from_exp).")
     act: Literal["block", "relu"] = Field("block", description="The activation between the convs: the block's, "
                                           "or ReLU (MobileNetV3's force_act_layer).")
@@ -254,6 +257,8 @@ def squeeze(b: BlockPlan, s: Scope, x: Value, ratio_base: float = 1.0) -> Value:
     ratio = se.ratio if se.from_exp else se.ratio / ratio_base
     if getattr(b.params, "s2d", 0) == 1:  # timm's builder: the SE sits on four times the input's channels
         ratio /= 4
+    if se.kind == "gc":  # timm's GlobalContext(channels, rd_ratio=..., act_layer=the block's)
+        return GlobalContextParams.model_validate({"type": "gc", "rd_ratio": ratio, "act": "spec"}).emit(s, "se", x)
     mid = x.shape[0] * ratio
     hidden = make_divisible(mid, se.divisor, round_limit=se.round_limit) if se.divisor else round(mid)
     if hidden < 1:

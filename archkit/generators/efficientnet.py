@@ -37,6 +37,7 @@ class SqueezeExciteSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
+    kind: Literal["se", "gc"] = Field("se", description="Squeeze-and-excitation, or global context (timm's 'gc').")
     from_exp: bool = Field(False, description="The ratio is of the expanded width (MobileNetV3), not the input's.")
     act: Literal["block", "relu"] = Field("block", description="The activation between its convs.")
     gate: Literal["sigmoid", "hard_sigmoid"] = Field("sigmoid", description="The gate.")
