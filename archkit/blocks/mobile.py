@@ -54,6 +54,8 @@ class SqueezeExciteSpec(SpecModel):
                                 "(timm's round_channels: MobileNetV3's 8); none: to the nearest integer.")
     round_limit: float = Field(0.9, ge=0, lt=1, description="With divisor: one more multiple where rounding down "
                                "lost more than this share (timm's round_channels).")
+    channels: int | None = Field(None, ge=1, le=1 << 20, description="The hidden width itself, in place of the "
+                                 "ratio's (timm's channel-pruned models).")
 
 
 class MobileParams(BlockParams):
@@ -121,6 +123,8 @@ class InvertedResidualParams(_SpaceToDepthParams):
 
     exp_ratio: float = Field(6.0, gt=0, le=64, description="The expanded width relative to the input (timm's e).")
     exp_kernel_size: Kernel = Field(1, description="The expansion conv's kernel (timm's a).")
+    mid_channels: int | None = Field(None, ge=1, le=1 << 20, description="The expanded width itself, in place of "
+                                     "the input's times exp_ratio (timm's channel-pruned models).")
     num_experts: int = Field(0, ge=0, le=64, description="CondConv (timm's cc): each conv mixes this many expert "
                              "kernels per sample, routed from the block's pooled input (timm's CondConvResidual); "
                              "0: plain convs.")
@@ -261,6 +265,7 @@ def squeeze(b: BlockPlan, s: Scope, x: Value, ratio_base: float = 1.0) -> Value:
         return GlobalContextParams.model_validate({"type": "gc", "rd_ratio": ratio, "act": "spec"}).emit(s, "se", x)
     mid = x.shape[0] * ratio
     hidden = make_divisible(mid, se.divisor, round_limit=se.round_limit) if se.divisor else round(mid)
+    hidden = se.channels or hidden
     if hidden < 1:
         raise ValueError(f"se ratio {se.ratio} of {x.shape[0]} channels leaves no hidden channels")
     act = L.ReLU() if se.act == "relu" else s.act_layer
@@ -331,7 +336,7 @@ def inverted_residual(b: BlockPlan, s: Scope, x: Value) -> Value:
     """Pointwise expansion, depthwise kxk, [SE], linear pointwise projection (MobileNetV2's MBConv)."""
     p, same = begin(b, s)
     inner, kernel, dw_same = space_to_depth(b, s, x, same)
-    mid = make_divisible(inner.shape[0] * p.exp_ratio, 8, round_limit=0.9)  # timm's make_divisible default
+    mid = p.mid_channels or make_divisible(inner.shape[0] * p.exp_ratio, 8, round_limit=0.9)  # (timm's default)
     convs = conv
     if p.num_experts:  # CondConv: the routing weights from the pooled input, routing_fn registered last (timm's)
         if p.s2d:
