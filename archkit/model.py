@@ -226,7 +226,7 @@ class FeatureExtractor(Freezable, nn.Sequential):
 
     Children keep the full model's names, so a classifier's ``state_dict`` loads by the same keys
     (its head entries are the only extras). ``feature_info`` gives each output's module, channels and
-    reduction (input size / feature size).
+    reduction (input size / feature size, as the power of two the strides make: timm's).
     """
 
     def __init__(self, children: OrderedDict[str, nn.Module], return_layers: list[str], feature_info: list[dict],

@@ -206,7 +206,9 @@ class Plan:
             else:  # the last stage's map is the final layers' output, as timm's final_conv
                 name = self.final[-1].name if i == len(self.stages) and self.final_taps else self.stages[i - 1].name
                 shape = self.feature_shape(i)
-            info.append({"index": i, "module": name, "num_chs": shape[0], "reduction": round(height / shape[1])})
+            ratio = height / shape[1]  # timm reports the strides' product: 32 for a 240 input's 8x8 map, not 30
+            reduction = 2 ** round(math.log2(ratio)) if ratio >= 1 else 1
+            info.append({"index": i, "module": name, "num_chs": shape[0], "reduction": reduction})
         return info
 
 
