@@ -21,7 +21,8 @@ import archkit
 from archkit import summary
 from archkit.cli import main
 from archkit.generators.efficientnet import decode
-from timm_reference import assert_outputs_equal_after_strict_load, assert_weights_declared_as_timms, trained
+from timm_reference import (assert_layer_decay_equal, assert_outputs_equal_after_strict_load,
+                            assert_weights_declared_as_timms, trained)
 
 TABLE = json.loads((Path(__file__).parent / "reference" / "timm_efficientnet.json").read_text())
 MODELS = TABLE["models"]
@@ -260,3 +261,9 @@ def test_a_group_key_outside_groups_is_refused() -> None:
             "head": [{"type": "adaptive_avgpool"}, {"type": "flatten"}, {"type": "linear", "features": 10}]}
     with pytest.raises(archkit.SpecError, match="repeat counts"):
         archkit.build_model(spec, device="meta")
+
+
+@pytest.mark.parametrize("name", _marked(["mobilenetv3_small_050", "efficientnet_b0", "mobilenetv4_hybrid_medium"],
+                                         {"mobilenetv3_small_050"}))
+def test_layer_decay_groups_parameters_as_timms(name: str) -> None:
+    assert_layer_decay_equal(name)
