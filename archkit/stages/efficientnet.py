@@ -12,8 +12,8 @@ from typing import Any
 from pydantic import Field, SerializeAsAny, model_validator
 
 from ..attention.base import make_divisible
-from ..scaling import scaled_depth
 from ..params import BlockSpec, StageParams
+from ..scaling import scaled_depth
 from .base import StageInput, StageProblem, StageResult, plan_blocks, stage_type
 
 
@@ -43,7 +43,6 @@ class EfficientNetStage(StageParams):
 
     def scaled_depth(self, multiplier: float, rounding: str) -> int:
         """timm's ``_scale_stage_depth``: the scaled total shared over the groups, each at least one block."""
-
         total = scaled_depth(self.depth, multiplier, rounding)
         return sum(distribute(_repeats(self), total)) if self.groups else total
 
