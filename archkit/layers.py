@@ -324,6 +324,12 @@ def timm_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
     return ((stride - 1) + dilation * (kernel_size - 1)) // 2
 
 
+def aa_op(aa: str, channels: int, stride: int) -> g.Op:
+    """timm's ``create_aa``: AvgPool2d(stride) for avg, BlurPool2d(channels, stride) for blur (constant padded for
+    blurpc)."""
+    return g.Pool2d("avg", stride, stride) if aa == "avg" else g.BlurPool2d(channels, 3, stride, aa == "blurpc")
+
+
 def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1, *, stride: int = 1,
                   dilation: int = 1, groups: int = 1, padding: int | None = None, apply_act: bool = True,
                   zero_init: bool = False, aa: str | None = None, drop: tuple | None = None) -> Value:
@@ -345,9 +351,8 @@ def conv_norm_act(s: Scope, name: str, x: Value, out: int, kernel_size: int = 1,
     if drop is not None and "drop" not in inspect.signature(norm.emit_act).parameters:
         raise ValueError(f"DropBlock sits inside the norm of a conv-norm-act unit: the {norm.type} norm cannot hold it")
     y = norm.emit_act(inner, "bn", y, act.op() if apply_act else None, **({"drop": drop} if drop else {}))
-    if use_aa:  # timm's create_aa: AvgPool2d(stride) for avg, BlurPool2d(channels, stride) for blur
-        op = g.Pool2d("avg", stride, stride) if aa == "avg" else g.BlurPool2d(out, 3, stride, aa == "blurpc")
-        y = inner.call("aa", op, y)
+    if use_aa:
+        y = inner.call("aa", aa_op(aa, out, stride), y)
     if zero_init:
         s.mark_zero_init(f"{name}.bn")
     return inner.exit(y)

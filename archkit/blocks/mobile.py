@@ -27,8 +27,8 @@ from .. import layers as L
 from ..attention.base import make_divisible
 from ..attention.gc import GlobalContextParams
 from ..attention.se import squeeze_excite
-from ..graph import (Attention, BlurPool2d, Concat, CondConv2d, Conv2d, Conv2dSame, HeadsOut, HeadsQuery, LayerScale,
-                     Linear, Narrow, Passthrough, PoolFlat, Pool2d, Scope, SharedKV, Sigmoid, Value)
+from ..graph import (Attention, Concat, CondConv2d, Conv2d, Conv2dSame, HeadsOut, HeadsQuery, LayerScale,
+                     Linear, Narrow, Passthrough, PoolFlat, Scope, SharedKV, Sigmoid, Value)
 from ..layers import norm_act
 from ..params import BlockParams, SpecModel
 from .base import BlockPlan, Shortcut, block, drop_path
@@ -211,10 +211,18 @@ def conv(s: Scope, name: str, x: Value, out: int, kernel: Kernel, *, stride: int
             start += ci
         return inner.exit(inner.apply(Concat(), *parts))
     k = kernel[0] if isinstance(kernel, list) else kernel
-    if same and not (stride == 1 and (dilation * (k - 1)) % 2 == 0):  # timm's is_static_pad
+    pad = _padding(k, stride, dilation, same)
+    if pad is None:
         return s.call(name, Conv2dSame(x.shape[0], out, k, stride, 0, dilation, groups, bias), x)
-    pad = ((stride - 1) + dilation * (k - 1)) // 2  # timm's get_padding
     return s.call(name, Conv2d(x.shape[0], out, k, stride, pad, dilation, groups, bias), x)
+
+
+def _padding(kernel: int, stride: int, dilation: int, same: bool) -> int | None:
+    """timm's ``get_padding_value``: the symmetric padding (``get_padding``), or None where 'SAME' must be computed
+    from the input's size (not ``is_static_pad``)."""
+    if same and not (stride == 1 and (dilation * (kernel - 1)) % 2 == 0):
+        return None
+    return ((stride - 1) + dilation * (kernel - 1)) // 2
 
 
 def cond_conv(s: Scope, name: str, x: Value, routing: Value, out: int, kernel: Kernel, *, stride: int = 1,
@@ -224,10 +232,8 @@ def cond_conv(s: Scope, name: str, x: Value, routing: Value, out: int, kernel: K
         if len(kernel) > 1:
             raise ValueError("CondConv takes one kernel size, not mixed kernels (timm's)")
         kernel = kernel[0]
-        return cond_conv(s, name, x, routing, out, kernel, stride=stride, dilation=dilation, groups=groups, same=same)
-    dynamic = same and not (stride == 1 and (dilation * (kernel - 1)) % 2 == 0)
-    pad = 0 if dynamic else ((stride - 1) + dilation * (kernel - 1)) // 2
-    op = CondConv2d(x.shape[0], out, kernel, stride, pad, dilation, groups, False, routing.shape[0], dynamic)
+    pad = _padding(kernel, stride, dilation, same)
+    op = CondConv2d(x.shape[0], out, kernel, stride, pad or 0, dilation, groups, False, routing.shape[0], pad is None)
     return s.call(name, op, x, routing)
 
 
@@ -246,9 +252,7 @@ def anti_alias(b: BlockPlan, s: Scope, x: Value, name: str = "aa") -> Value:
     if aa is None or b.stride == 1:
         s.empty(name)
         return x
-    if aa == "avg":
-        return s.call(name, Pool2d("avg", b.stride, b.stride), x)
-    return s.call(name, BlurPool2d(x.shape[0], 3, b.stride, aa == "blurpc"), x)
+    return s.call(name, L.aa_op(aa, x.shape[0], b.stride), x)
 
 
 def squeeze(b: BlockPlan, s: Scope, x: Value, ratio_base: float = 1.0) -> Value:
